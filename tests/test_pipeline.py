@@ -1,0 +1,93 @@
+"""End to end on tiny random models: stage folders, results rows, PGR, determinism."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_spec
+from w2s.results import pgr
+from w2s.run import run_experiment
+from w2s.spec import validate_spec
+
+
+def run(spec_dict: dict, **kw) -> tuple[list[dict], list[str]]:
+    said: list[str] = []
+    rows = run_experiment(validate_spec(spec_dict), echo=said.append, **kw)
+    return rows, said
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
+    spec = tiny_spec(tmp_path, losses=("xent", "logconf"), pairs=[["tiny-16", "tiny-24"]])
+    rows, said = run(spec)
+    root = tmp_path / "tiny"
+    assert rows == read_jsonl(root / "results.jsonl")
+    kinds = sorted((r["kind"], r["model"], r.get("loss")) for r in rows)
+    assert kinds == [("ground_truth", "tiny-16", None), ("ground_truth", "tiny-24", None),
+                     ("transfer", "tiny-24", "logconf"), ("transfer", "tiny-24", "xent")]  # fmt: skip
+    weak, ceiling = (next(r for r in rows if r["model"] == m and r["kind"] == "ground_truth") for m in ("tiny-16", "tiny-24"))
+    for row in rows:
+        assert 0 <= row["test_accuracy"] <= 1 and row["dataset"] == "synthetic" and row["seed"] == 0
+        if row["kind"] == "transfer":
+            assert row["weak_model"] == "tiny-16"
+            assert row["weak_accuracy"] == weak["test_accuracy"]
+            assert row["ceiling_accuracy"] == ceiling["test_accuracy"]
+            assert row["pgr"] == pgr(row["test_accuracy"], weak["test_accuracy"], ceiling["test_accuracy"])
+            assert 0 <= row["agreement"] <= 1
+    folders = sorted(p.name for p in (root / "stages").iterdir())
+    assert len(folders) == 4 and not any(name.startswith(".") for name in folders)
+    for folder in (root / "stages").iterdir():
+        assert {"config.json", "metrics.json", "predictions.jsonl", "log.jsonl"} <= {p.name for p in folder.iterdir()}
+        preds = read_jsonl(folder / "predictions.jsonl")
+        assert {p["split"] for p in preds} == {"train_b", "test"}
+        assert sum(p["split"] == "test" for p in preds) == 32 and sum(p["split"] == "train_b" for p in preds) == 32
+        log = read_jsonl(folder / "log.jsonl")
+        assert log and {"loss", "train_accuracy", "lr", "examples_per_second"} <= set(log[-1])
+        config = json.loads((folder / "config.json").read_text())
+        assert config["key"] in folder.name and config["spec"]["name"] == "tiny"
+    assert "PGR" in said[-1] and "tiny-16->tiny-24" in said[-1]  # the closing table
+
+
+def test_transfer_trains_on_the_supervisors_half_b_predictions(tmp_path):
+    rows, _ = run(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]]))
+    stages = {json.loads((f / "config.json").read_text())["kind"]: f for f in (tmp_path / "tiny" / "stages").iterdir()
+              if json.loads((f / "config.json").read_text())["model"]["label"] == "tiny-24"}  # fmt: skip
+    transfer = next(r for r in rows if r["kind"] == "transfer")
+    weak_preds = {p["id"]: p for p in read_jsonl(next((tmp_path / "tiny" / "stages").glob("ground_truth__*tiny-16*")) / "predictions.jsonl")}
+    student_preds = read_jsonl(stages["transfer"] / "predictions.jsonl")
+    test = [(p["p_pos"] > 0.5, weak_preds[p["id"]]["p_pos"] > 0.5) for p in student_preds if p["split"] == "test"]
+    assert transfer["agreement"] == pytest.approx(sum(a == b for a, b in test) / len(test))
+
+
+def test_same_spec_and_seed_give_identical_numbers(tmp_path):
+    first, _ = run(tiny_spec(tmp_path / "a", pairs=[["tiny-16", "tiny-24"]]))
+    second, _ = run(tiny_spec(tmp_path / "b", pairs=[["tiny-16", "tiny-24"]]))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(first) == strip(second)
+    a = sorted((tmp_path / "a" / "tiny" / "stages").iterdir())
+    b = sorted((tmp_path / "b" / "tiny" / "stages").iterdir())
+    assert [f.name for f in a] == [f.name for f in b]
+    for fa, fb in zip(a, b):
+        assert (fa / "predictions.jsonl").read_text() == (fb / "predictions.jsonl").read_text()
+
+
+def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
+    """The real pretrained ladder on a few hundred SST-2 rows, read through data_files."""
+    spec = {
+        "name": "sst2-minilm",
+        "output_dir": str(tmp_path),
+        "datasets": {"name": "sst2", "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
+                     "column_names": ["sentence", "label"], "n_train": 400, "n_test": 200, "max_ctx": 64},  # fmt: skip
+        "models": [{"name": "minilm-l1"}, {"name": "minilm-l6"}],
+        "pairs": [["minilm-l1", "minilm-l6"]],
+        "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "mixed_precision": "bf16"},
+        "tracking": {"mode": "disabled"},
+    }
+    rows, _ = run(spec)
+    truth = {r["model"]: r["test_accuracy"] for r in rows if r["kind"] == "ground_truth"}
+    assert truth["minilm-l6"] > truth["minilm-l1"] + 0.03, truth
+    assert truth["minilm-l1"] > 0.6, truth  # the pretrained weak model learns something real

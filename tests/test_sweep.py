@@ -1,0 +1,177 @@
+"""Sweeps as a cached stage graph: counts, caching, keys, crash safety, concurrency."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import tiny_spec, write_spec
+from w2s.plan import plan
+from w2s.run import describe_plan, run_experiment, select
+from w2s.spec import validate_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(spec_dict: dict, **kw) -> list[str]:
+    """Run in-process; return the names of the stages that were trained."""
+    said: list[str] = []
+    run_experiment(validate_spec(spec_dict), echo=said.append, **kw)
+    return [line.split("] ", 1)[1].split("  (key")[0] for line in said if line.startswith("[")]
+
+
+def grid(tmp_path, **extra) -> dict:
+    return tiny_spec(tmp_path, name="grid", ladder=3, losses=("xent", "logconf"), seeds=(0, 1), **extra)
+
+
+def finished_stage_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "stages").iterdir() if (p / "metrics.json").is_file())
+
+
+def test_grid_trains_each_stage_once_then_reruns_nothing(tmp_path):
+    spec = grid(tmp_path)
+    stages = plan(validate_spec(spec))
+    kinds = [s.kind for s in stages]
+    assert kinds.count("ground_truth") == 3 * 2 and kinds.count("transfer") == 6 * 2 * 2
+
+    start = time.perf_counter()
+    trained = run(spec)
+    first = time.perf_counter() - start
+    assert len(trained) == len(set(trained)) == 30
+    root = tmp_path / "grid"
+    assert len(finished_stage_folders(root)) == 30
+    rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
+
+    start = time.perf_counter()
+    assert run(spec) == []
+    rerun = time.perf_counter() - start
+    assert rerun < first / 5, (first, rerun)
+    assert [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()] == rows
+
+
+def test_dry_run_lists_every_stage_and_writes_nothing(tmp_path):
+    said = []
+    run_experiment(validate_spec(grid(tmp_path)), dry_run=True, echo=said.append)
+    text = "\n".join(said)
+    assert "30 stages: 30 trainings to run, 0 cached" in text
+    assert "run     transfer/synthetic/tiny-16->tiny-32/logconf/s1" in text
+    assert not (tmp_path / "grid").exists()
+
+
+def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
+    spec = grid(tmp_path)
+    run(spec)
+    spec["models"][1]["lr"] = 5e-4  # tiny-24
+    selections = select(plan(validate_spec(spec)), tmp_path / "grid")
+    to_run = sorted(s.stage.name for s in selections if s.action == "run")
+    expected = sorted(
+        [f"ground_truth/synthetic/tiny-24/s{seed}" for seed in (0, 1)]
+        + [f"transfer/synthetic/{pair}/{loss}/s{seed}" for seed in (0, 1) for loss in ("xent", "logconf")
+           for pair in ("tiny-16->tiny-24", "tiny-24->tiny-24", "tiny-24->tiny-32")]  # fmt: skip
+    )
+    assert to_run == expected
+    assert sorted(run(spec)) == expected
+
+
+def test_keys_ignore_paths_tracking_and_per_device_batch(tmp_path):
+    keys = lambda spec: [s.key for s in plan(validate_spec(spec))]  # noqa: E731
+    base = keys(grid(tmp_path))
+    moved = grid(tmp_path / "elsewhere", tracking={"mode": "offline", "project": "other"})
+    moved["train"]["minibatch_size"] = 4  # same effective batch of 16
+    assert keys(moved) == base
+    changed = grid(tmp_path)
+    changed["train"]["batch_size"] = 8
+    assert set(keys(changed)).isdisjoint(base)
+
+
+def test_only_and_force_select_stages(tmp_path):
+    spec = grid(tmp_path)
+    trained = run(spec, only=["transfer/*tiny-16->tiny-24/logconf/s0"])
+    assert trained == ["ground_truth/synthetic/tiny-16/s0", "transfer/synthetic/tiny-16->tiny-24/logconf/s0"]
+    trained = run(spec, only=["ground_truth/*"], force=["ground_truth/*/tiny-16/s0"])
+    assert sorted(trained) == sorted(f"ground_truth/synthetic/{m}/s{s}" for m in ("tiny-16", "tiny-24", "tiny-32")
+                                     for s in (0, 1))  # fmt: skip
+
+
+def test_bootstrap_and_strong_to_strong_reuse_existing_stages(tmp_path):
+    spec = tiny_spec(tmp_path, name="boot", ladder=3, pairs=[["tiny-16", "tiny-24"]],
+                     bootstrap=[["tiny-16", "tiny-24", "tiny-32"]], strong_to_strong_iters=1)  # fmt: skip
+    stages = plan(validate_spec(spec))
+    names = [s.name for s in stages]
+    assert names.count("transfer/synthetic/tiny-16->tiny-24/xent/s0") == 1  # shared by the pair and the chain
+    assert "bootstrap/synthetic/tiny-16->tiny-24->tiny-32/xent/s0" in names
+    assert "transfer/synthetic/tiny-16->tiny-32/xent/s0" in names  # the direct baseline
+    assert "strong_to_strong/synthetic/tiny-16->tiny-24->tiny-24/xent/s0" in names
+    boot = next(s for s in stages if s.kind == "bootstrap")
+    assert boot.supervisor.name == "transfer/synthetic/tiny-16->tiny-24/xent/s0"
+    assert boot.weak.name == "ground_truth/synthetic/tiny-16/s0" and boot.ceiling.model.display == "tiny-32"
+    rows = run_and_rows(spec, tmp_path / "boot")
+    chain = next(r for r in rows if r["kind"] == "bootstrap")
+    assert chain["weak_model"] == "tiny-16" and chain["chain"] == "tiny-16->tiny-24->tiny-32"
+
+
+def run_and_rows(spec, root):
+    run(spec)
+    return [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------
+# separate processes: SIGKILL mid-stage, and two runs side by side
+
+def w2s_process(spec_path: Path, *args) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # two processes share the cores
+    return subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_path), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+
+
+def slow_spec(out: Path, name: str) -> dict:
+    spec = tiny_spec(out, name=name, pairs=[["tiny-16", "tiny-24"]])
+    spec["datasets"]["n_train"] = 600
+    spec["train"]["epochs"] = 3
+    return spec
+
+
+def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    spec_path = write_spec(tmp_path / "spec.yaml", slow_spec(tmp_path / "killed", "exp"))
+    proc = w2s_process(spec_path)
+    stages_dir = tmp_path / "killed" / "exp" / "stages"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the second stage is half written
+        partial = [p for p in stages_dir.glob(".tmp-*") if (p / "log.jsonl").is_file() and (p / "log.jsonl").stat().st_size]
+        if partial and finished_stage_folders(stages_dir.parent):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert partial, "the run never reached a half-written stage"
+    assert len(finished_stage_folders(stages_dir.parent)) == 1
+
+    rerun = w2s_process(spec_path)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert "[1/2]" in out and "[3/3]" not in out  # only the two unfinished stages were trained
+    assert not list(stages_dir.glob(".*"))  # no partial stage folder remains
+
+    clean = slow_spec(tmp_path / "clean", "exp")
+    run(clean)
+    killed_rows = (tmp_path / "killed" / "exp" / "results.jsonl").read_text().splitlines()
+    clean_rows = (tmp_path / "clean" / "exp" / "results.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(killed_rows) == strip(clean_rows)
+
+
+def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
+    spec = grid(tmp_path)
+    spec["seeds"] = [0]
+    spec_path = write_spec(tmp_path / "spec.yaml", spec)
+    procs = [w2s_process(spec_path) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = [line.split("] ", 1)[1].split("  (key")[0] for out in outs for line in out.splitlines() if line.startswith("[")]
+    assert len(trained) == len(set(trained)) == 3 + 6 * 2, trained
+    assert all(trained_by_each for trained_by_each in [[l for l in o.splitlines() if l.startswith("[")] for o in outs])
+    assert len(finished_stage_folders(tmp_path / "grid")) == 15

@@ -1,0 +1,88 @@
+"""The `w2s` command: run, validate, schema, list (and report).
+
+Bad input of any kind ends with one line on stderr naming what is wrong and what is valid,
+and exit code 2; nothing is written before the input has been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from w2s.spec import SpecError, json_schema, load_spec
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="w2s", description="Weak-to-strong generalization experiments.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_spec(p):
+        p.add_argument("spec", help="experiment spec (YAML)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]")  # fmt: skip
+        return p
+
+    run = with_spec(sub.add_parser("run", help="run an experiment (finished stages are reused)"))
+    run.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
+    run.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                     help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")  # fmt: skip
+    run.add_argument("--force", action="append", default=[], metavar="PATTERN",
+                     help="retrain matching stages even if finished")  # fmt: skip
+    with_spec(sub.add_parser("validate", help="check a spec without running it"))
+    sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
+    lister = sub.add_parser("list", help="show what is registered")
+    lister.add_argument("what", choices=["datasets", "models", "losses"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return _dispatch(args)
+    except SpecError as err:
+        print(f"w2s: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("w2s: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "schema":
+        print(json.dumps(json_schema(), indent=2))
+    elif args.command == "list":
+        for name, description in _registry(args.what):
+            print(f"{name:<22} {description}")
+    elif args.command == "validate":
+        spec = load_spec(args.spec, args.overrides)
+        from w2s.plan import plan
+
+        stages = plan(spec)
+        print(f"{args.spec}: valid ({len(stages)} stages)")
+    elif args.command == "run":
+        spec = load_spec(args.spec, args.overrides)
+        from w2s.run import run_experiment
+
+        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run)
+    return 0
+
+
+def _registry(what: str) -> list[tuple[str, str]]:
+    if what == "datasets":
+        from w2s.data import describe_datasets
+
+        return describe_datasets()
+    if what == "models":
+        from w2s.models import describe_models
+
+        return describe_models()
+    from w2s.losses import describe_losses
+
+    return describe_losses()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

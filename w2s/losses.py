@@ -1,0 +1,97 @@
+"""Transfer losses: small callables `loss(logits, soft_labels, step_frac) -> scalar`.
+
+`logits` are the student's (batch, 2) outputs, `soft_labels` the supervisor's (batch, 2) class
+probabilities (one-hot for ground truth), `step_frac` the share of training done, in [0, 1].
+A user adds a loss by pointing the spec at any such callable: `{name: custom, path: pkg.mod:Loss}`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), target.float())
+
+
+class Xent:
+    """Plain cross-entropy against the weak supervisor's soft labels."""
+
+    def __call__(self, logits, soft_labels, step_frac):
+        return soft_cross_entropy(logits, soft_labels)
+
+
+class Logconf:
+    """Auxiliary confidence loss (Burns et al. 2023, eq. 1).
+
+    The target mixes the weak labels with the student's own hardened predictions:
+    (1 - a) * weak + a * hard(student). Hardening thresholds the student's positive-class
+    probability so that the share of positives in the batch matches the weak labels' prior,
+    which stops the student from collapsing onto one class. `a` rises linearly from 0 to
+    `aux_coef` over the first `warmup_frac` of training, as in the paper.
+    """
+
+    def __init__(self, aux_coef: float = 0.5, warmup_frac: float = 0.2):
+        self.aux_coef, self.warmup_frac = aux_coef, warmup_frac
+
+    def coef(self, step_frac: float) -> float:
+        ramp = 1.0 if self.warmup_frac == 0 else min(1.0, step_frac / self.warmup_frac)
+        return self.aux_coef * ramp
+
+    def __call__(self, logits, soft_labels, step_frac):
+        coef = self.coef(step_frac)
+        p_pos = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
+        prior_pos = soft_labels.float()[:, 1].mean()
+        threshold = torch.quantile(p_pos, 1 - prior_pos)
+        hard_pos = (p_pos > threshold).float()
+        hardened = torch.stack([1 - hard_pos, hard_pos], dim=1)
+        target = (1 - coef) * soft_labels.float() + coef * hardened
+        return soft_cross_entropy(logits, target)
+
+
+class Product:
+    """Cross-entropy against weak^alpha * student^beta, renormalised per example.
+
+    The student down-weights weak labels it confidently disagrees with. Before `warmup_frac`
+    of training the student's predictions are near-uniform noise, so plain cross-entropy is used.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, warmup_frac: float = 0.1):
+        self.alpha, self.beta, self.warmup_frac = alpha, beta, warmup_frac
+
+    def __call__(self, logits, soft_labels, step_frac):
+        weak = soft_labels.float()
+        if step_frac < self.warmup_frac:
+            return soft_cross_entropy(logits, weak)
+        student = torch.softmax(logits.detach().float(), dim=-1)
+        target = weak.pow(self.alpha) * student.pow(self.beta)
+        total = target.sum(dim=1, keepdim=True)
+        target = torch.where(total > 0, target / total.clamp_min(1e-12), weak)
+        return soft_cross_entropy(logits, target)
+
+
+LOSSES: dict[str, type] = {"xent": Xent, "logconf": Logconf, "product": Product}
+
+
+def build_loss(spec) -> LossFn:
+    """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`)."""
+    params = spec.model_dump(exclude={"name", "label", "path"})
+    if spec.name != "custom":
+        return LOSSES[spec.name](**params)
+    module_name, _, attr = spec.path.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    # a class (or factory) is called with the spec's extra keys; a plain function is used as is
+    return obj(**params) if isinstance(obj, type) or params else obj
+
+
+def describe_losses() -> list[tuple[str, str]]:
+    rows = [(name, (cls.__doc__ or "").strip().splitlines()[0]) for name, cls in LOSSES.items()]
+    return rows + [("custom", "Your own callable: {name: custom, path: module:attr, ...keyword arguments}")]

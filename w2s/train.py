@@ -1,0 +1,220 @@
+"""The one training loop, built on `accelerate.Accelerator`.
+
+The same code runs on a laptop CPU and under `accelerate launch` (DDP, FSDP, DeepSpeed):
+Accelerate shards the batches, syncs gradients every `batch_size / (minibatch_size * processes)`
+micro-batches, applies mixed precision, and gathers predictions for evaluation.
+Batches are padded dynamically; training batches are grouped by length so little compute is
+spent on padding. Everything random is drawn from the stage seed, so a CPU run is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from w2s.losses import LossFn
+from w2s.spec import SpecError
+
+
+@dataclass
+class Encoded:
+    """A tokenized split: token ids per example and (soft) labels as class probabilities (n, 2)."""
+
+    ids: list[str]
+    input_ids: list[list[int]]
+    labels: np.ndarray  # float32 (n, 2)
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training settings of one stage, resolved from the spec's `train` and the model's overrides."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    minibatch_size: int
+    eval_batch_size: int
+    optimizer: str
+    weight_decay: float
+    lr_schedule: str
+    warmup_frac: float
+    max_grad_norm: float | None
+    mixed_precision: str
+
+
+def effective_mixed_precision(requested: str | None) -> str:
+    """The spec's setting, else what `accelerate launch` put in the environment, else 'no'."""
+    return requested or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+
+
+def make_accelerator(settings: TrainSettings) -> Accelerator:
+    processes = PartialState().num_processes
+    per_step = settings.minibatch_size * processes
+    if settings.batch_size % per_step:
+        raise SpecError(
+            f"train.batch_size: {settings.batch_size} is not a multiple of minibatch_size x processes "
+            f"= {settings.minibatch_size} x {processes}; pick sizes that divide"
+        )
+    state = AcceleratorState._shared_state
+    if processes == 1 and state and state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
+        # one process running experiments with different precisions (tests, notebooks): start afresh
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=settings.mixed_precision, gradient_accumulation_steps=settings.batch_size // per_step)
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+
+def _collate(data: Encoded) -> Callable:
+    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
+        seqs = [data.input_ids[i] for i in indices]
+        width = max(map(len, seqs))
+        input_ids = np.full((len(seqs), width), data.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for row, seq in enumerate(seqs):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(data.labels[indices]),
+            "index": torch.tensor(indices),
+        }
+
+    return collate
+
+
+def length_grouped_batches(lengths: np.ndarray, size: int, epochs: float, rng: np.random.Generator) -> list[list[int]]:
+    """Micro-batches for `epochs` passes: shuffle, sort within mega-batches of 64 micro-batches by
+    length (so batches pad little), then shuffle the batch order (so lengths do not drift)."""
+    per_epoch = math.ceil(len(lengths) / size)
+    batches = []
+    for _ in range(math.ceil(epochs)):
+        order = rng.permutation(len(lengths))
+        mega = size * 64
+        epoch = []
+        for start in range(0, len(order), mega):
+            chunk = order[start : start + mega]
+            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+            epoch += [chunk[i : i + size].tolist() for i in range(0, len(chunk), size)]
+        batches += [epoch[i] for i in rng.permutation(len(epoch))]
+    return batches[: max(1, round(epochs * per_epoch))]
+
+
+def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def train(
+    model: torch.nn.Module,
+    data: Encoded,
+    loss_fn: LossFn,
+    settings: TrainSettings,
+    seed: int,
+    log: Callable[[dict], None] = lambda row: None,
+    log_every: int = 10,
+    desc: str = "train",
+) -> tuple[torch.nn.Module, Accelerator]:
+    """Fine-tune `model` on `data` (labels as class probabilities) and return it with its accelerator."""
+    set_seed(seed)
+    accelerator = make_accelerator(settings)
+    lengths = np.array([len(x) for x in data.input_ids])
+    batches = length_grouped_batches(lengths, settings.minibatch_size, settings.epochs, np.random.default_rng(seed))
+    loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=_collate(data))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    accum = accelerator.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(len(loader) / accum))
+    # the scheduler is stepped by hand once per optimizer step, whatever the process count
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(settings.lr_schedule, total_steps, round(settings.warmup_frac * total_steps))
+    )
+    model.train()
+    bar = tqdm(total=total_steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    step, seen, window = 0, 0, {"loss": 0.0, "correct": 0.0, "n": 0}
+    start = time.perf_counter()
+    for micro, batch in enumerate(loader):
+        with accelerator.accumulate(model):
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = loss_fn(logits, batch["labels"], min(1.0, step / total_steps))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and settings.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        n = len(batch["index"])
+        window["loss"] += loss.item() * n
+        window["correct"] += (logits.argmax(-1) == batch["labels"].argmax(-1)).sum().item()
+        window["n"] += n
+        if accelerator.sync_gradients:
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            seen += window["n"] * accelerator.num_processes
+            if step % log_every == 0 or step == total_steps:
+                row = {
+                    "step": step,
+                    "epoch": (micro + 1) / math.ceil(len(data) / settings.minibatch_size / accelerator.num_processes),
+                    "loss": window["loss"] / window["n"],
+                    "train_accuracy": window["correct"] / window["n"],
+                    "lr": scheduler.get_last_lr()[0],
+                    "examples_per_second": seen / (time.perf_counter() - start),
+                }
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.3f}")
+                log(row)
+                window = {"loss": 0.0, "correct": 0.0, "n": 0}
+    bar.close()
+    return model, accelerator
+
+
+@torch.no_grad()
+def predict(model, data: Encoded, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
+    """Positive-class probability for every example, each counted once across processes."""
+    lengths = np.array([len(x) for x in data.input_ids])
+    order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=_collate(data)))
+    model.eval()
+    probs = np.full(len(data), np.nan, dtype=np.float32)
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        p_pos = torch.softmax(logits.float(), dim=-1)[:, 1]
+        index, p_pos = accelerator.gather_for_metrics((batch["index"], p_pos))
+        probs[index.cpu().numpy()] = p_pos.cpu().numpy()  # padding repeats are written twice, harmlessly
+    model.train()
+    assert not np.isnan(probs).any(), "some examples were not predicted"
+    return probs
