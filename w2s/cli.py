@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
     lister.add_argument("what", choices=["datasets", "models", "losses"])
+    rep = sub.add_parser("report", help="PGR tables with confidence intervals, and figures, from finished stages")
+    rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                     help="experiment folder(s) <output_dir>/<name>, or a folder holding several")  # fmt: skip
+    rep.add_argument("--out", help="output folder (default RUN_DIR/report, or ./report with --wandb)")
+    rep.add_argument("--metric", choices=["accuracy", "auroc"], default="accuracy", help="metric PGR is computed on")
+    rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
+    rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
 
 
@@ -67,6 +74,17 @@ def _dispatch(args) -> int:
         from w2s.run import run_experiment
 
         run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run)
+    elif args.command == "report":
+        from w2s import report
+
+        if bool(args.wandb) == bool(args.run_dirs):
+            raise SpecError("report: give RUN_DIR(s) or --wandb ENTITY/PROJECT (one of the two)")
+        if args.wandb:
+            written = report.report_wandb(args.wandb, args.group, args.out, args.metric)
+        else:
+            written = report.report(args.run_dirs, args.out, args.metric)
+        print((written[0].parent / "summary.md").read_text(), end="")
+        print(f"wrote {len(written)} files to {written[0].parent}")
     return 0
 
 

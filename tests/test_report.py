@@ -1,0 +1,378 @@
+"""Reports: PGR and its intervals on hand-made predictions with known answers, the tables and
+figures from a hand-written results folder, W&B records, and the CLI's errors."""
+
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from w2s import report
+from w2s.cli import main
+from w2s.spec import SpecError
+
+
+def predictions(n: int, accuracy: float, shift: int = 0) -> list[dict]:
+    """n test rows whose first round(accuracy * n) examples (after rotating by `shift`) are right,
+    so accuracies are exact and better models are right on a superset of examples."""
+    n_right = round(accuracy * n)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        right = (i - shift) % n < n_right
+        confidence = 0.6 + 0.3 * ((i * 7) % 11) / 10  # spread, so AUROC is not just accuracy
+        p = confidence if (y == 1) == right else 1 - confidence
+        rows.append({"split": "test", "id": f"test-{i}", "hard_label": y, "p_pos": p})
+    return rows
+
+
+def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float, seed: int = 0, n: int = 200,
+                dataset: str = "toy", loss: str | None = None, chain=(), weak=None, ceiling=None, shift: int = 0) -> str:  # fmt: skip
+    """One finished stage folder in the layout `w2s run` writes; returns its key."""
+    name = "/".join([kind, dataset, "->".join(chain) or model] + ([loss] if loss else []) + [f"s{seed}"])
+    key = f"k{zlib.crc32(name.encode()):010d}"
+    folder = root / "stages" / (name.replace("->", "_to_").replace("/", "__") + "__" + key)
+    folder.mkdir(parents=True)
+    rows = predictions(n, accuracy, shift)
+    rows.insert(0, {"split": "train_b", "id": "train-0", "hard_label": 1, "p_pos": 0.9})
+    agreement = supervisor_accuracy = None
+    if weak:
+        supervisor = {r["id"]: r for r in json_lines(root, weak)}
+        test = [r for r in rows if r["split"] == "test"]
+        agreement = float(np.mean([(r["p_pos"] > 0.5) == (supervisor[r["id"]]["p_pos"] > 0.5) for r in test]))
+    config = {
+        "stage": name, "kind": kind, "key": key, "dataset": {"name": "synthetic", "id": dataset},
+        "model": {"name": "minilm-l6", "label": model, "num_layers": None}, "seed": seed,
+        "loss": {"name": loss, "label": None} if loss else None, "chain": list(chain),
+        "supervisor": weak, "weak": weak or key, "ceiling": ceiling or key,
+    }  # fmt: skip
+    y = np.array([r["hard_label"] for r in rows[1:]])
+    p = np.array([r["p_pos"] for r in rows[1:]])
+    metrics = {
+        "test_accuracy": accuracy, "test_auroc": float(report.metric_values(y, p, "auroc")), "n_train": 100,
+        "n_test": n, "non_embedding_parameters": params, "agreement": agreement,
+        "supervisor_accuracy": supervisor_accuracy,
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return key
+
+
+def json_lines(root: Path, key: str) -> list[dict]:
+    (folder,) = (root / "stages").glob(f"*__{key}")
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+
+
+LADDER = {"small": (1_000, 0.60), "medium": (30_000, 0.75), "large": (1_000_000, 0.90)}
+RECOVERED = {"xent": 0.5, "logconf": 0.8}  # share of the gap each loss recovers
+
+
+def write_experiment(root: Path, ladder=LADDER, seeds=(0, 1), losses=RECOVERED, n: int = 200) -> Path:
+    """A finished upward sweep whose students recover a known share of the gap, exactly."""
+    for seed in seeds:
+        truth = {m: write_stage(root, "ground_truth", m, size, acc, seed, n, shift=seed) for m, (size, acc) in ladder.items()}
+        models = list(ladder)
+        for loss, share in losses.items():
+            for i, weak in enumerate(models):
+                for strong in models[i:]:
+                    w, c = ladder[weak][1], ladder[strong][1]
+                    accuracy = round((w + share * (c - w)) * n) / n
+                    write_stage(root, "transfer", strong, ladder[strong][0], accuracy, seed, n, loss=loss,
+                                chain=(weak, strong), weak=truth[weak], ceiling=truth[strong], shift=seed)  # fmt: skip
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# PGR and its intervals
+
+
+def columns(rows):
+    return [np.array([r[k] for r in rows]) for k in ("hard_label", "p_pos")]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "auroc"])
+def test_pgr_interval_contains_known_value_and_narrows_with_more_examples(metric):
+    widths = []
+    for n in (100, 2000):
+        y, weak = columns(predictions(n, 0.6))
+        _, ceiling = columns(predictions(n, 0.9))
+        _, student = columns(predictions(n, 0.75))
+        result = report.bootstrap_seed(y, weak, ceiling, student, metric)
+        values = [float(report.metric_values(y, p, metric)) for p in (weak, ceiling, student)]
+        point = (values[2] - values[0]) / (values[1] - values[0])
+        low, high = result.confidence_interval.low[3], result.confidence_interval.high[3]
+        assert low < point < high
+        if metric == "accuracy":
+            assert point == pytest.approx(0.5)
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 3  # ~sqrt(20) narrower with 20x the test examples
+    assert widths[1] < 0.1
+
+
+def test_interval_is_reproducible():
+    y, weak = columns(predictions(200, 0.6))
+    _, ceiling = columns(predictions(200, 0.9))
+    _, student = columns(predictions(200, 0.75))
+    first = report.bootstrap_seed(y, weak, ceiling, student).confidence_interval
+    again = report.bootstrap_seed(y, weak, ceiling, student).confidence_interval
+    assert np.array_equal(first.low, again.low) and np.array_equal(first.high, again.high)
+
+
+def test_seed_rows_pgr_and_interval_from_stage_folders(tmp_path):
+    root = tmp_path / "exp"
+    weak = write_stage(root, "ground_truth", "small", 1000, 0.6)
+    strong = write_stage(root, "ground_truth", "large", 10**6, 0.9)
+    write_stage(root, "transfer", "large", 10**6, 0.75, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    rows, _ = report.seed_rows(report.load_records(root))
+    (row,) = rows.to_dict("records")
+    assert row["pgr"] == pytest.approx(0.5) and row["pgr_low"] < 0.5 < row["pgr_high"]
+    assert (row["weak_accuracy"], row["ceiling_accuracy"], row["student_accuracy"]) == (0.6, 0.9, 0.75)
+    assert pd.isna(row["pgr_note"])
+    # nested right-sets: where the supervisor was right the student agrees; on 15 of its 80 mistakes it does not
+    assert row["agreement_supervisor_right"] == 1.0
+    assert row["agreement_supervisor_wrong"] == pytest.approx(1 - 30 / 80)
+
+
+def test_pgr_undefined_when_ceiling_does_not_beat_weak(tmp_path):
+    root = tmp_path / "exp"
+    weak = write_stage(root, "ground_truth", "small", 1000, 0.700)
+    strong = write_stage(root, "ground_truth", "large", 10**6, 0.705)
+    write_stage(root, "transfer", "large", 10**6, 0.800, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    rows, draws = report.seed_rows(report.load_records(root))
+    (row,) = rows.to_dict("records")
+    assert pd.isna(row["pgr"]) and pd.isna(row["pgr_low"]) and pd.isna(row["pgr_high"])
+    assert "ceiling - weak = 0.005 < 0.01" in row["pgr_note"]
+    (summary,) = report.summary_rows(rows, draws).to_dict("records")
+    assert pd.isna(summary["pgr"]) and "< 0.01" in summary["pgr_note"]
+
+
+def test_interval_undefined_when_some_resamples_lose_the_gap(tmp_path):
+    """Gap 0.02 on 100 examples: the point is defined, but resamples often close the gap."""
+    root = tmp_path / "exp"
+    weak = write_stage(root, "ground_truth", "small", 1000, 0.70, n=100)
+    strong = write_stage(root, "ground_truth", "large", 10**6, 0.72, n=100)
+    write_stage(root, "transfer", "large", 10**6, 0.71, n=100, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    (row,) = report.seed_rows(report.load_records(root))[0].to_dict("records")
+    assert row["pgr"] == pytest.approx(0.5)
+    assert pd.isna(row["pgr_low"]) and row["pgr_note"].startswith("CI undefined")
+
+
+def test_aggregate_over_seeds_takes_pgr_of_mean_metrics():
+    draws = [np.array([[0.6], [0.9], [0.75]]), np.array([[0.6], [0.8], [0.76]])]  # PGR 0.5 and 0.8
+    means, pgrs = report.aggregate_seeds(draws)
+    assert means.shape == (3, report.N_RESAMPLES)
+    assert set(np.round(pgrs, 6)) == {0.5, 0.8, round((0.755 - 0.6) / (0.85 - 0.6), 6)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole report
+
+
+def test_report_from_results_folder_writes_tables_and_figures(tmp_path):
+    root = write_experiment(tmp_path / "runs" / "sweep")
+    (root / "stages" / ".tmp-unfinished").mkdir()  # a killed run's leftovers: ignored
+    written = report.report([root])
+    out = root / "report"
+    names = {p.name for p in written}
+    for stem in ("accuracy_vs_size", "pgr_vs_size", "pgr_by_loss", "agreement"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+        assert (out / f"{stem}.png").stat().st_size > 5000
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert list(per_seed.columns) == report.SEED_COLUMNS
+    assert len(per_seed) == 6 * 2 * 2  # upward pairs x losses x seeds
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == report.SUMMARY_COLUMNS
+    assert len(summary) == 6 * 2 and set(summary["n_seeds"]) == {2}
+    gap = summary[summary["weak"] != summary["strong"]]
+    for loss, share in RECOVERED.items():
+        rows = gap[gap["loss"] == loss]
+        assert np.allclose(rows["pgr"], share, atol=0.02)
+        assert ((rows["pgr_low"] <= rows["pgr"]) & (rows["pgr"] <= rows["pgr_high"])).all()
+    same = summary[summary["weak"] == summary["strong"]]
+    assert same["pgr"].isna().all() and same["pgr_note"].str.contains("< 0.01").all()
+    text = (out / "summary.md").read_text()
+    assert "| toy | small->large | logconf | 2 |" in text and "PGR [95% CI]" in text
+
+
+def test_report_reads_a_parent_folder_and_auroc(tmp_path):
+    write_experiment(tmp_path / "runs" / "a", seeds=(0,), losses={"xent": 0.5})
+    write_experiment(tmp_path / "runs" / "b", seeds=(0,), losses={"xent": 0.5})
+    report.report([tmp_path / "runs"], out=tmp_path / "out", metric="auroc")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert set(summary["experiment"]) == {"a", "b"} and set(summary["metric"]) == {"auroc"}
+    assert summary["pgr"].notna().any()
+
+
+def test_degenerate_one_model_one_seed(tmp_path):
+    root = write_experiment(tmp_path / "one", ladder={"only": (1000, 0.7)}, seeds=(0,), losses={"xent": 0.5})
+    written = report.report([root], out=tmp_path / "out")
+    assert all(p.stat().st_size > 0 for p in written)
+    (row,) = pd.read_csv(tmp_path / "out" / "summary.csv").to_dict("records")
+    assert pd.isna(row["pgr"]) and "< 0.01" in row["pgr_note"]
+
+
+def test_cli_report_writes_to_out(tmp_path, capsys):
+    root = write_experiment(tmp_path / "runs" / "quickstart", seeds=(0,))
+    assert main(["report", str(root), "--out", str(tmp_path / "plots")]) == 0
+    assert "PGR [95% CI]" in capsys.readouterr().out
+    assert (tmp_path / "plots" / "pgr_vs_size.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv", [["report", "/no/such/run"], ["report"], ["report", "EMPTY"], ["report", "--wandb", "noslash"]]
+)
+def test_cli_report_bad_input_exits_2(tmp_path, capsys, argv):
+    (tmp_path / "empty" / "stages").mkdir(parents=True)
+    argv = [str(tmp_path / "empty") if a == "EMPTY" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("w2s: error: report:") and "\n" not in err
+
+
+def test_report_raises_spec_error_without_transfers(tmp_path):
+    root = tmp_path / "exp"
+    write_stage(root, "ground_truth", "small", 1000, 0.6)
+    with pytest.raises(SpecError, match="no finished weak-to-strong stages"):
+        report.report([root])
+
+
+# ---------------------------------------------------------------------------------------------
+# W&B runs (recorded shapes: plain dicts and public-API-like objects)
+
+
+def wandb_run(kind, model, acc, seed, weak_model=None, loss=None, auroc=None, as_object=False, **summary):
+    config = {"stage_key": f"{kind}-{model}-{weak_model}-{loss}-{seed}", "stage": f"{kind}/toy/{model}", "kind": kind,
+              "dataset": "toy", "model": model, "seed": seed}  # fmt: skip
+    if kind != "ground_truth":
+        config.update(weak_model=weak_model, loss=loss, chain=f"{weak_model}->{model}")
+    summary = {"test_accuracy": acc, "test_auroc": auroc or acc, **summary}
+    if as_object:  # what wandb.Api().runs() yields: attributes, the summary under summary_metrics
+        return SimpleNamespace(config=config, summary_metrics=summary, job_type=kind, group="sweep", id=config["stage_key"])
+    return {"config": config, "summary": summary, "job_type": kind, "group": "sweep"}
+
+
+def recorded_runs() -> list:
+    runs = []
+    for seed, (w, c, s) in enumerate([(0.6, 0.9, 0.75), (0.62, 0.88, 0.77)]):
+        runs += [
+            wandb_run("ground_truth", "small", w, seed, non_embedding_parameters=1000),
+            wandb_run("ground_truth", "large", c, seed, as_object=True, non_embedding_parameters=10**6),
+            wandb_run("transfer", "large", s, seed, "small", "xent", agreement=0.8, non_embedding_parameters=10**6),
+        ]
+    runs.append({"config": {"kind": "transfer"}, "summary": {}, "job_type": "transfer"})  # crashed: no metrics
+    runs.append({"config": {}, "summary": {"test_accuracy": 0.5}, "job_type": "sweep-agent"})  # not a stage
+    return runs
+
+
+def test_wandb_records_convert_and_aggregate_over_seeds(tmp_path):
+    records = [r for r in map(report.record_from_wandb, recorded_runs()) if r]
+    assert len(records) == 6
+    transfer = next(r for r in records if r["kind"] == "transfer")
+    assert transfer["chain"] == ("small", "large") and transfer["loss"] == "xent" and transfer["experiment"] == "sweep"
+    per_seed, draws = report.seed_rows(records)
+    assert per_seed["pgr"].round(6).tolist() == [0.5, round(0.15 / 0.26, 6)]
+    assert per_seed["pgr_low"].isna().all()  # no predictions in W&B: no within-seed interval
+    (summary,) = report.summary_rows(per_seed, draws).to_dict("records")
+    assert summary["pgr"] == pytest.approx((0.76 - 0.61) / (0.89 - 0.61))
+    assert summary["pgr_low"] <= summary["pgr"] <= summary["pgr_high"]  # over seeds
+    written = report.build_report(records, tmp_path / "out")
+    assert (tmp_path / "out" / "accuracy_vs_size.png") in written
+
+
+def test_wandb_spec_dicts_and_single_seed_have_no_interval():
+    run = wandb_run("transfer", "large", 0.75, 0, "small", "xent")
+    run["config"].update(model={"name": "Qwen/Qwen2.5-0.5B", "label": None, "num_layers": 12},
+                         loss={"name": "custom", "path": "pkg.mod:MyLoss"}, chain=["small", "Qwen/Qwen2.5-0.5B@12L"],
+                         dataset={"name": "sst2", "id": None})  # fmt: skip
+    record = report.record_from_wandb(run)
+    assert (record["model"], record["loss"], record["dataset"]) == ("Qwen/Qwen2.5-0.5B@12L", "MyLoss", "sst2")
+    records = [r for r in map(report.record_from_wandb, recorded_runs()[:3]) if r]
+    per_seed, draws = report.seed_rows(records)
+    (summary,) = report.summary_rows(per_seed, draws).to_dict("records")
+    assert summary["pgr"] == pytest.approx(0.5) and pd.isna(summary["pgr_low"])
+
+
+def test_report_wandb_queries_finished_runs_of_a_group(tmp_path, monkeypatch):
+    import wandb
+
+    calls = []
+
+    class FakeApi:
+        def runs(self, path, filters=None):
+            calls.append((path, filters))
+            return recorded_runs()
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    report.report_wandb("me/w2s", "sweep", tmp_path / "out")
+    assert calls == [("me/w2s", {"state": "finished", "group": "sweep"})]
+    assert (tmp_path / "out" / "summary.csv").is_file()
+
+
+def test_metrics_match_sklearn_and_counts_match_repeating_examples():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    p = np.round(rng.random(300), 1)  # many ties
+    assert report.metric_values(y, p, "auroc") == pytest.approx(roc_auc_score(y, p))
+    counts = rng.integers(0, 3, 300)
+    repeated = np.repeat(np.arange(300), counts)
+    for metric, reference in (("auroc", roc_auc_score(y[repeated], p[repeated])),
+                              ("accuracy", np.mean((p[repeated] > 0.5) == y[repeated]))):  # fmt: skip
+        assert report.metric_values(y, p, metric, counts[None, :])[0] == pytest.approx(reference)
+
+
+def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
+    """A spec change leaves the old stage folder cached beside the new one: report the newer only."""
+    root = tmp_path / "exp"
+    weak = write_stage(root, "ground_truth", "small", 1000, 0.6)
+    strong = write_stage(root, "ground_truth", "large", 10**6, 0.9)
+    old = write_stage(root, "transfer", "large", 10**6, 0.65, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    (folder,) = (root / "stages").glob(f"*__{old}")
+    newer = folder.with_name(folder.name.replace(old, "knewer00001"))  # same slot, other settings
+    newer.mkdir()
+    (newer / "predictions.jsonl").write_text((folder / "predictions.jsonl").read_text())
+    (newer / "config.json").write_text((folder / "config.json").read_text().replace(old, "knewer00001"))
+    (newer / "metrics.json").write_text((folder / "metrics.json").read_text().replace("0.65", "0.75"))
+    os.utime(newer / "metrics.json", (time.time() + 5, time.time() + 5))
+    said = []
+    rows, _ = report.seed_rows(report.load_records(root, echo=said.append))
+    assert rows["student_accuracy"].tolist() == [0.75] and "left out 1 superseded" in said[0]
+    # where results.jsonl (the last run's plan) names one of the two, that one counts
+    (root / "results.jsonl").write_text(json.dumps({"key": old}) + "\n")
+    rows, _ = report.seed_rows(report.load_records(root, echo=said.append))
+    assert rows["student_accuracy"].tolist() == [0.65]
+
+
+def test_wandb_nested_stage_config_links_by_key():
+    """The tracker's shape: stage parameters under config['stage'], supervisors named by key."""
+
+    def run(key, kind, model, acc, chain=(), weak=None, ceiling=None):
+        stage = {"name": f"{kind}/toy/{model}", "kind": kind, "dataset": "toy", "model": model, "chain": list(chain),
+                 "seed": 0, "loss": {"name": "xent", "label": None} if chain else None,
+                 "weak_key": weak or key, "ceiling_key": ceiling or key, "supervisor_key": weak}  # fmt: skip
+        return {"config": {"stage_key": key, "stage": stage, "spec": {}}, "summary": {"test_accuracy": acc},
+                "job_type": kind, "group": "g"}  # fmt: skip
+
+    runs = [run("w", "ground_truth", "small", 0.6), run("c", "ground_truth", "large", 0.9),
+            run("other", "ground_truth", "small", 0.5),  # same label, other settings: must not be used
+            run("t", "transfer", "large", 0.75, ("small", "large"), weak="w", ceiling="c"),
+            {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"}]  # fmt: skip
+    records = [r for r in map(report.record_from_wandb, runs) if r]
+    assert len(records) == 4
+    (row,) = report.seed_rows(records)[0].to_dict("records")
+    assert (row["weak_accuracy"], row["pgr"], row["loss"], row["stage"]) == (0.6, 0.5, "xent", "transfer/toy/large")
+
+
+def test_figures_without_model_sizes_fall_back_to_ladder_order(tmp_path):
+    runs = recorded_runs()
+    for run in runs:
+        (run["summary"] if isinstance(run, dict) else run.summary_metrics).pop("non_embedding_parameters", None)
+    written = report.build_report([r for r in map(report.record_from_wandb, runs) if r], tmp_path / "out")
+    assert len(written) == 12 and all(p.stat().st_size > 0 for p in written)
