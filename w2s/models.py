@@ -104,6 +104,9 @@ def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()
     model = Classifier(backbone, pooling)
+    if getattr(backbone, "pooler", None) is not None:
+        # BERT-style poolers feed nothing we use; DDP fails on trainable parameters without grads
+        backbone.pooler.requires_grad_(False)
     if spec.linear_probe:
         backbone.requires_grad_(False)
     return model

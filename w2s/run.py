@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, set_seed
 from filelock import FileLock, Timeout
 from sklearn.metrics import roc_auc_score
@@ -29,8 +28,8 @@ from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.plan import Stage, plan
 from w2s.results import build_rows, format_table, read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError
-from w2s.tracking import StageTracker
-from w2s.train import Encoded, predict, train
+from w2s.tracking import StageTracker, log_experiment_summary
+from w2s.train import Encoded, predict, process_state, train
 
 WAIT_SECONDS = 2.0
 
@@ -162,7 +161,7 @@ def _scores(p_pos: np.ndarray, rows: list[dict]) -> tuple[float, float | None]:
 
 def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> None:
     """Train one stage and, on the main process, write its folder atomically."""
-    state = PartialState()
+    state = process_state()
     splits = _splits(stage.dataset, stage.seed)
     notes: list[str] = []
     if stage.kind == "ground_truth":
@@ -206,7 +205,7 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
             _write_stage(tmp, stage, spec, metrics, predictions)
             if spec.save_model:
                 accelerator.save_model(model, tmp / "model")
-            tracker.finish(metrics, predictions)
+            tracker.finish(metrics, predictions, *_reference_metrics(root, stage))
             _publish(tmp, root / "stages" / stage.folder)
         accelerator.wait_for_everyone()
         accelerator.free_memory()
@@ -215,6 +214,13 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
             tracker.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _reference_metrics(root: Path, stage: Stage) -> tuple[dict | None, dict | None]:
+    """Metrics of the stage's weak and ceiling ground-truth stages, None where not finished yet
+    (a transfer's ceiling can still be training in another process)."""
+    folders = [finished_folder(root, s) if s is not None else None for s in (stage.weak, stage.ceiling)]
+    return tuple(read_json(f / "metrics.json") if f else None for f in folders)
 
 
 def _model_key(spec: ExperimentSpec, stage: Stage) -> str:
@@ -289,7 +295,7 @@ def _clear_stale(root: Path, stage: Stage) -> None:
 
 def _agree(value):
     """Under `accelerate launch`: every process takes the main process's decision."""
-    state = PartialState()
+    state = process_state()
     if state.num_processes == 1:
         return value
     return broadcast_object_list([value], from_process=0)[0]
@@ -311,7 +317,7 @@ def run_experiment(
     spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print
 ) -> list[dict]:
     """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl."""
-    state = PartialState()
+    state = process_state()
     say = echo if state.is_main_process else (lambda *a, **k: None)
     root = experiment_dir(spec)
     stages = plan(spec)
@@ -354,6 +360,8 @@ def run_experiment(
             if lock is not None:
                 lock.release()
     rows = _write_results(root, stages) if state.is_main_process else []
+    if state.is_main_process and trained:  # nothing new: W&B already has this table
+        log_experiment_summary(spec, rows)
     say(format_table(rows))
     return rows
 

@@ -1,9 +1,145 @@
-"""Tracking: every stage writes its step log locally (JSONL), whatever the W&B mode."""
+"""Tracking: every stage writes its step log locally (JSONL) and, unless disabled, one W&B run.
+
+Why the wandb SDK directly rather than Accelerate's tracker API (`Accelerator(log_with="wandb")`):
+the trainer makes a fresh Accelerator per stage inside `w2s.train.train`, while a stage's W&B run
+must span more than training (predictions, tables, artifacts, summary metrics written after
+evaluation) and must survive W&B failures with a fallback to offline. Accelerate's WandBTracker
+would only forward `wandb.init` and `log`; Tables, Artifacts, init timeouts and the fallback need
+the SDK anyway. So `StageTracker` talks to wandb itself, and exists only on the main process
+(run.py creates it there), which is what Accelerate's tracker would guarantee too.
+
+Modes (spec `tracking.mode`): `online`; `offline` (runs under <output_dir>/<experiment>/wandb/,
+upload later with `wandb sync`); `disabled` (nothing under wandb/, wandb is not even imported);
+`auto`: online when credentials are present (WANDB_API_KEY, or a netrc entry for the W&B host),
+offline otherwise. A W&B failure never stops an experiment: a failed online start falls back to
+offline (one warning, and the experiment's later runs in this process go straight offline), and a failure while
+logging drops W&B for that run only. The local files (log.jsonl, metrics.json) are always written.
+"""
 
 from __future__ import annotations
 
 import json
+import netrc
+import os
+import struct
+import sys
 from pathlib import Path
+from urllib.parse import urlparse
+
+from w2s.results import stage_row
+
+DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
+_state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed
+
+
+def _warn_once(topic: str, message: str) -> None:
+    if topic not in _state["warned"]:
+        _state["warned"].add(topic)
+        print(f"w2s: warning: {message}", file=sys.stderr)
+
+
+def has_credentials() -> bool:
+    """WANDB_API_KEY, or a netrc entry for the W&B API host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        return "online" if has_credentials() else "offline"
+    return mode
+
+
+def wandb_dir(spec) -> Path:
+    """W&B keeps its run folders next to the stages: <output_dir>/<experiment>/wandb/."""
+    return Path(spec.output_dir) / spec.name / "wandb"
+
+
+def _go_offline(folder: Path, reason: str) -> None:
+    """Remember that this experiment logs offline (its later runs skip the online attempt); warn once."""
+    _state["offline"].add(str(folder))
+    _warn_once(f"online:{folder}", f"{reason}; logging offline instead. Upload later with: wandb sync {folder}/offline-run-*")
+
+
+def start_run(spec, **init_kwargs):
+    """A W&B run in the spec's mode, or None when disabled or when W&B cannot be used at all."""
+    mode = resolve_mode(spec.tracking.mode)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    folder = wandb_dir(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    common = dict(  # wandb writes into <dir>/wandb/
+        project=spec.tracking.project, entity=spec.tracking.entity, group=spec.name, dir=str(folder.parent),
+        reinit="create_new", **init_kwargs,
+    )  # fmt: skip
+    # console="off": our training rows are logged as metrics; wrapping stdout would copy progress bars
+    timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT))
+    settings = dict(console="off", init_timeout=timeout)
+    if mode == "online" and not has_credentials():  # wandb would prompt for a key and stall the run
+        _go_offline(folder, "no W&B credentials found (`wandb login` or WANDB_API_KEY)")
+    if mode == "online" and str(folder) not in _state["offline"]:
+        try:
+            return wandb.init(mode="online", settings=wandb.Settings(**settings), **common)
+        except Exception as err:  # no network, bad key, service down: keep going offline
+            text = str(err).strip()
+            _go_offline(folder, f"W&B online logging failed ({text.splitlines()[0] if text else type(err).__name__})")
+    try:
+        return wandb.init(mode="offline", settings=wandb.Settings(**settings), **common)
+    except Exception as err:
+        _warn_once("offline", f"W&B offline logging failed ({err}); tracking locally only")
+        return None
+
+
+def run_name(stage) -> str:
+    """E.g. `transfer synthetic minilm-l1->minilm-l6 logconf s0`: the stage name, spaced."""
+    return stage.name.replace("/", " ")
+
+
+def stage_tags(stage) -> list[str]:
+    tags = [stage.dataset.label, *(stage.chain or (stage.model.display,))]
+    if stage.loss is not None:
+        tags.append(stage.loss_label)
+    return list(dict.fromkeys(t[:64] for t in tags))  # W&B tags: at most 64 characters, no repeats
+
+
+def stage_config(stage, spec) -> dict:
+    """The resolved spec plus what this stage trains with; never credentials (the spec has none)."""
+    import dataclasses
+
+    supervisor = stage.supervisor if stage.supervisor is not stage else None
+    return {
+        "stage_key": stage.key,
+        "stage": {
+            "name": stage.name,
+            "kind": stage.kind,
+            "dataset": stage.dataset.label,
+            "model": stage.model.display,
+            "chain": list(stage.chain),
+            "seed": stage.seed,
+            "loss": stage.loss.model_dump(mode="json") if stage.loss is not None else None,
+            "settings": dataclasses.asdict(stage.settings),
+            "supervisor_key": supervisor.key if supervisor else None,
+            "weak_key": stage.weak.key if stage.weak else None,
+            "ceiling_key": stage.ceiling.key if stage.ceiling else None,
+            # the weak labels this stage trained on, as an artifact of the supervisor's run
+            "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,
+        },
+        "spec": spec.model_dump(mode="json"),
+    }
+
+
+def _prediction_table(predictions: list[dict], split: str):
+    import wandb
+
+    rows = [[p["id"], p["hard_label"], p["p_pos"], int(p["p_pos"] > 0.5)] for p in predictions if p["split"] == split]
+    return wandb.Table(columns=["id", "hard_label", "p_pos", "predicted"], data=rows), len(rows)
 
 
 class StageTracker:
@@ -14,13 +150,180 @@ class StageTracker:
         self.stage = stage
         self.spec = spec
         self._log = open(folder / "log.jsonl", "w")
+        self.run = start_run(
+            spec, job_type=stage.kind, name=run_name(stage), tags=stage_tags(stage), config=stage_config(stage, spec)
+        )
+
+    def _safely(self, action) -> None:
+        """Run a W&B call; on failure warn once and stop using W&B for this stage."""
+        if self.run is None:
+            return
+        try:
+            action(self.run)
+        except Exception as err:
+            _warn_once("log", f"W&B logging failed ({err}); this stage continues with local logs only")
+            run, self.run = self.run, None
+            try:
+                run.finish(exit_code=1)
+            except Exception:
+                pass
 
     def log(self, row: dict) -> None:
         self._log.write(json.dumps(row) + "\n")
         self._log.flush()
+        self._safely(lambda run: run.log({f"train/{k}": v for k, v in row.items()}, step=row["step"]))
 
-    def finish(self, metrics: dict, predictions: list[dict]) -> None:
+    def finish(self, metrics: dict, predictions: list[dict], weak_metrics: dict | None = None,
+               ceiling_metrics: dict | None = None) -> None:  # fmt: skip
+        """Close the local log; on W&B, write summary metrics, prediction tables and the artifact.
+
+        `weak_metrics`/`ceiling_metrics` are the finished ground-truth stages' metrics, or None when
+        not finished yet (then `pgr` is left out here; the experiment's summary run has it)."""
         self._log.close()
+        self._safely(lambda run: self._finish_run(run, metrics, predictions, weak_metrics, ceiling_metrics))
+        self._safely(lambda run: run.finish())
+        self.run = None
+
+    def _finish_run(self, run, metrics, predictions, weak_metrics, ceiling_metrics) -> None:
+        import wandb
+
+        summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        if self.stage.kind != "ground_truth":
+            row = stage_row(self.stage, metrics, weak_metrics, ceiling_metrics)
+            for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
+                if row.get(key) is not None:
+                    summary[key] = row[key]
+        run.summary.update(summary)
+
+        artifact = wandb.Artifact(
+            f"preds-{self.stage.key}", type="predictions",
+            description=f"Predictions of stage {self.stage.name}: train_b holds the weak labels it gives its students.",
+            metadata={"stage": self.stage.name, "stage_key": self.stage.key, "test_accuracy": metrics["test_accuracy"]},
+        )  # fmt: skip
+        tables = {}
+        for split in ("train_b", "test"):
+            table, n = _prediction_table(predictions, split)
+            if n <= wandb.Table.MAX_ARTIFACT_ROWS:
+                artifact.add(table, split)
+            if n <= wandb.Table.MAX_ROWS:  # bigger tables live in the artifact only
+                tables[f"predictions/{split}"] = table
+        if (self.folder / "predictions.jsonl").is_file():
+            artifact.add_file(str(self.folder / "predictions.jsonl"))
+        if tables:
+            run.log(tables)
+        supervisor = self.stage.supervisor
+        if supervisor not in (None, self.stage) and not run.offline:  # lineage: W&B links the two runs
+            try:
+                run.use_artifact(f"preds-{supervisor.key}:latest")
+            except Exception:
+                pass  # e.g. the supervisor was trained offline and never synced
+        run.log_artifact(artifact)
 
     def abort(self) -> None:
         self._log.close()
+        self._safely(lambda run: run.finish(exit_code=1))
+        self.run = None
+
+
+def log_experiment_summary(spec, rows: list[dict]) -> None:
+    """One `summary` run per experiment: the PGR table (results.jsonl rows) and mean PGR per loss."""
+    run = start_run(spec, job_type="summary", name=f"summary {spec.name}", config={"spec": spec.model_dump(mode="json")},
+                    tags=[d.label for d in spec.datasets])  # fmt: skip
+    if run is None:
+        return
+    try:
+        import wandb
+
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        data = [[_cell(r.get(c)) for c in columns] for r in rows]
+        run.log({"pgr_table": wandb.Table(columns=columns, data=data)})
+        transfers = [r for r in rows if r["kind"] == "transfer"]
+        for loss in dict.fromkeys(r["loss"] for r in transfers):
+            values = [r["pgr"] for r in transfers if r["loss"] == loss and r["pgr"] is not None]
+            if values:
+                run.summary[f"pgr_mean/{loss}"] = sum(values) / len(values)
+        run.summary.update({"n_stages": len(rows), "n_transfers": len(transfers)})
+        results = Path(spec.output_dir) / spec.name / "results.jsonl"
+        if results.is_file():
+            artifact = wandb.Artifact(f"results-{spec.name}", type="results", description="results.jsonl rows")
+            artifact.add_file(str(results))
+            run.log_artifact(artifact)
+        run.finish()
+    except Exception as err:
+        _warn_once("summary", f"W&B summary run failed ({err}); results.jsonl is complete")
+        try:
+            run.finish(exit_code=1)
+        except Exception:
+            pass
+
+
+def _cell(value):
+    """Table cells must share a type per column: lists and dicts become JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# reading offline runs back (tests, and a look at what `wandb sync` would upload)
+
+_BLOCK = 32768
+_HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+
+
+def _records(path: Path):
+    """The protobuf records of a `.wandb` file (a LevelDB-style log of 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if not data.startswith(_HEADER):
+        raise ValueError(f"{path}: not a W&B transaction log")
+    pos, pending = len(_HEADER), b""
+    while pos + 7 <= len(data):
+        left_in_block = _BLOCK - pos % _BLOCK
+        if left_in_block < 7:  # too little room for a header: the block is padded
+            pos += left_in_block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def read_offline_run(run_dir: Path) -> dict:
+    """Name, group, job type, tags, config, final summary and logged artifacts of an offline run folder."""
+    run_dir = Path(run_dir)
+    out = {"name": None, "group": None, "job_type": None, "tags": [], "config": {}, "summary": {}, "artifacts": [],
+           "exited": False}  # fmt: skip
+
+    def update(target: dict, items) -> None:
+        for item in items:
+            keys = list(item.nested_key) or [item.key]
+            node = target
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = json.loads(item.value_json)
+
+    for record in _records(next(run_dir.glob("*.wandb"))):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            out.update(name=run.display_name, group=run.run_group, job_type=run.job_type, tags=list(run.tags))
+            update(out["config"], run.config.update)
+            update(out["summary"], run.summary.update)
+        elif kind == "config":
+            update(out["config"], record.config.update)
+        elif kind == "summary":
+            update(out["summary"], record.summary.update)
+        elif kind == "artifact":
+            out["artifacts"].append({"name": record.artifact.name, "type": record.artifact.type})
+        elif kind == "exit":  # W&B's service writes the file in the background: complete only from here
+            out["exited"] = True
+    out["config"] = {k: v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v
+                     for k, v in out["config"].items()}  # fmt: skip
+    return out

@@ -62,8 +62,21 @@ def effective_mixed_precision(requested: str | None) -> str:
     return requested or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
 
 
+def process_state() -> PartialState:
+    """The launch's process group, made CPU-aware.
+
+    `PartialState()` alone forms a gloo group on CPU only when told `cpu=True`; Accelerate's
+    multi-GPU launcher does not pass the config's `use_cpu` on, so on a machine without CUDA every
+    launched process would think it is the only one (each training every stage by itself).
+    Launched (LOCAL_RANK set) without CUDA, or with ACCELERATE_USE_CPU, we ask for CPU.
+    """
+    launched_without_cuda = "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or launched_without_cuda
+    return PartialState(cpu=cpu)
+
+
 def make_accelerator(settings: TrainSettings) -> Accelerator:
-    processes = PartialState().num_processes
+    processes = process_state().num_processes
     per_step = settings.minibatch_size * processes
     if settings.batch_size % per_step:
         raise SpecError(
@@ -213,8 +226,14 @@ def predict(model, data: Encoded, accelerator: Accelerator, batch_size: int, des
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
         logits = model(batch["input_ids"], batch["attention_mask"])
         p_pos = torch.softmax(logits.float(), dim=-1)[:, 1]
-        index, p_pos = accelerator.gather_for_metrics((batch["index"], p_pos))
-        probs[index.cpu().numpy()] = p_pos.cpu().numpy()  # padding repeats are written twice, harmlessly
+        # Processes can hold batches of different sizes (the short last batch); all_gather needs equal
+        # shapes, so pad with index -1 and drop it after. Plain gather, not gather_for_metrics: its
+        # duplicate trimming assumes equal batches and could cut real examples. Writing by index
+        # counts every example once; the repeats Accelerate adds for even batch counts overwrite.
+        index, p_pos = accelerator.pad_across_processes((batch["index"], p_pos), dim=0, pad_index=-1)
+        index, p_pos = accelerator.gather((index, p_pos))
+        keep = (index >= 0).cpu().numpy()
+        probs[index.cpu().numpy()[keep]] = p_pos.float().cpu().numpy()[keep]
     model.train()
     assert not np.isnan(probs).any(), "some examples were not predicted"
     return probs
