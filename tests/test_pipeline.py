@@ -81,10 +81,11 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
         "name": "sst2-minilm",
         "output_dir": str(tmp_path),
         "datasets": {"name": "sst2", "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
-                     "column_names": ["sentence", "label"], "n_train": 400, "n_test": 200, "max_ctx": 64},  # fmt: skip
-        "models": [{"name": "minilm-l1"}, {"name": "minilm-l6"}],
+                     "column_names": ["sentence", "label"], "n_train": 600, "n_test": 300, "max_ctx": 64},  # fmt: skip
+        "models": [{"name": "minilm-l1", "lr": 3e-4, "batch_size": 8, "minibatch_size": 8}, {"name": "minilm-l6"}],
         "pairs": [["minilm-l1", "minilm-l6"]],
-        "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "mixed_precision": "bf16"},
+        "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "optimizer": "adamw",
+                  "mixed_precision": "bf16"},
         "tracking": {"mode": "disabled"},
     }
     rows, _ = run(spec)
