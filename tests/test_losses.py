@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from w2s.losses import Logconf, Product, Xent, build_loss
-from w2s.spec import CustomLoss, LogconfLoss
+from w2s.losses import KL, Entropy, Logconf, Product, Window, Xent, build_loss
+from w2s.spec import CustomLoss, LogconfLoss, SpecError, WindowLoss, validate_spec
 
 LOG_S1 = math.log(1 / (1 + math.exp(-1)))  # log sigmoid(1)  = -0.31326
 LOG_S_1 = math.log(1 / (1 + math.exp(1)))  # log sigmoid(-1) = -1.31326
@@ -61,3 +61,100 @@ def test_build_loss_from_spec_and_custom_path():
     assert build_loss(LogconfLoss(aux_coef=0.75)).aux_coef == 0.75
     custom = build_loss(CustomLoss(path="w2s.losses:Logconf", aux_coef=0.25))
     assert isinstance(custom, Logconf) and custom.aux_coef == 0.25
+
+
+# window: p_pos = 0.5, s(1) = 0.731, s(3) = 0.953 -> distances from 0.5: 0, 0.231, 0.453
+WIN_LOGITS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+WIN_WEAK = torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.1, 0.9]])  # weak confidences 0.3, 0.1, 0.4
+# examples 1 and 2 are inside a radius of 0.3:
+# ex1: uniform logits -> log 2 = 0.69315; ex2: -(0.6 log s(-1) + 0.4 log s(1)) = 0.78796 + 0.12530 = 0.91326
+WIN_EXPECTED = (math.log(2) - (0.6 * LOG_S_1 + 0.4 * LOG_S1)) / 2  # 0.80320
+
+
+def test_window_trains_only_where_the_student_is_unsure():
+    loss = Window(radius=0.3)(WIN_LOGITS, WIN_WEAK, 0.5)
+    assert loss.item() == pytest.approx(WIN_EXPECTED, abs=1e-5)
+    assert loss.item() == pytest.approx(0.80320, abs=1e-4)
+
+
+def test_window_midweak_radius_is_the_median_weak_confidence():
+    # median of 0.3, 0.1, 0.4 is 0.3: the same window as above
+    assert Window("midweak").window(WIN_WEAK).item() == pytest.approx(0.3)
+    assert Window("midweak")(WIN_LOGITS, WIN_WEAK, 0.5).item() == pytest.approx(WIN_EXPECTED, abs=1e-5)
+
+
+def test_window_with_nobody_inside_is_a_zero_loss_that_backpropagates():
+    logits = WIN_LOGITS[1:].clone().requires_grad_()  # distances 0.231 and 0.453, both >= 0.2
+    loss = Window(radius=0.2)(logits, WIN_WEAK[1:], 0.5)
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_entropy_mixes_in_the_students_soft_predictions():
+    # a = 0.5; both examples have p = (0.269, 0.731) up to order, entropy H = 0.35319 + 0.22901 = 0.58220
+    # ex1 fit -(0.2 log s(-1) + 0.8 log s(1)) = 0.51326; ex2 fit -(0.6 log s(1) + 0.4 log s(-1)) = 0.71326
+    # loss = mean over examples of 0.5 * fit + 0.5 * H = (0.54773 + 0.64773) / 2
+    entropy = -(math.exp(LOG_S_1) * LOG_S_1 + math.exp(LOG_S1) * LOG_S1)
+    fits = (-(0.2 * LOG_S_1 + 0.8 * LOG_S1), -(0.6 * LOG_S1 + 0.4 * LOG_S_1))
+    loss = Entropy(aux_coef=0.5, warmup_frac=0.2)(LOGITS, WEAK, 0.5)
+    assert loss.item() == pytest.approx(sum(0.5 * f + 0.5 * entropy for f in fits) / 2, abs=1e-5)
+    assert loss.item() == pytest.approx(0.59773, abs=1e-4)
+    # the value is cross-entropy against the mixed target (1 - a) * weak + a * student
+    mixed = 0.5 * WEAK + 0.5 * torch.softmax(LOGITS, dim=-1)
+    assert loss.item() == pytest.approx(Xent()(LOGITS, mixed, 0.0).item(), abs=1e-6)
+    assert Entropy(0.5, 0.2)(LOGITS, WEAK, 0.0).item() == pytest.approx(Xent()(LOGITS, WEAK, 0.0).item(), abs=1e-6)
+
+
+def test_entropy_gradient_pushes_the_student_towards_confidence():
+    # a = 1: the loss is the entropy H(m) of sigmoid(m), m = z1 - z0 = 1; dH/dm = -m p (1 - p) = -0.19661
+    logits = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    Entropy(aux_coef=1.0, warmup_frac=0.0)(logits, WEAK[:1], 1.0).backward()
+    p = math.exp(LOG_S1)
+    assert logits.grad.tolist()[0] == pytest.approx([p * (1 - p), -p * (1 - p)], abs=1e-5)
+
+
+def test_kl_is_cross_entropy_minus_the_weak_entropy():
+    # 0.2 log(0.2 / s(-1)) + 0.8 log(0.8 / s(1)) = -0.05923 + 0.07209 = 0.01286
+    loss = KL()(LOGITS[:1], WEAK[:1], 0.5)
+    assert loss.item() == pytest.approx(0.2 * math.log(0.2) - 0.2 * LOG_S_1 + 0.8 * math.log(0.8) - 0.8 * LOG_S1, abs=1e-5)
+    assert loss.item() == pytest.approx(0.01286, abs=1e-4)
+
+
+def test_kl_of_a_perfect_fit_is_zero_and_equals_xent_on_one_hot_labels():
+    assert KL()(WEAK.log(), WEAK, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    one_hot = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert KL()(LOGITS, one_hot, 0.5).item() == pytest.approx(Xent()(LOGITS, one_hot, 0.5).item(), abs=1e-6)
+
+
+def spec_with(loss: dict) -> dict:
+    return {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], "losses": [{"name": "xent"}, loss]}
+
+
+@pytest.mark.parametrize("loss", [{"name": "window", "radius": "midweak"}, {"name": "window", "radius": 0.5},
+                                  {"name": "entropy", "aux_coef": 0.25}, {"name": "kl"}])  # fmt: skip
+def test_new_losses_validate_and_build(loss):
+    built = build_loss(validate_spec(spec_with(loss)).losses[1])
+    assert type(built).__name__.lower() == loss["name"]
+    assert all(getattr(built, k) == v for k, v in loss.items() if k != "name")
+
+
+@pytest.mark.parametrize(
+    "loss, expected",
+    [
+        ({"name": "window", "radius": 0.7}, "losses.1.radius: radius must be a number in (0, 0.5] or 'midweak', got 0.7"),
+        ({"name": "window", "radius": 0}, "losses.1.radius: radius must be"),
+        ({"name": "window", "radius": "median"}, "losses.1.radius: radius must be"),
+        ({"name": "entropy", "aux_coef": 2}, "losses.1.aux_coef: Input should be less than or equal to 1"),
+        ({"name": "kl", "radius": 0.1}, "losses.1.radius: unknown key; valid keys here: name, label"),
+        ({"name": "window", "aux_coef": 0.1}, "losses.1.aux_coef: unknown key; valid keys here: name, label, radius"),
+    ],
+)
+def test_bad_new_loss_settings_are_one_line_errors(loss, expected):
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec_with(loss))
+    message = str(err.value)
+    assert expected in message and "\n" not in message, message
+
+
+def test_window_spec_default_radius():
+    assert WindowLoss().radius == 0.15 and Window().radius == 0.15

@@ -63,6 +63,31 @@ def test_transfer_trains_on_the_supervisors_half_b_predictions(tmp_path):
     assert transfer["agreement"] == pytest.approx(sum(a == b for a, b in test) / len(test))
 
 
+def test_stage_rows_carry_calibration_and_the_agreement_split(tmp_path):
+    """Every row gets ECE; transfer rows split agreement by whether the supervisor was right.
+    The new losses also train end to end here."""
+    losses = [{"name": "window", "radius": "midweak"}, {"name": "entropy"}, {"name": "kl"}]
+    rows, _ = run(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], losses=()) | {"losses": losses})
+    assert sorted(r.get("loss") or "" for r in rows) == ["", "", "entropy", "kl", "window"]
+    for row in rows:
+        assert 0 <= row["ece"] <= 1
+    root = tmp_path / "tiny" / "stages"
+    weak = next(root.glob("ground_truth__*tiny-16*"))
+    weak_test = [p for p in read_jsonl(weak / "predictions.jsonl") if p["split"] == "test"]
+    weak_says = {p["id"]: p["p_pos"] > 0.5 for p in weak_test}
+    supervisor_right = {p["id"]: weak_says[p["id"]] == p["hard_label"] for p in weak_test}
+    assert 0 < sum(supervisor_right.values()) < len(supervisor_right)  # both halves are non-empty here
+    for row in (r for r in rows if r["kind"] == "transfer"):
+        folder = next(f for f in root.iterdir() if json.loads((f / "config.json").read_text())["key"] == row["key"])
+        student_test = [p for p in read_jsonl(folder / "predictions.jsonl") if p["split"] == "test"]
+        agrees = {p["id"]: (p["p_pos"] > 0.5) == weak_says[p["id"]] for p in student_test}
+        for key, right in (("agreement_supervisor_right", True), ("agreement_supervisor_wrong", False)):
+            subset = [agrees[i] for i, ok in supervisor_right.items() if ok == right]
+            assert row[key] == pytest.approx(sum(subset) / len(subset))
+    for row in (r for r in rows if r["kind"] == "ground_truth"):
+        assert "agreement_supervisor_right" not in row
+
+
 def test_same_spec_and_seed_give_identical_numbers(tmp_path):
     first, _ = run(tiny_spec(tmp_path / "a", pairs=[["tiny-16", "tiny-24"]]))
     second, _ = run(tiny_spec(tmp_path / "b", pairs=[["tiny-16", "tiny-24"]]))

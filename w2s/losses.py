@@ -76,7 +76,66 @@ class Product:
         return soft_cross_entropy(logits, target)
 
 
-LOSSES: dict[str, type] = {"xent": Xent, "logconf": Logconf, "product": Product}
+class Window:
+    """Cross-entropy only where the student is unsure, |p_student - 0.5| < radius (EleutherAI w2s).
+
+    Examples the student already decides confidently are left out, so it is not pulled back onto
+    weak labels it has learned to overrule; it learns from the weak supervisor only near its own
+    decision boundary. `radius` is a number in (0, 0.5] or "midweak": the batch's median weak-label
+    confidence |p_weak - 0.5|, so the window tracks how sure the supervisor itself is.
+    """
+
+    def __init__(self, radius: float | str = 0.15):
+        self.radius = radius
+
+    def window(self, soft_labels: torch.Tensor) -> torch.Tensor:
+        if self.radius == "midweak":
+            return (soft_labels.float()[:, 1] - 0.5).abs().median()
+        return torch.tensor(float(self.radius))
+
+    def __call__(self, logits, soft_labels, step_frac):
+        p_pos = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
+        inside = (p_pos - 0.5).abs() < self.window(soft_labels)
+        if not inside.any():
+            return logits.sum() * 0  # nothing to learn from here, but backward() must still work
+        return soft_cross_entropy(logits[inside], soft_labels[inside])
+
+
+class Entropy(Logconf):
+    """Log-confidence with soft, not hardened, student targets: entropy minimisation (EleutherAI w2s).
+
+    The target is (1 - a) * weak + a * student. Like `logconf` but the student's own probabilities are not hardened, so there is no
+    class-balancing threshold. The loss equals cross-entropy against the mixed target; it is
+    written as (1 - a) * CE(weak, student) + a * H(student) because with the student's part of
+    the target detached the gradient would be (1 - a) times plain cross-entropy's, and the
+    confidence term would do nothing. `a` warms up like `logconf`.
+    """
+
+    def __call__(self, logits, soft_labels, step_frac):
+        coef = self.coef(step_frac)
+        log_p = torch.log_softmax(logits.float(), dim=-1)
+        fit = -(soft_labels.float() * log_p).sum(dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1)
+        return ((1 - coef) * fit + coef * entropy).mean()
+
+
+class KL:
+    """KL(weak || student): cross-entropy minus the weak labels' own entropy, so a perfect fit scores 0.
+
+    Same gradient as `xent`; only the reported value differs. Soft weak labels carry entropy that no
+    student can remove, so plain cross-entropy values are not comparable across label sources
+    (ground truth vs. a weak model); KL values are.
+    """
+
+    def __call__(self, logits, soft_labels, step_frac):
+        target = soft_labels.float()
+        own_entropy = -torch.special.xlogy(target, target).sum(dim=1).mean()
+        return soft_cross_entropy(logits, target) - own_entropy
+
+
+LOSSES: dict[str, type] = {
+    "xent": Xent, "logconf": Logconf, "product": Product, "window": Window, "entropy": Entropy, "kl": KL,
+}  # fmt: skip
 
 
 def build_loss(spec) -> LossFn:

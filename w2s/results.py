@@ -11,6 +11,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
 
 
@@ -21,6 +23,25 @@ def pgr(student: float, weak: float, ceiling: float, min_gap: float = MIN_GAP) -
     if ceiling - weak < min_gap:
         return None
     return (student - weak) / (ceiling - weak)
+
+
+def expected_calibration_error(p_pos, labels, bins: int = 10) -> float:
+    """ECE of binary predictions: the gap between confidence and accuracy, averaged over equal-width
+    confidence bins weighted by their size (Guo et al. 2017).
+
+    Confidence is that of the predicted class, max(p, 1 - p); a student trained on weak labels can be
+    as accurate as another yet far more over- or under-confident, which accuracy and AUROC do not show.
+    """
+    p_pos, labels = np.asarray(p_pos, dtype=float), np.asarray(labels)
+    predicted = p_pos > 0.5  # the same rule as test_accuracy, so p = 0.5 predicts the negative class
+    confidence = np.where(predicted, p_pos, 1 - p_pos)
+    correct = predicted == labels.astype(bool)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        members = which == b
+        total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
 
 
 def read_json(path: Path) -> dict:
@@ -41,6 +62,7 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         "model": stage.model.display,
         "test_accuracy": metrics["test_accuracy"],
         "test_auroc": metrics["test_auroc"],
+        "ece": metrics.get("ece"),
         "n_train": metrics["n_train"],
         "n_test": metrics["n_test"],
         "non_embedding_parameters": metrics["non_embedding_parameters"],
@@ -66,6 +88,8 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         pgr_note=gap_note,
         agreement=metrics["agreement"],
         supervisor_accuracy=metrics["supervisor_accuracy"],
+        agreement_supervisor_right=metrics.get("agreement_supervisor_right"),
+        agreement_supervisor_wrong=metrics.get("agreement_supervisor_wrong"),
     )
     return row
 

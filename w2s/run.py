@@ -26,7 +26,7 @@ from w2s import data as data_mod
 from w2s.losses import Xent, build_loss
 from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.plan import Stage, plan
-from w2s.results import build_rows, format_table, read_json, write_json, write_rows
+from w2s.results import build_rows, expected_calibration_error, format_table, read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import Encoded, predict, process_state, train
@@ -236,16 +236,28 @@ def _stage_metrics(stage, root, p_b, b_rows, p_test, test_rows, n_train, train_s
         "n_train": n_train,
         "n_test": len(test_rows),
         "train_seconds": round(train_seconds, 2),
+        "ece": expected_calibration_error(p_test, [r["hard_label"] for r in test_rows]),
         "agreement": None,
         "supervisor_accuracy": None,
+        "agreement_supervisor_right": None,
+        "agreement_supervisor_wrong": None,
     }
     if stage.supervisor is not None and stage.supervisor is not stage:
         sup = _read_predictions(finished_folder(root, stage.supervisor), "test")
         both = [(p, sup[r["id"]], r["hard_label"]) for p, r in zip(p_test, test_rows) if r["id"] in sup]
         student, supervisor, truth = (np.array(c) for c in zip(*both))
-        metrics["agreement"] = float(((student > 0.5) == (supervisor > 0.5)).mean())
-        metrics["supervisor_accuracy"] = float(((supervisor > 0.5) == truth).mean())
+        agrees = (student > 0.5) == (supervisor > 0.5)
+        supervisor_right = (supervisor > 0.5) == truth
+        metrics["agreement"] = float(agrees.mean())
+        metrics["supervisor_accuracy"] = float(supervisor_right.mean())
+        # does the student copy the supervisor's mistakes, or only its correct answers?
+        metrics["agreement_supervisor_right"] = _mean_or_none(agrees[supervisor_right])
+        metrics["agreement_supervisor_wrong"] = _mean_or_none(agrees[~supervisor_right])
     return metrics
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
 
 
 def _write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:

@@ -163,6 +163,41 @@ class ProductLoss(Strict):
     warmup_frac: float = Field(0.1, ge=0, le=1, description="Plain cross-entropy before this share of training.")
 
 
+class WindowLoss(Strict):
+    """Cross-entropy only on examples where the student is unsure."""
+
+    name: Literal["window"] = "window"
+    label: str | None = None
+    radius: float | Literal["midweak"] = Field(
+        0.15, description="Train where |p_student - 0.5| < radius: a number in (0, 0.5], or 'midweak' (median weak confidence)."
+    )
+
+    @field_validator("radius", mode="before")
+    @classmethod
+    def _in_range(cls, value: Any) -> Any:
+        # checked here, before the float|'midweak' union, so a bad value gives one clear message
+        ok = value == "midweak" or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 0.5)
+        if not ok:
+            raise ValueError(f"radius must be a number in (0, 0.5] or 'midweak', got {value!r}")
+        return value
+
+
+class EntropyLoss(Strict):
+    """Log-confidence with soft (not hardened) student targets: entropy minimisation."""
+
+    name: Literal["entropy"] = "entropy"
+    label: str | None = None
+    aux_coef: float = Field(0.5, ge=0, le=1, description="Final weight of the student's own predictions.")
+    warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
+
+
+class KLLoss(Strict):
+    """KL(weak || student): cross-entropy minus the weak labels' entropy."""
+
+    name: Literal["kl"] = "kl"
+    label: str | None = None
+
+
 class CustomLoss(BaseModel):
     """A user's loss: `path` is `module:attribute`; every other key is passed to it as a keyword argument."""
 
@@ -172,7 +207,9 @@ class CustomLoss(BaseModel):
     path: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:attribute, e.g. mypkg.losses:MyLoss")
 
 
-LossSpec = Annotated[Union[XentLoss, LogconfLoss, ProductLoss, CustomLoss], Field(discriminator="name")]
+LossSpec = Annotated[
+    Union[XentLoss, LogconfLoss, ProductLoss, WindowLoss, EntropyLoss, KLLoss, CustomLoss], Field(discriminator="name")
+]
 
 
 def loss_label(loss: BaseModel) -> str:
@@ -307,7 +344,7 @@ def describe_error(err: ValidationError, raw: Any) -> str:
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"]]
     # pydantic puts union tags into the location (e.g. losses.0.logconf.aux_coef); drop them
-    loc = [p for p in loc if p not in ("xent", "logconf", "product", "custom", "list[tuple[str,str]]")]
+    loc = [p for p in loc if p not in (*_LOSS_CLASSES, "list[tuple[str,str]]")]
     loc = [p for p in loc if not p.startswith(("literal[", "function-"))]
     key = ".".join(loc) or "spec"
     msg = first["msg"].removeprefix("Value error, ")
@@ -337,7 +374,8 @@ def _valid_keys(parent: list[str], raw: Any) -> list[str]:
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
-_LOSS_CLASSES = {"xent": XentLoss, "logconf": LogconfLoss, "product": ProductLoss, "custom": CustomLoss}
+_LOSS_CLASSES = {"xent": XentLoss, "logconf": LogconfLoss, "product": ProductLoss, "window": WindowLoss,
+                 "entropy": EntropyLoss, "kl": KLLoss, "custom": CustomLoss}  # fmt: skip
 
 
 def _model_in(annotation: Any) -> Any:
