@@ -1,25 +1,30 @@
-"""Synthetic "mixed review" sentiment task, generated offline and deterministically.
+"""Synthetic review-sentiment task, generated offline and deterministically.
 
-Each example is one or two short clauses from a review of a made-up product, film,
-restaurant, etc. ("Velmora bistro: the staff seemed rude, but the menu was superb.").
-The label is the reviewer's final verdict: 1 = positive, 0 = negative.  It is decided by
+Each example is one short clause from a review of a made-up product, film, restaurant,
+etc. ("Velmora bistro: The staff seemed truly resplendent.").  All word lists and
+templates are authored in this file.  The label (1 = positive, 0 = negative) is the
+polarity of the evaluative adjective, which is either
 
-* the *meaning* of an evaluative adjective.  The adjective lists are authored here and
-  split per seed into a "seen" part (the only words in the train pool, drawn with
-  Zipf-like weights so many are rare in any half of the pool) and a held-out part that
-  appears only at test time.  Generalising to held-out words needs the pretrained
-  sense of the word, which the full encoder carries much better than its first layer;
-* composition: negation ("was not", "was never", "was far from") flips a clause, and
-  in two-clause sentences the clauses disagree and a connective decides which one
-  counts ("A, but B" / "Although A, B" -> B; "B, even though A" / "B, despite A" -> A
-  is the concession).  Resolving this scope is multi-step reasoning a 1-layer
-  transformer does worse than a 6-layer one;
-* intensifiers ("truly", "rather") and hedges are label-independent noise.
+* a common adjective (excellent, dreadful, ...): single wordpieces whose polarity even a
+  1-layer encoder reads off its embeddings (held-out common words included), or
+* a rare adjective (lugubrious, resplendent, ...) that the tokenizer splits into 2-4
+  wordpieces.  The rare lists are split per seed: half may appear in the train pool
+  (P_RARE_TRAIN of its clauses), the other half only at test time (P_RARE_TEST of its
+  clauses), so the test set asks for the meaning of words never seen in training.
 
-Leakage control: the label is drawn first, then negation, so "not", "never", "but",
-"although", every intensifier and every aspect noun occur equally often under both
-labels, and two-clause sentences always contain one positive and one negative word.
-Only word meaning plus structure predicts the label.
+Why it separates weak from strong: a 1-layer encoder cannot assemble a word's meaning
+from its pieces, so on held-out rare words it is far behind the 6-layer pretrained
+encoder (measured, quickstart settings, seeds 0/1: 53%/74% vs 76%/86%), which knows most
+of them and transfers the sentiment direction it learns from common words.  The weak
+model labels the train pool almost perfectly (it memorises the seen rare words), so its
+labels carry no systematic error for the strong student to copy, and the student
+generalises to the held-out words much like the ceiling (PGR 1.2/0.6 with xent).
+Negation (P_NEG) and two-clause "A, but B" examples (P_SINGLE < 1) remain available as
+knobs but are off: the 1-layer model's errors on them were systematic (it ignores which
+clause a connective makes decisive) and the student copied them (PGR ~0).
+
+Leakage control: the label is drawn first, so openers, intensifiers and aspect nouns are
+label-independent; both rare lists average ~2.9 wordpieces per word.
 """
 
 import random
@@ -42,8 +47,21 @@ unpleasant sloppy flimsy awkward lifeless tiresome pathetic atrocious abysmal ap
 grim stale greasy cramped filthy rude useless unbearable forgettable painful dreary
 joyless clunky overpriced subpar shabby wretched insipid lackluster botched grating
 sluggish unreliable messy hollow bleak drab underwhelming irritating dismaying
-repellent mediocre inept tacky""".split()
-NEGATIVE = list(dict.fromkeys(NEGATIVE))  # keep order, drop accidental duplicates
+repellent inept tacky""".split()
+
+# Rare evaluative adjectives, each split by the MiniLM tokenizer into 2-4 wordpieces
+# (mean ~2.9 pieces in both lists, so length does not give the label away).  Kept only
+# words that the fine-tuned 6-layer model classified well when held out.
+RARE_POSITIVE = """resplendent spellbinding sumptuous transcendent ravishing mellifluous
+peerless winsome beguiling incandescent ebullient jubilant rapturous luxuriant opulent
+delectable toothsome virtuosic consummate laudable praiseworthy estimable unparalleled
+inimitable enthralling vivacious dulcet entrancing""".split()
+
+RARE_NEGATIVE = """lugubrious abominable egregious insufferable lamentable deplorable
+ghastly odious noisome fetid putrid rancid turgid plodding soporific banal trite
+hackneyed tawdry garish slipshod ramshackle decrepit shambolic calamitous woeful squalid
+unpalatable inedible interminable ponderous cloying mawkish grubby grimy nauseating
+repugnant loathsome exasperating""".split()
 
 CATEGORIES = {
     "film": ["plot", "acting", "ending", "soundtrack", "pacing", "dialogue", "camera work"],
@@ -65,9 +83,16 @@ OPENERS = ["{name} {cat}: ", "Review of the {name} {cat}. ", "About {name} {cat}
 # two-clause frames; {d} = clause that decides the label, {c} = conceded clause.
 FRAMES = ["{c}, but {d}.", "Although {c}, {d}.", "{d}, even though {c}.",
           "{c}; however, {d}.", "{d}, despite the fact that {c}.", "{c}, yet {d}."]
-P_NEG = 0.35  # chance a clause is negated
-P_SINGLE = 0.3  # chance of a single-clause example
+P_NEG = 0.0  # chance a clause is negated
+P_SINGLE = 1.0  # chance of a single-clause example
+P_RARE_TRAIN = 0.3  # share of train clauses using a (seen) rare adjective
+P_RARE_TEST = 0.9  # share of test clauses using a held-out rare adjective
+RARE_HELDOUT_FRAC = 0.5  # share of each rare list reserved for test only
 HELDOUT_FRAC = 0.35  # share of each adjective list reserved for test only
+# Which words are held out is drawn once, not per seed: with a per-seed split the ceiling's
+# margin swung from +9 to -3 points across seeds 0-2, depending on which rare words it had to
+# know. This draw is the one measured in the README (it equals the old per-seed draw of seed 1).
+VOCAB_SEED = "w2s-synthetic-1"
 P_HELDOUT_AT_TEST = 0.5  # share of test clauses that use held-out adjectives
 
 
@@ -75,10 +100,10 @@ def _name(rng):
     return "".join(rng.choice(SYLLABLES) for _ in range(2)).capitalize()
 
 
-def _split(words, rng):
+def _split(words, rng, frac=None):
     words = sorted(words)
     rng.shuffle(words)
-    k = int(round(len(words) * HELDOUT_FRAC))
+    k = int(round(len(words) * (HELDOUT_FRAC if frac is None else frac)))
     return words[k:], words[:k]  # seen, held-out
 
 
@@ -99,7 +124,11 @@ def _clause(rng, polarity, aspect, samplers, heldout):
     """A clause about `aspect` whose meaning has the given polarity (1 pos / 0 neg)."""
     negated = rng.random() < P_NEG
     word_pol = polarity ^ int(negated)
-    adj = samplers[word_pol].draw(rng, heldout and rng.random() < P_HELDOUT_AT_TEST)
+    if rng.random() < (P_RARE_TEST if heldout else P_RARE_TRAIN):
+        seen, held = samplers["rare", word_pol]
+        adj = rng.choice(held if heldout else seen)
+    else:
+        adj = samplers[word_pol].draw(rng, heldout and rng.random() < P_HELDOUT_AT_TEST)
     if negated:
         return f"the {aspect} {rng.choice(NEG_VERBS)} {adj}"
     return f"the {aspect} {rng.choice(VERBS)} {rng.choice(INTENS)}{adj}"
@@ -122,13 +151,17 @@ def _example(rng, label, samplers, heldout):
 def generate(n_train: int, n_test: int, seed: int) -> dict[str, list[dict]]:
     """Return {"train": [...], "test": [...]}; each row {"id", "txt", "hard_label"}.
 
-    Train rows only use "seen" adjectives; about half of the test clauses use held-out
-    adjectives that never occur in the train pool.  Deterministic in (n_train, n_test, seed).
+    Train rows only use "seen" adjectives; about 80% of test clauses use held-out ones
+    (P_RARE_TEST rare + half of the rest common) that never occur in the train pool.
+    Deterministic in (n_train, n_test, seed).
     """
-    rng = random.Random(f"w2s-synthetic-{seed}")
-    pos_seen, pos_held = _split(POSITIVE, rng)
-    neg_seen, neg_held = _split(NEGATIVE, rng)
-    samplers = {1: _Sampler(pos_seen, pos_held, rng), 0: _Sampler(neg_seen, neg_held, rng)}
+    vocab = random.Random(VOCAB_SEED)  # the held-out vocabulary is part of the task: fixed
+    pos_seen, pos_held = _split(POSITIVE, vocab)
+    neg_seen, neg_held = _split(NEGATIVE, vocab)
+    samplers = {1: _Sampler(pos_seen, pos_held, vocab), 0: _Sampler(neg_seen, neg_held, vocab)}
+    samplers["rare", 1] = _split(RARE_POSITIVE, vocab, RARE_HELDOUT_FRAC)
+    samplers["rare", 0] = _split(RARE_NEGATIVE, vocab, RARE_HELDOUT_FRAC)
+    rng = random.Random(f"w2s-synthetic-{seed}")  # the seed draws the examples
     out = {}
     for split, n, heldout in (("train", n_train, False), ("test", n_test, True)):
         labels = [i % 2 for i in range(n)]

