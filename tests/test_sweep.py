@@ -156,8 +156,9 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path):
     assert "[1/2]" in out and "[3/3]" not in out  # only the two unfinished stages were trained
     assert not list(stages_dir.glob(".*"))  # no partial stage folder remains
 
-    clean = slow_spec(tmp_path / "clean", "exp")
-    run(clean)
+    # the uninterrupted run under the same conditions (one thread: thread count changes float sums)
+    clean = w2s_process(write_spec(tmp_path / "clean.yaml", slow_spec(tmp_path / "clean", "exp")))
+    assert clean.wait(timeout=600) == 0
     killed_rows = (tmp_path / "killed" / "exp" / "results.jsonl").read_text().splitlines()
     clean_rows = (tmp_path / "clean" / "exp" / "results.jsonl").read_text().splitlines()
     strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "train_seconds"} for r in rows]  # noqa: E731

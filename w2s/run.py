@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import os
 import shutil
 import time
@@ -137,8 +138,6 @@ def _supervisor_labels(root: Path, stage: Stage, rows: list[dict]) -> tuple[list
 
 
 def _read_predictions(folder: Path, split: str) -> dict[str, float]:
-    import json
-
     out = {}
     with open(folder / "predictions.jsonl") as f:
         for line in f:
@@ -261,8 +260,6 @@ def _mean_or_none(values: np.ndarray) -> float | None:
 
 
 def _write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
-    import json
-
     config = {
         "stage": stage.name,
         "kind": stage.kind,
