@@ -54,9 +54,6 @@ class Stage:
         safe = self.name.replace("->", "_to_").replace("/", "__")
         return "".join(c if c.isalnum() or c in "._-" else "-" for c in safe) + "__" + self.key
 
-    def dependencies(self) -> list[Stage]:
-        return [s for s in (self.supervisor, self.weak, self.ceiling) if s is not None and s is not self]
-
 
 def _model_identity(model: ModelSpec) -> dict:
     """What makes two ladder rungs the same network (not their labels or memory settings)."""
