@@ -79,3 +79,36 @@ def test_unloadable_model_is_a_one_line_error(tmp_path):
     empty.mkdir()
     with pytest.raises(SpecError, match=r"models.0.name: cannot load"):
         load_classifier(ModelSpec(name=str(empty)), key="models.0")
+
+
+def test_lora_trains_only_adapters_and_head(tmp_path):
+    spec = ModelSpec(name="minilm-l1", lora={"r": 4, "alpha": 8, "target_modules": ["query", "value"]})
+    model = load_classifier(spec)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name or name.startswith("head.") for name in trainable)
+    assert sum("lora_A" in name for name in trainable) == 2  # query and value of the one layer
+    full = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for n, p in model.named_parameters() if n in trainable) < full / 100
+
+    run_spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    run_spec["models"][1]["lora"] = {"r": 2, "target_modules": "all-linear"}
+    rows = run_experiment(validate_spec(run_spec), echo=lambda *a: None)
+    assert len(rows) == 3 and all(0 <= r["test_accuracy"] <= 1 for r in rows)
+
+
+def test_lora_with_unknown_target_module_is_a_one_line_error():
+    from w2s.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"models.0.lora.target_modules: "):
+        load_classifier(ModelSpec(name="minilm-l1", lora={"target_modules": ["no_such_layer"]}), key="models.0")
+
+
+def test_lora_settings_enter_the_stage_key(tmp_path):
+    from w2s.plan import plan
+
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    base = {s.name: s.key for s in plan(validate_spec(spec))}
+    spec["models"][1]["lora"] = {"r": 2}
+    with_lora = {s.name: s.key for s in plan(validate_spec(spec))}
+    changed = sorted(name for name in base if base[name] != with_lora[name])
+    assert changed == ["ground_truth/synthetic/tiny-24/s0", "transfer/synthetic/tiny-16->tiny-24/xent/s0"]

@@ -103,6 +103,8 @@ def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
     pooling = spec.pooling if spec.pooling != "auto" else ("last" if is_causal(config) else "mean")
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()
+    if spec.lora is not None:
+        backbone = _with_lora(backbone, spec.lora, key)
     model = Classifier(backbone, pooling)
     if getattr(backbone, "pooler", None) is not None:
         # BERT-style poolers feed nothing we use; DDP fails on trainable parameters without grads
@@ -110,6 +112,19 @@ def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
     if spec.linear_probe:
         backbone.requires_grad_(False)
     return model
+
+
+def _with_lora(backbone, lora, key: str):
+    """Freeze the backbone and add trainable low-rank adapters; the head (added after) stays trainable."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise SpecError(f"{key}.lora: needs the `peft` package: pip install 'w2s[lora]'") from None
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules)
+    try:
+        return get_peft_model(backbone, config)
+    except ValueError as err:
+        raise SpecError(f"{key}.lora.target_modules: {str(err).splitlines()[0]}") from None
 
 
 @contextlib.contextmanager

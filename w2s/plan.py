@@ -63,6 +63,8 @@ def _model_identity(model: ModelSpec) -> dict:
     fields = model.model_dump(
         include={"random_init", "config_overrides", "linear_probe", "dtype", "pooling", "trust_remote_code"}
     )
+    if model.lora is not None:  # only when set, so keys of existing full fine-tuning stages stay as they were
+        fields["lora"] = model.lora.model_dump()
     return {"checkpoint": checkpoint, "layers": layers, **fields}
 
 

@@ -75,6 +75,17 @@ class DataSpec(Strict):
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
+class LoraSpec(Strict):
+    """Low-rank adapters (through `peft`, the optional extra `w2s[lora]`) for models too big to fine-tune fully."""
+
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: float = Field(16, gt=0, description="Scaling: updates are multiplied by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Module names to adapt, e.g. [query, value]; 'all-linear' adapts every linear layer."
+    )
+
+
 class ModelSpec(Strict):
     """One rung of the model ladder, with optional per-model training overrides (as in the paper's sweep)."""
 
@@ -84,6 +95,7 @@ class ModelSpec(Strict):
     random_init: bool = Field(False, description="Random weights from the checkpoint's config (tiny test models).")
     config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config fields to change before loading.")
     linear_probe: bool = Field(False, description="Freeze the backbone and train only the head.")
+    lora: LoraSpec | None = Field(None, description="Train low-rank adapters (and the head) instead of all weights.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     pooling: Literal["auto", "mean", "last"] = Field("auto", description="auto: last token for causal LMs, else mean.")
     gradient_checkpointing: bool = False
