@@ -219,9 +219,9 @@ class CustomLoss(BaseModel):
     path: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:attribute, e.g. mypkg.losses:MyLoss")
 
 
-LossSpec = Annotated[
-    Union[XentLoss, LogconfLoss, ProductLoss, WindowLoss, EntropyLoss, KLLoss, CustomLoss], Field(discriminator="name")
-]
+_LOSS_MODELS = (XentLoss, LogconfLoss, ProductLoss, WindowLoss, EntropyLoss, KLLoss, CustomLoss)
+_LOSS_CLASSES = {model.model_fields["name"].default: model for model in _LOSS_MODELS}  # name -> spec model
+LossSpec = Annotated[Union[_LOSS_MODELS], Field(discriminator="name")]
 
 
 def loss_label(loss: BaseModel) -> str:
@@ -385,9 +385,6 @@ def _valid_keys(parent: list[str], raw: Any) -> list[str]:
         model = _LOSS_CLASSES.get(node.get("name"), model)
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
-
-_LOSS_CLASSES = {"xent": XentLoss, "logconf": LogconfLoss, "product": ProductLoss, "window": WindowLoss,
-                 "entropy": EntropyLoss, "kl": KLLoss, "custom": CustomLoss}  # fmt: skip
 
 
 def _model_in(annotation: Any) -> Any:
