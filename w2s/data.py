@@ -31,6 +31,7 @@ class DatasetInfo:
     test: str | None = "test"  # hub split used as the test set; None: hold out test_frac of the pool
     columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
     label_column: str | None = None  # a source column that must be binary (checked over the whole split)
+    modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision.py)
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -44,6 +45,10 @@ def register(name: str, description: str, **info) -> Callable[[Formatter], Forma
         return formatter
 
     return wrap
+
+
+def is_image(spec: DataSpec) -> bool:
+    return DATASETS[spec.name].modality == "image"
 
 
 def describe_datasets() -> list[tuple[str, str]]:
@@ -123,6 +128,14 @@ def format_synthetic(row: dict, rng: random.Random) -> dict:
     return {"txt": row["txt"], "hard_label": int(row["hard_label"])}
 
 
+# image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
+for _name, _description in (
+    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed."),
+    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?"),
+    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?"),
+):
+    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, modality="image")
+
 DATASETS["local"] = DatasetInfo(
     "local", "Your own files (data_files): text_columns joined by newlines, a binary label_column.", formatter=None
 )
@@ -157,6 +170,8 @@ def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Spl
     """
     info = DATASETS[spec.name]
     where = f"{key} ({spec.label})"
+    if info.modality == "image":
+        return _image_splits(spec, seed, key)
     formatter = info.formatter or _local_formatter(spec)
     columns = info.columns if info.formatter else (*spec.text_columns, spec.label_column)
     label_column = info.label_column if info.formatter else spec.label_column
@@ -165,16 +180,28 @@ def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Spl
     for split, ds in raw.items():
         _check_columns(ds, columns, label_column, split, spec, where)
 
+    n_test = len(raw[test_name]) if test_name else None
+    pool_idx, test_idx, notes = _sample(spec, seed, len(raw[pool_name]), n_test, where)
+    test_name = test_name or pool_name
+    half = (len(pool_idx) + 1) // 2  # A gets the extra row
+    pool_a = _format_rows(raw[pool_name], pool_idx[:half], pool_name, formatter, seed, where)
+    pool_b = _format_rows(raw[pool_name], pool_idx[half:], pool_name, formatter, seed, where)
+    test = _format_rows(raw[test_name], test_idx, test_name, formatter, seed, where)
+    return Splits(pool_a, pool_b, test, notes)
+
+
+def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: str):
+    """Seeded row indices: (pool, test, notes). With no test split (n_test None), a share of the pool
+    is held out and the test indices point into the pool."""
     notes = []
-    pool = raw[pool_name]
-    pool_idx = list(range(len(pool)))
+    pool_idx = list(range(n_pool))
     random.Random(f"{seed}:pool").shuffle(pool_idx)
-    if test_name is None:  # no test split: hold out a seeded share of the pool
+    if n_test is None:  # no test split: hold out a seeded share of the pool
         n_hold = max(1, round(spec.test_frac * len(pool_idx)))
-        test_name, test_idx, pool_idx = pool_name, pool_idx[:n_hold], pool_idx[n_hold:]
-        notes.append(f"no test split: held out {n_hold} of {len(pool)} pool rows (test_frac={spec.test_frac})")
+        test_idx, pool_idx = pool_idx[:n_hold], pool_idx[n_hold:]
+        notes.append(f"no test split: held out {n_hold} of {n_pool} pool rows (test_frac={spec.test_frac})")
     else:
-        test_idx = list(range(len(raw[test_name])))
+        test_idx = list(range(n_test))
         random.Random(f"{seed}:test").shuffle(test_idx)
     if spec.n_train and len(pool_idx) > spec.n_train:
         notes.append(f"capped the training pool at n_train={spec.n_train} of {len(pool_idx)} rows")
@@ -186,12 +213,29 @@ def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Spl
         raise SpecError(f"{where}: the training pool has {len(pool_idx)} rows; it needs at least 2 (halves A and B)")
     if not test_idx:
         raise SpecError(f"{where}: the test split is empty")
+    return pool_idx, test_idx, notes
 
-    half = (len(pool_idx) + 1) // 2  # A gets the extra row
-    pool_a = _format_rows(pool, pool_idx[:half], pool_name, formatter, seed, where)
-    pool_b = _format_rows(pool, pool_idx[half:], pool_name, formatter, seed, where)
-    test = _format_rows(raw[test_name], test_idx, test_name, formatter, seed, where)
-    return Splits(pool_a, pool_b, test, notes)
+
+def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
+    """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
+    from w2s import vision
+
+    where = f"{key} ({spec.label})"
+    if spec.data_files or spec.column_names:
+        raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet takes data_dir")
+    if spec.name == "imagenet" and not spec.data_dir:
+        raise SpecError(f"{key}.data_dir: imagenet needs data_dir, a local copy with train/ and val/ class folders")
+    if spec.name != "imagenet" and spec.data_dir:
+        raise SpecError(f"{key}.data_dir: only the imagenet dataset reads data_dir")
+    loader = vision.IMAGE_DATASETS[spec.name][1]
+    try:
+        pool, test = loader(spec.data_dir) if spec.name == "imagenet" else loader()
+    except ValueError as err:
+        raise SpecError(f"{where}: {str(err).splitlines()[0]}") from None
+    pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)
+    test_rows = [(test or pool)[i] for i in test_idx]
+    half = (len(pool_idx) + 1) // 2
+    return Splits([pool[i] for i in pool_idx[:half]], [pool[i] for i in pool_idx[half:]], test_rows, notes)
 
 
 def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):

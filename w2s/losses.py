@@ -140,7 +140,7 @@ LOSSES: dict[str, type] = {
 
 def build_loss(spec) -> LossFn:
     """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`)."""
-    params = spec.model_dump(exclude={"name", "label", "path"})
+    params = spec.model_dump(exclude={"name", "label", "path", "probe"})
     if spec.name != "custom":
         return LOSSES[spec.name](**params)
     module_name, _, attr = spec.path.partition(":")

@@ -42,7 +42,17 @@ def resolve(spec: ModelSpec) -> tuple[str, int | None]:
 
 def describe_models() -> list[tuple[str, str]]:
     rows = [(alias, f"{_ALIAS_NOTE}, first {n} of 6 layers") for alias, (_, n) in MODEL_ALIASES.items()]
-    return rows + [("<hub id or folder>", "any Hugging Face checkpoint, e.g. gpt2, gpt2-medium, Qwen/Qwen2.5-0.5B")]
+    return rows + [
+        ("<hub id or folder>", "any Hugging Face checkpoint, e.g. gpt2, gpt2-medium, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8"),
+        ("torchvision:<arch>", "image datasets: a torchvision model with its pretrained weights, e.g. torchvision:alexnet"),
+    ]
+
+
+def _zero_head(dim: int) -> nn.Linear:
+    head = nn.Linear(dim, 2, dtype=torch.float32)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 class Classifier(nn.Module):
@@ -52,20 +62,41 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        hidden = backbone.config.hidden_size
-        self.head = nn.Linear(hidden, 2, dtype=torch.float32)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = _zero_head(backbone.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """The pooled hidden state: of the last layer, or of `layer` (0 = embeddings) for probes."""
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layer is not None)
+        hidden = out.last_hidden_state if layer is None else out.hidden_states[layer]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "last":  # right padding: the last real token sits at length - 1
             last = attention_mask.sum(dim=1) - 1
-            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        else:
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
-        return self.head(pooled.float())
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+        return ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).float()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(input_ids, attention_mask))
+
+
+class ProbeHead(nn.Module):
+    """The classifier's head alone, on cached features: a linear probe that never runs the backbone."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.head = _zero_head(dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features.float())
+
+
+def resolve_layer(layer: int | str | None, num_layers: int) -> int | None:
+    """A hidden-state index from a spec value: None/'last' -> None (the final output), 'middle' -> n // 2."""
+    if layer in (None, "last"):
+        return None
+    index = num_layers // 2 if layer == "middle" else int(layer)
+    if not 0 <= index <= num_layers:
+        raise SpecError(f"probe.layer: {layer} is out of range; the model has hidden states 0..{num_layers}")
+    return index
 
 
 def is_causal(config) -> bool:
@@ -82,8 +113,11 @@ def load_tokenizer(spec: ModelSpec):
     return tokenizer
 
 
-def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
-    """Build the classifier for one ladder rung. Errors name the spec key (`key`)."""
+def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None = None, auto=AutoModel):
+    """The pretrained (or random, or generatively finetuned: `weights_from`) network of one ladder rung.
+
+    `auto` picks the transformers class: AutoModel for the classifier's backbone, AutoModelForCausalLM
+    for generative finetuning. Errors name the spec key (`key`)."""
     path, layers = resolve(spec)
     overrides = dict(spec.config_overrides)
     if layers is not None and (spec.num_layers is not None or "num_hidden_layers" not in overrides):
@@ -91,15 +125,20 @@ def load_classifier(spec: ModelSpec, key: str = "model") -> Classifier:
     remote = spec.trust_remote_code
     try:
         with _quiet_transformers():
-            config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **overrides)
+            config = AutoConfig.from_pretrained(weights_from or path, trust_remote_code=remote, **overrides)
             dtype = _DTYPES[spec.dtype]
-            if spec.random_init:
-                backbone = AutoModel.from_config(config, trust_remote_code=remote, dtype=dtype)
-            else:
-                backbone = AutoModel.from_pretrained(path, config=config, trust_remote_code=remote, dtype=dtype)
+            if spec.random_init and weights_from is None:
+                return auto.from_config(config, trust_remote_code=remote, dtype=dtype)
+            return auto.from_pretrained(weights_from or path, config=config, trust_remote_code=remote, dtype=dtype)
     except (OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line}") from None
+
+
+def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | None = None) -> Classifier:
+    """Build the classifier for one ladder rung. Errors name the spec key (`key`)."""
+    backbone = load_backbone(spec, key, weights_from)
+    config = backbone.config
     pooling = spec.pooling if spec.pooling != "auto" else ("last" if is_causal(config) else "mean")
     if spec.gradient_checkpointing:
         backbone.gradient_checkpointing_enable()

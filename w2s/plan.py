@@ -5,6 +5,11 @@ supervisor and as ceiling; a transfer stage trains a model on the predictions of
 stage on half B. Bootstrapping and strong-to-strong rounds are transfers whose supervisor is
 itself a transfer, so they reuse whatever already exists.
 
+Two kinds of stage train no classifier but are cached the same way: `features` (a model's pooled
+activations of every split at one layer: what linear probes train on and label probes read) and
+`lm_finetune` (generative finetuning of a causal LM on the task's texts, whose weights the model's
+other stages start from).
+
 A stage's key hashes everything that changes its result (model, data, training settings, loss,
 seed, and the keys of the stages it reads) and nothing that does not (paths, tracking, display
 labels, per-device batch size when the effective batch is the same). Equal keys are the same
@@ -18,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from w2s.data import is_image
 from w2s.models import MODEL_ALIASES
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
 from w2s.train import TrainSettings, effective_mixed_precision
@@ -35,7 +41,21 @@ class Stage:
     weak: Stage | None = None  # ground-truth stage of the original weak model (PGR baseline)
     ceiling: Stage | None = None  # ground-truth stage of this stage's model (PGR ceiling)
     chain: tuple[str, ...] = ()  # model labels from the original weak model to this one
+    features: Stage | None = None  # cached activations this stage trains a linear probe on
+    probe_features: Stage | None = None  # activations the loss's label probe is fitted on
+    base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
+    layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
     key: str = ""
+
+    @property
+    def requires(self) -> list[Stage]:
+        """Stages that must be finished before this one can run."""
+        deps = (self.supervisor, self.features, self.probe_features, self.base)
+        return [s for s in deps if s is not None and s is not self]
+
+    @property
+    def trains_classifier(self) -> bool:
+        return self.kind not in ("features", "lm_finetune")
 
     @property
     def loss_label(self) -> str | None:
@@ -45,7 +65,8 @@ class Stage:
     def name(self) -> str:
         """Readable and matchable with --only/--force, e.g. transfer/sst2/minilm-l1->minilm-l6/xent/s0."""
         models = "->".join(self.chain) if self.chain else self.model.display
-        parts = [self.kind, self.dataset.label, models] + ([self.loss_label] if self.loss else []) + [f"s{self.seed}"]
+        extra = [self.loss_label] if self.loss else [f"layer-{self.layer}"] if self.kind == "features" else []
+        parts = [self.kind, self.dataset.label, models] + extra + [f"s{self.seed}"]
         return "/".join(parts)
 
     @property
@@ -68,8 +89,23 @@ def _model_identity(model: ModelSpec) -> dict:
     return {"checkpoint": checkpoint, "layers": layers, **fields}
 
 
+def _loss_identity(loss) -> dict:
+    fields = loss.model_dump(exclude={"label"})
+    if fields.get("probe") is None:  # only when set, so keys of stages without a probe stay as they were
+        fields.pop("probe", None)
+    return fields
+
+
+def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
+    """Linear probes, and every model on an image dataset, train a head on cached features."""
+    return model.linear_probe or is_image(dataset)
+
+
 def _data_identity(dataset: DataSpec) -> dict:
-    return dataset.model_dump(exclude={"id"})
+    fields = dataset.model_dump(exclude={"id"})
+    if fields["data_dir"] is None:  # a later field: left out when unset, so existing keys stay valid
+        del fields["data_dir"]
+    return fields
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
@@ -120,17 +156,43 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
     used = {label for pair in pairs for label in pair} | {label for chain in spec.bootstrap for label in chain}
     for dataset in spec.datasets:
         for seed in spec.seeds:
+
+            def common(kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
+                return {"kind": kind, "data": _data_identity(dataset), "model": _model_identity(model),
+                        "train": _settings_identity(settings), "seed": seed}  # fmt: skip
+
+            def lm_finetune(model: ModelSpec) -> Stage | None:
+                if model.generative_finetune is None:
+                    return None
+                gen, plain = model.generative_finetune, resolve_settings(spec, model, transfer=False)
+                settings = dataclasses.replace(plain, epochs=gen.epochs, lr=gen.lr or plain.lr)
+                return add(Stage("lm_finetune", dataset, model, seed, settings), common("lm_finetune", model, settings))
+
+            def features(model: ModelSpec, layer: int | str) -> Stage:
+                settings = resolve_settings(spec, model, transfer=False)
+                base = lm_finetune(model)
+                identity = {"kind": "features", "data": _data_identity(dataset), "model": _model_identity(model),
+                            "seed": seed, "layer": layer, "mixed_precision": settings.mixed_precision,
+                            "base": base.key if base else None}  # fmt: skip
+                return add(Stage("features", dataset, model, seed, settings, base=base, layer=layer), identity)
+
+            def with_inputs(stage: Stage, identity: dict) -> Stage:
+                """Attach what the stage starts from (finetuned weights, cached features) and key it."""
+                stage.base = lm_finetune(stage.model)
+                if uses_features(stage.model, dataset):
+                    stage.features = features(stage.model, "last")
+                for name in ("base", "features"):  # only when set: keys of plain stages stay as they were
+                    if getattr(stage, name) is not None:
+                        identity[name] = getattr(stage, name).key
+                return add(stage, identity)
+
             truth: dict[str, Stage] = {}
             for model in spec.models:
                 if model.display not in used:
                     continue
                 settings = resolve_settings(spec, model, transfer=False)
                 stage = Stage("ground_truth", dataset, model, seed, settings)
-                identity = {
-                    "kind": "ground_truth", "data": _data_identity(dataset), "model": _model_identity(model),
-                    "train": _settings_identity(settings), "seed": seed,
-                }  # fmt: skip
-                truth[model.display] = stage = add(stage, identity)
+                truth[model.display] = stage = with_inputs(stage, common("ground_truth", model, settings))
                 stage.weak = stage.ceiling = stage
 
             def transfer(kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
@@ -138,12 +200,11 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                 settings = resolve_settings(spec, model, transfer=True)
                 weak = supervisor.weak
                 stage = Stage(kind, dataset, model, seed, settings, loss, supervisor, weak, truth[strong], chain)
-                identity = {
-                    "kind": "transfer", "data": _data_identity(dataset), "model": _model_identity(model),
-                    "train": _settings_identity(settings), "seed": seed,
-                    "loss": loss.model_dump(exclude={"label"}), "supervisor": supervisor.key,
-                }  # fmt: skip
-                return add(stage, identity)
+                identity = {**common("transfer", model, settings), "loss": _loss_identity(loss), "supervisor": supervisor.key}
+                if loss.probe is not None:
+                    stage.probe_features = features(model, loss.probe.layer)
+                    identity["probe_features"] = stage.probe_features.key
+                return with_inputs(stage, identity)
 
             for loss in spec.losses:
                 for weak, strong in pairs:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from w2s.results import MIN_GAP, pgr
+from w2s.results import MIN_GAP, PROBE_METRICS, pgr
 from w2s.spec import SpecError
 
 N_RESAMPLES = 2000
@@ -42,8 +42,8 @@ SEED_COLUMNS = [
     "weak_params", "strong_params", "n_test",
     "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
-    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy",
-    "stage", "key",
+    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
+    *PROBE_METRICS, "stage", "key",
 ]  # fmt: skip
 _INTEGERS = {"weak_params": "Int64", "strong_params": "Int64"}  # sizes stay integers even when one is missing
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak", "strong", "loss"]
@@ -51,7 +51,8 @@ SUMMARY_COLUMNS = GROUP_COLUMNS + [
     "n_seeds", "weak_params", "strong_params",
     "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
     "metric", "student_low", "student_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
-    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy",
+    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
+    *PROBE_METRICS,
 ]  # fmt: skip
 
 
@@ -118,6 +119,8 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         "auroc": metrics.get("test_auroc"),
         "agreement": metrics.get("agreement"),
         "supervisor_accuracy": metrics.get("supervisor_accuracy"),
+        "ece": metrics.get("ece"),
+        **{k: metrics.get(k) for k in PROBE_METRICS},
         "params": metrics.get("non_embedding_parameters"),
         "n_test": metrics.get("n_test"),
         "folder": folder,
@@ -133,6 +136,8 @@ def load_records(root: Path, echo=print) -> list[dict]:
         if folder.name.startswith(".") or not (folder / "metrics.json").is_file():
             continue  # a stage being written, or left behind by a killed run
         config = json.loads((folder / "config.json").read_text())
+        if config.get("kind") in ("features", "lm_finetune"):
+            continue  # inputs of other stages: no predictions to report
         metrics = json.loads((folder / "metrics.json").read_text())
         records.append(_record(root.name, config, metrics, folder=folder))
     listed = set()
@@ -378,7 +383,8 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             "ceiling_auroc": ceiling and ceiling["auroc"], "student_auroc": r["auroc"],
             "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
             "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
-            "supervisor_accuracy": r["supervisor_accuracy"], "stage": r["stage"], "key": r["key"],
+            "supervisor_accuracy": r["supervisor_accuracy"], "student_ece": r.get("ece"),
+            **{k: r.get(k) for k in PROBE_METRICS}, "stage": r["stage"], "key": r["key"],
         })  # fmt: skip
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     order = ["experiment", "dataset", "weak_params", "strong_params", "chain", "loss", "seed"]
@@ -436,13 +442,13 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
         return num(r["pgr"]) + ("" if pd.isna(r["pgr_low"]) else f" [{num(r['pgr_low'])}, {num(r['pgr_high'])}]")
 
     header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
-              f"student {metric}", "PGR [95% CI]", "agreement", "note"]  # fmt: skip
+              f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
         cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
                  num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"student_{metric}"]),
-                 with_ci(r), num(r["agreement"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
+                 with_ci(r), num(r["agreement"]), num(r["student_ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

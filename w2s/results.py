@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe_label_accuracy")
 MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
 
 
@@ -91,6 +92,8 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         agreement_supervisor_right=metrics.get("agreement_supervisor_right"),
         agreement_supervisor_wrong=metrics.get("agreement_supervisor_wrong"),
     )
+    if stage.loss.probe is not None:  # what the label probe did to half B before training
+        row.update({k: metrics.get(k) for k in PROBE_METRICS})
     return row
 
 
@@ -100,7 +103,7 @@ def build_rows(stages, finished: dict[str, Path]) -> list[dict]:
     return [
         stage_row(s, metrics[s.key], metrics.get(s.weak.key), metrics.get(s.ceiling.key))
         for s in stages
-        if s.key in metrics
+        if s.key in metrics and s.trains_classifier
     ]
 
 
@@ -113,7 +116,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def format_table(rows: list[dict]) -> str:
     """The end-of-run summary: one line per stage, transfers with PGR."""
-    header = f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<10} {'acc':>6} {'auroc':>6} {'weak':>6} {'ceil':>6} {'PGR':>6}"
+    header = f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<20} {'acc':>6} {'auroc':>6} {'weak':>6} {'ceil':>6} {'PGR':>6}"
     lines = [header, "-" * len(header)]
 
     def num(v):
@@ -122,7 +125,7 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         models = r.get("chain") or r["model"]
         lines.append(
-            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-'):<10} "
+            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-')[:20]:<20} "
             f"{num(r['test_accuracy'])} {num(r['test_auroc'])} {num(r.get('weak_accuracy'))} "
             f"{num(r.get('ceiling_accuracy'))} {num(r.get('pgr'))}"
         )

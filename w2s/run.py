@@ -24,13 +24,16 @@ from filelock import FileLock, Timeout
 from sklearn.metrics import roc_auc_score
 
 from w2s import data as data_mod
+from w2s import features as features_mod
+from w2s import generative, probes
+from w2s.data import is_image
 from w2s.losses import Xent, build_loss
-from w2s.models import count_parameters, load_classifier, load_tokenizer
+from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, resolve_layer
 from w2s.plan import Stage, plan
 from w2s.results import build_rows, expected_calibration_error, format_table, read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.tracking import StageTracker, log_experiment_summary
-from w2s.train import Encoded, predict, process_state, train
+from w2s.train import Encoded, classification, make_accelerator, predict, process_state, train
 
 WAIT_SECONDS = 2.0
 
@@ -64,8 +67,8 @@ def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[st
 
     wanted = {s.key for s in stages if not only or matches(s, only)}
     for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards
-        if stage.key in wanted and stage.supervisor is not None:
-            wanted.add(stage.supervisor.key)
+        if stage.key in wanted:
+            wanted.update(s.key for s in stage.requires)
     out = []
     for stage in stages:
         if stage.key not in wanted:
@@ -85,7 +88,7 @@ def describe_plan(selections: list[Selection]) -> str:
         lines.append(f"{status:<7} {sel.stage.name:<{width}}  {sel.stage.key}")
     n_run = sum(s.action in ("run", "force") for s in selections)
     n_cached = sum(s.action == "cached" for s in selections)
-    lines.append(f"{len(selections)} stages: {n_run} trainings to run, {n_cached} cached")
+    lines.append(f"{len(selections)} stages: {n_run} to run, {n_cached} cached")
     return "\n".join(lines)
 
 
@@ -159,22 +162,8 @@ def _scores(p_pos: np.ndarray, rows: list[dict]) -> tuple[float, float | None]:
 
 
 def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> None:
-    """Train one stage and, on the main process, write its folder atomically."""
+    """Run one stage and, on the main process, write its folder atomically."""
     state = process_state()
-    splits = _splits(stage.dataset, stage.seed)
-    notes: list[str] = []
-    if stage.kind == "ground_truth":
-        train_rows, train_labels = splits.train_a, _one_hot(splits.train_a)
-        loss_fn = Xent()
-    else:
-        train_rows, train_labels = _supervisor_labels(root, stage, splits.train_b)
-        loss_fn = build_loss(stage.loss)
-    train_data, _ = _encode(train_rows, stage, train_labels, notes, "train")
-    b_data, b_rows = _encode(splits.train_b, stage, _one_hot(splits.train_b), notes, "train_b")
-    test_data, test_rows = _encode(splits.test, stage, _one_hot(splits.test), notes, "test")
-    for note in notes:
-        echo(f"  {stage.dataset.label}: {note}")
-
     tmp = root / "stages" / f".tmp-{stage.folder}-{os.getpid()}"
     tracker = None
     if state.is_main_process:
@@ -182,37 +171,160 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
         tracker = StageTracker(tmp, stage, spec)
     try:
         set_seed(stage.seed)  # random-init weights must not depend on what this process ran before
-        model = load_classifier(stage.model, key=_model_key(spec, stage))
-        sizes = count_parameters(model)
-        start = time.perf_counter()
-        model, accelerator = train(
-            model, train_data, loss_fn, stage.settings, stage.seed,
-            log=tracker.log if tracker else (lambda row: None),
-            log_every=spec.tracking.log_every, desc=stage.name,
-        )  # fmt: skip
-        train_seconds = time.perf_counter() - start
-        p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
-        p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+        work = {"features": _extract_features, "lm_finetune": _finetune_lm}.get(stage.kind, _train_classifier)
+        metrics, predictions = work(stage, spec, root, tmp if state.is_main_process else None, tracker, echo)
         if state.is_main_process:
-            metrics = _stage_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
-            metrics.update(sizes, notes=notes)
-            predictions = [
-                {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
-                for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
-                for r, p in zip(rows_, probs)
-            ]
             _write_stage(tmp, stage, spec, metrics, predictions)
-            if spec.save_model:
-                accelerator.save_model(model, tmp / "model")
             tracker.finish(metrics, predictions, *_reference_metrics(root, stage))
             _publish(tmp, root / "stages" / stage.folder)
-        accelerator.wait_for_everyone()
-        accelerator.free_memory()
+        process_state().wait_for_everyone()
     except BaseException:
         if tracker:
             tracker.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
+    """Ground truth or transfer: train the classifier (or, on cached features, its head) and predict."""
+    splits = _splits(stage.dataset, stage.seed)
+    notes: list[str] = []
+    if stage.kind == "ground_truth":
+        train_rows, train_labels = splits.train_a, _one_hot(splits.train_a)
+        loss_fn, extra = Xent(), {}
+    else:
+        train_rows, train_labels = _supervisor_labels(root, stage, splits.train_b)
+        loss_fn, extra = build_loss(stage.loss), {}
+        if stage.loss.probe is not None:
+            train_rows, train_labels, extra = _clean_with_probe(root, stage, train_rows, train_labels)
+            echo(f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
+                 f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
+                 f"{extra['probe_label_accuracy']:.3f}")  # fmt: skip
+    if stage.features is not None:  # a linear probe: the head alone, on the cached features
+        cached = features_mod.read(finished_folder(root, stage.features))
+        train_split = "train_a" if stage.kind == "ground_truth" else "train_b"
+        train_data, _, _ = cached[train_split].select(train_rows, train_labels)
+        b_data, b_rows, _ = cached["train_b"].select(splits.train_b, _one_hot(splits.train_b))
+        test_data, test_rows, _ = cached["test"].select(splits.test, _one_hot(splits.test))
+        model = ProbeHead(test_data.features.shape[1])
+        sizes = {k: read_json(finished_folder(root, stage.features) / "metrics.json")[k]
+                 for k in ("parameters", "non_embedding_parameters")}  # fmt: skip
+    else:
+        train_data, _ = _encode(train_rows, stage, train_labels, notes, "train")
+        b_data, b_rows = _encode(splits.train_b, stage, _one_hot(splits.train_b), notes, "train_b")
+        test_data, test_rows = _encode(splits.test, stage, _one_hot(splits.test), notes, "test")
+        model = load_classifier(stage.model, key=_model_key(spec, stage), weights_from=_base_weights(root, stage))
+        sizes = count_parameters(model)
+    for note in notes:
+        echo(f"  {stage.dataset.label}: {note}")
+
+    start = time.perf_counter()
+    model, accelerator = train(
+        model, train_data, classification(loss_fn), stage.settings, stage.seed,
+        log=tracker.log if tracker else (lambda row: None), log_every=spec.tracking.log_every, desc=stage.name,
+    )  # fmt: skip
+    train_seconds = time.perf_counter() - start
+    p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
+    p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+    if out is not None and spec.save_model:
+        accelerator.save_model(model, out / "model")
+    accelerator.free_memory()
+    if out is None:
+        return None, None
+    metrics = _stage_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
+    metrics.update(sizes, **extra, notes=notes)
+    predictions = [
+        {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
+        for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
+        for r, p in zip(rows_, probs)
+    ]
+    return metrics, predictions
+
+
+def _clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndarray):
+    """Relabel or filter half B with a probe on the strong model's activations; score it against the
+    ground truth, which only the toolkit sees (the student trains on the cleaned weak labels)."""
+    probe = stage.loss.probe
+    cached = features_mod.read(finished_folder(root, stage.probe_features))["train_b"]
+    data, rows, labels = cached.select(rows, labels)
+    weak_p = labels[:, 1]
+    try:
+        cleaned = probes.clean_labels(data.features, weak_p, probe.method, probe.mode, k=probe.k,
+                                      contamination=probe.contamination, seed=stage.seed)  # fmt: skip
+    except ValueError as err:  # e.g. fewer rows in half B than neighbours asked for
+        raise SpecError(f"{stage.name}: probe: {err}") from None
+    truth = np.array([r["hard_label"] for r in rows])
+    keep = cleaned.keep
+    metrics = {
+        "probe_changed": int(cleaned.n_changed),
+        "probe_removed": int(cleaned.n_removed),
+        "weak_label_accuracy": float(((weak_p > 0.5) == truth).mean()),
+        "probe_label_accuracy": float(((cleaned.p_pos[keep] > 0.5) == truth[keep]).mean()),
+    }
+    p = cleaned.p_pos[keep].astype(np.float32)
+    return [r for r, k in zip(rows, keep) if k], np.stack([1 - p, p], axis=1), metrics
+
+
+def _base_weights(root: Path, stage: Stage) -> str | None:
+    """The generatively finetuned weights a stage starts from, if its model has them."""
+    return str(finished_folder(root, stage.base) / "model") if stage.base is not None else None
+
+
+def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
+    """Pooled activations of the frozen model for every split, written to features.npz."""
+    splits = _splits(stage.dataset, stage.seed)
+    accelerator = make_accelerator(stage.settings)
+    batch, key = stage.settings.eval_batch_size, _model_key(spec, stage)
+    start = time.perf_counter()
+    arrays, notes = {}, []
+    split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
+    if is_image(stage.dataset):
+        from w2s import vision
+
+        try:
+            encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
+                                                config_overrides=stage.model.config_overrides)  # fmt: skip
+        except ValueError as err:
+            raise SpecError(f"{key}.name: {str(err).splitlines()[0]}") from None
+        n_params = sum(p.numel() for p in encoder.model.parameters())
+        sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
+        layer = None
+        for name, rows in split_rows.items():
+            arrays[name] = features_mod.SplitFeatures(
+                [r["id"] for r in rows],
+                features_mod.image_features(encoder, rows, vision.open_image, accelerator, batch, f"features {name}"),
+            )
+    else:
+        model = load_classifier(stage.model, key=key, weights_from=_base_weights(root, stage))
+        sizes = count_parameters(model)
+        layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
+        for name, rows in split_rows.items():
+            data, kept = _encode(rows, stage, _one_hot(rows), notes, name)
+            array = features_mod.text_features(model, data, layer, accelerator, batch, f"features {name}")
+            arrays[name] = features_mod.SplitFeatures(data.ids, array)
+    for note in notes:
+        echo(f"  {stage.dataset.label}: {note}")
+    if out is None:
+        return None, None
+    features_mod.write(out, arrays)
+    metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer, "dim": int(arrays["test"].array.shape[1]),
+               **{f"n_{name}": len(split.ids) for name, split in arrays.items()}, **sizes, "notes": notes}  # fmt: skip
+    return metrics, []
+
+
+def _finetune_lm(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
+    """Generative finetuning on the training pool's texts (no labels); the weights go to model/."""
+    splits = _splits(stage.dataset, stage.seed)
+    notes: list[str] = []
+    rows = splits.train_a + splits.train_b
+    texts, _ = _encode(rows, stage, _one_hot(rows), notes, "train")
+    test, _ = _encode(splits.test, stage, _one_hot(splits.test), notes, "test")
+    for note in notes:
+        echo(f"  {stage.dataset.label}: {note}")
+    metrics = generative.finetune(stage, texts, test, key=_model_key(spec, stage),
+                                  log=tracker.log if tracker else (lambda row: None), log_every=spec.tracking.log_every,
+                                  out=out / "model" if out is not None else None)  # fmt: skip
+    return (dict(metrics, notes=notes), []) if out is not None else (None, None)
 
 
 def _reference_metrics(root: Path, stage: Stage) -> tuple[dict | None, dict | None]:
@@ -271,8 +383,9 @@ def _write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict
         "settings": dataclasses.asdict(stage.settings),
         "chain": list(stage.chain),
         "supervisor": stage.supervisor.key if stage.supervisor is not stage and stage.supervisor else None,
-        "weak": stage.weak.key,
-        "ceiling": stage.ceiling.key,
+        "weak": stage.weak.key if stage.weak else None,
+        "ceiling": stage.ceiling.key if stage.ceiling else None,
+        "requires": [s.key for s in stage.requires],
         "spec": spec.model_dump(mode="json"),
     }
     write_json(folder / "config.json", config)
@@ -315,6 +428,9 @@ def preflight(spec: ExperimentSpec, stages: list[Stage]) -> None:
     for stage in stages:
         index = [d.label for d in spec.datasets].index(stage.dataset.label)
         _splits(stage.dataset, stage.seed, key=f"datasets.{index}")
+    for i, model in enumerate(spec.models):
+        if model.generative_finetune is not None:
+            generative.check_causal(model, f"models.{i}")
     for i, loss in enumerate(spec.losses):
         try:
             build_loss(loss)
@@ -363,7 +479,7 @@ def run_experiment(
             forced.discard(stage.key)
             if state.is_main_process:
                 metrics = read_json(finished_folder(root, stage) / "metrics.json")
-                say(f"  done in {time.perf_counter() - start:.0f}s: test accuracy {metrics['test_accuracy']:.3f}")
+                say(f"  done in {time.perf_counter() - start:.0f}s: {_headline(metrics)}")
                 _write_results(root, stages)
         finally:
             if lock is not None:
@@ -375,6 +491,14 @@ def run_experiment(
     return rows
 
 
+def _headline(metrics: dict) -> str:
+    if "test_accuracy" in metrics:
+        return f"test accuracy {metrics['test_accuracy']:.3f}"
+    if "lm_loss_test" in metrics:
+        return f"test LM loss {metrics['lm_loss_test_before']:.3f} -> {metrics['lm_loss_test']:.3f} nats/token"
+    return f"{metrics['dim']}-d features of {metrics['n_train_a'] + metrics['n_train_b'] + metrics['n_test']} examples"
+
+
 def _claim_next(root: Path, pending: list[Stage], forced: set[str]) -> tuple[int | None, FileLock | None]:
     """The first pending stage that is ready (supervisor finished) and not being trained elsewhere.
 
@@ -384,7 +508,7 @@ def _claim_next(root: Path, pending: list[Stage], forced: set[str]) -> tuple[int
     for i, stage in enumerate(pending):
         if stage.key not in forced and finished_folder(root, stage):
             return i, None
-        if stage.supervisor not in (None, stage) and not finished_folder(root, stage.supervisor):
+        if not all(finished_folder(root, s) for s in stage.requires):
             continue
         lock = FileLock(str(root / ".locks" / f"{stage.key}.lock"))
         try:

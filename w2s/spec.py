@@ -41,6 +41,7 @@ class DataSpec(Strict):
     n_train: int | None = Field(None, gt=1, description="Cap on the training pool (halves A and B together).")
     n_test: int | None = Field(None, gt=0, description="Cap on the test split.")
     test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
+    data_dir: str | None = Field(None, description="Image datasets: a local copy, e.g. ImageNet in ImageFolder layout.")
     max_ctx: int = Field(512, gt=1, description="Maximum tokens per example.")
     ctx_policy: Literal["truncate", "drop"] = Field("truncate", description="What to do with longer examples.")
 
@@ -86,6 +87,13 @@ class LoraSpec(Strict):
     )
 
 
+class GenerativeSpec(Strict):
+    """Language-modelling finetuning on the task's texts (no labels) before the head is added (causal LMs)."""
+
+    epochs: float = Field(1, gt=0)
+    lr: float | None = Field(None, gt=0, description="Default: the model's training lr.")
+
+
 class ModelSpec(Strict):
     """One rung of the model ladder, with optional per-model training overrides (as in the paper's sweep)."""
 
@@ -96,6 +104,9 @@ class ModelSpec(Strict):
     config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config fields to change before loading.")
     linear_probe: bool = Field(False, description="Freeze the backbone and train only the head.")
     lora: LoraSpec | None = Field(None, description="Train low-rank adapters (and the head) instead of all weights.")
+    generative_finetune: GenerativeSpec | None = Field(
+        None, description="true or {epochs, lr}: first fine-tune the causal LM on the task's texts (Burns et al. 4.3.1)."
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     pooling: Literal["auto", "mean", "last"] = Field("auto", description="auto: last token for causal LMs, else mean.")
     gradient_checkpointing: bool = False
@@ -104,6 +115,11 @@ class ModelSpec(Strict):
     batch_size: int | None = Field(None, gt=0, description="Overrides train.batch_size for this model.")
     minibatch_size: int | None = Field(None, gt=0, description="Overrides train.minibatch_size for this model.")
     eval_batch_size: int | None = Field(None, gt=0, description="Overrides train.eval_batch_size for this model.")
+
+    @field_validator("generative_finetune", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
 
     @property
     def display(self) -> str:
@@ -118,9 +134,11 @@ class ModelSpec(Strict):
 
         if name in MODEL_ALIASES or Path(name).expanduser().is_dir() or _HUB_ID.match(name):
             return name
+        if re.fullmatch(r"torchvision:\w+", name):  # image models by torchvision architecture name
+            return name
         raise ValueError(
-            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), "
-            "an existing checkpoint folder, or a hub id like 'gpt2' or 'org/name'"
+            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), an existing checkpoint folder, "
+            "a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet'"
         )
 
 
@@ -146,40 +164,52 @@ class TrainSpec(Strict):
 
 
 # ---------------------------------------------------------------------------------------------
-# losses: a discriminated union on `name`
+# losses: a discriminated union on `name`; any of them can clean the weak labels with a probe first
 
 
-class XentLoss(Strict):
+class ProbeSpec(Strict):
+    """Fit a probe on the strong model's untrained activations of half B to the weak labels, then relabel
+    half B with its predictions or drop the rows where it disagrees most with the weak labels."""
+
+    method: Literal["knn", "logreg", "topo"] = Field("knn", description="k-nearest neighbours, logistic regression, TopoCC.")
+    mode: Literal["relabel", "filter"] = "relabel"
+    layer: int | Literal["middle", "last"] = Field("middle", description="Hidden layer (0 = embeddings), 'middle' or 'last'.")
+    k: int = Field(10, gt=0, description="Neighbours (knn, topo).")
+    contamination: float = Field(0.1, ge=0, lt=1, description="filter: share of half B dropped.")
+
+
+class _Loss(Strict):
+    label: str | None = None
+    probe: ProbeSpec | None = Field(None, description="Clean the weak labels with a probe before training.")
+
+
+class XentLoss(_Loss):
     """Cross-entropy against the (soft) weak labels."""
 
     name: Literal["xent"] = "xent"
-    label: str | None = None
 
 
-class LogconfLoss(Strict):
+class LogconfLoss(_Loss):
     """Auxiliary confidence loss (Burns et al. 2023, sec. 4.3.2)."""
 
     name: Literal["logconf"] = "logconf"
-    label: str | None = None
     aux_coef: float = Field(0.5, ge=0, le=1, description="Final weight of the student's hardened predictions.")
     warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
-class ProductLoss(Strict):
+class ProductLoss(_Loss):
     """Cross-entropy against weak^alpha * student^beta (renormalised)."""
 
     name: Literal["product"] = "product"
-    label: str | None = None
     alpha: float = Field(1.0, ge=0)
     beta: float = Field(1.0, ge=0)
     warmup_frac: float = Field(0.1, ge=0, le=1, description="Plain cross-entropy before this share of training.")
 
 
-class WindowLoss(Strict):
+class WindowLoss(_Loss):
     """Cross-entropy only on examples where the student is unsure."""
 
     name: Literal["window"] = "window"
-    label: str | None = None
     radius: float | Literal["midweak"] = Field(
         0.15, description="Train where |p_student - 0.5| < radius: a number in (0, 0.5], or 'midweak' (median weak confidence)."
     )
@@ -194,20 +224,18 @@ class WindowLoss(Strict):
         return value
 
 
-class EntropyLoss(Strict):
+class EntropyLoss(_Loss):
     """Log-confidence with soft (not hardened) student targets: entropy minimisation."""
 
     name: Literal["entropy"] = "entropy"
-    label: str | None = None
     aux_coef: float = Field(0.5, ge=0, le=1, description="Final weight of the student's own predictions.")
     warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
-class KLLoss(Strict):
+class KLLoss(_Loss):
     """KL(weak || student): cross-entropy minus the weak labels' entropy."""
 
     name: Literal["kl"] = "kl"
-    label: str | None = None
 
 
 class CustomLoss(BaseModel):
@@ -216,6 +244,7 @@ class CustomLoss(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: Literal["custom"] = "custom"
     label: str | None = None
+    probe: ProbeSpec | None = None
     path: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:attribute, e.g. mypkg.losses:MyLoss")
 
 
@@ -225,7 +254,11 @@ LossSpec = Annotated[Union[_LOSS_MODELS], Field(discriminator="name")]
 
 
 def loss_label(loss: BaseModel) -> str:
-    return loss.label or (loss.path.split(":")[-1] if loss.name == "custom" else loss.name)
+    """E.g. `xent`, `MyLoss` (custom), `xent+knn_relabel` (with a probe)."""
+    if loss.label:
+        return loss.label
+    name = loss.path.split(":")[-1] if loss.name == "custom" else loss.name
+    return f"{name}+{loss.probe.method}_{loss.probe.mode}" if loss.probe else name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +416,10 @@ def _valid_keys(parent: list[str], raw: Any) -> list[str]:
         model = _model_in(field.annotation)
     if model is XentLoss and isinstance(node, dict):  # the loss union: pick the member by its name
         model = _LOSS_CLASSES.get(node.get("name"), model)
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    fields = list(model.model_fields)
+    return sorted(fields, key=lambda f: f != "name")  # `name` first: loss models inherit label and probe
 
 
 

@@ -197,12 +197,14 @@ class StageTracker:
         import wandb
 
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
-        if self.stage.kind != "ground_truth":
+        if self.stage.kind not in ("ground_truth", "features", "lm_finetune"):
             row = stage_row(self.stage, metrics, weak_metrics, ceiling_metrics)
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
                 if row.get(key) is not None:
                     summary[key] = row[key]
         run.summary.update(summary)
+        if not predictions:  # features and generative finetuning stages: the summary is all there is
+            return
 
         artifact = wandb.Artifact(
             f"preds-{self.stage.key}", type="predictions",

@@ -39,6 +39,66 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.input_ids])
+
+    def collate(self, indices: list[int]) -> dict:
+        """Right-padded ids and mask under "inputs" (the model's keyword arguments), labels, row indices."""
+        seqs = [self.input_ids[i] for i in indices]
+        width = max(map(len, seqs))
+        input_ids = np.full((len(seqs), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for row, seq in enumerate(seqs):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return {
+            "inputs": {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)},
+            "labels": torch.from_numpy(self.labels[indices]),
+            "index": torch.tensor(indices),
+        }
+
+
+@dataclass
+class Features:
+    """Cached activations per example (n, d) with labels: what a linear probe trains on."""
+
+    ids: list[str]
+    features: np.ndarray  # float32 (n, d)
+    labels: np.ndarray  # float32 (n, 2)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def lengths(self) -> np.ndarray:
+        return np.ones(len(self), dtype=np.int64)
+
+    def collate(self, indices: list[int]) -> dict:
+        return {
+            "inputs": {"features": torch.from_numpy(self.features[indices])},
+            "labels": torch.from_numpy(self.labels[indices]),
+            "index": torch.tensor(indices),
+        }
+
+
+# an objective turns (model, batch, share of training done) into (loss, logits or None); logits feed
+# the logged training accuracy
+Objective = Callable[[torch.nn.Module, dict, float], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def classification(loss_fn: LossFn) -> Objective:
+    def objective(model, batch, step_frac):
+        logits = model(**batch["inputs"])
+        return loss_fn(logits, batch["labels"], step_frac), logits
+
+    return objective
+
+
+def language_modelling(model, batch, step_frac):
+    """Next-token loss on the example texts (labels unused): generative finetuning."""
+    inputs = batch["inputs"]
+    targets = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    return model(**inputs, labels=targets).loss, None
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -101,25 +161,6 @@ class _Rows(torch.utils.data.Dataset):
         return i
 
 
-def _collate(data: Encoded) -> Callable:
-    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
-        seqs = [data.input_ids[i] for i in indices]
-        width = max(map(len, seqs))
-        input_ids = np.full((len(seqs), width), data.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        for row, seq in enumerate(seqs):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(mask),
-            "labels": torch.from_numpy(data.labels[indices]),
-            "index": torch.tensor(indices),
-        }
-
-    return collate
-
-
 def length_grouped_batches(lengths: np.ndarray, size: int, epochs: float, rng: np.random.Generator) -> list[list[int]]:
     """Micro-batches for `epochs` passes: shuffle, sort within mega-batches of 64 micro-batches by
     length (so batches pad little), then shuffle the batch order (so lengths do not drift)."""
@@ -151,20 +192,19 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
 
 def train(
     model: torch.nn.Module,
-    data: Encoded,
-    loss_fn: LossFn,
+    data: Encoded | Features,
+    objective: Objective,
     settings: TrainSettings,
     seed: int,
     log: Callable[[dict], None] = lambda row: None,
     log_every: int = 10,
     desc: str = "train",
 ) -> tuple[torch.nn.Module, Accelerator]:
-    """Fine-tune `model` on `data` (labels as class probabilities) and return it with its accelerator."""
+    """Train `model` on `data` with `objective` (e.g. `classification(loss)`); return it with its accelerator."""
     set_seed(seed)
     accelerator = make_accelerator(settings)
-    lengths = np.array([len(x) for x in data.input_ids])
-    batches = length_grouped_batches(lengths, settings.minibatch_size, settings.epochs, np.random.default_rng(seed))
-    loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=_collate(data))
+    batches = length_grouped_batches(data.lengths(), settings.minibatch_size, settings.epochs, np.random.default_rng(seed))
+    loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate)
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -182,8 +222,7 @@ def train(
     start = time.perf_counter()
     for micro, batch in enumerate(loader):
         with accelerator.accumulate(model):
-            logits = model(batch["input_ids"], batch["attention_mask"])
-            loss = loss_fn(logits, batch["labels"], min(1.0, step / total_steps))
+            loss, logits = objective(model, batch, min(1.0, step / total_steps))
             accelerator.backward(loss)
             if accelerator.sync_gradients and settings.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -191,7 +230,8 @@ def train(
             optimizer.zero_grad()
         n = len(batch["index"])
         window["loss"] += loss.item() * n
-        window["correct"] += (logits.argmax(-1) == batch["labels"].argmax(-1)).sum().item()
+        if logits is not None:
+            window["correct"] += (logits.argmax(-1) == batch["labels"].argmax(-1)).sum().item()
         window["n"] += n
         if accelerator.sync_gradients:
             scheduler.step()
@@ -203,11 +243,11 @@ def train(
                     "step": step,
                     "epoch": (micro + 1) / math.ceil(len(data) / settings.minibatch_size / accelerator.num_processes),
                     "loss": window["loss"] / window["n"],
-                    "train_accuracy": window["correct"] / window["n"],
+                    **({"train_accuracy": window["correct"] / window["n"]} if logits is not None else {}),
                     "lr": scheduler.get_last_lr()[0],
                     "examples_per_second": seen / (time.perf_counter() - start),
                 }
-                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['train_accuracy']:.3f}")
+                bar.set_postfix({k[:3]: f"{row[k]:.3f}" for k in ("loss", "train_accuracy") if k in row})
                 log(row)
                 window = {"loss": 0.0, "correct": 0.0, "n": 0}
     bar.close()
@@ -215,25 +255,35 @@ def train(
 
 
 @torch.no_grad()
-def predict(model, data: Encoded, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
-    """Positive-class probability for every example, each counted once across processes."""
-    lengths = np.array([len(x) for x in data.input_ids])
-    order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
+def batch_outputs(fn: Callable[[dict], torch.Tensor], data, accelerator: Accelerator, batch_size: int,
+                  desc: str) -> np.ndarray:  # fmt: skip
+    """`fn(inputs) -> (b, d)` over every example of `data`, as an (n, d) float32 array on every process.
+
+    Processes can hold batches of different sizes (the short last batch); all_gather needs equal
+    shapes, so pad with index -1 and drop it after. Plain gather, not gather_for_metrics: its
+    duplicate trimming assumes equal batches and could cut real examples. Writing by index counts
+    every example once; the repeats Accelerate adds for even batch counts overwrite.
+    """
+    order = np.argsort(-data.lengths(), kind="stable")  # similar lengths together: little padding
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=_collate(data)))
-    model.eval()
-    probs = np.full(len(data), np.nan, dtype=np.float32)
+    loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate))
+    result = None
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        p_pos = torch.softmax(logits.float(), dim=-1)[:, 1]
-        # Processes can hold batches of different sizes (the short last batch); all_gather needs equal
-        # shapes, so pad with index -1 and drop it after. Plain gather, not gather_for_metrics: its
-        # duplicate trimming assumes equal batches and could cut real examples. Writing by index
-        # counts every example once; the repeats Accelerate adds for even batch counts overwrite.
-        index, p_pos = accelerator.pad_across_processes((batch["index"], p_pos), dim=0, pad_index=-1)
-        index, p_pos = accelerator.gather((index, p_pos))
+        out = fn(batch["inputs"]).float()
+        index, out = accelerator.pad_across_processes((batch["index"], out), dim=0, pad_index=-1)
+        index, out = accelerator.gather((index, out))
         keep = (index >= 0).cpu().numpy()
-        probs[index.cpu().numpy()[keep]] = p_pos.float().cpu().numpy()[keep]
+        if result is None:
+            result = np.full((len(data), out.shape[1]), np.nan, dtype=np.float32)
+        result[index.cpu().numpy()[keep]] = out.cpu().numpy()[keep]
+    assert result is not None and not np.isnan(result).any(), "some examples were not computed"
+    return result
+
+
+def predict(model, data, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
+    """Positive-class probability for every example, each counted once across processes."""
+    model.eval()
+    probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1)[:, 1:], data, accelerator,
+                          batch_size, desc)  # fmt: skip
     model.train()
-    assert not np.isnan(probs).any(), "some examples were not predicted"
-    return probs
+    return probs[:, 0]

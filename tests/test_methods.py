@@ -1,0 +1,172 @@
+"""The methods beyond plain transfer: cached-feature linear probes, label probes, generative finetuning."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from accelerate.utils import set_seed
+
+from tests.conftest import tiny_spec, write_spec
+from w2s import features as features_mod
+from w2s import probes
+from w2s.cli import main
+from w2s.data import load_dataset_rows, tokenize
+from w2s.models import load_backbone, load_classifier, load_tokenizer
+from w2s.plan import plan
+from w2s.run import run_experiment
+from w2s.spec import SpecError, validate_spec
+
+
+def stage_folders(root, kind: str) -> list:
+    return sorted(p for p in (root / "stages").iterdir() if p.name.startswith(kind + "__"))
+
+
+def config(folder) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+def metrics(folder) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_linear_probes_share_one_features_stage_per_model(tmp_path):
+    spec = tiny_spec(tmp_path, losses=("xent", "logconf"))
+    for model in spec["models"]:
+        model["linear_probe"] = True
+    said = []
+    rows = run_experiment(validate_spec(spec), echo=said.append)
+    root = tmp_path / "tiny"
+    feature_folders = stage_folders(root, "features")
+    assert len(feature_folders) == 2  # one per model, although 2 ground-truth + 6 transfer stages read them
+    keys = {config(f)["key"]: f for f in feature_folders}
+    for row in rows:
+        folder = next((root / "stages").glob(f"*__{row['key']}"))
+        (needed,) = config(folder)["requires"][-1:]  # the features stage comes after the supervisor
+        assert needed in keys and config(keys[needed])["model"]["label"] == row["model"]
+        # a head-only stage still reports the size of the network it probes (the report's x-axis)
+        assert row["non_embedding_parameters"] == metrics(keys[needed])["non_embedding_parameters"] > 0
+
+    # the cached vectors are the classifier's own pooled last layer, computed directly here
+    spec_obj = validate_spec(spec)
+    big = next(f for f in feature_folders if "tiny-24" in f.name)
+    cached = features_mod.read(big)
+    set_seed(0)
+    model = load_classifier(spec_obj.models[1]).eval()
+    test_rows = load_dataset_rows(spec_obj.datasets[0], 0).test
+    tok = load_tokenizer(spec_obj.models[1])
+    ids = tokenize(test_rows[:4], tok, 512, "truncate").input_ids
+    with torch.no_grad():
+        for i, seq in enumerate(ids):
+            direct = model.pooled(torch.tensor([seq]), torch.ones(1, len(seq), dtype=torch.long))[0].numpy()
+            np.testing.assert_allclose(cached["test"].array[cached["test"].ids.index(test_rows[i]["id"])], direct,
+                                       rtol=1e-4, atol=1e-5)  # fmt: skip
+
+    said.clear()
+    run_experiment(validate_spec(spec), echo=said.append)
+    assert any("0 to train" in line for line in said)
+
+
+def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["losses"] = [
+        {"name": "xent", "probe": {"method": "knn", "k": 5, "layer": "last"}},
+        {"name": "xent", "probe": {"method": "logreg", "mode": "filter", "contamination": 0.25}},
+    ]
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    root = tmp_path / "tiny"
+    transfers = {r["loss"]: r for r in rows if r["kind"] == "transfer"}
+    assert set(transfers) == {"xent+knn_relabel", "xent+logreg_filter"}
+    for label, row in transfers.items():
+        folder = next((root / "stages").glob(f"*__{row['key']}"))
+        cfg = config(folder)
+        supervisor = next((root / "stages").glob(f"*__{cfg['supervisor']}"))
+        feature_folder = next(f for f in stage_folders(root, "features") if config(f)["key"] in cfg["requires"])
+        probe = cfg["loss"]["probe"]
+        assert config(feature_folder)["stage"].endswith(f"/layer-{probe['layer']}/s0")
+        # recompute the cleaning from the files the stage read
+        weak = {}
+        for line in (supervisor / "predictions.jsonl").read_text().splitlines():
+            p = json.loads(line)
+            if p["split"] == "train_b":
+                weak[p["id"]] = (p["p_pos"], p["hard_label"])
+        cached = features_mod.read(feature_folder)["train_b"]
+        weak_p = np.array([weak[i][0] for i in cached.ids], dtype=np.float32)
+        truth = np.array([weak[i][1] for i in cached.ids])
+        cleaned = probes.clean_labels(cached.array, weak_p, probe["method"], probe["mode"], k=probe["k"],
+                                      contamination=probe["contamination"], seed=0)  # fmt: skip
+        assert row["probe_changed"] == cleaned.n_changed
+        assert row["probe_removed"] == cleaned.n_removed
+        assert row["weak_label_accuracy"] == pytest.approx(((weak_p > 0.5) == truth).mean())
+        kept = cleaned.keep
+        assert row["probe_label_accuracy"] == pytest.approx(((cleaned.p_pos[kept] > 0.5) == truth[kept]).mean())
+        assert row["n_train"] == kept.sum()
+    assert transfers["xent+logreg_filter"]["probe_removed"] == 8  # ceil(0.25 * 32 rows of half B)
+    assert transfers["xent+logreg_filter"]["n_train"] == 24
+
+
+def test_probe_settings_are_validated_and_keyed(tmp_path):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["losses"] = [{"name": "xent"}, {"name": "xent", "probe": {"method": "svm"}}]
+    with pytest.raises(SpecError, match=r"losses\.1\.probe\.method: Input should be 'knn', 'logreg' or 'topo'"):
+        validate_spec(spec)
+    spec["losses"][1]["probe"] = {"method": "knn", "contamination": 1.5}
+    with pytest.raises(SpecError, match=r"losses\.1\.probe\.contamination: "):
+        validate_spec(spec)
+    spec["losses"][1]["probe"] = {"method": "knn"}
+    names = {s.name: s.key for s in plan(validate_spec(spec))}
+    assert "transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0" in names
+    assert "features/synthetic/tiny-24/layer-middle/s0" in names
+    spec["losses"][1]["probe"]["k"] = 3  # a new k: a new transfer, the same features
+    changed = {s.name: s.key for s in plan(validate_spec(spec))}
+    assert [n for n in names if names[n] != changed[n]] == ["transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0"]
+
+
+def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path, tiny_causal_lm):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "gpt"]])
+    spec["models"][1] = {"name": str(tiny_causal_lm), "label": "gpt", "random_init": True,
+                         "generative_finetune": {"epochs": 6, "lr": 1e-2}}  # fmt: skip
+    spec["models"] = spec["models"][:2]
+    said = []
+    rows = run_experiment(validate_spec(spec), echo=said.append)
+    root = tmp_path / "tiny"
+    (lm_folder,) = stage_folders(root, "lm_finetune")
+    lm = metrics(lm_folder)
+    assert lm["lm_loss_test"] < lm["lm_loss_test_before"] - 2, lm  # it learned the texts (random init: ~10.3 nats)
+    assert lm["n_train"] == 64 and (lm_folder / "model" / "model.safetensors").is_file()
+    lm_key = config(lm_folder)["key"]
+    for row in rows:
+        needs = config(next((root / "stages").glob(f"*__{row['key']}")))["requires"]
+        assert (lm_key in needs) == (row["model"] == "gpt"), row["stage"]
+
+    # what the classifier starts from is the finetuned network, not a fresh random one
+    model_spec = validate_spec(spec).models[1]
+    finetuned = load_backbone(model_spec, weights_from=str(lm_folder / "model"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(lm_folder / "model" / "model.safetensors"))
+    weight = next(v for k, v in saved.items() if k.endswith("h.0.attn.c_attn.weight"))
+    assert torch.equal(finetuned.h[0].attn.c_attn.weight, weight)
+    set_seed(0)
+    assert not torch.equal(load_backbone(model_spec).h[0].attn.c_attn.weight, weight)
+
+    said.clear()
+    run_experiment(validate_spec(spec), echo=said.append)
+    assert any("0 to train" in line for line in said)
+    before = {s.name: s.key for s in plan(validate_spec(spec))}
+    spec["models"][1]["generative_finetune"]["lr"] = 1e-3  # new finetuning: gpt's stages rerun, tiny-16's do not
+    after = {s.name: s.key for s in plan(validate_spec(spec))}
+    assert sorted(n for n in after if before[n] != after[n]) == [
+        "ground_truth/synthetic/gpt/s0", "lm_finetune/synthetic/gpt/s0", "transfer/synthetic/tiny-16->gpt/xent/s0",
+    ]  # fmt: skip
+
+
+def test_generative_finetuning_of_an_encoder_is_a_one_line_error(tmp_path, capsys):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["models"][1]["generative_finetune"] = True
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"w2s: error: models.1.generative_finetune: 'minilm-l6' is not a causal language model "
+                   "(BertModel); use it with e.g. gpt2 or Qwen models"]  # fmt: skip
+    assert not (tmp_path / "tiny").exists()

@@ -1,0 +1,93 @@
+"""The vision setting end to end, offline: weak labels from a small image model's probe, a linear probe on
+a bigger model's embeddings trained on them, PGR against the same probe on ground truth."""
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import write_spec
+from w2s import features as features_mod
+from w2s.cli import main
+from w2s.report import build_report, load_records
+from w2s.results import pgr
+from w2s.run import run_experiment
+from w2s.spec import validate_spec
+
+
+@pytest.fixture
+def tiny_vit(tmp_path):
+    """A saved tiny ViT (config + image processor) that the spec names as a local folder."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = tmp_path / "tiny-vit"
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64)  # fmt: skip
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
+    return folder
+
+
+def vision_spec(tmp_path, tiny_vit) -> dict:
+    wide = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4}
+    return {
+        "name": "digits",
+        "output_dir": str(tmp_path),
+        "datasets": {"name": "digits"},
+        "models": [
+            {"name": str(tiny_vit), "label": "vit-32", "random_init": True, "config_overrides": {}},
+            {"name": str(tiny_vit), "label": "vit-128", "random_init": True, "config_overrides": wide},
+        ],  # fmt: skip
+        "pairs": [["vit-32", "vit-128"]],
+        "losses": [{"name": "xent"}, {"name": "logconf"}],
+        "train": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "minibatch_size": 32},
+        "tracking": {"mode": "disabled"},
+    }
+
+
+def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_vit):
+    rows = run_experiment(validate_spec(vision_spec(tmp_path, tiny_vit)), echo=lambda *a: None)
+    root = tmp_path / "digits"
+    truth = {r["model"]: r for r in rows if r["kind"] == "ground_truth"}
+    weak, ceiling = truth["vit-32"]["test_accuracy"], truth["vit-128"]["test_accuracy"]
+    assert 0.55 < weak < ceiling - 0.05, (weak, ceiling)  # wider random features separate digits better (0.58, 0.72)
+    assert {r["n_test"] for r in rows} == {359}  # 20% of the 1,797 digits held out
+
+    # one features stage per model: embeddings of every split, the wider model's are 128-d
+    features = {json.loads((f / "config.json").read_text())["model"]["label"]: f
+                for f in (root / "stages").glob("features__*")}  # fmt: skip
+    assert sorted(features) == ["vit-128", "vit-32"]
+    cached = features_mod.read(features["vit-128"])
+    assert cached["test"].array.shape == (359, 128) and len(cached["train_a"].ids) == len(cached["train_b"].ids) == 719
+
+    # the student trained on the weak model's labels of half B, and PGR is computed from the three accuracies
+    weak_folder = next((root / "stages").glob(f"*__{truth['vit-32']['key']}"))
+    weak_b = [json.loads(line) for line in (weak_folder / "predictions.jsonl").read_text().splitlines()]
+    weak_b = [p for p in weak_b if p["split"] == "train_b"]
+    assert len(weak_b) == 719
+    for row in (r for r in rows if r["kind"] == "transfer"):
+        assert row["pgr"] == pytest.approx(pgr(row["test_accuracy"], weak, ceiling))
+        assert row["n_train"] == 719 and 0.5 < row["agreement"] <= 1
+        assert row["non_embedding_parameters"] == truth["vit-128"]["non_embedding_parameters"]
+        assert row["test_accuracy"] > 0.55  # it learned from the weak labels (observed 0.59 and 0.60)
+
+    # the report reads it like any text experiment
+    out = tmp_path / "report"
+    build_report(load_records(root), out)
+    table = (out / "summary.csv").read_text().splitlines()
+    assert len(table) == 3 and "vit-32->vit-128" in table[1]
+
+
+def test_image_dataset_errors_are_one_line(tmp_path, tiny_vit, capsys):
+    spec = vision_spec(tmp_path, tiny_vit)
+    spec["datasets"] = {"name": "imagenet"}
+    assert main(["run", str(write_spec(tmp_path / "a.yaml", spec))]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "w2s: error: datasets.0.data_dir: imagenet needs data_dir, a local copy with train/ and val/ class folders"
+    )
+    spec["datasets"] = {"name": "imagenet", "data_dir": str(tmp_path / "nowhere")}
+    assert main(["run", str(write_spec(tmp_path / "b.yaml", spec))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("w2s: error: datasets.0 (imagenet): ") and "nowhere" in err[0]
+    assert not (tmp_path / "digits").exists()

@@ -1,0 +1,95 @@
+"""Cached features: a model's pooled activations of every split, computed once per stage graph.
+
+A `features` stage runs a frozen model (pretrained, or generatively finetuned) over halves A and B
+and the test split and stores one vector per example in `features.npz`. Every stage that needs
+them reads that file instead of running the model again:
+
+- linear probes (`linear_probe: true`, and every model on an image dataset) train only a head on
+  the last layer's features, so a sweep over losses, pairs and rounds costs one forward pass per
+  model and split instead of one per epoch per stage;
+- label probes (`probe:` on a loss) fit kNN / logistic regression / TopoCC on a chosen layer.
+
+Text models are pooled like the classifier (mean, or the last token for causal LMs); image models
+give the input of their classification layer or their pooled output (w2s/vision.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from w2s.train import Features, batch_outputs
+
+SPLITS = ("train_a", "train_b", "test")
+FILE = "features.npz"
+
+
+@dataclass
+class SplitFeatures:
+    ids: list[str]
+    array: np.ndarray  # float32 (n, d)
+
+    def select(self, rows: list[dict], labels: np.ndarray) -> tuple[Features, list[dict], np.ndarray]:
+        """The features of `rows` (in their order) with their labels; rows without features are left
+        out (a text the features stage dropped as too long), and the kept rows and labels returned."""
+        index = {id_: i for i, id_ in enumerate(self.ids)}
+        kept = [j for j, r in enumerate(rows) if r["id"] in index]
+        kept_rows = [rows[j] for j in kept]
+        array = self.array[[index[r["id"]] for r in kept_rows]] if kept_rows else self.array[:0]
+        return Features([r["id"] for r in kept_rows], array, labels[kept]), kept_rows, labels[kept]
+
+
+def write(folder: Path, splits: dict[str, SplitFeatures]) -> None:
+    arrays = {}
+    for name, split in splits.items():
+        arrays[name] = split.array.astype(np.float32)
+        arrays[f"{name}_ids"] = np.array(split.ids, dtype=str)
+    np.savez(folder / FILE, **arrays)
+
+
+def read(folder: Path) -> dict[str, SplitFeatures]:
+    with np.load(folder / FILE) as data:
+        return {name: SplitFeatures(data[f"{name}_ids"].tolist(), data[name]) for name in SPLITS}
+
+
+class _Images:
+    """Image rows in the shape `batch_outputs` expects: lengths and a collate of PIL images."""
+
+    def __init__(self, rows: list[dict], open_image):
+        self.rows, self.open_image = rows, open_image
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def lengths(self) -> np.ndarray:
+        return np.ones(len(self.rows), dtype=np.int64)
+
+    def collate(self, indices: list[int]) -> dict:
+        return {"inputs": {"images": [self.open_image(self.rows[i]) for i in indices]}, "index": torch.tensor(indices)}
+
+
+def text_features(model, data, layer: int | None, accelerator, batch_size: int, desc: str) -> np.ndarray:
+    """Pooled hidden states of a `Classifier`'s backbone at `layer` (None: the last) for `data` (Encoded)."""
+    model.to(accelerator.device).eval()
+
+    def pooled(inputs: dict) -> torch.Tensor:
+        with accelerator.autocast():
+            return model.pooled(inputs["input_ids"], inputs["attention_mask"], layer)
+
+    with torch.no_grad():
+        return batch_outputs(pooled, data, accelerator, batch_size, desc)
+
+
+def image_features(encoder, rows: list[dict], open_image, accelerator, batch_size: int, desc: str) -> np.ndarray:
+    """Embeddings of an image encoder (w2s/vision.py) for image rows."""
+    encoder.to(accelerator.device)
+
+    def embed(inputs: dict) -> torch.Tensor:
+        with accelerator.autocast():
+            return encoder.embed(inputs["images"]).to(accelerator.device)  # gathered across processes
+
+    with torch.no_grad():
+        return batch_outputs(embed, _Images(rows, open_image), accelerator, batch_size, desc)
