@@ -124,7 +124,7 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
         overrides["num_hidden_layers"] = layers
     remote = spec.trust_remote_code
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             config = AutoConfig.from_pretrained(weights_from or path, trust_remote_code=remote, **overrides)
             dtype = _DTYPES[spec.dtype]
             if spec.random_init and weights_from is None:
@@ -167,7 +167,7 @@ def _with_lora(backbone, lora, key: str):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Truncating a checkpoint leaves 'unexpected' weights; that is the point, so hush the load report."""
     verbosity = transformers.logging.get_verbosity()
     bars = transformers.utils.logging.is_progress_bar_enabled()

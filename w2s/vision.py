@@ -16,7 +16,6 @@ files are listed, not loaded); `open_image(row)` gives the RGB PIL image in both
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+
+from w2s.models import quiet_transformers
 
 ImageLike = Image.Image | str | os.PathLike
 Rows = list[dict]
@@ -276,7 +277,7 @@ def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtyp
 
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise ValueError("no such folder (and not a hub id)")  # transformers would say "Repo id must be ..."
-    with _quiet_transformers():
+    with quiet_transformers():  # also hushes the unused ViT pooler that loading lists as missing
         path = str(Path(name).expanduser()) if name.startswith("~") else name
         processor = AutoImageProcessor.from_pretrained(path)
         config = AutoConfig.from_pretrained(path, **overrides)
@@ -308,20 +309,3 @@ def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtyp
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Hush load reports (a checkpoint without the unused ViT pooler lists it as missing) and bars."""
-    import transformers
-
-    verbosity = transformers.logging.get_verbosity()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
