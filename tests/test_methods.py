@@ -14,6 +14,7 @@ from w2s.cli import main
 from w2s.data import load_dataset_rows, tokenize
 from w2s.models import load_backbone, load_classifier, load_tokenizer
 from w2s.plan import plan
+from w2s.report import load_records, seed_rows
 from w2s.run import run_experiment
 from w2s.spec import SpecError, validate_spec
 
@@ -103,6 +104,15 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
         assert row["n_train"] == kept.sum()
     assert transfers["xent+logreg_filter"]["probe_removed"] == 8  # ceil(0.25 * 32 rows of half B)
     assert transfers["xent+logreg_filter"]["n_train"] == 24
+
+    # the report keeps the two methods apart and carries what the probes did
+    per_seed, _ = seed_rows(load_records(root, echo=lambda *a: None))
+    by_loss = per_seed.set_index("loss")
+    assert sorted(by_loss.index) == ["xent+knn_relabel", "xent+logreg_filter"]
+    for label, row in transfers.items():
+        assert by_loss.loc[label, "probe_removed"] == row["probe_removed"]
+        assert by_loss.loc[label, "probe_label_accuracy"] == pytest.approx(row["probe_label_accuracy"])
+        assert by_loss.loc[label, "student_ece"] == pytest.approx(row["ece"])
 
 
 def test_probe_settings_are_validated_and_keyed(tmp_path):

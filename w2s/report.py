@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from w2s.results import MIN_GAP, PROBE_METRICS, pgr
-from w2s.spec import SpecError
+from w2s.spec import SpecError, loss_label
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -80,13 +80,13 @@ def _label(value, kind: str) -> str | None:
     """The display label of a dataset, model or loss, given its spec as a dict or already as a string."""
     if value is None or isinstance(value, str):
         return value
+    if kind == "loss":
+        return loss_label(value)
     if value.get("label") or value.get("id"):
         return value.get("label") or value.get("id")
     name = value.get("name")
     if kind == "model" and value.get("num_layers"):
         return f"{name}@{value['num_layers']}L"
-    if kind == "loss" and name == "custom" and value.get("path"):
-        return value["path"].split(":")[-1]
     return name
 
 
@@ -668,9 +668,12 @@ def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def _loss_legend(fig, ax) -> None:
-    """Above the bars, in one row, so it never covers them."""
+    """Above the bars, so it never covers them: as many columns as the figure's width holds for the
+    longest label (about 0.045 in per 7-pt character plus the colour patch)."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), frameon=False, title="loss")
+    entry_width = 0.4 + 0.045 * max(map(len, labels), default=1)
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() / entry_width)))
+    fig.legend(handles, labels, loc="outside upper center", ncol=ncol, frameon=False, title="loss")
 
 
 def _hide_unused(axes, used: int) -> None:

@@ -189,12 +189,13 @@ def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
     """Ground truth or transfer: train the classifier (or, on cached features, its head) and predict."""
     splits = _splits(stage.dataset, stage.seed)
     notes: list[str] = []
+    extra: dict = {}  # what a label probe did to half B
     if stage.kind == "ground_truth":
         train_rows, train_labels = splits.train_a, _one_hot(splits.train_a)
-        loss_fn, extra = Xent(), {}
+        loss_fn = Xent()
     else:
         train_rows, train_labels = _supervisor_labels(root, stage, splits.train_b)
-        loss_fn, extra = build_loss(stage.loss), {}
+        loss_fn = build_loss(stage.loss)
         if stage.loss.probe is not None:
             train_rows, train_labels, extra = _clean_with_probe(root, stage, train_rows, train_labels)
             echo(f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "

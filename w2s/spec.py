@@ -253,12 +253,15 @@ _LOSS_CLASSES = {model.model_fields["name"].default: model for model in _LOSS_MO
 LossSpec = Annotated[Union[_LOSS_MODELS], Field(discriminator="name")]
 
 
-def loss_label(loss: BaseModel) -> str:
-    """E.g. `xent`, `MyLoss` (custom), `xent+knn_relabel` (with a probe)."""
-    if loss.label:
-        return loss.label
-    name = loss.path.split(":")[-1] if loss.name == "custom" else loss.name
-    return f"{name}+{loss.probe.method}_{loss.probe.mode}" if loss.probe else name
+def loss_label(loss: BaseModel | dict) -> str:
+    """E.g. `xent`, `MyLoss` (custom), `xent+knn_relabel` (with a probe); also from a dumped loss dict
+    (stage configs, W&B), so reports label stages exactly as runs do."""
+    fields = loss if isinstance(loss, dict) else loss.model_dump()
+    if fields.get("label"):
+        return fields["label"]
+    name = fields["path"].split(":")[-1] if fields["name"] == "custom" and fields.get("path") else fields["name"]
+    probe = fields.get("probe")
+    return f"{name}+{probe['method']}_{probe['mode']}" if probe else name
 
 
 # ---------------------------------------------------------------------------------------------
