@@ -12,6 +12,7 @@ from w2s import features as features_mod
 from w2s import probes
 from w2s.cli import main
 from w2s.data import load_dataset_rows, tokenize
+from w2s.losses import LOSSES
 from w2s.models import load_backbone, load_classifier, load_tokenizer
 from w2s.plan import plan
 from w2s.report import load_records, seed_rows
@@ -113,6 +114,24 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
         assert by_loss.loc[label, "probe_removed"] == row["probe_removed"]
         assert by_loss.loc[label, "probe_label_accuracy"] == pytest.approx(row["probe_label_accuracy"])
         assert by_loss.loc[label, "student_ece"] == pytest.approx(row["ece"])
+
+
+def test_every_loss_and_probe_runs_from_a_spec(tmp_path):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["losses"] = [{"name": name} for name in LOSSES] + [
+        {"name": "window", "label": "window-midweak", "radius": "midweak"},
+        {"name": "logconf", "probe": {"method": "topo", "mode": "filter", "k": 5, "contamination": 0.2}},
+        {"name": "xent", "probe": {"method": "topo", "mode": "relabel", "k": 5}},
+    ]
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    transfers = {r["loss"]: r for r in rows if r["kind"] == "transfer"}
+    assert sorted(transfers) == sorted([*LOSSES, "window-midweak", "logconf+topo_filter", "xent+topo_relabel"])
+    for row in transfers.values():
+        assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["ece"] <= 1
+        assert row["pgr"] == (None if row["pgr_note"] else pytest.approx(
+            (row["test_accuracy"] - row["weak_accuracy"]) / (row["ceiling_accuracy"] - row["weak_accuracy"])))
+    assert transfers["logconf+topo_filter"]["probe_removed"] == 7  # ceil(0.2 * 32 rows of half B)
+    assert transfers["logconf+topo_filter"]["n_train"] == 32 - transfers["logconf+topo_filter"]["probe_removed"]
 
 
 def test_probe_settings_are_validated_and_keyed(tmp_path):
