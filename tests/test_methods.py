@@ -44,7 +44,9 @@ def test_linear_probes_share_one_features_stage_per_model(tmp_path):
     keys = {config(f)["key"]: f for f in feature_folders}
     for row in rows:
         folder = next((root / "stages").glob(f"*__{row['key']}"))
-        (needed,) = config(folder)["requires"][-1:]  # the features stage comes after the supervisor
+        requires = config(folder)["requires"]  # [supervisor, features] for transfers, [features] for ground truth
+        assert len(requires) == (2 if row["kind"] == "transfer" else 1)
+        needed = requires[-1]
         assert needed in keys and config(keys[needed])["model"]["label"] == row["model"]
         # a head-only stage still reports the size of the network it probes (the report's x-axis)
         assert row["non_embedding_parameters"] == metrics(keys[needed])["non_embedding_parameters"] > 0
@@ -149,6 +151,30 @@ def test_probe_settings_are_validated_and_keyed(tmp_path):
     spec["losses"][1]["probe"]["k"] = 3  # a new k: a new transfer, the same features
     changed = {s.name: s.key for s in plan(validate_spec(spec))}
     assert [n for n in names if names[n] != changed[n]] == ["transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0"]
+
+
+def test_a_probe_layer_the_model_lacks_is_an_error_before_training(tmp_path, capsys):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["losses"] = [{"name": "xent", "probe": {"method": "knn", "layer": 2}}]  # tiny-24 has hidden states 0..1
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert main(["run", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "w2s: error: losses.0.probe.layer: 2 is out of range; tiny-24 has hidden states 0..1"
+    ]
+    assert not (tmp_path / "tiny").exists()
+    spec["losses"][0]["probe"]["layer"] = 1
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    assert [r["loss"] for r in rows if r["kind"] == "transfer"] == ["xent+knn_relabel"]
+
+
+def test_save_model_keeps_the_trained_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    spec = tiny_spec(tmp_path, ladder=1, save_model=True)
+    row = next(r for r in run_experiment(validate_spec(spec), echo=lambda *a: None) if r["kind"] == "ground_truth")
+    folder = next((tmp_path / "tiny" / "stages").glob(f"*__{row['key']}"))
+    weights = load_file(str(folder / "model" / "model.safetensors"))
+    assert weights["head.weight"].shape == (2, 16) and weights["head.weight"].abs().sum() > 0  # trained from zero
 
 
 def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path, tiny_causal_lm):

@@ -79,13 +79,36 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
     assert len(table) == 3 and "vit-32->vit-128" in table[1]
 
 
-def test_image_dataset_errors_are_one_line(tmp_path, tiny_vit, capsys):
+@pytest.mark.parametrize("change, expected", [
+    ({"datasets": {"name": "imagenet"}},
+     "datasets.0: imagenet needs `data_dir`: your local copy with train/ and val/ class folders"),
+    ({"datasets": {"name": "digits", "data_dir": "/data"}}, "datasets.0: `data_dir` only applies to the imagenet dataset"),
+    ({"datasets": [{"name": "digits"}, {"name": "synthetic"}]},
+     "datasets: image and text datasets need different models; put them in separate specs"),
+    ({"models.1.generative_finetune": True},
+     "models.1.generative_finetune: not available for image datasets (models there are linear probes on embeddings)"),
+    ({"models.0.lora": {"r": 2}}, "models.0.lora: not available for image datasets (models there are linear probes on embeddings)"),
+    ({"losses": [{"name": "xent", "probe": {"method": "knn"}}]},
+     "losses.0.probe.layer: image models give one embedding; use layer: last"),
+    ({"datasets": {"name": "synthetic"}, "models.0.name": "torchvision:alexnet"},
+     "models.0.name: 'torchvision:alexnet' is an image model; the datasets here are text"),
+])  # fmt: skip
+def test_image_spec_mistakes_are_one_line_errors(tmp_path, tiny_vit, capsys, change, expected):
     spec = vision_spec(tmp_path, tiny_vit)
-    spec["datasets"] = {"name": "imagenet"}
-    assert main(["run", str(write_spec(tmp_path / "a.yaml", spec))]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "w2s: error: datasets.0.data_dir: imagenet needs data_dir, a local copy with train/ and val/ class folders"
-    )
+    for key, value in change.items():
+        if key.startswith("models."):
+            _, index, field = key.split(".")
+            spec["models"][int(index)][field] = value
+        else:
+            spec[key] = value
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    assert main(["run", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"w2s: error: {path}: {expected}"]
+    assert not (tmp_path / "digits").exists()
+
+
+def test_missing_imagenet_copy_is_a_one_line_error(tmp_path, tiny_vit, capsys):
+    spec = vision_spec(tmp_path, tiny_vit)
     spec["datasets"] = {"name": "imagenet", "data_dir": str(tmp_path / "nowhere")}
     assert main(["run", str(write_spec(tmp_path / "b.yaml", spec))]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -179,8 +179,11 @@ def test_bad_model_names(tmp_path):
 
 
 def test_registry():
-    assert set(vision.IMAGE_DATASETS) == {"digits", "cifar10", "imagenet"}
-    assert all(isinstance(d, str) and callable(f) for d, f in vision.IMAGE_DATASETS.values())
+    from w2s.data import DATASETS
+
+    image_names = {name for name, info in DATASETS.items() if info.modality == "image"}
+    assert set(vision.IMAGE_DATASETS) == image_names == {"digits", "cifar10", "imagenet"}
+    assert all(callable(loader) for loader in vision.IMAGE_DATASETS.values())
 
 
 def test_torchvision_path_with_a_stand_in_module(monkeypatch, digits):

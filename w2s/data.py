@@ -10,6 +10,7 @@ function of the seed, so a rerun reproduces the same split and the same random f
 from __future__ import annotations
 
 import csv
+import functools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,6 @@ def register(name: str, description: str, **info) -> Callable[[Formatter], Forma
         return formatter
 
     return wrap
-
-
-def is_image(spec: DataSpec) -> bool:
-    return DATASETS[spec.name].modality == "image"
 
 
 def describe_datasets() -> list[tuple[str, str]]:
@@ -216,20 +213,22 @@ def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: s
     return pool_idx, test_idx, notes
 
 
-def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
-    """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
+@functools.lru_cache(maxsize=4)
+def _image_rows(name: str, data_dir: str | None) -> tuple[list[dict], list[dict]]:
+    """(pool, test) rows of an image dataset, read once per process (every seed splits the same rows)."""
     from w2s import vision
 
+    loader = vision.IMAGE_DATASETS[name]
+    return loader(data_dir) if name == "imagenet" else loader()
+
+
+def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
+    """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
     where = f"{key} ({spec.label})"
     if spec.data_files or spec.column_names:
         raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet takes data_dir")
-    if spec.name == "imagenet" and not spec.data_dir:
-        raise SpecError(f"{key}.data_dir: imagenet needs data_dir, a local copy with train/ and val/ class folders")
-    if spec.name != "imagenet" and spec.data_dir:
-        raise SpecError(f"{key}.data_dir: only the imagenet dataset reads data_dir")
-    loader = vision.IMAGE_DATASETS[spec.name][1]
     try:
-        pool, test = loader(spec.data_dir) if spec.name == "imagenet" else loader()
+        pool, test = _image_rows(spec.name, spec.data_dir)
     except ValueError as err:
         raise SpecError(f"{where}: {str(err).splitlines()[0]}") from None
     pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)

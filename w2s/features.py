@@ -89,7 +89,8 @@ def image_features(encoder, rows: list[dict], open_image, accelerator, batch_siz
 
     def embed(inputs: dict) -> torch.Tensor:
         with accelerator.autocast():
-            return encoder.embed(inputs["images"]).to(accelerator.device)  # gathered across processes
+            images = inputs["images"]  # one batch of batch_outputs; the result is gathered across processes
+            return encoder.embed(images, batch_size=len(images)).to(accelerator.device)
 
     with torch.no_grad():
         return batch_outputs(embed, _Images(rows, open_image), accelerator, batch_size, desc)

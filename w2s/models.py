@@ -89,6 +89,20 @@ class ProbeHead(nn.Module):
         return self.head(features.float())
 
 
+def num_hidden_layers(spec: ModelSpec) -> int | None:
+    """The transformer layer count a ladder rung will have, or None when its config cannot be read here."""
+    path, layers = resolve(spec)
+    if spec.num_layers is None and "num_hidden_layers" in spec.config_overrides:  # as load_backbone decides
+        return int(spec.config_overrides["num_hidden_layers"])
+    if layers is not None:
+        return layers
+    try:
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code).num_hidden_layers
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def resolve_layer(layer: int | str | None, num_layers: int) -> int | None:
     """A hidden-state index from a spec value: None/'last' -> None (the final output), 'middle' -> n // 2."""
     if layer in (None, "last"):
@@ -106,7 +120,11 @@ def is_causal(config) -> bool:
 
 def load_tokenizer(spec: ModelSpec):
     path, _ = resolve(spec)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"model {spec.name!r}: cannot load its tokenizer: {first_line}") from None
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:  # gpt2-style tokenizers have no pad token
         tokenizer.pad_token = tokenizer.eos_token

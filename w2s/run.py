@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from accelerate.utils import broadcast_object_list, set_seed
 from filelock import FileLock, Timeout
+from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
 from w2s import data as data_mod
 from w2s import features as features_mod
 from w2s import generative, probes
-from w2s.data import is_image
 from w2s.losses import Xent, build_loss
-from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, resolve_layer
+from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, num_hidden_layers, resolve_layer
 from w2s.plan import Stage, plan
 from w2s.results import build_rows, expected_calibration_error, format_table, read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError
@@ -227,8 +228,12 @@ def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
     train_seconds = time.perf_counter() - start
     p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
     p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
-    if out is not None and spec.save_model:
-        accelerator.save_model(model, out / "model")
+    if spec.save_model:
+        state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
+        if out is not None:
+            (out / "model").mkdir()
+            weights = {k: v.detach().clone().contiguous() for k, v in state.items()}  # clone: tied weights share memory
+            save_file(weights, str(out / "model" / "model.safetensors"))
     accelerator.free_memory()
     if out is None:
         return None, None
@@ -279,12 +284,13 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
     start = time.perf_counter()
     arrays, notes = {}, []
     split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
-    if is_image(stage.dataset):
+    if stage.dataset.is_image:
         from w2s import vision
 
         try:
             encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
-                                                config_overrides=stage.model.config_overrides)  # fmt: skip
+                                                config_overrides=stage.model.config_overrides,
+                                                dtype=getattr(torch, stage.model.dtype))  # fmt: skip
         except ValueError as err:
             raise SpecError(f"{key}.name: {str(err).splitlines()[0]}") from None
         n_params = sum(p.numel() for p in encoder.model.parameters())
@@ -432,6 +438,13 @@ def preflight(spec: ExperimentSpec, stages: list[Stage]) -> None:
     for i, model in enumerate(spec.models):
         if model.generative_finetune is not None:
             generative.check_causal(model, f"models.{i}")
+    for stage in stages:  # a probe layer the student model does not have
+        if stage.loss is not None and stage.loss.probe is not None and isinstance(stage.loss.probe.layer, int):
+            layers = num_hidden_layers(stage.model)
+            if layers is not None and stage.loss.probe.layer > layers:
+                index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
+                raise SpecError(f"losses.{index}.probe.layer: {stage.loss.probe.layer} is out of range; "
+                                f"{stage.model.display} has hidden states 0..{layers}")  # fmt: skip
     for i, loss in enumerate(spec.losses):
         try:
             build_loss(loss)

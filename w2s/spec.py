@@ -67,7 +67,17 @@ class DataSpec(Strict):
                 raise ValueError("the `local` dataset needs `text_columns` and `label_column`")
         elif self.text_columns or self.label_column:
             raise ValueError("`text_columns`/`label_column` only apply to the `local` dataset")
+        if self.name == "imagenet" and not self.data_dir:
+            raise ValueError("imagenet needs `data_dir`: your local copy with train/ and val/ class folders")
+        if self.name != "imagenet" and self.data_dir:
+            raise ValueError("`data_dir` only applies to the imagenet dataset")
         return self
+
+    @property
+    def is_image(self) -> bool:
+        from w2s.data import DATASETS
+
+        return DATASETS[self.name].modality == "image"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +183,9 @@ class ProbeSpec(Strict):
 
     method: Literal["knn", "logreg", "topo"] = Field("knn", description="k-nearest neighbours, logistic regression, TopoCC.")
     mode: Literal["relabel", "filter"] = "relabel"
-    layer: int | Literal["middle", "last"] = Field("middle", description="Hidden layer (0 = embeddings), 'middle' or 'last'.")
+    layer: Annotated[int, Field(ge=0)] | Literal["middle", "last"] = Field(
+        "middle", description="Hidden layer (0 = embeddings), 'middle' or 'last' (image models: last)."
+    )
     k: int = Field(10, gt=0, description="Neighbours (knn, topo).")
     contamination: float = Field(0.1, ge=0, lt=1, description="filter: share of half B dropped.")
 
@@ -318,7 +330,27 @@ class ExperimentSpec(Strict):
         for chain in self.bootstrap:
             if len(chain) < 3:
                 raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
+        self._check_modality()
         return self
+
+    def _check_modality(self) -> None:
+        """Image and text experiments use different models and methods: say so before anything runs."""
+        images = {d.is_image for d in self.datasets}
+        if len(images) > 1:
+            raise ValueError("datasets: image and text datasets need different models; put them in separate specs")
+        if images == {True}:
+            for i, model in enumerate(self.models):
+                for field in ("generative_finetune", "lora", "num_layers"):
+                    if getattr(model, field) is not None:
+                        raise ValueError(f"models.{i}.{field}: not available for image datasets (models there are "
+                                         "linear probes on embeddings)")  # fmt: skip
+            for i, loss in enumerate(self.losses):
+                if loss.probe is not None and loss.probe.layer != "last":
+                    raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")
+        else:
+            for i, model in enumerate(self.models):
+                if model.name.startswith("torchvision:"):
+                    raise ValueError(f"models.{i}.name: {model.name!r} is an image model; the datasets here are text")
 
     def model(self, label: str) -> ModelSpec:
         return next(m for m in self.models if m.display == label)
@@ -393,15 +425,15 @@ def describe_error(err: ValidationError, raw: Any) -> str:
     loc = [str(p) for p in first["loc"]]
     # pydantic puts union tags into the location (e.g. losses.0.logconf.aux_coef); drop them
     loc = [p for p in loc if p not in (*_LOSS_CLASSES, "list[tuple[str,str]]")]
-    loc = [p for p in loc if not p.startswith(("literal[", "function-"))]
-    key = ".".join(loc) or "spec"
+    loc = [p for p in loc if not p.startswith(("literal[", "function-", "constrained-"))]
+    key = ".".join(loc)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1], raw)
         msg = f"unknown key; valid keys here: {', '.join(valid)}" if valid else "unknown key"
     elif first["type"] == "missing":
         msg = "required key is missing"
-    return f"{key}: {msg}"
+    return f"{key}: {msg}" if key else msg  # whole-spec checks name their keys in the message
 
 
 def _valid_keys(parent: list[str], raw: Any) -> list[str]:

@@ -145,11 +145,9 @@ def _imagenet_animal(name: str, folder: Path) -> int:
     raise ValueError(f"ImageNet folder {folder}/{name}: class folders must be wnids like n01440764 (or indices 0..999)")
 
 
-IMAGE_DATASETS: dict[str, tuple[str, Callable[..., tuple[Rows, Rows]]]] = {
-    "digits": ("scikit-learn's 8x8 digits (offline, 1797 images): is the digit >= 5?", load_digits_rows),
-    "cifar10": ("CIFAR-10 (uoft-cs/cifar10): vehicle or animal?", load_cifar10_rows),
-    "imagenet": ("Your own ImageNet copy (root/train, root/val by wnid): is it one of the 398 animals?",
-                 load_imagenet_rows),
+# name -> loader; the descriptions live with the registry in w2s/data.py
+IMAGE_DATASETS: dict[str, Callable[..., tuple[Rows, Rows]]] = {
+    "digits": load_digits_rows, "cifar10": load_cifar10_rows, "imagenet": load_imagenet_rows,
 }  # fmt: skip
 
 
