@@ -116,7 +116,9 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def format_table(rows: list[dict]) -> str:
     """The end-of-run summary: one line per stage, transfers with PGR."""
-    header = f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<20} {'acc':>6} {'auroc':>6} {'weak':>6} {'ceil':>6} {'PGR':>6}"
+    width = max([10] + [len(r.get("loss") or "") + 1 for r in rows])  # the loss column fits the longest label
+    header = (f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<{width}} {'acc':>6} {'auroc':>6} "
+              f"{'weak':>6} {'ceil':>6} {'PGR':>6}")  # fmt: skip
     lines = [header, "-" * len(header)]
 
     def num(v):
@@ -125,7 +127,7 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         models = r.get("chain") or r["model"]
         lines.append(
-            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-')[:20]:<20} "
+            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-'):<{width}} "
             f"{num(r['test_accuracy'])} {num(r['test_auroc'])} {num(r.get('weak_accuracy'))} "
             f"{num(r.get('ceiling_accuracy'))} {num(r.get('pgr'))}"
         )
