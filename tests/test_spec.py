@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from w2s.cli import main
-from w2s.spec import SpecError, load_spec
+from w2s.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import tiny_spec, write_spec
 from w2s.plan import plan
-from w2s.run import describe_plan, run_experiment, select
+from w2s.run import run_experiment, select
 from w2s.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,8 @@ def grid(tmp_path, **extra) -> dict:
 
 
 def finished_stage_folders(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "stages").iterdir() if (p / "metrics.json").is_file())
+    """Published stage folders (a `.tmp-*` folder can hold metrics.json for a moment before its rename)."""
+    return sorted(p.name for p in (root / "stages").iterdir() if not p.name.startswith(".") and (p / "metrics.json").is_file())
 
 
 def test_grid_trains_each_stage_once_then_reruns_nothing(tmp_path):
@@ -141,7 +142,8 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path):
     stages_dir = tmp_path / "killed" / "exp" / "stages"
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until the second stage is half written
-        partial = [p for p in stages_dir.glob(".tmp-*") if (p / "log.jsonl").is_file() and (p / "log.jsonl").stat().st_size]
+        partial = [p for p in stages_dir.glob(".tmp-*")
+                   if (p / "log.jsonl").is_file() and (p / "log.jsonl").stat().st_size and not (p / "metrics.json").exists()]
         if partial and finished_stage_folders(stages_dir.parent):
             break
         time.sleep(0.05)

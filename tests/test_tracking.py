@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import offline_runs, tiny_spec, write_spec
 from w2s import features, tracking
 from w2s.plan import plan
 from w2s.run import run_experiment
@@ -54,16 +54,6 @@ def ladder_spec(out: Path, mode: str, **extra) -> dict:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def offline_runs(root: Path, wait: float = 30.0) -> list[dict]:
-    """Every offline run of the experiment, once W&B's background writer has finished each file."""
-    deadline = time.monotonic() + wait
-    while True:
-        runs = [tracking.read_offline_run(d) for d in sorted((root / "wandb").glob("offline-run-*"))]
-        if all(r["exited"] for r in runs) or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.2)
 
 
 def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path):
