@@ -75,5 +75,5 @@ def finetune(stage, texts: Encoded, test: Encoded, key: str, log, log_every: int
     if out is not None:
         accelerator.unwrap_model(model).save_pretrained(out, state_dict=state, safe_serialization=True)
     accelerator.wait_for_everyone()
-    return {"lm_loss_test_before": before, "lm_loss_test": after, "n_train": len(texts), "n_test": len(test), "train_seconds": round(seconds, 2),
-            "tokens_train": int(np.sum(texts.lengths()))}  # fmt: skip
+    return {"lm_loss_test_before": before, "lm_loss_test": after, "n_train": len(texts), "n_test": len(test),
+            "train_seconds": round(seconds, 2), "tokens_train": int(np.sum(texts.lengths()))}  # fmt: skip

@@ -43,8 +43,8 @@ def resolve(spec: ModelSpec) -> tuple[str, int | None]:
 def describe_models() -> list[tuple[str, str]]:
     rows = [(alias, f"{_ALIAS_NOTE}, first {n} of 6 layers") for alias, (_, n) in MODEL_ALIASES.items()]
     return rows + [
-        ("<hub id or folder>", "any Hugging Face checkpoint, e.g. gpt2, gpt2-medium, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8"),
-        ("torchvision:<arch>", "image datasets: a torchvision model with its pretrained weights, e.g. torchvision:alexnet"),
+        ("<hub id or folder>", "any Hugging Face checkpoint: gpt2, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8, ..."),
+        ("torchvision:<arch>", "image datasets: a torchvision model, pretrained, e.g. torchvision:alexnet"),
     ]
 
 

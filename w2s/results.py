@@ -127,7 +127,8 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         models = r.get("chain") or r["model"]
         lines.append(
-            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} {(r.get('loss') or '-'):<{width}} "
+            f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} "
+            f"{(r.get('loss') or '-'):<{width}} "
             f"{num(r['test_accuracy'])} {num(r['test_auroc'])} {num(r.get('weak_accuracy'))} "
             f"{num(r.get('ceiling_accuracy'))} {num(r.get('pgr'))}"
         )
