@@ -63,6 +63,14 @@ def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float,
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return key
 
+def write_pair(root: Path, weak_acc: float, ceiling_acc: float, student_acc: float, n: int = 200) -> str:
+    """small (weak) and large (ceiling) ground truths and one xent transfer small->large; returns its key."""
+    weak = write_stage(root, "ground_truth", "small", 1000, weak_acc, n=n)
+    strong = write_stage(root, "ground_truth", "large", 10**6, ceiling_acc, n=n)
+    return write_stage(root, "transfer", "large", 10**6, student_acc, n=n, loss="xent", chain=("small", "large"),
+                       weak=weak, ceiling=strong)  # fmt: skip
+
+
 
 def json_lines(root: Path, key: str) -> list[dict]:
     (folder,) = (root / "stages").glob(f"*__{key}")
@@ -126,9 +134,7 @@ def test_interval_is_reproducible():
 
 def test_seed_rows_pgr_and_interval_from_stage_folders(tmp_path):
     root = tmp_path / "exp"
-    weak = write_stage(root, "ground_truth", "small", 1000, 0.6)
-    strong = write_stage(root, "ground_truth", "large", 10**6, 0.9)
-    write_stage(root, "transfer", "large", 10**6, 0.75, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    write_pair(root, 0.6, 0.9, 0.75)
     rows, _ = report.seed_rows(report.load_records(root))
     (row,) = rows.to_dict("records")
     assert row["pgr"] == pytest.approx(0.5) and row["pgr_low"] < 0.5 < row["pgr_high"]
@@ -141,9 +147,7 @@ def test_seed_rows_pgr_and_interval_from_stage_folders(tmp_path):
 
 def test_pgr_undefined_when_ceiling_does_not_beat_weak(tmp_path):
     root = tmp_path / "exp"
-    weak = write_stage(root, "ground_truth", "small", 1000, 0.700)
-    strong = write_stage(root, "ground_truth", "large", 10**6, 0.705)
-    write_stage(root, "transfer", "large", 10**6, 0.800, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    write_pair(root, 0.700, 0.705, 0.800)
     rows, draws = report.seed_rows(report.load_records(root))
     (row,) = rows.to_dict("records")
     assert pd.isna(row["pgr"]) and pd.isna(row["pgr_low"]) and pd.isna(row["pgr_high"])
@@ -155,9 +159,7 @@ def test_pgr_undefined_when_ceiling_does_not_beat_weak(tmp_path):
 def test_interval_undefined_when_some_resamples_lose_the_gap(tmp_path):
     """Gap 0.02 on 100 examples: the point is defined, but resamples often close the gap."""
     root = tmp_path / "exp"
-    weak = write_stage(root, "ground_truth", "small", 1000, 0.70, n=100)
-    strong = write_stage(root, "ground_truth", "large", 10**6, 0.72, n=100)
-    write_stage(root, "transfer", "large", 10**6, 0.71, n=100, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    write_pair(root, 0.70, 0.72, 0.71, n=100)
     (row,) = report.seed_rows(report.load_records(root))[0].to_dict("records")
     assert row["pgr"] == pytest.approx(0.5)
     assert pd.isna(row["pgr_low"]) and row["pgr_note"].startswith("CI undefined")
@@ -331,9 +333,7 @@ def test_metrics_match_sklearn_and_counts_match_repeating_examples():
 def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
     """A spec change leaves the old stage folder cached beside the new one: report the newer only."""
     root = tmp_path / "exp"
-    weak = write_stage(root, "ground_truth", "small", 1000, 0.6)
-    strong = write_stage(root, "ground_truth", "large", 10**6, 0.9)
-    old = write_stage(root, "transfer", "large", 10**6, 0.65, loss="xent", chain=("small", "large"), weak=weak, ceiling=strong)
+    old = write_pair(root, 0.6, 0.9, 0.65)
     (folder,) = (root / "stages").glob(f"*__{old}")
     newer = folder.with_name(folder.name.replace(old, "knewer00001"))  # same slot, other settings
     newer.mkdir()

@@ -18,21 +18,15 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from w2s.models import is_causal, load_backbone
+from w2s.models import is_causal, load_backbone, read_config
 from w2s.spec import SpecError
 from w2s.train import Encoded, batch_outputs, language_modelling, make_accelerator, train
 
 
 def check_causal(model_spec, key: str) -> None:
     """One clear error before anything trains: generative finetuning needs a causal LM."""
-    from transformers import AutoConfig
-
-    from w2s.models import resolve
-
-    path, _ = resolve(model_spec)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=model_spec.trust_remote_code)
-    except (OSError, ValueError):
+    config = read_config(model_spec)
+    if config is None:
         return  # loading reports its own, clearer error when the stage starts
     if not is_causal(config):
         raise SpecError(

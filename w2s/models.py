@@ -16,7 +16,7 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from w2s.spec import ModelSpec, SpecError
+from w2s.spec import ModelSpec, SpecError, first_line
 
 
 def _minilm_path() -> str:
@@ -89,17 +89,22 @@ class ProbeHead(nn.Module):
         return self.head(features.float())
 
 
-def num_hidden_layers(spec: ModelSpec) -> int | None:
-    """The transformer layer count a ladder rung will have, or None when its config cannot be read here."""
-    path, layers = resolve(spec)
-    if spec.num_layers is None and "num_hidden_layers" in spec.config_overrides:  # as load_backbone decides
-        return int(spec.config_overrides["num_hidden_layers"])
-    if layers is not None:
-        return layers
+def _config_overrides(spec: ModelSpec) -> dict:
+    """The spec's config changes, with the layer count kept (`num_layers`, or an alias's own count)."""
+    _, layers = resolve(spec)
+    overrides = dict(spec.config_overrides)
+    if layers is not None and (spec.num_layers is not None or "num_hidden_layers" not in overrides):
+        overrides["num_hidden_layers"] = layers
+    return overrides
+
+
+def read_config(spec: ModelSpec):
+    """The config a ladder rung will have, or None when it cannot be read here (e.g. a hub id offline)."""
     try:
         with quiet_transformers():
-            return AutoConfig.from_pretrained(path, trust_remote_code=spec.trust_remote_code).num_hidden_layers
-    except (OSError, ValueError, AttributeError):
+            return AutoConfig.from_pretrained(resolve(spec)[0], trust_remote_code=spec.trust_remote_code,
+                                              **_config_overrides(spec))  # fmt: skip
+    except (OSError, ValueError):
         return None
 
 
@@ -123,8 +128,7 @@ def load_tokenizer(spec: ModelSpec):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"model {spec.name!r}: cannot load its tokenizer: {first_line}") from None
+        raise SpecError(f"model {spec.name!r}: cannot load its tokenizer: {first_line(err)}") from None
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:  # gpt2-style tokenizers have no pad token
         tokenizer.pad_token = tokenizer.eos_token
@@ -136,21 +140,18 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
 
     `auto` picks the transformers class: AutoModel for the classifier's backbone, AutoModelForCausalLM
     for generative finetuning. Errors name the spec key (`key`)."""
-    path, layers = resolve(spec)
-    overrides = dict(spec.config_overrides)
-    if layers is not None and (spec.num_layers is not None or "num_hidden_layers" not in overrides):
-        overrides["num_hidden_layers"] = layers
+    path, _ = resolve(spec)
     remote = spec.trust_remote_code
     try:
         with quiet_transformers():
+            overrides = _config_overrides(spec)
             config = AutoConfig.from_pretrained(weights_from or path, trust_remote_code=remote, **overrides)
             dtype = _DTYPES[spec.dtype]
             if spec.random_init and weights_from is None:
                 return auto.from_config(config, trust_remote_code=remote, dtype=dtype)
             return auto.from_pretrained(weights_from or path, config=config, trust_remote_code=remote, dtype=dtype)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line}") from None
+        raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line(err)}") from None
 
 
 def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | None = None) -> Classifier:

@@ -29,10 +29,10 @@ from w2s import data as data_mod
 from w2s import features as features_mod
 from w2s import generative, probes
 from w2s.losses import Xent, build_loss
-from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, num_hidden_layers, resolve_layer
+from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, read_config, resolve_layer
 from w2s.plan import Stage, plan
 from w2s.results import build_rows, expected_calibration_error, format_table, read_json, write_json, write_rows
-from w2s.spec import ExperimentSpec, SpecError
+from w2s.spec import ExperimentSpec, SpecError, first_line
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import Encoded, classification, make_accelerator, predict, process_state, train
 
@@ -203,14 +203,15 @@ def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
                  f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
                  f"{extra['probe_label_accuracy']:.3f}")  # fmt: skip
     if stage.features is not None:  # a linear probe: the head alone, on the cached features
-        cached = features_mod.read(finished_folder(root, stage.features))
+        features_folder = finished_folder(root, stage.features)
+        cached = features_mod.read(features_folder)
         train_split = "train_a" if stage.kind == "ground_truth" else "train_b"
         train_data, _, _ = cached[train_split].select(train_rows, train_labels)
         b_data, b_rows, _ = cached["train_b"].select(splits.train_b, _one_hot(splits.train_b))
         test_data, test_rows, _ = cached["test"].select(splits.test, _one_hot(splits.test))
         model = ProbeHead(test_data.features.shape[1])
-        sizes = {k: read_json(finished_folder(root, stage.features) / "metrics.json")[k]
-                 for k in ("parameters", "non_embedding_parameters")}  # fmt: skip
+        network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
+        sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
     else:
         train_data, _ = _encode(train_rows, stage, train_labels, notes, "train")
         b_data, b_rows = _encode(splits.train_b, stage, _one_hot(splits.train_b), notes, "train_b")
@@ -292,7 +293,7 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
                                                 config_overrides=stage.model.config_overrides,
                                                 dtype=getattr(torch, stage.model.dtype))  # fmt: skip
         except ValueError as err:
-            raise SpecError(f"{key}.name: {str(err).splitlines()[0]}") from None
+            raise SpecError(f"{key}.name: {first_line(err)}") from None
         n_params = sum(p.numel() for p in encoder.model.parameters())
         sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
         layer = None
@@ -314,8 +315,9 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
     if out is None:
         return None, None
     features_mod.write(out, arrays)
-    metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer, "dim": int(arrays["test"].array.shape[1]),
-               **{f"n_{name}": len(split.ids) for name, split in arrays.items()}, **sizes, "notes": notes}  # fmt: skip
+    metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
+               "dim": int(arrays["test"].array.shape[1]), **{f"n_{name}": len(split.ids) for name, split in arrays.items()},
+               **sizes, "notes": notes}  # fmt: skip
     return metrics, []
 
 
@@ -438,9 +440,13 @@ def preflight(spec: ExperimentSpec, stages: list[Stage]) -> None:
     for i, model in enumerate(spec.models):
         if model.generative_finetune is not None:
             generative.check_causal(model, f"models.{i}")
+    configs = {}  # read once per model
     for stage in stages:  # a probe layer the student model does not have
         if stage.loss is not None and stage.loss.probe is not None and isinstance(stage.loss.probe.layer, int):
-            layers = num_hidden_layers(stage.model)
+            if stage.model.display not in configs:
+                configs[stage.model.display] = read_config(stage.model)
+            config = configs[stage.model.display]
+            layers = config.num_hidden_layers if config is not None else None
             if layers is not None and stage.loss.probe.layer > layers:
                 index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
                 raise SpecError(f"losses.{index}.probe.layer: {stage.loss.probe.layer} is out of range; "

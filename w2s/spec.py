@@ -19,6 +19,12 @@ class SpecError(ValueError):
     """A problem with the user's input; the CLI prints it as one line and exits with code 2."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (or its type when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -181,7 +187,9 @@ class ProbeSpec(Strict):
     """Fit a probe on the strong model's untrained activations of half B to the weak labels, then relabel
     half B with its predictions or drop the rows where it disagrees most with the weak labels."""
 
-    method: Literal["knn", "logreg", "topo"] = Field("knn", description="k-nearest neighbours, logistic regression, TopoCC.")
+    method: Literal["knn", "logreg", "topo"] = Field(
+        "knn", description="k-nearest neighbours, logistic regression, TopoCC."
+    )
     mode: Literal["relabel", "filter"] = "relabel"
     layer: Annotated[int, Field(ge=0)] | Literal["middle", "last"] = Field(
         "middle", description="Hidden layer (0 = embeddings), 'middle' or 'last' (image models: last)."
@@ -201,12 +209,19 @@ class XentLoss(_Loss):
     name: Literal["xent"] = "xent"
 
 
-class LogconfLoss(_Loss):
+class _ConfidenceLoss(_Loss):
+    """Weak labels mixed with the student's own predictions, the mix warming up (logconf, entropy)."""
+
+    aux_coef: float = Field(
+        0.5, ge=0, le=1, description="Final weight of the student's own (logconf: hardened) predictions."
+    )
+    warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
+
+
+class LogconfLoss(_ConfidenceLoss):
     """Auxiliary confidence loss (Burns et al. 2023, sec. 4.3.2)."""
 
     name: Literal["logconf"] = "logconf"
-    aux_coef: float = Field(0.5, ge=0, le=1, description="Final weight of the student's hardened predictions.")
-    warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
 class ProductLoss(_Loss):
@@ -236,12 +251,10 @@ class WindowLoss(_Loss):
         return value
 
 
-class EntropyLoss(_Loss):
+class EntropyLoss(_ConfidenceLoss):
     """Log-confidence with soft (not hardened) student targets: entropy minimisation."""
 
     name: Literal["entropy"] = "entropy"
-    aux_coef: float = Field(0.5, ge=0, le=1, description="Final weight of the student's own predictions.")
-    warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
 class KLLoss(_Loss):

@@ -27,6 +27,7 @@ from PIL import Image
 from torch import nn
 
 from w2s.models import quiet_transformers
+from w2s.spec import first_line
 
 ImageLike = Image.Image | str | os.PathLike
 Rows = list[dict]
@@ -79,7 +80,7 @@ def load_cifar10_rows(cache_dir: str | None = None) -> tuple[Rows, Rows]:
     try:
         splits = datasets.load_dataset("uoft-cs/cifar10", cache_dir=cache_dir)
     except Exception as err:  # noqa: BLE001 - hub, network and cache errors all mean "cannot load"
-        raise ValueError(f"cannot load CIFAR-10 (uoft-cs/cifar10): {_first_line(err)}") from None
+        raise ValueError(f"cannot load CIFAR-10 (uoft-cs/cifar10): {first_line(err)}") from None
     out = []
     for split in ("train", "test"):
         data = splits[split]
@@ -223,7 +224,7 @@ def load_image_encoder(
             return _torchvision_encoder(name, name.split(":", 1)[1], random_init, overrides, dtype)
         return _hf_encoder(name, random_init, overrides, dtype)
     except Exception as err:  # noqa: BLE001 - OSError, ValueError, KeyError, ImportError, ... all mean "cannot load"
-        raise ValueError(f"cannot load image model {name!r}: {_first_line(err)}") from None
+        raise ValueError(f"cannot load image model {name!r}: {first_line(err)}") from None
 
 
 def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dict, dtype: torch.dtype) -> ImageEncoder:
@@ -302,8 +303,3 @@ def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtyp
         return processor(images=images, return_tensors="pt")["pixel_values"]
 
     return ImageEncoder(name, model, preprocess, features, dtype)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
