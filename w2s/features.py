@@ -32,14 +32,14 @@ class SplitFeatures:
     ids: list[str]
     array: np.ndarray  # float32 (n, d)
 
-    def select(self, rows: list[dict], labels: np.ndarray) -> tuple[Features, list[dict], np.ndarray]:
-        """The features of `rows` (in their order) with their labels; rows without features are left
-        out (a text the features stage dropped as too long), and the kept rows and labels returned."""
+    def select(self, rows: list[dict], labels: np.ndarray) -> tuple[Features, list[dict]]:
+        """The features of `rows` (in their order) with their labels, and the rows kept: rows without
+        features (a text the features stage dropped as too long) are left out."""
         index = {id_: i for i, id_ in enumerate(self.ids)}
         kept = [j for j, r in enumerate(rows) if r["id"] in index]
         kept_rows = [rows[j] for j in kept]
         array = self.array[[index[r["id"]] for r in kept_rows]] if kept_rows else self.array[:0]
-        return Features([r["id"] for r in kept_rows], array, labels[kept]), kept_rows, labels[kept]
+        return Features([r["id"] for r in kept_rows], array, labels[kept]), kept_rows
 
 
 def write(folder: Path, splits: dict[str, SplitFeatures]) -> None:
@@ -56,10 +56,11 @@ def read(folder: Path) -> dict[str, SplitFeatures]:
 
 
 class _Images:
-    """Image rows in the shape `batch_outputs` expects: lengths and a collate of PIL images."""
+    """Image rows in the shape `batch_outputs` expects: lengths and a collate of their images (PIL
+    images or file paths: the encoder opens and converts them itself)."""
 
-    def __init__(self, rows: list[dict], open_image):
-        self.rows, self.open_image = rows, open_image
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -68,7 +69,7 @@ class _Images:
         return np.ones(len(self.rows), dtype=np.int64)
 
     def collate(self, indices: list[int]) -> dict:
-        return {"inputs": {"images": [self.open_image(self.rows[i]) for i in indices]}, "index": torch.tensor(indices)}
+        return {"inputs": {"images": [self.rows[i]["image"] for i in indices]}, "index": torch.tensor(indices)}
 
 
 def text_features(model, data, layer: int | None, accelerator, batch_size: int, desc: str) -> np.ndarray:
@@ -83,7 +84,7 @@ def text_features(model, data, layer: int | None, accelerator, batch_size: int, 
         return batch_outputs(pooled, data, accelerator, batch_size, desc)
 
 
-def image_features(encoder, rows: list[dict], open_image, accelerator, batch_size: int, desc: str) -> np.ndarray:
+def image_features(encoder, rows: list[dict], accelerator, batch_size: int, desc: str) -> np.ndarray:
     """Embeddings of an image encoder (w2s/vision.py) for image rows."""
     encoder.to(accelerator.device)
 
@@ -93,4 +94,4 @@ def image_features(encoder, rows: list[dict], open_image, accelerator, batch_siz
             return encoder.embed(images, batch_size=len(images)).to(accelerator.device)
 
     with torch.no_grad():
-        return batch_outputs(embed, _Images(rows, open_image), accelerator, batch_size, desc)
+        return batch_outputs(embed, _Images(rows), accelerator, batch_size, desc)

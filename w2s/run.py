@@ -206,9 +206,9 @@ def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
         features_folder = finished_folder(root, stage.features)
         cached = features_mod.read(features_folder)
         train_split = "train_a" if stage.kind == "ground_truth" else "train_b"
-        train_data, _, _ = cached[train_split].select(train_rows, train_labels)
-        b_data, b_rows, _ = cached["train_b"].select(splits.train_b, _one_hot(splits.train_b))
-        test_data, test_rows, _ = cached["test"].select(splits.test, _one_hot(splits.test))
+        train_data, _ = cached[train_split].select(train_rows, train_labels)
+        b_data, b_rows = cached["train_b"].select(splits.train_b, _one_hot(splits.train_b))
+        test_data, test_rows = cached["test"].select(splits.test, _one_hot(splits.test))
         model = ProbeHead(test_data.features.shape[1])
         network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
         sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
@@ -253,8 +253,8 @@ def _clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.nda
     ground truth, which only the toolkit sees (the student trains on the cleaned weak labels)."""
     probe = stage.loss.probe
     cached = features_mod.read(finished_folder(root, stage.probe_features))["train_b"]
-    data, rows, labels = cached.select(rows, labels)
-    weak_p = labels[:, 1]
+    data, rows = cached.select(rows, labels)
+    weak_p = data.labels[:, 1]
     try:
         cleaned = probes.clean_labels(data.features, weak_p, probe.method, probe.mode, k=probe.k,
                                       contamination=probe.contamination, seed=stage.seed)  # fmt: skip
@@ -300,14 +300,14 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
         for name, rows in split_rows.items():
             arrays[name] = features_mod.SplitFeatures(
                 [r["id"] for r in rows],
-                features_mod.image_features(encoder, rows, vision.open_image, accelerator, batch, f"features {name}"),
+                features_mod.image_features(encoder, rows, accelerator, batch, f"features {name}"),
             )
     else:
         model = load_classifier(stage.model, key=key, weights_from=_base_weights(root, stage))
         sizes = count_parameters(model)
         layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
         for name, rows in split_rows.items():
-            data, kept = _encode(rows, stage, _one_hot(rows), notes, name)
+            data, _ = _encode(rows, stage, _one_hot(rows), notes, name)
             array = features_mod.text_features(model, data, layer, accelerator, batch, f"features {name}")
             arrays[name] = features_mod.SplitFeatures(data.ids, array)
     for note in notes:
@@ -315,9 +315,9 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
     if out is None:
         return None, None
     features_mod.write(out, arrays)
+    counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
     metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
-               "dim": int(arrays["test"].array.shape[1]), **{f"n_{name}": len(split.ids) for name, split in arrays.items()},
-               **sizes, "notes": notes}  # fmt: skip
+               "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}  # fmt: skip
     return metrics, []
 
 
