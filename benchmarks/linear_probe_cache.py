@@ -40,7 +40,7 @@ def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dic
         "datasets": data,
         "models": [{"name": "minilm-l1", "linear_probe": True}, {"name": "minilm-l6", "linear_probe": True}],
         "losses": [{"name": "xent"}, {"name": "logconf"}, {"name": "window", "radius": "midweak"}],
-        "train": {"epochs": epochs, "lr": 1e-3, "batch_size": 32, "minibatch_size": 32, "mixed_precision": "bf16"},
+        "train": {"epochs": epochs, "lr": 1e-3, "batch_size": 32, "minibatch_size": 32},
         "tracking": {"mode": "disabled"},
     }
 

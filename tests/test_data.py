@@ -287,16 +287,27 @@ def test_tokenize_drop_vs_truncate(tokenizer):
         tokenize(rows[1:3], tokenizer, max_ctx=2, policy="drop", where="datasets.0 (x) test")
 
 
-def test_hub_path_uses_registered_splits(monkeypatch):
-    """Without data_files the hub is read (stubbed here: no network); sst2's test is the hub validation split."""
+def test_hub_path_uses_registered_splits_at_the_resolved_revision(monkeypatch):
+    """Without data_files the hub is read at the revision the stage keys hold (both stubbed here: this
+    machine has no network); sst2's test is the hub validation split."""
     import datasets
+    import huggingface_hub
+
+    from w2s import data
+
+    class Info:
+        sha = "0123abcd"
 
     def fake_load(path, config=None, **kw):
-        assert (path, config, kw) == ("stanfordnlp/sst2", None, {})
+        assert (path, config, kw) == ("stanfordnlp/sst2", None, {"revision": "0123abcd"})
         make = lambda n: datasets.Dataset.from_list([{"idx": i, "sentence": f"s{i}", "label": i % 2} for i in range(n)])
         return datasets.DatasetDict(train=make(20), validation=make(6), test=make(9))
 
+    data.hub_revision.cache_clear()
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo: Info())
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert data.fingerprint(DataSpec(name="sst2")) == {"hub": "stanfordnlp/sst2", "revision": "0123abcd"}
     s = load_dataset_rows(DataSpec(name="sst2"), seed=0)
+    data.hub_revision.cache_clear()
     assert (len(s.train_a), len(s.train_b), len(s.test)) == (10, 10, 6)
     assert all(i.startswith("validation-") for i in ids(s.test))

@@ -109,11 +109,26 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
                      "column_names": ["sentence", "label"], "n_train": 600, "n_test": 300, "max_ctx": 64},  # fmt: skip
         "models": [{"name": "minilm-l1", "lr": 3e-4, "batch_size": 8, "minibatch_size": 8}, {"name": "minilm-l6"}],
         "pairs": [["minilm-l1", "minilm-l6"]],
-        "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "optimizer": "adamw",
-                  "mixed_precision": "bf16"},
+        "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "optimizer": "adamw"},
         "tracking": {"mode": "disabled"},
     }
     rows, _ = run(spec)
     truth = {r["model"]: r["test_accuracy"] for r in rows if r["kind"] == "ground_truth"}
     assert truth["minilm-l6"] > truth["minilm-l1"] + 0.03, truth
     assert truth["minilm-l1"] > 0.6, truth  # the pretrained weak model learns something real
+
+
+def test_logged_throughput_counts_each_example_once_and_precision_is_recorded(tmp_path):
+    """log.jsonl counts every training example once (it used to add the whole logging window at every
+    optimizer step: 5.5x too high), and every stage records the precision it ran in."""
+    from w2s.precision import resolve_precision
+
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], tracking={"mode": "disabled", "log_every": 3})
+    spec["train"]["epochs"] = 2
+    run(spec)
+    for folder in (tmp_path / "tiny" / "stages").iterdir():
+        log = read_jsonl(folder / "log.jsonl")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert [r["examples"] for r in log] == [min(16 * r["step"], 2 * metrics["n_train"]) for r in log]
+        assert log[-1]["examples"] == 2 * metrics["n_train"]  # two epochs of half A (or B)
+        assert metrics["mixed_precision"] == resolve_precision("auto")

@@ -202,6 +202,23 @@ def test_report_from_results_folder_writes_tables_and_figures(tmp_path):
     assert "| toy | small->large | logconf | 2 |" in text and "PGR [95% CI]" in text
 
 
+def test_damaged_results_jsonl_and_metrics_are_left_out_with_one_warning(tmp_path, capsys):
+    """results.jsonl is derived: a truncated last line (a killed writer, a full disk) is ignored with
+    one warning, and the tables come from the stage folders all the same."""
+    root = write_experiment(tmp_path / "runs" / "sweep")
+    report.report([root], out=tmp_path / "whole")
+    lines = [json.dumps({"key": p.name.rsplit("__", 1)[1]}) for p in sorted((root / "stages").iterdir())]
+    (root / "results.jsonl").write_text("\n".join(lines)[:-7])
+    capsys.readouterr()
+    assert main(["report", str(root), "--out", str(tmp_path / "damaged")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning:") == 1 and "results.jsonl is damaged; ignored" in out
+    assert (tmp_path / "damaged" / "summary.csv").read_text() == (tmp_path / "whole" / "summary.csv").read_text()
+    (next((root / "stages").glob("transfer__*")) / "metrics.json").write_text("{")
+    assert main(["report", str(root), "--out", str(tmp_path / "less")]) == 0
+    assert "unreadable config.json or metrics.json; left out" in capsys.readouterr().out
+
+
 def test_report_reads_a_parent_folder_and_auroc(tmp_path):
     write_experiment(tmp_path / "runs" / "a", seeds=(0,), losses={"xent": 0.5})
     write_experiment(tmp_path / "runs" / "b", seeds=(0,), losses={"xent": 0.5})

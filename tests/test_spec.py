@@ -5,10 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
+from w2s import __version__
 from w2s.cli import main
-from w2s.spec import load_spec
+from w2s.spec import SpecError, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,9 +110,50 @@ def test_console_module_entry_point(spec_file):
     assert proc.returncode == 2 and proc.stderr.startswith("w2s: error:") and "name:" in proc.stderr
 
 
-def test_every_shipped_spec_validates(capsys):
+def test_every_shipped_spec_validates_and_matches_the_schema(capsys):
+    """The validator and `w2s schema` agree on every shipped spec (a single `datasets:` mapping,
+    `generative_finetune: true`, `mixed_precision: fp32` included). Specs for other machines (the hub,
+    ImageNet, GPUs) are checked as specs; the quickstart is also checked as runnable here."""
+    code, out, _ = run_cli(["schema"], capsys)
+    validator = jsonschema.Draft202012Validator(json.loads(out))
     specs = sorted((REPO / "experiments").rglob("*.yaml"))
     assert any("paper" in str(p) for p in specs) and any(p.name == "quickstart.yaml" for p in specs)
     for path in specs:
-        code, out, err = run_cli(["validate", str(path)], capsys)
+        raw = yaml.safe_load(path.read_text())
+        assert not list(validator.iter_errors(raw)), f"{path}: the schema rejects a valid spec"
+        code, out, err = run_cli(["validate", "--spec-only", str(path)], capsys)
         assert code == 0, f"{path}: {err}"
+    code, out, err = run_cli(["validate", str(REPO / "experiments" / "quickstart.yaml")], capsys)
+    assert code == 0 and "valid (4 stages), runnable here" in out, err
+    for valid in ({"datasets": [{"name": "synthetic"}]}, {"train": {"mixed_precision": False}},
+                  {"models": [{"name": "gpt2", "generative_finetune": True}]}):  # fmt: skip
+        raw = {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], **valid}
+        assert not list(validator.iter_errors(raw)), valid
+        load_spec_dict(raw)
+    for invalid in ({"train": {"mixed_precision": "maybe"}}, {"train": {"mixed_precision": True}}):
+        raw = {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], **invalid}
+        assert list(validator.iter_errors(raw)), invalid
+        with pytest.raises(SpecError):
+            load_spec_dict(raw)
+
+
+def load_spec_dict(raw: dict):
+    from w2s.spec import validate_spec
+
+    return validate_spec(raw)
+
+
+@pytest.mark.parametrize("value, resolved", [("no", "no"), ("fp32", "no"), ("false", "no"), ("bf16", "bf16")])
+def test_precision_names(spec_file, value, resolved):
+    """`no` in YAML is false; fp32 is what people call it: all three mean fp32."""
+    spec = load_spec(spec_file(GOOD), [f"train.mixed_precision={value}"])
+    assert spec.train.mixed_precision == resolved
+    assert load_spec(spec_file(GOOD)).train.mixed_precision == "auto"
+
+
+def test_cli_version_and_a_directory_as_spec(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"w2s {__version__}"
+    code, out, err = run_cli(["validate", str(REPO / "experiments")], capsys)
+    assert code == 2 and "is a directory" in err and "quickstart.yaml" in err and not out

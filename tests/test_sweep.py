@@ -178,3 +178,69 @@ def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
     assert len(trained) == len(set(trained)) == 3 + 6 * 2, trained
     assert all(trained_by_each for trained_by_each in [[l for l in o.splitlines() if l.startswith("[")] for o in outs])
     assert len(finished_stage_folders(tmp_path / "grid")) == 15
+
+
+# ---------------------------------------------------------------------------------------------
+# keys see the data and the code; derived files are derived
+
+
+def sst2_like(tmp_path, name: str, rows: list[tuple[str, int]]) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{text}\t{label}\n" for text, label in rows))
+    return path
+
+
+def test_keys_follow_data_contents_not_paths(tmp_path):
+    rows = [(f"sentence number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(40)]
+    first = sst2_like(tmp_path, "a/train.tsv", rows)
+    spec = lambda path: tiny_spec(tmp_path, datasets={  # noqa: E731
+        "name": "sst2", "data_files": {"train": str(path)}, "column_names": ["sentence", "label"]})
+    keys = lambda path: [s.key for s in plan(validate_spec(spec(path)))]  # noqa: E731
+    base = keys(first)
+    assert keys(sst2_like(tmp_path, "b/copy.tsv", rows)) == base  # the same bytes elsewhere: same stages
+    time.sleep(0.01)
+    sst2_like(tmp_path, "a/train.tsv", rows[:-1] + [("a changed last sentence", 0)])  # rewritten in place
+    assert set(keys(first)).isdisjoint(base)
+
+
+def test_key_version_and_resolved_precision_enter_every_key(tmp_path, monkeypatch):
+    from w2s import plan as plan_mod
+
+    keys = lambda spec: [s.key for s in plan(validate_spec(spec))]  # noqa: E731
+    base = keys(grid(tmp_path))
+    monkeypatch.setattr(plan_mod, "KEY_VERSION", plan_mod.KEY_VERSION + 1)
+    assert set(keys(grid(tmp_path))).isdisjoint(base)  # new code: every stage reruns once
+    monkeypatch.undo()
+    fp32, bf16 = grid(tmp_path), grid(tmp_path)
+    fp32["train"]["mixed_precision"] = "fp32"
+    bf16["train"]["mixed_precision"] = "bf16"
+    assert set(keys(fp32)).isdisjoint(keys(bf16))
+    from w2s.precision import resolve_precision
+
+    assert keys(grid(tmp_path)) == (keys(bf16) if resolve_precision("auto") == "bf16" else keys(fp32))
+
+
+def test_a_stage_with_unreadable_metrics_reruns(tmp_path):
+    spec = tiny_spec(tmp_path, name="damaged")
+    assert len(run(spec)) == 5
+    root = tmp_path / "damaged"
+    folder = next((root / "stages").glob("transfer__synthetic__tiny-16_to_tiny-24__*"))
+    before = (folder / "predictions.jsonl").read_text()
+    (folder / "metrics.json").write_text('{"test_accuracy": 0.5, ')  # cut off mid-write by a disk fault
+    assert run(spec) == ["transfer/synthetic/tiny-16->tiny-24/xent/s0"]
+    assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] >= 0
+    assert (folder / "predictions.jsonl").read_text() == before
+    assert [p.name for p in (root / "stages").iterdir() if p.name.startswith(".")] == []
+
+
+def test_only_or_force_matching_nothing_is_an_error_naming_the_nearest_stages(tmp_path):
+    import pytest
+
+    from w2s.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"--only 'transfer/\*tiny-16->tiny-99\*': matches no stage; nearest: .*tiny-16"):
+        run(grid(tmp_path), only=["transfer/*tiny-16->tiny-99*"])
+    with pytest.raises(SpecError, match="--force 'ground_truth/nothing'"):
+        run(grid(tmp_path), force=["ground_truth/nothing"])
+    assert not (tmp_path / "grid").exists()

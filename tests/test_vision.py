@@ -112,5 +112,5 @@ def test_missing_imagenet_copy_is_a_one_line_error(tmp_path, tiny_vit, capsys):
     spec["datasets"] = {"name": "imagenet", "data_dir": str(tmp_path / "nowhere")}
     assert main(["run", str(write_spec(tmp_path / "b.yaml", spec))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("w2s: error: datasets.0 (imagenet): ") and "nowhere" in err[0]
+    assert len(err) == 1 and err[0].startswith("w2s: error: datasets.0.data_dir: not a folder: ") and "nowhere" in err[0]
     assert not (tmp_path / "digits").exists()

@@ -11,11 +11,13 @@ import json
 import os
 import sys
 
+from w2s import __version__
 from w2s.spec import SpecError, json_schema, load_spec
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2s", description="Weak-to-strong generalization experiments.")
+    parser.add_argument("--version", action="version", version=f"w2s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_spec(p):
@@ -30,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")  # fmt: skip
     run.add_argument("--force", action="append", default=[], metavar="PATTERN",
                      help="retrain matching stages even if finished")  # fmt: skip
-    with_spec(sub.add_parser("validate", help="check a spec without running it"))
+    check = with_spec(sub.add_parser("validate", help="check that a spec can run here, without running it"))
+    check.add_argument("--spec-only", action="store_true",
+                       help="check the spec alone, not its data and models (a spec for another machine)")  # fmt: skip
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
     lister.add_argument("what", choices=["datasets", "models", "losses"])
@@ -44,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(*args, **kwargs) -> None:
+    """print, safe under a closed pipe (`w2s run SPEC --dry-run | head`): once the reader is gone,
+    output goes nowhere and the work goes on (a training run must not die of its log)."""
+    try:
+        print(*args, **kwargs, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -52,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as err:
         print(f"w2s: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output cut short by the reader; nothing else went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("w2s: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
         return 130
@@ -59,21 +75,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "schema":
-        print(json.dumps(json_schema(), indent=2))
+        say(json.dumps(json_schema(), indent=2))
     elif args.command == "list":
         for name, description in _registry(args.what):
-            print(f"{name:<22} {description}")
+            say(f"{name:<22} {description}")
     elif args.command == "validate":
         spec = load_spec(args.spec, args.overrides)
+        if args.spec_only:
+            say(f"{args.spec}: valid spec (its data and models were not checked here)")
+            return 0
+        from w2s.checks import check_runnable
         from w2s.plan import plan
 
         stages = plan(spec)
-        print(f"{args.spec}: valid ({len(stages)} stages)")
+        check_runnable(spec, stages)
+        say(f"{args.spec}: valid ({len(stages)} stages), runnable here")
     elif args.command == "run":
         spec = load_spec(args.spec, args.overrides)
         from w2s.run import run_experiment
 
-        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run)
+        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say)
     elif args.command == "report":
         from w2s import report
 
@@ -83,8 +104,8 @@ def _dispatch(args) -> int:
             written = report.report_wandb(args.wandb, args.group, args.out, args.metric)
         else:
             written = report.report(args.run_dirs, args.out, args.metric)
-        print((written[0].parent / "summary.md").read_text(), end="")
-        print(f"wrote {len(written)} files to {written[0].parent}")
+        say((written[0].parent / "summary.md").read_text(), end="")
+        say(f"wrote {len(written)} files to {written[0].parent}")
     return 0
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
+import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from w2s.spec import DataSpec, SpecError
+from w2s.spec import DataSpec, SpecError, first_line
 
 Formatter = Callable[[dict, random.Random], dict]
 
@@ -126,12 +129,12 @@ def format_synthetic(row: dict, rng: random.Random) -> dict:
 
 
 # image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
-for _name, _description in (
-    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed."),
-    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?"),
-    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?"),
+for _name, _description, _hub in (
+    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.", None),
+    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", "uoft-cs/cifar10"),
+    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?", None),
 ):
-    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, modality="image")
+    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, hub=_hub, modality="image")
 
 DATASETS["local"] = DatasetInfo(
     "local", "Your own files (data_files): text_columns joined by newlines, a binary label_column.", formatter=None
@@ -146,6 +149,90 @@ def _local_formatter(spec: DataSpec) -> Formatter:
 
 
 # ---------------------------------------------------------------------------------------------
+# what the data is: stage keys hash contents, not paths
+
+
+def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
+    """The identity of a dataset's contents, for stage keys: a sha256 of each data file's bytes, a hub
+    dataset's resolved revision, a listing of an image folder. A file rewritten in place changes its
+    stages' keys; the same bytes under another path keep them. Generated datasets (synthetic,
+    digits) are code, covered by plan.KEY_VERSION. Errors (a missing file, no hub) name `key`."""
+    info = DATASETS[spec.name]
+    if spec.data_files:
+        return {"files": {split: file_digest(path, f"{key}.data_files.{split}") for split, path in spec.data_files.items()}}
+    if spec.data_dir:
+        return {"data_dir": _folder_digest(Path(spec.data_dir).expanduser(), f"{key}.data_dir")}
+    if info.hub:
+        return {"hub": info.hub, "revision": hub_revision(info.hub, f"{key} ({spec.label})")}
+    return {}
+
+
+def _hash_cache() -> Path:
+    from w2s.precision import cache_dir
+
+    return cache_dir() / "file-hashes.json"
+
+
+def file_digest(path: str | Path, where: str) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) so each file is hashed once."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise SpecError(f"{where}: {path} is a directory; give a file (csv, tsv, json, jsonl, parquet, + .gz)")
+    if not path.is_file():
+        raise SpecError(f"{where}: file not found: {path}")
+    stat = path.stat()
+    memo = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache_file = _hash_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if memo not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cache[memo] = digest.hexdigest()
+        try:  # a lost race only means another hash computed later
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return cache[memo]
+
+
+def _folder_digest(root: Path, where: str) -> str:
+    """An image folder's identity: every file's relative path and size (hashing ImageNet's bytes would
+    take longer than the experiment)."""
+    if not root.is_dir():
+        raise SpecError(f"{where}: not a folder: {root}")
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            digest.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def hub_revision(repo: str, where: str) -> str:
+    """The commit a hub dataset resolves to now (or, offline, the one cached locally)."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        return HfApi().dataset_info(repo).sha
+    except Exception as err:  # noqa: BLE001 - offline mode, no network, no such repo: all "cannot resolve"
+        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / "main"
+        if ref.is_file():
+            return ref.read_text().strip()
+        raise SpecError(f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
+                        "is cached; give data_files with a local copy") from None  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
 # loading and splitting
 
 
@@ -157,6 +244,17 @@ class Splits:
     train_b: list[dict]
     test: list[dict]
     notes: list[str] = field(default_factory=list)  # what loading did, for the log
+
+
+_SPLITS: dict[tuple[str, int], Splits] = {}
+
+
+def load_splits(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
+    """`load_dataset_rows`, once per process for each (dataset, seed): every stage of a sweep shares them."""
+    memo = (spec.model_dump_json(), seed)
+    if memo not in _SPLITS:
+        _SPLITS[memo] = load_dataset_rows(spec, seed, key)
+    return _SPLITS[memo]
 
 
 def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
@@ -269,7 +367,12 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
         raise SpecError(f"{key}.column_names: only applies to csv/tsv data_files")
     if info.hub is None:
         raise SpecError(f"{key}.data_files: dataset {spec.name!r} has no hub source; give data_files")
-    dd = datasets.load_dataset(info.hub, info.config)
+    revision = hub_revision(info.hub, f"{key} ({spec.label})")  # the one the stage keys hold
+    try:
+        dd = datasets.load_dataset(info.hub, info.config, revision=revision)
+    except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
+        raise SpecError(f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
+                        "give data_files with a local copy") from None  # fmt: skip
     if info.pool not in dd:
         raise SpecError(f"{key} ({spec.label}): hub dataset {info.hub} has no split {info.pool!r}: {list(dd)}")
     test_name = info.test if info.test in dd else None
@@ -281,13 +384,22 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
 
 
 def _read_file(spec: DataSpec, split: str, key: str):
+    """One local file -> datasets.Dataset, parsed once per process for its contents and read options."""
+    where = f"{key}.data_files.{split}"
+    path = Path(spec.data_files[split]).expanduser()
+    memo = (file_digest(path, where), path.name, tuple(spec.column_names or ()))
+    if memo not in _FILES:
+        _FILES[memo] = _parse_file(path, spec, where, key)
+    return _FILES[memo]
+
+
+_FILES: dict[tuple, object] = {}
+
+
+def _parse_file(path: Path, spec: DataSpec, where: str, key: str):
     """One local file -> datasets.Dataset, with the builder chosen by extension."""
     import datasets
 
-    where = f"{key}.data_files.{split}"
-    path = Path(spec.data_files[split]).expanduser()
-    if not path.is_file():
-        raise SpecError(f"{where}: file not found: {path}")
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _COMPRESSION:
         suffixes = suffixes[:-1]

@@ -8,10 +8,13 @@ A user adds a loss by pointing the spec at any such callable: `{name: custom, pa
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from w2s.spec import SpecError, first_line
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -138,17 +141,47 @@ LOSSES: dict[str, type] = {
 }  # fmt: skip
 
 
-def build_loss(spec) -> LossFn:
-    """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`)."""
+def build_loss(spec, key: str = "loss") -> LossFn:
+    """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`); errors name the spec `key`
+    (e.g. losses.1.path for a module that does not import, losses.1.smoothng for a misspelt keyword)."""
     params = spec.model_dump(exclude={"name", "label", "path", "probe"})
     if spec.name != "custom":
         return LOSSES[spec.name](**params)
     module_name, _, attr = spec.path.partition(":")
-    obj = importlib.import_module(module_name)
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 - whatever the module raises while importing
+        raise SpecError(f"{key}.path: cannot import {module_name!r}: {type(err).__name__}: {first_line(err)}") from None
     for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SpecError(f"{key}.path: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    if not callable(obj):
+        raise SpecError(f"{key}.path: {spec.path!r} is not callable")
     # a class (or factory) is called with the spec's extra keys; a plain function is used as is
-    return obj(**params) if isinstance(obj, type) or params else obj
+    if not (isinstance(obj, type) or params):
+        return obj
+    _check_keywords(obj, params, spec.path, key)
+    try:
+        return obj(**params)
+    except Exception as err:  # noqa: BLE001 - the user's constructor rejecting a value
+        raise SpecError(f"{key}: {spec.path}(...) failed: {type(err).__name__}: {first_line(err)}") from None
+
+
+def _check_keywords(obj, params: dict, path: str, key: str) -> None:
+    """A spec key the callable does not take is named as that key, with the ones it does take."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    taken = signature.parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in taken):
+        return
+    names = [p.name for p in taken if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in params:
+        if name not in names:
+            accepts = ", ".join(names) if names else "no keyword arguments"
+            raise SpecError(f"{key}.{name}: unknown keyword for {path}; it accepts {accepts}")
 
 
 def describe_losses() -> list[tuple[str, str]]:

@@ -123,12 +123,13 @@ def is_causal(config) -> bool:
     return bool(getattr(config, "is_decoder", False)) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
 
 
-def load_tokenizer(spec: ModelSpec):
+def load_tokenizer(spec: ModelSpec, key: str = "model"):
+    """The model's tokenizer, right-padded, with a pad token. Errors name the spec key (`key`)."""
     path, _ = resolve(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise SpecError(f"model {spec.name!r}: cannot load its tokenizer: {first_line(err)}") from None
+        raise SpecError(f"{key}.name: cannot load the tokenizer of {spec.name!r}: {first_line(err)}") from None
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:  # gpt2-style tokenizers have no pad token
         tokenizer.pad_token = tokenizer.eos_token

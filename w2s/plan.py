@@ -10,10 +10,11 @@ activations of every split at one layer: what linear probes train on and label p
 `lm_finetune` (generative finetuning of a causal LM on the task's texts, whose weights the model's
 other stages start from).
 
-A stage's key hashes everything that changes its result (model, data, training settings, loss,
-seed, and the keys of the stages it reads) and nothing that does not (paths, tracking, display
-labels, per-device batch size when the effective batch is the same). Equal keys are the same
-stage, trained once; a changed setting re-runs exactly the stages whose key it enters.
+A stage's key hashes everything that changes its result (model, the data's contents, training
+settings with the resolved precision, loss, seed, the keys of the stages it reads, and the version
+of the code that computes it) and nothing that does not (paths, tracking, display labels,
+per-device batch size when the effective batch is the same). Equal keys are the same stage,
+trained once; a changed setting re-runs exactly the stages whose key it enters.
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from w2s.data import fingerprint
 from w2s.models import MODEL_ALIASES
+from w2s.precision import resolve_precision
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
-from w2s.train import TrainSettings, effective_mixed_precision
+from w2s.train import TrainSettings
+
+# The version of what stages compute. Bump it in the same commit as any change to the numbers a
+# stage produces from the same settings and data: the trainer, a loss, a formatter, tokenization,
+# splitting, the generated datasets, pooling, metrics. Every cached stage then reruns once.
+# Changes that leave every number as it was (logging, speed, messages) do not bump it.
+KEY_VERSION = 2
 
 
 @dataclass(eq=False)
@@ -86,17 +95,14 @@ def _network_identity(model: ModelSpec) -> dict:
 
 def _model_identity(model: ModelSpec) -> dict:
     """The network plus how a classifier is built and trained on it."""
-    fields = {**_network_identity(model), "linear_probe": model.linear_probe, "pooling": model.pooling}
-    if model.lora is not None:  # only when set, so keys of existing full fine-tuning stages stay as they were
-        fields["lora"] = model.lora.model_dump()
-    return fields
+    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora"})}
 
 
 def _loss_identity(loss) -> dict:
     fields = loss.model_dump(exclude={"label"})
-    probe = fields.pop("probe", None)
-    if probe is not None:  # only when set, so keys of stages without a probe stay as they were
-        unused = {"contamination": probe["mode"] == "relabel", "k": probe["method"] == "logreg"}  # settings it ignores
+    probe = fields["probe"]
+    if probe is not None:  # leave out the settings this probe ignores
+        unused = {"contamination": probe["mode"] == "relabel", "k": probe["method"] == "logreg"}
         fields["probe"] = {k: v for k, v in probe.items() if not unused.get(k)}
     return fields
 
@@ -106,11 +112,10 @@ def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
     return model.linear_probe or dataset.is_image
 
 
-def _data_identity(dataset: DataSpec) -> dict:
-    fields = dataset.model_dump(exclude={"id"})
-    if fields["data_dir"] is None:  # a later field: left out when unset, so existing keys stay valid
-        del fields["data_dir"]
-    return fields
+def _data_identity(dataset: DataSpec, contents: dict) -> dict:
+    """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are."""
+    return {**dataset.model_dump(exclude={"id", "data_files", "data_dir"}), "contents": contents,
+            "splits": sorted(dataset.data_files or ())}  # fmt: skip
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
@@ -118,7 +123,7 @@ def _settings_identity(settings: TrainSettings) -> dict:
 
 
 def stage_key(payload: dict) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
+    text = json.dumps({**payload, "key_version": KEY_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -136,7 +141,7 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> 
         lr_schedule=t.lr_schedule,
         warmup_frac=t.warmup_frac,
         max_grad_norm=t.max_grad_norm,
-        mixed_precision=effective_mixed_precision(t.mixed_precision),
+        mixed_precision=resolve_precision(t.mixed_precision),
     )
 
 
@@ -159,11 +164,12 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
 
     pairs = model_pairs(spec)
     used = {label for pair in pairs for label in pair} | {label for chain in spec.bootstrap for label in chain}
-    for dataset in spec.datasets:
+    for index, dataset in enumerate(spec.datasets):
+        data = _data_identity(dataset, fingerprint(dataset, f"datasets.{index}"))
         for seed in spec.seeds:
 
             def common(kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
-                return {"kind": kind, "data": _data_identity(dataset), "model": _model_identity(model),
+                return {"kind": kind, "data": data, "model": _model_identity(model),
                         "train": _settings_identity(settings), "seed": seed}  # fmt: skip
 
             def lm_finetune(model: ModelSpec) -> Stage | None:
@@ -178,7 +184,7 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                 settings = resolve_settings(spec, model, transfer=False)
                 base = lm_finetune(model)
                 network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
-                identity = {"kind": "features", "data": _data_identity(dataset), "model": network, "seed": seed,
+                identity = {"kind": "features", "data": data, "model": network, "seed": seed,
                             "layer": layer, "mixed_precision": settings.mixed_precision,
                             "base": base.key if base else None}  # fmt: skip
                 return add(Stage("features", dataset, model, seed, settings, base=base, layer=layer), identity)
@@ -188,9 +194,8 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                 stage.base = lm_finetune(stage.model)
                 if uses_features(stage.model, dataset):
                     stage.features = features(stage.model, "last")
-                for name in ("base", "features"):  # only when set: keys of plain stages stay as they were
-                    if getattr(stage, name) is not None:
-                        identity[name] = getattr(stage, name).key
+                for name in ("base", "features"):
+                    identity[name] = getattr(stage, name).key if getattr(stage, name) is not None else None
                 return add(stage, identity)
 
             truth: dict[str, Stage] = {}
@@ -211,7 +216,7 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
                             "supervisor": supervisor.key}  # fmt: skip
                 if loss.probe is not None:
                     stage.probe_features = features(model, loss.probe.layer)
-                    identity["probe_features"] = stage.probe_features.key
+                identity["probe_features"] = stage.probe_features.key if stage.probe_features else None
                 return with_inputs(stage, identity)
 
             for loss in spec.losses:

@@ -135,18 +135,31 @@ def load_records(root: Path, echo=print) -> list[dict]:
     for folder in sorted((root / "stages").iterdir()):
         if folder.name.startswith(".") or not (folder / "metrics.json").is_file():
             continue  # a stage being written, or left behind by a killed run
-        config = json.loads((folder / "config.json").read_text())
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            echo(f"warning: {folder}: unreadable config.json or metrics.json; left out (w2s run reruns it)")
+            continue
         if config.get("kind") in ("features", "lm_finetune"):
             continue  # inputs of other stages: no predictions to report
-        metrics = json.loads((folder / "metrics.json").read_text())
         records.append(_record(root.name, config, metrics, folder=folder))
-    listed = set()
-    if (root / "results.jsonl").is_file():
-        listed = {json.loads(line).get("key") for line in (root / "results.jsonl").read_text().splitlines() if line}
-    n_old = mark_superseded(records, listed)
+    n_old = mark_superseded(records, _listed_keys(root / "results.jsonl", echo))
     if n_old:
         echo(f"{root.name}: left out {n_old} superseded stage folders (same slot, older settings)")
     return records
+
+
+def _listed_keys(path: Path, echo) -> set[str]:
+    """The stage keys results.jsonl lists (the last run's plan). It is derived data: a damaged file
+    is ignored with one warning, and the tables are built from the stage folders all the same."""
+    if not path.is_file():
+        return set()
+    try:
+        return {json.loads(line)["key"] for line in path.read_text().splitlines() if line.strip()}
+    except (OSError, ValueError, KeyError, TypeError):
+        echo(f"warning: {path} is damaged; ignored (the report reads the stage folders; w2s run rewrites it)")
+        return set()
 
 
 def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:

@@ -10,6 +10,7 @@ launch train every stage together; the main process decides and writes, the othe
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import json
 import os
@@ -26,11 +27,13 @@ from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
 from w2s import data as data_mod
+from w2s.checks import check_runnable
 from w2s import features as features_mod
 from w2s import generative, probes
 from w2s.losses import Xent, build_loss
-from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, read_config, resolve_layer
+from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, resolve_layer
 from w2s.plan import Stage, plan
+from w2s.precision import auto_precision
 from w2s.results import build_rows, expected_calibration_error, format_table, read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError, first_line
 from w2s.tracking import StageTracker, log_experiment_summary
@@ -52,10 +55,14 @@ def experiment_dir(spec: ExperimentSpec) -> Path:
 
 
 def finished_folder(root: Path, stage: Stage) -> Path | None:
-    """The stage's folder if it finished (found by key, so renaming a label keeps the cache)."""
+    """The stage's folder if it finished (found by key, so renaming a label keeps the cache). A folder
+    whose metrics.json does not parse (a damaged disk, a hand edit) is not finished: the stage reruns."""
     for folder in (root / "stages").glob(f"*__{stage.key}"):
-        if (folder / "metrics.json").is_file():
-            return folder
+        try:
+            read_json(folder / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        return folder
     return None
 
 
@@ -65,6 +72,14 @@ def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[st
 
     def matches(stage: Stage, patterns) -> bool:
         return any(fnmatch.fnmatchcase(stage.name, p) for p in patterns)
+
+    names = [s.name for s in stages]
+    for flag, patterns in (("--only", only), ("--force", force)):
+        for pattern in patterns:
+            if not fnmatch.filter(names, pattern):
+                nearest = difflib.get_close_matches(pattern, names, n=3, cutoff=0) or names[:3]
+                raise SpecError(f"{flag} {pattern!r}: matches no stage; nearest: {', '.join(nearest)} "
+                                "(w2s run SPEC --dry-run lists them all)")  # fmt: skip
 
     wanted = {s.key for s in stages if not only or matches(s, only)}
     for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards
@@ -97,21 +112,18 @@ def describe_plan(selections: list[Selection]) -> str:
 # data for a stage
 
 
-_CACHE: dict[tuple, object] = {}  # splits and tokenizers, shared by the stages of one process
+_TOKENIZERS: dict[tuple, object] = {}  # shared by the stages of one process
 
 
-def _splits(dataset, seed: int, key: str = "datasets"):
-    cache_key = ("splits", dataset.model_dump_json(), seed)
-    if cache_key not in _CACHE:
-        _CACHE[cache_key] = data_mod.load_dataset_rows(dataset, seed, key=key)
-    return _CACHE[cache_key]
+def _splits(dataset, seed: int):
+    return data_mod.load_splits(dataset, seed)
 
 
 def _tokenizer(model):
-    cache_key = ("tokenizer", model.name, model.trust_remote_code)
-    if cache_key not in _CACHE:
-        _CACHE[cache_key] = load_tokenizer(model)
-    return _CACHE[cache_key]
+    cache_key = (model.name, model.trust_remote_code)
+    if cache_key not in _TOKENIZERS:
+        _TOKENIZERS[cache_key] = load_tokenizer(model)
+    return _TOKENIZERS[cache_key]
 
 
 def _encode(rows: list[dict], stage: Stage, labels: np.ndarray, note: list[str], split: str) -> tuple[Encoded, list[dict]]:
@@ -175,6 +187,7 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
         work = {"features": _extract_features, "lm_finetune": _finetune_lm}.get(stage.kind, _train_classifier)
         metrics, predictions = work(stage, spec, root, tmp if state.is_main_process else None, tracker, echo)
         if state.is_main_process:
+            metrics["mixed_precision"] = stage.settings.mixed_precision  # as resolved on this machine
             _write_stage(tmp, stage, spec, metrics, predictions)
             tracker.finish(metrics, predictions, *_reference_metrics(root, stage))
             _publish(tmp, root / "stages" / stage.folder)
@@ -432,32 +445,6 @@ def _agree(value):
     return broadcast_object_list([value], from_process=0)[0]
 
 
-def preflight(spec: ExperimentSpec, stages: list[Stage]) -> None:
-    """Everything that can fail on bad input, checked before any folder is made."""
-    for stage in stages:
-        index = [d.label for d in spec.datasets].index(stage.dataset.label)
-        _splits(stage.dataset, stage.seed, key=f"datasets.{index}")
-    for i, model in enumerate(spec.models):
-        if model.generative_finetune is not None:
-            generative.check_causal(model, f"models.{i}")
-    configs = {}  # read once per model
-    for stage in stages:  # a probe layer the student model does not have
-        if stage.loss is not None and stage.loss.probe is not None and isinstance(stage.loss.probe.layer, int):
-            if stage.model.display not in configs:
-                configs[stage.model.display] = read_config(stage.model)
-            config = configs[stage.model.display]
-            layers = config.num_hidden_layers if config is not None else None
-            if layers is not None and stage.loss.probe.layer > layers:
-                index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
-                raise SpecError(f"losses.{index}.probe.layer: {stage.loss.probe.layer} is out of range; "
-                                f"{stage.model.display} has hidden states 0..{layers}")  # fmt: skip
-    for i, loss in enumerate(spec.losses):
-        try:
-            build_loss(loss)
-        except (ImportError, AttributeError, TypeError) as err:
-            raise SpecError(f"losses.{i}.path: cannot use {getattr(loss, 'path', loss.name)!r}: {err}") from None
-
-
 def run_experiment(
     spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print
 ) -> list[dict]:
@@ -467,11 +454,14 @@ def run_experiment(
     root = experiment_dir(spec)
     stages = plan(spec)
     selections = select(stages, root, only, force)
+    todo = [s for s in selections if s.action in ("run", "force")]
+    # the dry run checks every stage, as `w2s validate` does; a run, the ones it will train
+    check_runnable(spec, stages if dry_run else [s.stage for s in todo])
+    if spec.train.mixed_precision == "auto":
+        say("precision: {} ({})".format(*auto_precision()))
     if dry_run:
         say(describe_plan(selections))
         return []
-    todo = [s for s in selections if s.action in ("run", "force")]
-    preflight(spec, [s.stage for s in todo])
     say(f"{spec.name}: {len(stages)} stages, {len(todo)} to train, results in {root}")
     (root / "stages").mkdir(parents=True, exist_ok=True)
     (root / ".locks").mkdir(exist_ok=True)

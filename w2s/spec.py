@@ -7,6 +7,7 @@ Registries (datasets, models, losses) are consulted here, so `w2s validate` catc
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -132,7 +133,7 @@ class ModelSpec(Strict):
     minibatch_size: int | None = Field(None, gt=0, description="Overrides train.minibatch_size for this model.")
     eval_batch_size: int | None = Field(None, gt=0, description="Overrides train.eval_batch_size for this model.")
 
-    @field_validator("generative_finetune", mode="before")
+    @field_validator("generative_finetune", mode="before", json_schema_input_type=Union[bool, GenerativeSpec, None])
     @classmethod
     def _flag(cls, value: Any) -> Any:
         return {} if value is True else None if value is False else value
@@ -148,7 +149,13 @@ class ModelSpec(Strict):
     def _plausible_model(cls, name: str) -> str:
         from w2s.models import MODEL_ALIASES
 
-        if name in MODEL_ALIASES or Path(name).expanduser().is_dir() or _HUB_ID.match(name):
+        if name in MODEL_ALIASES or Path(name).expanduser().is_dir():
+            return name
+        near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
+        if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
+            raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: "
+                             f"{', '.join(MODEL_ALIASES)}")  # fmt: skip
+        if _HUB_ID.match(name):
             return name
         if re.fullmatch(r"torchvision:\w+", name):  # image models by torchvision architecture name
             return name
@@ -160,6 +167,9 @@ class ModelSpec(Strict):
 
 # ---------------------------------------------------------------------------------------------
 # training
+
+
+_PRECISION_NAMES = Literal["auto", "no", "fp32", "bf16", "fp16"]
 
 
 class TrainSpec(Strict):
@@ -174,9 +184,16 @@ class TrainSpec(Strict):
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     warmup_frac: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] | None = Field(
-        None, description="None: take it from the accelerate config (`accelerate launch`), else 'no'."
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where the device computes it natively, fp16 on CUDA without bf16, "
+        "else fp32 (w2s/precision.py); 'no' (or fp32) for fp32."
     )
+
+    @field_validator("mixed_precision", mode="before", json_schema_input_type=Union[_PRECISION_NAMES, Literal[False], None])
+    @classmethod
+    def _precision_names(cls, value: Any) -> Any:
+        # YAML reads `no` as false; fp32 is what people call it; None (unset) is auto
+        return "no" if value is False or value == "fp32" else "auto" if value is None else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +339,7 @@ class ExperimentSpec(Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     save_model: bool = Field(False, description="Keep model weights in every stage folder.")
 
-    @field_validator("datasets", mode="before")
+    @field_validator("datasets", mode="before", json_schema_input_type=Union[DataSpec, list[DataSpec]])
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
@@ -382,6 +399,10 @@ def _unique(key: str, values: list) -> None:
 def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
     """Read a YAML spec, apply `key.sub=value` overrides (values parsed as YAML), validate."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.y*ml"))[:5]
+        inside = f"; YAML files in it: {', '.join(found)}" if found else ""
+        raise SpecError(f"{path}: is a directory; give a spec file (YAML){inside}")
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:

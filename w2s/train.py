@@ -117,11 +117,6 @@ class TrainSettings:
     mixed_precision: str
 
 
-def effective_mixed_precision(requested: str | None) -> str:
-    """The spec's setting, else what `accelerate launch` put in the environment, else 'no'."""
-    return requested or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-
-
 def process_state() -> PartialState:
     """The launch's process group, made CPU-aware.
 
@@ -229,6 +224,7 @@ def train(
             optimizer.step()
             optimizer.zero_grad()
         n = len(batch["index"])
+        seen += n * accelerator.num_processes  # this micro-batch, on every process
         window["loss"] += loss.item() * n
         if logits is not None:
             window["correct"] += (logits.argmax(-1) == batch["labels"].argmax(-1)).sum().item()
@@ -237,7 +233,6 @@ def train(
             scheduler.step()
             step += 1
             bar.update(1)
-            seen += window["n"] * accelerator.num_processes
             if step % log_every == 0 or step == total_steps:
                 row = {
                     "step": step,
@@ -245,6 +240,7 @@ def train(
                     "loss": window["loss"] / window["n"],
                     **({"train_accuracy": window["correct"] / window["n"]} if logits is not None else {}),
                     "lr": scheduler.get_last_lr()[0],
+                    "examples": seen,
                     "examples_per_second": seen / (time.perf_counter() - start),
                 }
                 bar.set_postfix({k[:3]: f"{row[k]:.3f}" for k in ("loss", "train_accuracy") if k in row})

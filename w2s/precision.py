@@ -1,0 +1,111 @@
+"""Mixed precision chosen by the hardware: `train.mixed_precision: auto` (the default).
+
+bf16 pays only where the device computes it natively. The CPUs behind one cluster (or one cloud
+account) differ: with AVX512-BF16/AMX a bf16 matmul runs about 2x faster than fp32; with AVX2 only,
+bf16 is emulated and runs 10-60x slower. A spec that hard-codes bf16 is fast on one machine and
+unusable on the next, so `auto` decides per machine:
+
+- under `accelerate launch` with mixed_precision bf16/fp16 in its config: that (the launcher asked);
+- CUDA: bf16 where the card supports it, else fp16;
+- CPU: a tiny timed probe (a bf16 against an fp32 matmul, a few milliseconds): bf16 when it is
+  clearly faster, else fp32 ('no'). The answer is remembered per machine (CPU model, torch version,
+  and the variables that cap the instruction set: ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), so
+  every run, and every process of a launch, resolves the same and the stage keys stay stable.
+
+The resolved precision enters every stage key: a stage trained in bf16 is not reused as fp32.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+ALIASES = {"fp32": "no", "false": "no"}  # YAML reads `no` as false; fp32 is the name people use
+BF16_SPEEDUP = 1.25  # bf16 must beat fp32 by this factor on the probe (measured: >2x native, <0.1x emulated)
+
+
+def cache_dir() -> Path:
+    """Where w2s remembers per-machine facts (the precision probe, data file hashes)."""
+    root = os.environ.get("W2S_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2s"
+    return Path(root)
+
+
+def resolve_precision(requested: str) -> str:
+    """'no' | 'bf16' | 'fp16' for a spec's setting ('auto' decided here; an explicit value wins)."""
+    if requested != "auto":
+        return requested
+    return auto_precision()[0]
+
+
+@functools.cache
+def auto_precision() -> tuple[str, str]:
+    """(precision, why) for this machine: the choice and a few words to tell the user once."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched in ("bf16", "fp16"):
+        return launched, f"the accelerate config asks for {launched}"
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"{name} computes bf16"
+        return "fp16", f"{name} has no bf16"
+    return _cpu_precision()
+
+
+def _cpu_precision() -> tuple[str, str]:
+    machine = {
+        "cpu": _cpu_model(),
+        "torch": torch.__version__,
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
+    }
+    tag = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"precision-{tag}.json"
+    try:
+        speedup = json.loads(path.read_text())["bf16_speedup"]
+    except (OSError, ValueError, KeyError):
+        speedup = bf16_speedup()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps({**machine, "bf16_speedup": speedup}) + "\n")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home: probe again next time
+    if speedup >= BF16_SPEEDUP:
+        return "bf16", f"this CPU computes bf16 natively ({speedup:.1f}x fp32 on a matmul probe)"
+    return "no", f"this CPU has no fast bf16 ({speedup:.2g}x fp32 on a matmul probe), so fp32"
+
+
+def bf16_speedup(size: int = 256, repeats: int = 3) -> float:
+    """fp32 time / bf16 time of a square matmul, best of `repeats` (above 1: bf16 is faster)."""
+
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        a @ b  # warm-up: kernel selection, first-touch allocation
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(torch.float32) / best(torch.bfloat16)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
