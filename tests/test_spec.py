@@ -157,3 +157,12 @@ def test_cli_version_and_a_directory_as_spec(tmp_path, capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"w2s {__version__}"
     code, out, err = run_cli(["validate", str(REPO / "experiments")], capsys)
     assert code == 2 and "is a directory" in err and "quickstart.yaml" in err and not out
+
+
+def test_output_to_a_closed_pipe_is_no_traceback(spec_file):
+    """`w2s run SPEC --dry-run | head -1`: the reader is gone before w2s writes; no BrokenPipeError."""
+    proc = subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_file(GOOD)), "--dry-run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)  # fmt: skip
+    proc.stdout.close()  # like `head` exiting early: every write now fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

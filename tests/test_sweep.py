@@ -244,3 +244,36 @@ def test_only_or_force_matching_nothing_is_an_error_naming_the_nearest_stages(tm
     with pytest.raises(SpecError, match="--force 'ground_truth/nothing'"):
         run(grid(tmp_path), force=["ground_truth/nothing"])
     assert not (tmp_path / "grid").exists()
+
+
+def test_leftovers_of_a_killed_forced_rerun_are_cleared(tmp_path):
+    """A kill after a forced stage's new copy is published but before the old one is deleted leaves
+    `.old-<folder>-<pid>`; the next run removes it."""
+    spec = tiny_spec(tmp_path, name="forced")
+    run(spec)
+    stages = tmp_path / "forced" / "stages"
+    folder = next(stages.glob("ground_truth__*"))
+    leftover = stages / f".old-{folder.name}-4242"
+    leftover.mkdir()
+    (leftover / "metrics.json").write_text("{}")
+    assert run(spec) == []
+    assert not leftover.exists() and folder.is_dir()
+
+
+def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_path, monkeypatch):
+    from w2s import run as run_mod
+
+    logged = []
+
+    def killed(spec, rows):
+        raise KeyboardInterrupt  # the process dies after the last stage, before the summary run
+
+    spec = tiny_spec(tmp_path, name="summary")
+    monkeypatch.setattr(run_mod, "log_experiment_summary", killed)
+    try:
+        run(spec)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(run_mod, "log_experiment_summary", lambda spec, rows: logged.append(len(rows)))
+    assert run(spec) == [] and logged == [5]  # nothing to train, the summary all the same
+    assert run(spec) == [] and logged == [5]  # and only once

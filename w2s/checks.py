@@ -12,22 +12,36 @@ layers exist, generative finetuning has a causal LM, tokenizers load. Each probl
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from w2s import data, generative
 from w2s.losses import build_loss
-from w2s.models import load_tokenizer, read_config
+from w2s.models import load_tokenizer, read_config, resolve
 from w2s.spec import ExperimentSpec, SpecError
 
 
 def check_runnable(spec: ExperimentSpec, stages: list) -> None:
     """Raise SpecError for the first problem that would stop `stages` (of `plan(spec)`) from running."""
+    _check_output(spec)
     _check_batches(spec, stages)
     for i, loss in enumerate(spec.losses):
         build_loss(loss, key=f"losses.{i}")
+    splits = {}
     for i, dataset in enumerate(spec.datasets):
         for seed in sorted({s.seed for s in stages if s.dataset is dataset}):
-            data.load_splits(dataset, seed, key=f"datasets.{i}")  # read once; the run reuses them
+            splits[i, seed] = data.load_splits(dataset, seed, key=f"datasets.{i}")  # read once; the run reuses them
     _check_models(spec, stages)
+    _check_probes(spec, splits)
+    _check_context(spec, stages, splits)
+
+
+def _check_output(spec: ExperimentSpec) -> None:
+    """Results go to <output_dir>/<name>: every part of that path that exists must be a folder."""
+    path = Path(spec.output_dir) / spec.name
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            key = "name" if part == path else "output_dir"
+            raise SpecError(f"{key}: {part} is a file; results need a folder there")
 
 
 def world_size() -> int:
@@ -53,9 +67,15 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
     for i, model in enumerate(spec.models):
         if model.display not in used or not text:
             continue
+        folder = Path(resolve(model)[0])
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            raise SpecError(f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
+                            "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")  # fmt: skip
         load_tokenizer(model, key=f"models.{i}")
         if model.generative_finetune is not None:
             generative.check_causal(model, f"models.{i}")
+        if model.lora is not None:
+            _check_lora_targets(model, f"models.{i}.lora.target_modules")
     configs = {}  # read once per model
     for stage in stages:  # a probe layer the student model does not have
         probe = stage.loss.probe if stage.loss is not None else None
@@ -69,3 +89,47 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
             raise SpecError(f"losses.{index}.probe.layer: {probe.layer} is out of range; "
                             f"{stage.model.display} has hidden states 0..{layers}")  # fmt: skip
+
+
+def _check_lora_targets(model, key: str) -> None:
+    """Named adapter targets must be modules of the network (peft matches a name or a name's suffix).
+    The network is built on the meta device: no weights are read or allocated."""
+    targets = model.lora.target_modules
+    config = read_config(model)
+    if targets == "all-linear" or config is None:
+        return
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        names = [name for name, _ in AutoModel.from_config(config).named_modules()]
+    for target in [targets] if isinstance(targets, str) else targets:
+        if not any(name == target or name.endswith(f".{target}") for name in names):
+            leaves = sorted({name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()})
+            raise SpecError(f"{key}: {model.display} has no module {target!r}; its modules include "
+                            f"{', '.join(leaves[:12])}")  # fmt: skip
+
+
+def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
+    """kNN and TopoCC need more rows in half B than neighbours."""
+    for i, loss in enumerate(spec.losses):
+        probe = loss.probe
+        if probe is None or probe.method == "logreg":
+            continue
+        for (d, seed), split in splits.items():
+            if len(split.train_b) <= probe.k:
+                raise SpecError(f"losses.{i}.probe.k: {probe.k} neighbours, but half B of "
+                                f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k")  # fmt: skip
+
+
+def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
+    """With ctx_policy: drop, some rows of every split must fit max_ctx (truncation always leaves them)."""
+    for (d, seed), split in splits.items():
+        dataset = spec.datasets[d]
+        if dataset.ctx_policy != "drop" or dataset.is_image:
+            continue
+        for model in {s.model.display: s.model for s in stages if s.dataset is dataset}.values():
+            tokenizer = load_tokenizer(model)
+            for name in ("train_a", "train_b", "test"):
+                data.tokenize(getattr(split, name), tokenizer, dataset.max_ctx, "drop",
+                              where=f"datasets.{d}.max_ctx ({name}, {model.display})")  # fmt: skip

@@ -15,10 +15,17 @@ from w2s import __version__
 from w2s.spec import SpecError, json_schema, load_spec
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"w2s: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="w2s", description="Weak-to-strong generalization experiments.")
+    parser = _Parser(prog="w2s", description="Weak-to-strong generalization experiments.")
     parser.add_argument("--version", action="version", version=f"w2s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def with_spec(p):
         p.add_argument("spec", help="experiment spec (YAML)")

@@ -9,6 +9,7 @@ function of the seed, so a rerun reproduces the same split and the same random f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -251,7 +252,7 @@ _SPLITS: dict[tuple[str, int], Splits] = {}
 
 def load_splits(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
     """`load_dataset_rows`, once per process for each (dataset, seed): every stage of a sweep shares them."""
-    memo = (spec.model_dump_json(), seed)
+    memo = (spec.model_dump_json(), json.dumps(fingerprint(spec, key)), seed)  # files by content, not path
     if memo not in _SPLITS:
         _SPLITS[memo] = load_dataset_rows(spec, seed, key)
     return _SPLITS[memo]
@@ -369,7 +370,8 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
         raise SpecError(f"{key}.data_files: dataset {spec.name!r} has no hub source; give data_files")
     revision = hub_revision(info.hub, f"{key} ({spec.label})")  # the one the stage keys hold
     try:
-        dd = datasets.load_dataset(info.hub, info.config, revision=revision)
+        with quiet_datasets():
+            dd = datasets.load_dataset(info.hub, info.config, revision=revision)
     except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
         raise SpecError(f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
                         "give data_files with a local copy") from None  # fmt: skip
@@ -415,14 +417,33 @@ def _parse_file(path: Path, spec: DataSpec, where: str, key: str):
     elif spec.column_names:
         raise SpecError(f"{key}.column_names: only applies to csv/tsv files, not {path.name}")
     try:
-        ds = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
+        with quiet_datasets():
+            ds = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
     except Exception as err:  # noqa: BLE001 - parser errors of many kinds; report the root cause in one line
         cause = err.__cause__ or err
-        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise SpecError(f"{where}: cannot read {path} as {ext[1:]}: {msg}") from None
+        if "corresponds to no data" in str(cause):  # a header and no rows: datasets' words for it
+            raise SpecError(f"{where}: {path} has no rows") from None
+        raise SpecError(f"{where}: cannot read {path} as {ext[1:]}: {first_line(cause)}") from None
     if len(ds) == 0:
         raise SpecError(f"{where}: {path} has no rows")
     return ds
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """No progress bars or log lines from `datasets` while a file is parsed: w2s says what matters
+    (an error is one line on stderr, with nothing before it)."""
+    import datasets
+
+    bars, level = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _check_columns(ds, columns, label_column, split, spec, where) -> None:

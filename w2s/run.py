@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -427,10 +428,20 @@ def _publish(tmp: Path, final: Path) -> None:
         os.rename(tmp, final)
 
 
+def _clear_replaced(root: Path) -> None:
+    """Old copies of force-rerun stages that a killed run left after publishing the new copy."""
+    for old in (root / "stages").glob(".old-*"):
+        final = old.with_name(old.name.removeprefix(".old-").rsplit("-", 1)[0])
+        if (final / "metrics.json").is_file():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _clear_stale(root: Path, stage: Stage) -> None:
-    """Leftovers of a killed run of this stage (called while holding the stage's lock)."""
-    for leftover in (root / "stages").glob(f".tmp-{stage.folder}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    """Leftovers of a killed run of this stage (called while holding the stage's lock): a folder being
+    written, or the replaced copy a forced rerun had not yet deleted."""
+    for pattern in (f".tmp-{stage.folder}-*", f".old-{stage.folder}-*"):
+        for leftover in (root / "stages").glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,6 +476,8 @@ def run_experiment(
     say(f"{spec.name}: {len(stages)} stages, {len(todo)} to train, results in {root}")
     (root / "stages").mkdir(parents=True, exist_ok=True)
     (root / ".locks").mkdir(exist_ok=True)
+    if state.is_main_process:
+        _clear_replaced(root)
 
     pending = [s.stage for s in todo]
     forced = {s.stage.key for s in todo if s.action == "force"}
@@ -495,10 +508,21 @@ def run_experiment(
             if lock is not None:
                 lock.release()
     rows = _write_results(root, stages) if state.is_main_process else []
-    if state.is_main_process and trained:  # nothing new: W&B already has this table
-        log_experiment_summary(spec, rows)
+    if state.is_main_process:
+        _log_summary_once(spec, root, rows)
     say(format_table(rows))
     return rows
+
+
+def _log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict]) -> None:
+    """The W&B summary run for these rows, unless one was already logged for exactly them. Remembered
+    in a marker written after the run is logged, so a run killed in between logs it when rerun."""
+    marker = root / ".summary-logged"
+    digest = hashlib.sha256(json.dumps([spec.tracking.model_dump(), rows], sort_keys=True, default=str).encode())
+    if marker.is_file() and marker.read_text() == digest.hexdigest():
+        return
+    log_experiment_summary(spec, rows)
+    marker.write_text(digest.hexdigest())
 
 
 def _headline(metrics: dict) -> str:

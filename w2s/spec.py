@@ -407,6 +407,8 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
         raise SpecError(f"spec file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file; a spec is YAML (see experiments/quickstart.yaml)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
