@@ -28,9 +28,9 @@ from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
 from w2s import data as data_mod
-from w2s.checks import check_runnable
 from w2s import features as features_mod
 from w2s import generative, probes
+from w2s.checks import check_runnable
 from w2s.losses import Xent, build_loss
 from w2s.models import ProbeHead, count_parameters, load_classifier, load_tokenizer, resolve_layer
 from w2s.plan import Stage, plan
@@ -116,10 +116,6 @@ def describe_plan(selections: list[Selection]) -> str:
 _TOKENIZERS: dict[tuple, object] = {}  # shared by the stages of one process
 
 
-def _splits(dataset, seed: int):
-    return data_mod.load_splits(dataset, seed)
-
-
 def _tokenizer(model):
     cache_key = (model.name, model.trust_remote_code)
     if cache_key not in _TOKENIZERS:
@@ -202,7 +198,7 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
 
 def _train_classifier(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
     """Ground truth or transfer: train the classifier (or, on cached features, its head) and predict."""
-    splits = _splits(stage.dataset, stage.seed)
+    splits = data_mod.load_splits(stage.dataset, stage.seed)
     notes: list[str] = []
     extra: dict = {}  # what a label probe did to half B
     if stage.kind == "ground_truth":
@@ -293,7 +289,7 @@ def _base_weights(root: Path, stage: Stage) -> str | None:
 
 def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
     """Pooled activations of the frozen model for every split, written to features.npz."""
-    splits = _splits(stage.dataset, stage.seed)
+    splits = data_mod.load_splits(stage.dataset, stage.seed)
     accelerator = make_accelerator(stage.settings)
     batch, key = stage.settings.eval_batch_size, _model_key(spec, stage)
     start = time.perf_counter()
@@ -337,7 +333,7 @@ def _extract_features(stage: Stage, spec: ExperimentSpec, root: Path, out: Path 
 
 def _finetune_lm(stage: Stage, spec: ExperimentSpec, root: Path, out: Path | None, tracker, echo):
     """Generative finetuning on the training pool's texts (no labels); the weights go to model/."""
-    splits = _splits(stage.dataset, stage.seed)
+    splits = data_mod.load_splits(stage.dataset, stage.seed)
     notes: list[str] = []
     rows = splits.train_a + splits.train_b
     texts, _ = _encode(rows, stage, _one_hot(rows), notes, "train")
