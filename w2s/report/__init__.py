@@ -1,0 +1,72 @@
+"""Reports: PGR with confidence intervals, tidy tables and paper-style figures.
+
+The report is rebuilt from the finished stage folders (config.json, metrics.json,
+predictions.jsonl), never from results.jsonl, so it is right even when that file is stale; or,
+with `--wandb`, from the runs a project logged (points only: W&B holds no per-example
+predictions, so its intervals come from seeds alone).
+
+The modules, in the order the report uses them:
+- `records`: finding experiment folders and reading their stages (or W&B runs) into records;
+- `stats`: metric values, PGR, bootstrap intervals within a seed and across seeds;
+- `tables`: the per-seed, summary and ground-truth tables and their markdown;
+- `figures`: the paper-style figures (the only module that imports matplotlib);
+- here: `build_report`, `report` and `report_wandb`, which tie them together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from w2s.report.figures import write_figures
+from w2s.report.records import TRANSFER_KINDS, find_experiments, load_records, record_from_wandb, wandb_records
+from w2s.report.stats import N_RESAMPLES, aggregate_seeds, bootstrap_seed, metric_values
+from w2s.report.tables import SEED_COLUMNS, SUMMARY_COLUMNS, ground_truth_rows, markdown, seed_rows, summary_rows
+from w2s.spec import SpecError
+
+# what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
+__all__ = [
+    "build_report", "report", "report_wandb", "load_records", "record_from_wandb", "seed_rows", "summary_rows",
+    "SEED_COLUMNS", "SUMMARY_COLUMNS", "metric_values", "bootstrap_seed", "aggregate_seeds", "N_RESAMPLES",
+]  # fmt: skip
+
+METRICS = ("accuracy", "auroc")
+
+
+def build_report(records: list[dict], out: Path, metric: str = "accuracy") -> list[Path]:
+    """Tables and figures for these stage records into `out`; returns the files written."""
+    if metric not in METRICS:
+        raise SpecError(f"report: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if not any(r["kind"] in TRANSFER_KINDS and not r.get("superseded") for r in records):
+        raise SpecError("report: no finished weak-to-strong stages to report on")
+    per_seed, draws = seed_rows(records, metric)
+    summary = summary_rows(per_seed, draws, metric)
+    truth = ground_truth_rows(records)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
+        frame.to_csv(out / f"{name}.csv", index=False)
+        (out / f"{name}.md").write_text(markdown(frame, metric, seeds))
+        written += [out / f"{name}.csv", out / f"{name}.md"]
+    if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
+        summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
+        truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
+    return written + write_figures(summary, truth, metric, out)
+
+
+def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print) -> list[Path]:
+    """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
+    roots = find_experiments(run_dirs)
+    records = [r for root in roots for r in load_records(root, echo)]
+    if not records:
+        raise SpecError(f"report: no finished stages in {', '.join(map(str, run_dirs))}")
+    return build_report(records, Path(out) if out else Path(run_dirs[0]) / "report", metric)
+
+
+def report_wandb(path: str, group: str | None = None, out=None, metric: str = "accuracy") -> list[Path]:
+    """`w2s report --wandb ENTITY/PROJECT [--group G]`: default output folder ./report."""
+    if path.count("/") != 1:
+        raise SpecError(f"report: --wandb expects ENTITY/PROJECT, got {path!r}")
+    records = wandb_records(path, group)
+    if not records:
+        raise SpecError(f"report: no finished stage runs in W&B {path}" + (f" group {group}" if group else ""))
+    return build_report(records, Path(out or "report"), metric)

@@ -1,0 +1,279 @@
+"""Figures (paper column: ~3.4 in per panel, 8 pt text), drawn on Agg without pyplot.
+
+matplotlib is imported here only, inside the functions, so reading records does not load it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STYLE = {
+    "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 7, "legend.title_fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
+    "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 300, "pdf.fonttype": 42,
+}  # fmt: skip
+PANEL = (3.4, 2.5)
+
+
+def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path) -> list[Path]:
+    """The figures of a summary and its ground truth into `out` (none without direct transfers)."""
+    import matplotlib
+
+    written = []
+    with matplotlib.rc_context(STYLE):
+        if (summary["kind"] == "transfer").any():
+            colors = _weak_colors(summary)
+            written += plot_accuracy(summary, truth, metric, out, colors)
+            written += plot_pgr(summary, metric, out, colors)
+            written += plot_losses(summary, metric, out)
+            written += plot_agreement(summary, out)
+    return written
+
+
+def _figure(n_rows: int, n_cols: int, width: float | None = None):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    size = (width or PANEL[0] * n_cols, PANEL[1] * n_rows + 0.5)
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)  # Agg, without pyplot's global state
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    return fig, axes
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path)
+    return paths
+
+
+def _weak_colors(summary: pd.DataFrame) -> dict[str, tuple]:
+    """Hue by weak-model size on a sequential map (light yellow cut off: unreadable on white)."""
+    from matplotlib import colormaps
+
+    weak = summary.drop_duplicates("weak").sort_values("weak_params", kind="stable")
+    sizes = np.log10(weak["weak_params"].astype(float).fillna(1.0).clip(lower=1.0).to_numpy())
+    span = sizes.max() - sizes.min()
+    position = (sizes - sizes.min()) / span if span > 0 else np.full(len(sizes), 0.5)
+    if span == 0 and len(sizes) > 1:
+        position = np.linspace(0, 1, len(sizes))
+    return {w: colormaps["plasma"](0.05 + 0.8 * p) for w, p in zip(weak["weak"], position)}
+
+
+def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str]) -> None:
+    """Log size axis with limits set from the sizes, so a panel whose values are all missing still
+    draws; without sizes (W&B runs that did not log them), models in ladder order."""
+    if has_sizes:
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xscale("log")
+        ax.set_xlim(np.min(x) / 1.6, np.max(x) * 1.6)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^8, 3x10^8 ... labels collide in a narrow panel
+        ax.set_xlabel("strong student size (non-embedding parameters)")
+    else:
+        ax.set_xlim(-0.5, len(order) - 0.5)
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        ax.set_xlabel("strong student")
+
+
+def _panels(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """One panel per dataset and loss (datasets across, losses down), direct transfers only."""
+    direct = summary[summary["kind"] == "transfer"]
+    return [
+        (dataset, loss, direct[(direct["dataset"] == dataset) & (direct["loss"] == loss)])
+        for loss in direct["loss"].drop_duplicates()
+        for dataset in direct["dataset"].drop_duplicates()
+    ]
+
+
+def _x(frame: pd.DataFrame, column: str, order: list[str], has_sizes: bool, name_column: str) -> np.ndarray:
+    if has_sizes:
+        return frame[column].astype(float).to_numpy()
+    return np.array([order.index(m) for m in frame[name_column]], dtype=float)
+
+
+def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
+    """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
+    the ground-truth ceiling in black, each supervisor's own score as a star."""
+    panels = _panels(summary)
+    n_cols = summary["dataset"].nunique()
+    fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
+    has_sizes = summary["strong_params"].notna().all() and truth["params"].notna().all()
+    order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
+    order += [m for m in summary["strong"].drop_duplicates() if m not in order]
+    for ax, (dataset, loss, frame) in zip(axes.flat, panels):
+        gt = truth[truth["dataset"] == dataset].sort_values("params", kind="stable")
+        x = _x(gt, "params", order, has_sizes, "model")
+        ax.plot(x, gt[metric], "o-", color="black", label="ceiling (ground truth)", zorder=3)
+        for weak, lines in frame.groupby("weak", sort=False):
+            lines = lines.sort_values("strong_params", kind="stable")
+            x_strong = _x(lines, "strong_params", order, has_sizes, "strong")
+            ax.plot(x_strong, lines[f"student_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
+            own = gt[gt["model"] == weak]
+            ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
+                    markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)  # fmt: skip
+        ax.set_title(f"{dataset} ({loss})")
+        ax.set_ylabel(f"test {metric}")
+        _size_axis(ax, has_sizes, x, order)
+    _hide_unused(axes, len(panels))
+    handles, labels = _legend_entries(axes)
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black", markersize=8))
+    labels.append("weak supervisor alone")
+    _figure_legend(fig, handles, labels)
+    return _save(fig, out, "accuracy_vs_size")
+
+
+def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
+    """PGR against strong size, a line per weak supervisor, shaded 95% interval."""
+    has_sizes = summary["strong_params"].notna().all()
+    order = list(summary.sort_values("strong_params", kind="stable")["strong"].drop_duplicates())
+    every_size = _x(summary, "strong_params", order, has_sizes, "strong")  # same x range as the accuracy figure
+    summary = _pgr_pairs(summary)
+    panels = _panels(summary)
+    n_cols = summary["dataset"].nunique()
+    fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
+    for ax, (dataset, loss, frame) in zip(axes.flat, panels):
+        for y in (0, 1):
+            ax.axhline(y, color="grey", linewidth=0.6, linestyle="--", zorder=0)
+        for weak, lines in frame.groupby("weak", sort=False):
+            lines = lines.sort_values("strong_params", kind="stable")
+            x = _x(lines, "strong_params", order, has_sizes, "strong")
+            y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
+            ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
+            ax.fill_between(x, low, high, color=colors[weak], alpha=0.2, linewidth=0)
+            if len(x) == 1:  # a band needs two points: show a lone point's interval as a bar
+                ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak], linewidth=0.8)
+        if frame["pgr"].isna().all():
+            ax.text(0.5, 0.5, "PGR undefined for every pair\n(see pgr_note in the table)", transform=ax.transAxes,
+                    ha="center", va="center", color="grey")  # fmt: skip
+        ax.set_title(f"{dataset} ({loss})")
+        ax.set_ylabel(f"PGR ({metric})")
+        _size_axis(ax, has_sizes, every_size, order)
+    _hide_unused(axes, len(panels))
+    handles, labels = _legend_entries(axes)
+    if handles:
+        _figure_legend(fig, handles, labels)
+    _note_missing(fig, summary)
+    return _save(fig, out, "pgr_vs_size")
+
+
+def _pair_label(r, several_datasets: bool) -> str:
+    pair = r["chain"].replace("->", "→")
+    return f"{r['dataset']}\n{pair}" if several_datasets else pair
+
+
+def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: str | None, several: bool):
+    """Bars grouped by pair, one colour per loss; missing values marked 'n/a' at zero."""
+    from matplotlib import colormaps
+
+    pairs = list(frame["chain"].drop_duplicates()) if not several else list(
+        (frame["dataset"] + "|" + frame["chain"]).drop_duplicates()
+    )
+    losses = sorted(frame["loss"].dropna().unique())  # the same colour per loss in every figure
+    width = 0.8 / len(losses)
+    for j, loss in enumerate(losses):
+        part = frame[frame["loss"] == loss]
+        ids = part["chain"] if not several else part["dataset"] + "|" + part["chain"]
+        x = np.array([pairs.index(p) for p in ids]) - 0.4 + width * (j + 0.5)
+        y = part[value].astype(float).to_numpy()
+        err = None
+        if low:
+            lo, hi = part[low].astype(float).to_numpy(), part[high].astype(float).to_numpy()
+            err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0)
+        ax.bar(x, np.nan_to_num(y), width, yerr=err, capsize=2, error_kw={"linewidth": 0.8},
+               color=colormaps["tab10"](j), label=loss)  # fmt: skip
+        for xi in x[np.isnan(y)]:
+            ax.annotate("n/a", (xi, 0), xytext=(0, 2), textcoords="offset points", rotation=90, ha="center",
+                        va="bottom", fontsize=6, color="grey")  # fmt: skip
+    labels = [_pair_label({"dataset": p.split("|")[0], "chain": p.split("|")[-1]}, several) for p in pairs]
+    crowded = len(pairs) > 3
+    ax.set_xticks(range(len(pairs)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_xlim(-0.6, len(pairs) - 0.4)
+
+
+def _bar_width(summary: pd.DataFrame) -> float:
+    n_bars = len(summary)
+    return float(np.clip(1.2 + 0.25 * n_bars, PANEL[0], 7.0))
+
+
+def plot_losses(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
+    """PGR per loss for each weak -> strong pair, with 95% intervals."""
+    direct = _pgr_pairs(summary)
+    fig, axes = _figure(1, 1, width=_bar_width(direct))
+    ax = axes[0, 0]
+    _grouped_bars(ax, direct, "pgr", "pgr_low", "pgr_high", direct["dataset"].nunique() > 1)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.axhline(1, color="grey", linewidth=0.6, linestyle="--")
+    ax.set_ylabel(f"PGR ({metric})")
+    missing = direct["pgr"].isna().any()
+    ax.set_xlabel("weak → strong" + ("\n(n/a: PGR undefined, see pgr_note in the table)" if missing else ""))
+    _loss_legend(fig, ax)
+    return _save(fig, out, "pgr_by_loss")
+
+
+def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Student-supervisor agreement where the supervisor was right vs wrong: high agreement on its
+    mistakes means the student imitates them rather than generalizing past them."""
+    direct = summary[summary["kind"] == "transfer"]
+    fig, axes = _figure(2, 1, width=_bar_width(direct))
+    several = direct["dataset"].nunique() > 1
+    for ax, column, title in ((axes[0, 0], "agreement_supervisor_right", "where the supervisor is right"),
+                              (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong")):  # fmt: skip
+        _grouped_bars(ax, direct, column, None, None, several)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("student-supervisor\nagreement")
+        ax.set_title(f"test examples {title}")
+    axes[0, 0].tick_params(labelbottom=False)
+    axes[1, 0].set_xlabel("weak → strong")
+    _loss_legend(fig, axes[0, 0])
+    return _save(fig, out, "agreement")
+
+
+def _loss_legend(fig, ax) -> None:
+    """Above the bars, so it never covers them: as many columns as the figure's width holds for the
+    longest label (about 0.045 in per 7-pt character plus the colour patch)."""
+    handles, labels = ax.get_legend_handles_labels()
+    entry_width = 0.4 + 0.045 * max(map(len, labels), default=1)
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() / entry_width)))
+    fig.legend(handles, labels, loc="outside upper center", ncol=ncol, frameon=False, title="loss")
+
+
+def _hide_unused(axes, used: int) -> None:
+    for ax in axes.flat[used:]:
+        ax.set_visible(False)
+
+
+def _figure_legend(fig, handles, labels) -> None:
+    """Below the panels, as many columns as the figure's width holds (~1.7 in per entry)."""
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() / 1.7)))
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def _legend_entries(axes):
+    seen = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    return list(seen.values()), list(seen)
+
+
+def _note_missing(fig, frame: pd.DataFrame) -> None:
+    n = int(frame["pgr"].isna().sum())
+    if n:
+        text = f"PGR undefined for {n} of {len(frame)} (pair, loss) rows: see pgr_note in the table"
+        fig.suptitle(text, fontsize=6, color="grey")
+
+
+def _pgr_pairs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Direct transfers between different models: a model supervising itself has no gap to recover
+    (its ceiling is the weak model), so those pairs are left out unless they are all there is."""
+    direct = summary[summary["kind"] == "transfer"]
+    different = direct[direct["weak"] != direct["strong"]]
+    return different if len(different) else direct

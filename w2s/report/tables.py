@@ -1,0 +1,157 @@
+"""Tables: one row per transfer stage and seed, the seed-mean summary with its intervals, the
+ground-truth ceiling per model, and their markdown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from w2s.report.records import TRANSFER_KINDS, _link
+from w2s.report.stats import _interval, _undefined_reason, aggregate_seeds, bootstrap_seed
+from w2s.results import MIN_GAP, PROBE_METRICS, pgr
+
+SEED_COLUMNS = [
+    "experiment", "dataset", "kind", "chain", "weak", "strong", "loss", "seed",
+    "weak_params", "strong_params", "n_test",
+    "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
+    "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
+    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
+    *PROBE_METRICS, "stage", "key",
+]  # fmt: skip
+_INTEGERS = {"weak_params": "Int64", "strong_params": "Int64"}  # sizes stay integers even when one is missing
+GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak", "strong", "loss"]
+SUMMARY_COLUMNS = GROUP_COLUMNS + [
+    "n_seeds", "weak_params", "strong_params",
+    "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
+    "metric", "student_low", "student_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
+    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
+    *PROBE_METRICS,
+]  # fmt: skip
+
+
+def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
+    """A stage's test predictions indexed by example id (None without a folder or file)."""
+    folder = record and record.get("folder")
+    if folder is None or not (folder / "predictions.jsonl").is_file():
+        return None
+    if folder not in cache:
+        frame = pd.read_json(folder / "predictions.jsonl", lines=True, dtype={"id": str})
+        cache[folder] = frame[frame["split"] == "test"].set_index("id")[["hard_label", "p_pos"]]
+    return cache[folder]
+
+
+def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Agreement on the test examples the supervisor got right, and on those it got wrong."""
+    both = student.join(supervisor, rsuffix="_sup", how="inner")
+    if both.empty:
+        return None, None
+    agree = (both["p_pos"] > 0.5) == (both["p_pos_sup"] > 0.5)
+    right = (both["p_pos_sup"] > 0.5) == (both["hard_label"] == 1)
+    return tuple(float(agree[mask].mean()) if mask.any() else None for mask in (right, ~right))
+
+
+def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """One row per transfer stage (dataset x weak x strong x loss x seed), and per stage key the
+    3 x N test-set resamples of (weak, ceiling, student) metric for the aggregate."""
+    by_key = _link(records)
+    rows, draws, cache = [], {}, {}
+    for r in records:
+        if r["kind"] not in TRANSFER_KINDS or r.get("superseded"):
+            continue
+        weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
+        point = [x[metric] if x else None for x in (weak, ceiling, r)]
+        value = pgr(point[2], point[0], point[1])
+        note = None if value is not None else _undefined_reason(*point)
+        low = high = None
+        frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
+        if all(f is not None for f in frames):
+            joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
+            result = bootstrap_seed(joined["hard_label"], joined["p_pos"], joined["p_pos_c"], joined["p_pos_s"], metric)
+            draws[r["key"]] = result.bootstrap_distribution[:3]
+            if value is not None:
+                low, high = _interval(result.bootstrap_distribution[3])
+                if low is None:
+                    note = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some test-set resamples"
+        elif None not in point:
+            draws[r["key"]] = np.array(point, dtype=float)[:, None]
+        right = wrong = None
+        supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
+        if frames[2] is not None and supervisor is not None:
+            right, wrong = _agreement_split(frames[2], supervisor)
+        rows.append({
+            "experiment": r["experiment"], "dataset": r["dataset"], "kind": r["kind"], "chain": "->".join(r["chain"]),
+            "weak": r["chain"][0], "strong": r["model"], "loss": r["loss"], "seed": r["seed"],
+            "weak_params": weak and weak["params"], "strong_params": r["params"], "n_test": r["n_test"],
+            "weak_accuracy": weak and weak["accuracy"], "ceiling_accuracy": ceiling and ceiling["accuracy"],
+            "student_accuracy": r["accuracy"], "weak_auroc": weak and weak["auroc"],
+            "ceiling_auroc": ceiling and ceiling["auroc"], "student_auroc": r["auroc"],
+            "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
+            "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
+            "supervisor_accuracy": r["supervisor_accuracy"], "student_ece": r.get("ece"),
+            **{k: r.get(k) for k in PROBE_METRICS}, "stage": r["stage"], "key": r["key"],
+        })  # fmt: skip
+    frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
+    order = ["experiment", "dataset", "weak_params", "strong_params", "chain", "loss", "seed"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
+
+
+def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy") -> pd.DataFrame:
+    """Mean over seeds per dataset x chain x loss; PGR of the seed-mean metrics with its interval."""
+    rows = []
+    for group, frame in per_seed.groupby(GROUP_COLUMNS, sort=False, dropna=False):
+        means = frame.drop(columns=GROUP_COLUMNS).mean(numeric_only=True)
+        row = dict(zip(GROUP_COLUMNS, group), n_seeds=len(frame), metric=metric)
+        for column in SUMMARY_COLUMNS:
+            if column in means.index and column not in ("seed", "pgr", "pgr_low", "pgr_high"):
+                row[column] = None if pd.isna(means[column]) else float(means[column])
+        weak, ceiling, student = (row.get(f"{who}_{metric}") for who in ("weak", "ceiling", "student"))
+        complete = frame[[f"{who}_{metric}" for who in ("weak", "ceiling", "student")]].notna().all(axis=None)
+        value = pgr(student, weak, ceiling) if complete else None
+        row["pgr"], row["pgr_note"] = value, None
+        if value is None:
+            row["pgr_note"] = _undefined_reason(weak, ceiling, student) if complete else "PGR undefined: a seed lacks a score"
+        seed_draws = [draws[k] for k in frame["key"] if k in draws]
+        if len(seed_draws) == len(frame) and (len(frame) > 1 or seed_draws[0].shape[1] > 1):
+            metric_means, pgr_draws = aggregate_seeds(seed_draws)
+            row["student_low"], row["student_high"] = _interval(metric_means[2])
+            if value is not None:
+                row["pgr_low"], row["pgr_high"] = _interval(pgr_draws)
+                if row["pgr_low"] is None:
+                    row["pgr_note"] = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some resamples"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(_INTEGERS)
+
+
+def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
+    """Ground-truth accuracy per dataset and model, mean over seeds: the ceiling curve."""
+    frame = pd.DataFrame(
+        [{k: r[k] for k in ("experiment", "dataset", "model", "seed", "params", "accuracy", "auroc")}
+         for r in records if r["kind"] == "ground_truth" and not r.get("superseded")],
+        columns=["experiment", "dataset", "model", "seed", "params", "accuracy", "auroc"],
+    )  # fmt: skip
+    return frame.groupby(["experiment", "dataset", "model"], sort=False, as_index=False).agg(
+        params=("params", "first"), accuracy=("accuracy", "mean"), auroc=("auroc", "mean")
+    )
+
+
+def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
+    """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets."""
+
+    def num(v):
+        return "–" if v is None or pd.isna(v) else f"{v:.3f}"
+
+    def with_ci(r):
+        if r["pgr"] is None or pd.isna(r["pgr"]):
+            return "n/a"
+        return num(r["pgr"]) + ("" if pd.isna(r["pgr_low"]) else f" [{num(r['pgr_low'])}, {num(r['pgr_high'])}]")
+
+    header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
+              f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    several = frame["experiment"].nunique() > 1
+    for _, r in frame.iterrows():
+        cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
+                 num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"student_{metric}"]),
+                 with_ci(r), num(r["agreement"]), num(r["student_ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
