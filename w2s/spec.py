@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from w2s.aliases import MODEL_ALIASES
+
 
 class SpecError(ValueError):
     """A problem with the user's input; the CLI prints it as one line and exits with code 2."""
@@ -147,8 +149,6 @@ class ModelSpec(Strict):
     @field_validator("name")
     @classmethod
     def _plausible_model(cls, name: str) -> str:
-        from w2s.models import MODEL_ALIASES
-
         if name in MODEL_ALIASES or Path(name).expanduser().is_dir():
             return name
         near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
@@ -251,7 +251,7 @@ class ProductLoss(_Loss):
 
 
 class WindowLoss(_Loss):
-    """Cross-entropy only on examples where the student is unsure."""
+    """Cross-entropy only on examples where the student is unsure: |p_student - 0.5| < radius."""
 
     name: Literal["window"] = "window"
     radius: float | Literal["midweak"] = Field(
@@ -275,7 +275,7 @@ class EntropyLoss(_ConfidenceLoss):
 
 
 class KLLoss(_Loss):
-    """KL(weak || student): cross-entropy minus the weak labels' entropy."""
+    """KL(weak || student): cross-entropy minus the weak labels' entropy (0 for a perfect fit)."""
 
     name: Literal["kl"] = "kl"
 
@@ -293,6 +293,11 @@ class CustomLoss(BaseModel):
 _LOSS_MODELS = (XentLoss, LogconfLoss, ProductLoss, WindowLoss, EntropyLoss, KLLoss, CustomLoss)
 _LOSS_CLASSES = {model.model_fields["name"].default: model for model in _LOSS_MODELS}  # name -> spec model
 LossSpec = Annotated[Union[_LOSS_MODELS], Field(discriminator="name")]
+
+
+def describe_losses() -> list[tuple[str, str]]:
+    """(name, first docstring line) of every loss a spec can name, for `w2s list losses` (no torch needed)."""
+    return [(name, (model.__doc__ or "").strip().splitlines()[0]) for name, model in _LOSS_CLASSES.items()]
 
 
 def loss_label(loss: BaseModel | dict) -> str:
