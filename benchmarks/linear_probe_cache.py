@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from w2s.data import load_splits
 from w2s.losses import Xent
 from w2s.models import load_classifier
+from w2s.pipeline.inputs import encode, one_hot
 from w2s.plan import plan
-from w2s.run import _encode, _one_hot, _splits, run_experiment
+from w2s.run import run_experiment
 from w2s.spec import validate_spec
 from w2s.train import classification, predict, train
 
@@ -50,12 +52,12 @@ def recompute_baseline(spec) -> tuple[float, int]:
     stages = [s for s in plan(spec) if s.trains_classifier]
     start = time.perf_counter()
     for stage in stages:
-        splits = _splits(stage.dataset, stage.seed)
+        splits = load_splits(stage.dataset, stage.seed)
         rows = splits.train_a if stage.kind == "ground_truth" else splits.train_b  # timing only: labels are ground truth
         notes: list[str] = []
-        data, _ = _encode(rows, stage, _one_hot(rows), notes, "train")
-        b_data, _ = _encode(splits.train_b, stage, _one_hot(splits.train_b), notes, "train_b")
-        test_data, _ = _encode(splits.test, stage, _one_hot(splits.test), notes, "test")
+        data, _ = encode(rows, stage, one_hot(rows), notes, "train")
+        b_data, _ = encode(splits.train_b, stage, one_hot(splits.train_b), notes, "train_b")
+        test_data, _ = encode(splits.test, stage, one_hot(splits.test), notes, "test")
         model = load_classifier(stage.model)
         model, accelerator = train(model, data, classification(Xent()), stage.settings, stage.seed, desc=stage.name)
         for split in (b_data, test_data):

@@ -37,29 +37,41 @@ from w2s.train import TrainSettings
 KEY_VERSION = 2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class Stage:
-    kind: str  # ground_truth | transfer | bootstrap | strong_to_strong
+    """One stage, built whole (dependencies first) and never changed afterwards."""
+
+    kind: str  # ground_truth | transfer | bootstrap | strong_to_strong | features | lm_finetune
     dataset: DataSpec
     model: ModelSpec  # the model this stage trains
     seed: int
     settings: TrainSettings
+    key: str
     loss: object | None = None  # a LossSpec; None means cross-entropy on ground truth
     supervisor: Stage | None = None  # whose predictions on half B are this stage's labels
-    weak: Stage | None = None  # ground-truth stage of the original weak model (PGR baseline)
-    ceiling: Stage | None = None  # ground-truth stage of this stage's model (PGR ceiling)
+    weak_truth: Stage | None = None  # transfers: ground-truth stage of the original weak model (PGR baseline)
+    ceiling_truth: Stage | None = None  # transfers: ground-truth stage of this stage's model (PGR ceiling)
     chain: tuple[str, ...] = ()  # model labels from the original weak model to this one
     features: Stage | None = None  # cached activations this stage trains a linear probe on
     probe_features: Stage | None = None  # activations the loss's label probe is fitted on
     base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
     layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
-    key: str = ""
+
+    @property
+    def weak(self) -> Stage | None:
+        """The PGR baseline: a ground-truth stage is its own; features and lm_finetune stages have none."""
+        return self if self.kind == "ground_truth" else self.weak_truth
+
+    @property
+    def ceiling(self) -> Stage | None:
+        """The PGR ceiling: a ground-truth stage is its own; features and lm_finetune stages have none."""
+        return self if self.kind == "ground_truth" else self.ceiling_truth
 
     @property
     def requires(self) -> list[Stage]:
         """Stages that must be finished before this one can run."""
         deps = (self.supervisor, self.features, self.probe_features, self.base)
-        return [s for s in deps if s is not None and s is not self]
+        return [s for s in deps if s is not None]
 
     @property
     def trains_classifier(self) -> bool:
@@ -157,77 +169,92 @@ def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
 def plan(spec: ExperimentSpec) -> list[Stage]:
     """Every stage of the experiment, dependencies first, each key once."""
     stages: dict[str, Stage] = {}
-
-    def add(stage: Stage, identity: dict) -> Stage:
-        stage.key = stage_key(identity)
-        return stages.setdefault(stage.key, stage)
-
     pairs = model_pairs(spec)
     used = {label for pair in pairs for label in pair} | {label for chain in spec.bootstrap for label in chain}
     for index, dataset in enumerate(spec.datasets):
         data = _data_identity(dataset, fingerprint(dataset, f"datasets.{index}"))
         for seed in spec.seeds:
-
-            def common(kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
-                return {"kind": kind, "data": data, "model": _model_identity(model),
-                        "train": _settings_identity(settings), "seed": seed}  # fmt: skip
-
-            def lm_finetune(model: ModelSpec) -> Stage | None:
-                if model.generative_finetune is None:
-                    return None
-                gen, plain = model.generative_finetune, resolve_settings(spec, model, transfer=False)
-                settings = dataclasses.replace(plain, epochs=gen.epochs, lr=gen.lr or plain.lr)
-                identity = {**common("lm_finetune", model, settings), "model": _network_identity(model)}
-                return add(Stage("lm_finetune", dataset, model, seed, settings), identity)
-
-            def features(model: ModelSpec, layer: int | str) -> Stage:
-                settings = resolve_settings(spec, model, transfer=False)
-                base = lm_finetune(model)
-                network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
-                identity = {"kind": "features", "data": data, "model": network, "seed": seed,
-                            "layer": layer, "mixed_precision": settings.mixed_precision,
-                            "base": base.key if base else None}  # fmt: skip
-                return add(Stage("features", dataset, model, seed, settings, base=base, layer=layer), identity)
-
-            def with_inputs(stage: Stage, identity: dict) -> Stage:
-                """Attach what the stage starts from (finetuned weights, cached features) and key it."""
-                stage.base = lm_finetune(stage.model)
-                if uses_features(stage.model, dataset):
-                    stage.features = features(stage.model, "last")
-                for name in ("base", "features"):
-                    identity[name] = getattr(stage, name).key if getattr(stage, name) is not None else None
-                return add(stage, identity)
-
-            truth: dict[str, Stage] = {}
-            for model in spec.models:
-                if model.display not in used:
-                    continue
-                settings = resolve_settings(spec, model, transfer=False)
-                stage = Stage("ground_truth", dataset, model, seed, settings)
-                truth[model.display] = stage = with_inputs(stage, common("ground_truth", model, settings))
-                stage.weak = stage.ceiling = stage
-
-            def transfer(kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
-                model = spec.model(strong)
-                settings = resolve_settings(spec, model, transfer=True)
-                weak = supervisor.weak
-                stage = Stage(kind, dataset, model, seed, settings, loss, supervisor, weak, truth[strong], chain)
-                identity = {**common("transfer", model, settings), "loss": _loss_identity(loss),
-                            "supervisor": supervisor.key}  # fmt: skip
-                if loss.probe is not None:
-                    stage.probe_features = features(model, loss.probe.layer)
-                identity["probe_features"] = stage.probe_features.key if stage.probe_features else None
-                return with_inputs(stage, identity)
-
-            for loss in spec.losses:
-                for weak, strong in pairs:
-                    student = transfer("transfer", truth[weak], strong, loss, (weak, strong))
-                    for i in range(spec.strong_to_strong_iters):
-                        chain = (weak,) + (strong,) * (i + 2)
-                        student = transfer("strong_to_strong", student, strong, loss, chain)
-                for chain in spec.bootstrap:
-                    student = transfer("transfer", truth[chain[0]], chain[1], loss, tuple(chain[:2]))
-                    for i in range(2, len(chain)):
-                        student = transfer("bootstrap", student, chain[i], loss, tuple(chain[: i + 1]))
-                    transfer("transfer", truth[chain[0]], chain[-1], loss, (chain[0], chain[-1]))  # the direct baseline
+            _Planner(spec, stages, dataset, data, seed).add_all(pairs, used)
     return list(stages.values())
+
+
+class _Planner:
+    """The stages of one (dataset, seed), each built after the stages it reads, into `stages` (shared by
+    all datasets and seeds: equal keys are one stage, the first built)."""
+
+    def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int):
+        self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
+        self.truth: dict[str, Stage] = {}  # ground-truth stage per model label
+
+    def add_all(self, pairs: list[tuple[str, str]], used: set[str]) -> None:
+        spec, truth = self.spec, self.truth
+        for model in spec.models:
+            if model.display in used:
+                truth[model.display] = self.ground_truth(model)
+        for loss in spec.losses:
+            for weak, strong in pairs:
+                student = self.transfer("transfer", truth[weak], strong, loss, (weak, strong))
+                for i in range(spec.strong_to_strong_iters):
+                    chain = (weak,) + (strong,) * (i + 2)
+                    student = self.transfer("strong_to_strong", student, strong, loss, chain)
+            for chain in spec.bootstrap:
+                student = self.transfer("transfer", truth[chain[0]], chain[1], loss, tuple(chain[:2]))
+                for i in range(2, len(chain)):
+                    student = self.transfer("bootstrap", student, chain[i], loss, tuple(chain[: i + 1]))
+                # the direct baseline
+                self.transfer("transfer", truth[chain[0]], chain[-1], loss, (chain[0], chain[-1]))
+
+    def _add(self, identity: dict, kind: str, model: ModelSpec, settings: TrainSettings, **fields) -> Stage:
+        key = stage_key(identity)
+        if key not in self.stages:
+            self.stages[key] = Stage(kind, self.dataset, model, self.seed, settings, key, **fields)
+        return self.stages[key]
+
+    def _common(self, kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
+        return {"kind": kind, "data": self.data, "model": _model_identity(model),
+                "train": _settings_identity(settings), "seed": self.seed}  # fmt: skip
+
+    def lm_finetune(self, model: ModelSpec) -> Stage | None:
+        if model.generative_finetune is None:
+            return None
+        gen, plain = model.generative_finetune, resolve_settings(self.spec, model, transfer=False)
+        settings = dataclasses.replace(plain, epochs=gen.epochs, lr=gen.lr or plain.lr)
+        identity = {**self._common("lm_finetune", model, settings), "model": _network_identity(model)}
+        return self._add(identity, "lm_finetune", model, settings)
+
+    def features(self, model: ModelSpec, layer: int | str) -> Stage:
+        settings = resolve_settings(self.spec, model, transfer=False)
+        base = self.lm_finetune(model)
+        network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
+        identity = {"kind": "features", "data": self.data, "model": network, "seed": self.seed,
+                    "layer": layer, "mixed_precision": settings.mixed_precision,
+                    "base": base.key if base else None}  # fmt: skip
+        return self._add(identity, "features", model, settings, base=base, layer=layer)
+
+    def _inputs(self, model: ModelSpec) -> dict[str, Stage | None]:
+        """What a classifier stage starts from: finetuned weights, cached features."""
+        base = self.lm_finetune(model)
+        features = self.features(model, "last") if uses_features(model, self.dataset) else None
+        return {"base": base, "features": features}
+
+    def ground_truth(self, model: ModelSpec) -> Stage:
+        settings = resolve_settings(self.spec, model, transfer=False)
+        inputs = self._inputs(model)
+        identity = {**self._common("ground_truth", model, settings), **_keys(inputs)}
+        return self._add(identity, "ground_truth", model, settings, **inputs)
+
+    def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
+        model = self.spec.model(strong)
+        settings = resolve_settings(self.spec, model, transfer=True)
+        probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
+        inputs = self._inputs(model)
+        identity = {**self._common("transfer", model, settings), "loss": _loss_identity(loss),
+                    "supervisor": supervisor.key, **_keys({"probe_features": probe_features, **inputs})}  # fmt: skip
+        return self._add(identity, kind, model, settings, loss=loss, supervisor=supervisor,
+                         weak_truth=supervisor.weak, ceiling_truth=self.truth[strong], chain=chain,
+                         probe_features=probe_features, **inputs)  # fmt: skip
+
+
+def _keys(stages: dict[str, Stage | None]) -> dict[str, str | None]:
+    """The keys of the stages a stage reads, as its identity names them."""
+    return {name: stage.key if stage is not None else None for name, stage in stages.items()}

@@ -122,7 +122,7 @@ def stage_config(stage, spec) -> dict:
     """The resolved spec plus what this stage trains with; never credentials (the spec has none)."""
     import dataclasses
 
-    supervisor = stage.supervisor if stage.supervisor is not stage else None
+    supervisor = stage.supervisor
     return {
         "stage_key": stage.key,
         "stage": {

@@ -1,0 +1,210 @@
+"""One class per stage kind, each with `run(job) -> (metrics, predictions)`.
+
+Under `accelerate launch` every process runs a stage's work together (training and prediction are
+collective); only the writer (the main process) writes the stage folder, logs and computes metrics.
+The others return (None, None).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from w2s import data as data_mod
+from w2s import features as features_mod
+from w2s import generative
+from w2s.losses import Xent, build_loss
+from w2s.models import ProbeHead, count_parameters, load_classifier, resolve_layer
+from w2s.pipeline.inputs import base_weights, clean_with_probe, encode, model_key, one_hot, supervisor_labels
+from w2s.pipeline.metrics import classifier_metrics
+from w2s.pipeline.store import finished_folder
+from w2s.plan import Stage
+from w2s.results import read_json
+from w2s.spec import ExperimentSpec, SpecError, first_line
+from w2s.train import classification, make_accelerator, predict, train
+
+Output = tuple[dict | None, list[dict] | None]  # (None, None) on a process that does not write
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One stage to run in this process."""
+
+    stage: Stage
+    spec: ExperimentSpec
+    root: Path  # the experiment folder, where the stages this one reads are finished
+    folder: Path  # the temporary folder the stage is written into
+    writes: bool  # this process writes `folder`, logs to the tracker and computes metrics
+    tracker: object | None  # a StageTracker on the writing process
+    echo: Callable = print
+
+    def log(self, row: dict) -> None:
+        if self.tracker is not None:
+            self.tracker.log(row)
+
+    def echo_notes(self, notes: list[str]) -> None:
+        for note in notes:
+            self.echo(f"  {self.stage.dataset.label}: {note}")
+
+
+class ClassifierStage:
+    """Train the classifier (or, on cached features, its head) and predict half B and test."""
+
+    train_split: str  # which half of the training pool it trains on
+
+    def labels(self, job: StageJob, splits) -> tuple[list[dict], np.ndarray, object, dict]:
+        """(training rows, their labels, the loss, metrics on what was done to the labels)."""
+        raise NotImplementedError
+
+    def run(self, job: StageJob) -> Output:
+        stage, spec, root = job.stage, job.spec, job.root
+        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        notes: list[str] = []
+        train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
+        if stage.features is not None:  # a linear probe: the head alone, on the cached features
+            features_folder = finished_folder(root, stage.features)
+            cached = features_mod.read(features_folder)
+            train_data, _ = cached[self.train_split].select(train_rows, train_labels)
+            b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b))
+            test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test))
+            model = ProbeHead(test_data.features.shape[1])
+            network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
+            sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
+        else:
+            train_data, _ = encode(train_rows, stage, train_labels, notes, "train")
+            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b), notes, "train_b")
+            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test), notes, "test")
+            model = load_classifier(stage.model, key=model_key(spec, stage), weights_from=base_weights(root, stage))
+            sizes = count_parameters(model)
+        job.echo_notes(notes)
+
+        start = time.perf_counter()
+        model, accelerator = train(
+            model, train_data, classification(loss_fn), stage.settings, stage.seed,
+            log=job.log, log_every=spec.tracking.log_every, desc=stage.name,
+        )  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
+        p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+        if spec.save_model:
+            state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
+            if job.writes:
+                (job.folder / "model").mkdir()
+                weights = {k: v.detach().clone().contiguous() for k, v in state.items()}  # clone: tied weights share memory
+                save_file(weights, str(job.folder / "model" / "model.safetensors"))
+        accelerator.free_memory()
+        if not job.writes:
+            return None, None
+        metrics = classifier_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
+        metrics.update(sizes, **extra, notes=notes)
+        predictions = [
+            {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
+            for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
+            for r, p in zip(rows_, probs)
+        ]
+        return metrics, predictions
+
+
+class GroundTruth(ClassifierStage):
+    """Half A with its true labels, cross-entropy: the weak supervisor and the ceiling."""
+
+    train_split = "train_a"
+
+    def labels(self, job: StageJob, splits):
+        return splits.train_a, one_hot(splits.train_a), Xent(), {}
+
+
+class Transfer(ClassifierStage):
+    """Half B with the supervisor's soft labels (cleaned by a label probe if the loss has one)."""
+
+    train_split = "train_b"
+
+    def labels(self, job: StageJob, splits):
+        stage, extra = job.stage, {}
+        train_rows, train_labels = supervisor_labels(job.root, stage, splits.train_b)
+        loss_fn = build_loss(stage.loss)
+        if stage.loss.probe is not None:
+            train_rows, train_labels, extra = clean_with_probe(job.root, stage, train_rows, train_labels)
+            job.echo(f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
+                     f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
+                     f"{extra['probe_label_accuracy']:.3f}")  # fmt: skip
+        return train_rows, train_labels, loss_fn, extra
+
+
+class Features:
+    """Pooled activations of the frozen model for every split, written to features.npz."""
+
+    def run(self, job: StageJob) -> Output:
+        stage, root = job.stage, job.root
+        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        accelerator = make_accelerator(stage.settings)
+        batch, key = stage.settings.eval_batch_size, model_key(job.spec, stage)
+        start = time.perf_counter()
+        arrays, notes = {}, []
+        split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
+        if stage.dataset.is_image:
+            from w2s import vision
+
+            try:
+                encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
+                                                    config_overrides=stage.model.config_overrides,
+                                                    dtype=getattr(torch, stage.model.dtype))  # fmt: skip
+            except ValueError as err:
+                raise SpecError(f"{key}.name: {first_line(err)}") from None
+            n_params = sum(p.numel() for p in encoder.model.parameters())
+            sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
+            layer = None
+            for name, rows in split_rows.items():
+                arrays[name] = features_mod.SplitFeatures(
+                    [r["id"] for r in rows],
+                    features_mod.image_features(encoder, rows, accelerator, batch, f"features {name}"),
+                )
+        else:
+            model = load_classifier(stage.model, key=key, weights_from=base_weights(root, stage))
+            sizes = count_parameters(model)
+            layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
+            for name, rows in split_rows.items():
+                data, _ = encode(rows, stage, one_hot(rows), notes, name)
+                array = features_mod.text_features(model, data, layer, accelerator, batch, f"features {name}")
+                arrays[name] = features_mod.SplitFeatures(data.ids, array)
+        job.echo_notes(notes)
+        if not job.writes:
+            return None, None
+        features_mod.write(job.folder, arrays)
+        counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
+        metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
+                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}  # fmt: skip
+        return metrics, []
+
+
+class LMFinetune:
+    """Generative finetuning on the training pool's texts (no labels); the weights go to model/."""
+
+    def run(self, job: StageJob) -> Output:
+        stage = job.stage
+        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        notes: list[str] = []
+        rows = splits.train_a + splits.train_b
+        texts, _ = encode(rows, stage, one_hot(rows), notes, "train")
+        test, _ = encode(splits.test, stage, one_hot(splits.test), notes, "test")
+        job.echo_notes(notes)
+        metrics = generative.finetune(stage, texts, test, key=model_key(job.spec, stage),
+                                      log=job.log, log_every=job.spec.tracking.log_every,
+                                      out=job.folder / "model" if job.writes else None)  # fmt: skip
+        return (dict(metrics, notes=notes), []) if job.writes else (None, None)
+
+
+STAGE_KINDS: dict[str, type] = {
+    "ground_truth": GroundTruth,
+    "transfer": Transfer,
+    "bootstrap": Transfer,
+    "strong_to_strong": Transfer,
+    "features": Features,
+    "lm_finetune": LMFinetune,
+}

@@ -1,0 +1,127 @@
+"""The stage-folder format and its file protocol.
+
+An experiment's folder holds `stages/<stage folder>` per finished stage (config.json,
+predictions.jsonl, metrics.json, written in that order: metrics.json marks the folder complete),
+`.locks/<key>.lock` per stage being trained, and results.jsonl. A stage is written into
+`stages/.tmp-<folder>-<pid>` and renamed into place only when complete; a forced rerun first moves
+the old copy aside to `.old-<folder>-<pid>`. Leftovers of a killed run are cleared here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from w2s.plan import Stage
+from w2s.results import read_json, write_json
+from w2s.spec import ExperimentSpec
+
+
+def experiment_dir(spec: ExperimentSpec) -> Path:
+    return Path(spec.output_dir) / spec.name
+
+
+def prepare(root: Path) -> None:
+    """The experiment's stage and lock folders."""
+    (root / "stages").mkdir(parents=True, exist_ok=True)
+    (root / ".locks").mkdir(exist_ok=True)
+
+
+def finished_folder(root: Path, stage: Stage) -> Path | None:
+    """The stage's folder if it finished (found by key, so renaming a label keeps the cache). A folder
+    whose metrics.json does not parse (a damaged disk, a hand edit) is not finished: the stage reruns."""
+    for folder in (root / "stages").glob(f"*__{stage.key}"):
+        try:
+            read_json(folder / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        return folder
+    return None
+
+
+def read_metrics(root: Path, stage: Stage | None) -> dict | None:
+    """A finished stage's metrics.json; None for no stage or one not finished."""
+    folder = finished_folder(root, stage) if stage is not None else None
+    return read_json(folder / "metrics.json") if folder else None
+
+
+def read_predictions(folder: Path, split: str) -> dict[str, float]:
+    """p_pos by example id, for one split of a stage folder's predictions.jsonl."""
+    out = {}
+    with open(folder / "predictions.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["split"] == split:
+                out[row["id"]] = row["p_pos"]
+    return out
+
+
+def temporary_folder(root: Path, stage: Stage) -> Path:
+    """Where this process writes the stage before publishing it."""
+    return root / "stages" / f".tmp-{stage.folder}-{os.getpid()}"
+
+
+def write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
+    config = {
+        "stage": stage.name,
+        "kind": stage.kind,
+        "key": stage.key,
+        "dataset": stage.dataset.model_dump(),
+        "model": stage.model.model_dump(),
+        "seed": stage.seed,
+        "loss": stage.loss.model_dump() if stage.loss is not None else None,
+        "settings": dataclasses.asdict(stage.settings),
+        "chain": list(stage.chain),
+        "supervisor": stage.supervisor.key if stage.supervisor else None,
+        "weak": stage.weak.key if stage.weak else None,
+        "ceiling": stage.ceiling.key if stage.ceiling else None,
+        "requires": [s.key for s in stage.requires],
+        "spec": spec.model_dump(mode="json"),
+    }
+    write_json(folder / "config.json", config)
+    with open(folder / "predictions.jsonl", "w") as f:
+        f.writelines(json.dumps(p) + "\n" for p in predictions)
+    write_json(folder / "metrics.json", metrics)  # last: its presence marks the folder complete
+
+
+def publish(tmp: Path, root: Path, stage: Stage) -> None:
+    """Move a complete stage folder into place (replacing an older copy when forced)."""
+    final = root / "stages" / stage.folder
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def clear_replaced(root: Path) -> None:
+    """Old copies of force-rerun stages that a killed run left after publishing the new copy."""
+    for old in (root / "stages").glob(".old-*"):
+        final = old.with_name(old.name.removeprefix(".old-").rsplit("-", 1)[0])
+        if (final / "metrics.json").is_file():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def clear_stale(root: Path, stage: Stage) -> None:
+    """Leftovers of a killed run of this stage (called while holding the stage's lock): a folder being
+    written, or the replaced copy a forced rerun had not yet deleted."""
+    for pattern in (f".tmp-{stage.folder}-*", f".old-{stage.folder}-*"):
+        for leftover in (root / "stages").glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def try_lock(root: Path, stage: Stage) -> FileLock | None:
+    """The stage's lock, held, or None when another process holds it (is training the stage)."""
+    lock = FileLock(str(root / ".locks" / f"{stage.key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
