@@ -1,7 +1,7 @@
 """The pre-run check: can this spec run here? One function, called by `w2s validate`, `w2s run
 --dry-run` and `w2s run` before anything is written.
 
-Validation (w2s/spec.py) already rejected what the spec says on its own; planning (w2s/plan.py)
+Validation (w2s/spec/) already rejected what the spec says on its own; planning (w2s/plan.py)
 already found every data file, since keys hash their contents. What is left needs the files, the
 code or the model configs: the data parse and hold binary labels in the right columns, every split
 is non-empty, losses build with the keywords given, batch sizes divide across the processes, probe

@@ -1,0 +1,69 @@
+"""The experiment spec: one validated Pydantic model that describes an experiment completely.
+
+A spec is read from YAML, patched by `--set key=value` overrides, and validated before anything
+runs. Every model forbids unknown keys, so a typo is an error, never a silently ignored setting.
+Registries (datasets, models, losses) are consulted here, so `w2s validate` catches unknown names.
+
+Submodules (import from `w2s.spec` itself; every public name is re-exported here):
+
+- `errors`: `SpecError` (a user-input problem, one line, exit code 2) and `first_line`.
+- `base`: `Strict`, the base model that forbids unknown keys.
+- `datasets`: `DataSpec`, checked against the dataset registry.
+- `ladder`: `ModelSpec`, `LoraSpec`, `GenerativeSpec`: the model ladder.
+- `training`: `TrainSpec`.
+- `loss_specs`: the loss union `LossSpec` and its members, `loss_label`, `describe_losses`.
+- `experiment`: `TrackingSpec` and `ExperimentSpec` with its whole-spec checks.
+- `loading`: `load_spec`, `apply_override`, `validate_spec`, `describe_error`, `json_schema`.
+"""
+
+from __future__ import annotations
+
+from w2s.spec.base import Strict
+from w2s.spec.datasets import DataSpec
+from w2s.spec.errors import SpecError, first_line
+from w2s.spec.experiment import ExperimentSpec, TrackingSpec
+from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec
+from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, validate_spec
+from w2s.spec.loss_specs import (
+    CustomLoss,
+    EntropyLoss,
+    KLLoss,
+    LogconfLoss,
+    LossSpec,
+    ProbeSpec,
+    ProductLoss,
+    WindowLoss,
+    XentLoss,
+    describe_losses,
+    loss_label,
+)
+from w2s.spec.training import TrainSpec
+
+__all__ = [
+    "CustomLoss",
+    "DataSpec",
+    "EntropyLoss",
+    "ExperimentSpec",
+    "GenerativeSpec",
+    "KLLoss",
+    "LogconfLoss",
+    "LoraSpec",
+    "LossSpec",
+    "ModelSpec",
+    "ProbeSpec",
+    "ProductLoss",
+    "SpecError",
+    "Strict",
+    "TrackingSpec",
+    "TrainSpec",
+    "WindowLoss",
+    "XentLoss",
+    "apply_override",
+    "describe_error",
+    "describe_losses",
+    "first_line",
+    "json_schema",
+    "load_spec",
+    "loss_label",
+    "validate_spec",
+]

@@ -1,0 +1,62 @@
+"""`DataSpec`: one dataset of an experiment, checked against the dataset registry (`w2s.data`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from w2s.spec.base import Strict
+
+
+class DataSpec(Strict):
+    """One dataset: a registered name, optionally read from local files instead of the hub."""
+
+    name: str = Field(description="Registered dataset (see `w2s list datasets`).")
+    id: str | None = Field(None, description="Name used in results and folders; defaults to `name`.")
+    data_files: dict[str, str] | None = Field(
+        None, description="Local files per split, e.g. {train: a.tsv, test: b.tsv} (csv/tsv/json/jsonl, .gz, parquet)."
+    )
+    column_names: list[str] | None = Field(None, description="Column names for header-less csv/tsv files.")
+    text_columns: list[str] | None = Field(None, description="`local` dataset: columns joined into the text.")
+    label_column: str | None = Field(None, description="`local` dataset: the binary label column.")
+    n_train: int | None = Field(None, gt=1, description="Cap on the training pool (halves A and B together).")
+    n_test: int | None = Field(None, gt=0, description="Cap on the test split.")
+    test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
+    data_dir: str | None = Field(None, description="Image datasets: a local copy, e.g. ImageNet in ImageFolder layout.")
+    max_ctx: int = Field(512, gt=1, description="Maximum tokens per example.")
+    ctx_policy: Literal["truncate", "drop"] = Field("truncate", description="What to do with longer examples.")
+
+    @property
+    def label(self) -> str:
+        return self.id or self.name
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from w2s.data import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
+        return name
+
+    @model_validator(mode="after")
+    def _local_needs_columns(self) -> DataSpec:
+        if self.name == "local":
+            if not self.data_files:
+                raise ValueError("the `local` dataset needs `data_files`")
+            if not self.text_columns or not self.label_column:
+                raise ValueError("the `local` dataset needs `text_columns` and `label_column`")
+        elif self.text_columns or self.label_column:
+            raise ValueError("`text_columns`/`label_column` only apply to the `local` dataset")
+        if self.name == "imagenet" and not self.data_dir:
+            raise ValueError("imagenet needs `data_dir`: your local copy with train/ and val/ class folders")
+        if self.name != "imagenet" and self.data_dir:
+            raise ValueError("`data_dir` only applies to the imagenet dataset")
+        return self
+
+    @property
+    def is_image(self) -> bool:
+        from w2s.data import DATASETS
+
+        return DATASETS[self.name].modality == "image"

@@ -1,0 +1,12 @@
+"""Errors in user input: `SpecError`, shown by the CLI as one line, and `first_line` to make one."""
+
+from __future__ import annotations
+
+class SpecError(ValueError):
+    """A problem with the user's input; the CLI prints it as one line and exits with code 2."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (or its type when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,91 @@
+"""`ExperimentSpec`: the whole experiment (datasets, ladder, losses, training, tracking) and its cross-checks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from w2s.spec.base import Strict
+from w2s.spec.datasets import DataSpec
+from w2s.spec.ladder import ModelSpec
+from w2s.spec.loss_specs import LossSpec, XentLoss, loss_label
+from w2s.spec.training import TrainSpec
+
+
+class TrackingSpec(Strict):
+    mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online when W&B credentials are present, offline otherwise."
+    )
+    project: str = "w2s"
+    entity: str | None = None
+    log_every: int = Field(10, gt=0, description="Optimizer steps between training log lines.")
+
+
+class ExperimentSpec(Strict):
+    name: str = Field(pattern=r"^[\w.\-]+$", description="Experiment name: the results folder and W&B group.")
+    output_dir: str = Field("runs", description="Results land in <output_dir>/<name>/.")
+    datasets: list[DataSpec] = Field(min_length=1, description="One dataset or a list.")
+    models: list[ModelSpec] = Field(min_length=1, description="The ladder, weakest first.")
+    pairs: Literal["upward", "all"] | list[tuple[str, str]] = Field(
+        "upward", description="upward: every weak <= strong on the ladder; all; or explicit [weak, strong] labels."
+    )
+    losses: list[LossSpec] = Field(default_factory=lambda: [XentLoss()], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    bootstrap: list[list[str]] = Field(default_factory=list, description="Chains such as [m1, m2, m4].")
+    strong_to_strong_iters: int = Field(0, ge=0, description="Extra rounds in which the student relabels half B.")
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    save_model: bool = Field(False, description="Keep model weights in every stage folder.")
+
+    @field_validator("datasets", mode="before", json_schema_input_type=Union[DataSpec, list[DataSpec]])
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        _unique("datasets", [d.label for d in self.datasets])
+        labels = [m.display for m in self.models]
+        _unique("models", labels)
+        _unique("losses", [loss_label(loss) for loss in self.losses])
+        _unique("seeds", self.seeds)
+        named = [("pairs", p) for p in self.pairs] if isinstance(self.pairs, list) else []
+        named += [("bootstrap", chain) for chain in self.bootstrap]
+        for key, group in named:
+            for label in group:
+                if label not in labels:
+                    raise ValueError(f"{key}: unknown model {label!r}; the ladder has {', '.join(labels)}")
+        for chain in self.bootstrap:
+            if len(chain) < 3:
+                raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
+        self._check_modality()
+        return self
+
+    def _check_modality(self) -> None:
+        """Image and text experiments use different models and methods: say so before anything runs."""
+        images = {d.is_image for d in self.datasets}
+        if len(images) > 1:
+            raise ValueError("datasets: image and text datasets need different models; put them in separate specs")
+        if images == {True}:
+            for i, model in enumerate(self.models):
+                for field in ("generative_finetune", "lora", "num_layers"):
+                    if getattr(model, field) is not None:
+                        raise ValueError(f"models.{i}.{field}: not available for image datasets (models there are "
+                                         "linear probes on embeddings)")  # fmt: skip
+            for i, loss in enumerate(self.losses):
+                if loss.probe is not None and loss.probe.layer != "last":
+                    raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")
+        else:
+            for i, model in enumerate(self.models):
+                if model.name.startswith("torchvision:"):
+                    raise ValueError(f"models.{i}.name: {model.name!r} is an image model; the datasets here are text")
+
+    def model(self, label: str) -> ModelSpec:
+        return next(m for m in self.models if m.display == label)
+
+
+def _unique(key: str, values: list) -> None:
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"{key}: duplicate entries {', '.join(dupes)} (set `label`/`id` to tell them apart)")

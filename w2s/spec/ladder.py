@@ -1,0 +1,85 @@
+"""The model ladder: `ModelSpec` (one rung) with its `LoraSpec` and `GenerativeSpec` options."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator
+
+from w2s.aliases import MODEL_ALIASES
+from w2s.spec.base import Strict
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+class LoraSpec(Strict):
+    """Low-rank adapters (through `peft`, the optional extra `w2s[lora]`) for models too big to fine-tune fully."""
+
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: float = Field(16, gt=0, description="Scaling: updates are multiplied by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Module names to adapt, e.g. [query, value]; 'all-linear' adapts every linear layer."
+    )
+
+
+class GenerativeSpec(Strict):
+    """Language-modelling finetuning on the task's texts (no labels) before the head is added (causal LMs)."""
+
+    epochs: float = Field(1, gt=0)
+    lr: float | None = Field(None, gt=0, description="Default: the model's training lr.")
+
+
+class ModelSpec(Strict):
+    """One rung of the model ladder, with optional per-model training overrides (as in the paper's sweep)."""
+
+    name: str = Field(description="Alias (see `w2s list models`), Hugging Face hub id, or local checkpoint folder.")
+    label: str | None = Field(None, description="Name in results and folders; defaults to `name` (+ layer count).")
+    num_layers: int | None = Field(None, gt=0, description="Keep only the first N transformer layers.")
+    random_init: bool = Field(False, description="Random weights from the checkpoint's config (tiny test models).")
+    config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config fields to change before loading.")
+    linear_probe: bool = Field(False, description="Freeze the backbone and train only the head.")
+    lora: LoraSpec | None = Field(None, description="Train low-rank adapters (and the head) instead of all weights.")
+    generative_finetune: GenerativeSpec | None = Field(
+        None, description="true or {epochs, lr}: first fine-tune the causal LM on the task's texts (Burns et al. 4.3.1)."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    pooling: Literal["auto", "mean", "last"] = Field("auto", description="auto: last token for causal LMs, else mean.")
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint; off unless you trust it.")
+    lr: float | None = Field(None, gt=0, description="Overrides train.lr for this model.")
+    batch_size: int | None = Field(None, gt=0, description="Overrides train.batch_size for this model.")
+    minibatch_size: int | None = Field(None, gt=0, description="Overrides train.minibatch_size for this model.")
+    eval_batch_size: int | None = Field(None, gt=0, description="Overrides train.eval_batch_size for this model.")
+
+    @field_validator("generative_finetune", mode="before", json_schema_input_type=Union[bool, GenerativeSpec, None])
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
+
+    @property
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        return self.name if self.num_layers is None else f"{self.name}@{self.num_layers}L"
+
+    @field_validator("name")
+    @classmethod
+    def _plausible_model(cls, name: str) -> str:
+        if name in MODEL_ALIASES or Path(name).expanduser().is_dir():
+            return name
+        near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
+        if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
+            raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: "
+                             f"{', '.join(MODEL_ALIASES)}")  # fmt: skip
+        if _HUB_ID.match(name):
+            return name
+        if re.fullmatch(r"torchvision:\w+", name):  # image models by torchvision architecture name
+            return name
+        raise ValueError(
+            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), an existing checkpoint folder, "
+            "a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet'"
+        )

@@ -1,0 +1,125 @@
+"""Reading a spec: YAML and `--set` overrides, validation with one-line errors, and the JSON schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from w2s.spec.errors import SpecError
+from w2s.spec.experiment import ExperimentSpec
+from w2s.spec.loss_specs import _LOSS_CLASSES, XentLoss
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
+    """Read a YAML spec, apply `key.sub=value` overrides (values parsed as YAML), validate."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.y*ml"))[:5]
+        inside = f"; YAML files in it: {', '.join(found)}" if found else ""
+        raise SpecError(f"{path}: is a directory; give a spec file (YAML){inside}")
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file; a spec is YAML (see experiments/quickstart.yaml)") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise SpecError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping of keys such as name, datasets, models")
+    for item in overrides:
+        apply_override(raw, item)
+    return validate_spec(raw, source=str(path))
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """`a.b.0.c=value`: set a nested key (list items by index); the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4 or seeds=[0,1]")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise SpecError(f"--set {key}: value {text!r} is not valid YAML") from None
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        try:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        except (ValueError, IndexError, AttributeError):
+            raise SpecError(f"--set {key}: {'.'.join(parts[: i + 1])} does not exist in the spec") from None
+    last = parts[-1]
+    if isinstance(node, list):
+        try:
+            node[int(last)] = value
+        except (ValueError, IndexError):
+            raise SpecError(f"--set {key}: no list item {last!r}") from None
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+
+
+def validate_spec(raw: dict, source: str = "spec") -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(f"{source}: {describe_error(err, raw)}") from None
+
+
+def describe_error(err: ValidationError, raw: Any) -> str:
+    """The first validation error as one line: the dotted key, what is wrong, and what is valid."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    # pydantic puts union tags into the location (e.g. losses.0.logconf.aux_coef); drop them
+    loc = [p for p in loc if p not in (*_LOSS_CLASSES, "list[tuple[str,str]]")]
+    loc = [p for p in loc if not p.startswith(("literal[", "function-", "constrained-"))]
+    key = ".".join(loc)
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1], raw)
+        msg = f"unknown key; valid keys here: {', '.join(valid)}" if valid else "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    return f"{key}: {msg}" if key else msg  # whole-spec checks name their keys in the message
+
+
+def _valid_keys(parent: list[str], raw: Any) -> list[str]:
+    """The field names allowed at `parent` (a validation location), by walking the spec models."""
+    model: Any = ExperimentSpec
+    node = raw
+    for part in parent:
+        if part.isdigit():  # a list item: same model, the item's raw value
+            node = node[int(part)] if isinstance(node, list) and int(part) < len(node) else node
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+        model = _model_in(field.annotation)
+    if model is XentLoss and isinstance(node, dict):  # the loss union: pick the member by its name
+        model = _LOSS_CLASSES.get(node.get("name"), model)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    fields = list(model.model_fields)
+    return sorted(fields, key=lambda f: f != "name")  # `name` first: loss models inherit label and probe
+
+
+def _model_in(annotation: Any) -> Any:
+    """The first BaseModel class inside an annotation such as list[DataSpec] or the loss union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def json_schema() -> dict:
+    return ExperimentSpec.model_json_schema()
