@@ -146,7 +146,7 @@ def _imagenet_animal(name: str, folder: Path) -> int:
     raise ValueError(f"ImageNet folder {folder}/{name}: class folders must be wnids like n01440764 (or indices 0..999)")
 
 
-# name -> loader; the descriptions live with the registry in w2s/data.py
+# name -> loader; the descriptions live with the registry in w2s/data/registry.py
 IMAGE_DATASETS: dict[str, Callable[..., tuple[Rows, Rows]]] = {
     "digits": load_digits_rows, "cifar10": load_cifar10_rows, "imagenet": load_imagenet_rows,
 }  # fmt: skip

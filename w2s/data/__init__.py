@@ -1,0 +1,59 @@
+"""Datasets: a registry of binary classification tasks, loading, deterministic splits, tokenization.
+
+Every task is reduced to rows {"id", "txt", "hard_label"} with hard_label in {0, 1}, as in
+Burns et al. (2023): multiple-choice and preference datasets become "is this answer right?".
+The training pool is cut into two disjoint halves: A trains the weak supervisor (and the
+ceiling), B is what the weak model labels for the strong student. Everything is a pure
+function of the seed, so a rerun reproduces the same split and the same random formatting.
+
+- registry.py: DatasetInfo, DATASETS, register, describe_datasets, the formatters
+- contents.py: what the data is, for stage keys: fingerprint, file_digest, hub_revision
+- files.py: reading the raw splits: generated, local files (csv, tsv, json, jsonl, parquet), the hub
+- splits.py: Splits, load_splits, load_dataset_rows: seeded samples, halves A and B, formatted rows
+- tokens.py: Tokenized, tokenize: drop or truncate examples over max_ctx tokens
+
+Importing this package imports no torch, transformers or datasets (`datasets` loads inside functions).
+"""
+
+from w2s.data.contents import file_digest, fingerprint, hub_revision
+from w2s.data.files import quiet_datasets
+from w2s.data.registry import (
+    DATASETS,
+    DatasetInfo,
+    Formatter,
+    describe_datasets,
+    format_amazon_polarity,
+    format_anthropic_hh,
+    format_boolq,
+    format_cosmos_qa,
+    format_sciq,
+    format_sst2,
+    format_synthetic,
+    register,
+)
+from w2s.data.splits import Splits, load_dataset_rows, load_splits
+from w2s.data.tokens import Tokenized, tokenize
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "Formatter",
+    "Splits",
+    "Tokenized",
+    "describe_datasets",
+    "file_digest",
+    "fingerprint",
+    "format_amazon_polarity",
+    "format_anthropic_hh",
+    "format_boolq",
+    "format_cosmos_qa",
+    "format_sciq",
+    "format_sst2",
+    "format_synthetic",
+    "hub_revision",
+    "load_dataset_rows",
+    "load_splits",
+    "quiet_datasets",
+    "register",
+    "tokenize",
+]

@@ -1,0 +1,93 @@
+"""What the data is, for stage keys: content fingerprints hash contents, not paths (file hashes, hub
+revisions, image folder listings)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from w2s.data.registry import DATASETS
+from w2s.spec import DataSpec, SpecError, first_line
+
+
+def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
+    """The identity of a dataset's contents, for stage keys: a sha256 of each data file's bytes, a hub
+    dataset's resolved revision, a listing of an image folder. A file rewritten in place changes its
+    stages' keys; the same bytes under another path keep them. Generated datasets (synthetic,
+    digits) are code, covered by plan.KEY_VERSION. Errors (a missing file, no hub) name `key`."""
+    info = DATASETS[spec.name]
+    if spec.data_files:
+        return {"files": {split: file_digest(path, f"{key}.data_files.{split}") for split, path in spec.data_files.items()}}
+    if spec.data_dir:
+        return {"data_dir": _folder_digest(Path(spec.data_dir).expanduser(), f"{key}.data_dir")}
+    if info.hub:
+        return {"hub": info.hub, "revision": hub_revision(info.hub, f"{key} ({spec.label})")}
+    return {}
+
+
+def _hash_cache() -> Path:
+    from w2s.precision import cache_dir
+
+    return cache_dir() / "file-hashes.json"
+
+
+def file_digest(path: str | Path, where: str) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) so each file is hashed once."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise SpecError(f"{where}: {path} is a directory; give a file (csv, tsv, json, jsonl, parquet, + .gz)")
+    if not path.is_file():
+        raise SpecError(f"{where}: file not found: {path}")
+    stat = path.stat()
+    memo = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    cache_file = _hash_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if memo not in cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cache[memo] = digest.hexdigest()
+        try:  # a lost race only means another hash computed later
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return cache[memo]
+
+
+def _folder_digest(root: Path, where: str) -> str:
+    """An image folder's identity: every file's relative path and size (hashing ImageNet's bytes would
+    take longer than the experiment)."""
+    if not root.is_dir():
+        raise SpecError(f"{where}: not a folder: {root}")
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            digest.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def hub_revision(repo: str, where: str) -> str:
+    """The commit a hub dataset resolves to now (or, offline, the one cached locally)."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        return HfApi().dataset_info(repo).sha
+    except Exception as err:  # noqa: BLE001 - offline mode, no network, no such repo: all "cannot resolve"
+        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / "main"
+        if ref.is_file():
+            return ref.read_text().strip()
+        raise SpecError(f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
+                        "is cached; give data_files with a local copy") from None  # fmt: skip

@@ -1,0 +1,143 @@
+"""Reading the raw splits: generated (synthetic), local files (csv, tsv, json, jsonl, parquet), or the hub."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+from pathlib import Path
+
+from w2s.data.contents import file_digest, hub_revision
+from w2s.data.registry import DatasetInfo
+from w2s.spec import DataSpec, SpecError, first_line
+
+
+def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
+    """-> ({split name: datasets.Dataset}, pool split name, test split name or None)."""
+    import datasets
+
+    if spec.name == "synthetic":
+        if spec.data_files or spec.column_names:
+            raise SpecError(f"{key}.data_files: synthetic is generated; it takes no data_files or column_names")
+        from w2s import synthetic
+
+        n_train = spec.n_train or synthetic.DEFAULT_N_TRAIN
+        n_test = spec.n_test or synthetic.DEFAULT_N_TEST
+        rows = synthetic.generate(n_train, n_test, seed)
+        return {s: datasets.Dataset.from_list(rows[s]) for s in ("train", "test")}, "train", "test"
+
+    if spec.data_files:
+        pool_names = [info.pool, "train"]
+        test_names = [info.test, "test", "validation"]
+        valid = [n for n in dict.fromkeys(pool_names + test_names) if n]
+        for split in spec.data_files:
+            if split not in valid:
+                raise SpecError(f"{key}.data_files: unknown split {split!r}; use {', '.join(valid)}")
+        pool_name = next((n for n in pool_names if n in spec.data_files), None)
+        if pool_name is None:
+            raise SpecError(f"{key}.data_files: no training pool; give a `train` file")
+        test_name = next((n for n in test_names if n and n in spec.data_files and n != pool_name), None)
+        names = [pool_name] + ([test_name] if test_name else [])
+        return {s: _read_file(spec, s, key) for s in names}, pool_name, test_name
+
+    if spec.column_names:
+        raise SpecError(f"{key}.column_names: only applies to csv/tsv data_files")
+    if info.hub is None:
+        raise SpecError(f"{key}.data_files: dataset {spec.name!r} has no hub source; give data_files")
+    revision = hub_revision(info.hub, f"{key} ({spec.label})")  # the one the stage keys hold
+    try:
+        with quiet_datasets():
+            dd = datasets.load_dataset(info.hub, info.config, revision=revision)
+    except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
+        raise SpecError(f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
+                        "give data_files with a local copy") from None  # fmt: skip
+    if info.pool not in dd:
+        raise SpecError(f"{key} ({spec.label}): hub dataset {info.hub} has no split {info.pool!r}: {list(dd)}")
+    test_name = info.test if info.test in dd else None
+    return {s: dd[s] for s in (info.pool, test_name) if s}, info.pool, test_name
+
+
+_COMPRESSION = (".gz", ".bz2", ".xz")
+_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def _read_file(spec: DataSpec, split: str, key: str):
+    """One local file -> datasets.Dataset, parsed once per process for its contents and read options."""
+    where = f"{key}.data_files.{split}"
+    path = Path(spec.data_files[split]).expanduser()
+    memo = (file_digest(path, where), path.name, tuple(spec.column_names or ()))
+    if memo not in _FILES:
+        _FILES[memo] = _parse_file(path, spec, where, key)
+    return _FILES[memo]
+
+
+_FILES: dict[tuple, object] = {}
+
+
+def _parse_file(path: Path, spec: DataSpec, where: str, key: str):
+    """One local file -> datasets.Dataset, with the builder chosen by extension."""
+    import datasets
+
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext not in _BUILDERS:
+        raise SpecError(f"{where}: cannot tell the format of {path}; use csv, tsv, json, jsonl, parquet (+ .gz)")
+    builder, kwargs = _BUILDERS[ext], {}
+    if builder == "csv":
+        # keep_default_na=False: a text cell such as "NA" or "null" stays text, never becomes NaN
+        kwargs = {"keep_default_na": False, "column_names": spec.column_names}
+        if ext == ".tsv":  # tab-separated text uses quote characters literally (SST-2: 'it's "great"')
+            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+    elif spec.column_names:
+        raise SpecError(f"{key}.column_names: only applies to csv/tsv files, not {path.name}")
+    try:
+        with quiet_datasets():
+            ds = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train", **kwargs)
+    except Exception as err:  # noqa: BLE001 - parser errors of many kinds; report the root cause in one line
+        cause = err.__cause__ or err
+        if "corresponds to no data" in str(cause):  # a header and no rows: datasets' words for it
+            raise SpecError(f"{where}: {path} has no rows") from None
+        raise SpecError(f"{where}: cannot read {path} as {ext[1:]}: {first_line(cause)}") from None
+    if len(ds) == 0:
+        raise SpecError(f"{where}: {path} has no rows")
+    return ds
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """No progress bars or log lines from `datasets` while a file is parsed: w2s says what matters
+    (an error is one line on stderr, with nothing before it)."""
+    import datasets
+
+    bars, level = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def _check_columns(ds, columns, label_column, split, spec, where) -> None:
+    """Fail before training starts: missing columns, or a label column with values other than 0/1."""
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        hint = "" if spec.column_names or not spec.data_files else " (header-less csv/tsv? set column_names)"
+        raise SpecError(
+            f"{where}: split {split!r} lacks column(s) {', '.join(missing)}; "
+            f"columns found: {', '.join(map(str, ds.column_names))}{hint}"
+        )
+    if label_column:
+        bad = [v for v in ds.unique(label_column) if not _is_binary(v)]
+        if bad:
+            shown = sorted(bad, key=str)[:5]
+            raise SpecError(
+                f"{where}: label column {label_column!r} has non-binary values {shown}; labels must be 0 or 1"
+            )
+
+
+def _is_binary(value) -> bool:
+    return isinstance(value, (bool, int, float)) and value in (0, 1)

@@ -1,0 +1,135 @@
+"""The dataset registry: each task's hub source, splits, columns and formatter (source row -> {"txt", "hard_label"})."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from w2s.spec import DataSpec
+
+Formatter = Callable[[dict, random.Random], dict]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    formatter: Formatter | None  # source row + rng -> {"txt", "hard_label"}; None: built from the spec (local)
+    hub: str | None = None  # Hugging Face hub path; None: only local files or generated
+    config: str | None = None
+    pool: str = "train"  # hub split used as the training pool
+    test: str | None = "test"  # hub split used as the test set; None: hold out test_frac of the pool
+    columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
+    label_column: str | None = None  # a source column that must be binary (checked over the whole split)
+    modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision.py)
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register(name: str, description: str, **info) -> Callable[[Formatter], Formatter]:
+    """Decorator: register `formatter` under `name`; keyword arguments are DatasetInfo fields."""
+
+    def wrap(formatter: Formatter) -> Formatter:
+        DATASETS[name] = DatasetInfo(name=name, description=description, formatter=formatter, **info)
+        return formatter
+
+    return wrap
+
+
+def describe_datasets() -> list[tuple[str, str]]:
+    """(name, one-line description) for `w2s list datasets`."""
+    return [(name, info.description) for name, info in DATASETS.items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# formatters: the same rules as OpenAI's weak-to-strong reference code. The rng is per row
+# (seeded from the experiment seed, split and row index), so a row's random label does not
+# depend on which other rows were sampled or on their order.
+
+
+@register(
+    "sciq", "SciQ science questions: is the shown answer the correct one (or a distractor)?",
+    hub="allenai/sciq", columns=("question", "correct_answer", "distractor1", "distractor2", "distractor3"),
+)
+def format_sciq(row: dict, rng: random.Random) -> dict:
+    label = int(rng.random() < 0.5)
+    distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
+    answer = row["correct_answer"] if label else rng.choice(distractors)
+    return {"txt": f"Q: {row['question']} A: {answer}", "hard_label": label}
+
+
+@register(
+    "boolq", "BoolQ: yes/no questions about a Wikipedia passage.",
+    hub="google/boolq", test="validation", columns=("passage", "question", "answer"), label_column="answer",
+)
+def format_boolq(row: dict, rng: random.Random) -> dict:
+    return {"txt": f"Passage: {row['passage']}\nQuestion: {row['question']}", "hard_label": int(row["answer"])}
+
+
+@register(
+    "cosmos_qa", "Cosmos QA commonsense reading comprehension: is the shown answer the right one?",
+    hub="allenai/cosmos_qa", test="validation",
+    columns=("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
+)
+def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
+    candidates = [row[f"answer{i}"] for i in range(4)]
+    true_answer = candidates[int(row["label"])]
+    # "None of the above" as the right answer would make a shown wrong answer "correct": always a negative
+    label = 0 if "None of the above choices ." in true_answer else int(rng.random() < 0.5)
+    answer = true_answer if label else rng.choice([a for a in candidates if a != true_answer])
+    return {"txt": f"Context: {row['context']}\nQuestion: {row['question']}\nAnswer: {answer}", "hard_label": label}
+
+
+@register(
+    "amazon_polarity", "Amazon review polarity: is the review (title + text) positive?",
+    hub="fancyzhx/amazon_polarity", columns=("title", "content", "label"), label_column="label",
+)
+def format_amazon_polarity(row: dict, rng: random.Random) -> dict:
+    return {"txt": f"{row['title']} {row['content']}", "hard_label": int(row["label"])}
+
+
+@register(
+    "anthropic_hh", "Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?",
+    hub="Anthropic/hh-rlhf", columns=("chosen", "rejected"),
+)
+def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
+    label = int(rng.random() < 0.5)
+    return {"txt": row["chosen"] if label else row["rejected"], "hard_label": label}
+
+
+@register(
+    "sst2", "SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)",
+    hub="stanfordnlp/sst2", test="validation", columns=("sentence", "label"), label_column="label",
+)
+def format_sst2(row: dict, rng: random.Random) -> dict:
+    return {"txt": row["sentence"], "hard_label": int(row["label"])}
+
+
+@register(
+    "synthetic", "Generated mixed-review sentiment task (w2s/synthetic.py); offline, no files needed.",
+    columns=("txt", "hard_label"), label_column="hard_label",
+)
+def format_synthetic(row: dict, rng: random.Random) -> dict:
+    return {"txt": row["txt"], "hard_label": int(row["hard_label"])}
+
+
+# image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
+for _name, _description, _hub in (
+    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.", None),
+    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", "uoft-cs/cifar10"),
+    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?", None),
+):
+    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, hub=_hub, modality="image")
+
+DATASETS["local"] = DatasetInfo(
+    "local", "Your own files (data_files): text_columns joined by newlines, a binary label_column.", formatter=None
+)
+
+
+def _local_formatter(spec: DataSpec) -> Formatter:
+    def format_local(row: dict, rng: random.Random) -> dict:
+        return {"txt": "\n".join(str(row[c]) for c in spec.text_columns), "hard_label": int(row[spec.label_column])}
+
+    return format_local

@@ -1,0 +1,126 @@
+"""Loading and splitting: seeded samples of the pool and test split, halves A and B, formatted rows."""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from dataclasses import dataclass, field
+
+from w2s.data.contents import fingerprint
+from w2s.data.files import _check_columns, _read_splits
+from w2s.data.registry import DATASETS, Formatter, _local_formatter
+from w2s.spec import DataSpec, SpecError, first_line
+
+
+@dataclass
+class Splits:
+    """Disjoint rows {"id", "txt", "hard_label"}: A trains the weak model, B gets weak labels, test."""
+
+    train_a: list[dict]
+    train_b: list[dict]
+    test: list[dict]
+    notes: list[str] = field(default_factory=list)  # what loading did, for the log
+
+
+_SPLITS: dict[tuple[str, int], Splits] = {}
+
+
+def load_splits(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
+    """`load_dataset_rows`, once per process for each (dataset, seed): every stage of a sweep shares them."""
+    memo = (spec.model_dump_json(), json.dumps(fingerprint(spec, key)), seed)  # files by content, not path
+    if memo not in _SPLITS:
+        _SPLITS[memo] = load_dataset_rows(spec, seed, key)
+    return _SPLITS[memo]
+
+
+def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
+    """Read the dataset, shuffle with `seed`, cap at n_train/n_test, split the pool into halves A and B.
+
+    `key` is the spec location used in error messages (e.g. "datasets.2"). Only the sampled rows
+    are formatted, so a cap on a large hub dataset (amazon_polarity: 3.6M rows) stays cheap.
+    """
+    info = DATASETS[spec.name]
+    where = f"{key} ({spec.label})"
+    if info.modality == "image":
+        return _image_splits(spec, seed, key)
+    formatter = info.formatter or _local_formatter(spec)
+    columns = info.columns if info.formatter else (*spec.text_columns, spec.label_column)
+    label_column = info.label_column if info.formatter else spec.label_column
+
+    raw, pool_name, test_name = _read_splits(spec, info, seed, key)
+    for split, ds in raw.items():
+        _check_columns(ds, columns, label_column, split, spec, where)
+
+    n_test = len(raw[test_name]) if test_name else None
+    pool_idx, test_idx, notes = _sample(spec, seed, len(raw[pool_name]), n_test, where)
+    test_name = test_name or pool_name
+    half = (len(pool_idx) + 1) // 2  # A gets the extra row
+    pool_a = _format_rows(raw[pool_name], pool_idx[:half], pool_name, formatter, seed, where)
+    pool_b = _format_rows(raw[pool_name], pool_idx[half:], pool_name, formatter, seed, where)
+    test = _format_rows(raw[test_name], test_idx, test_name, formatter, seed, where)
+    return Splits(pool_a, pool_b, test, notes)
+
+
+def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: str):
+    """Seeded row indices: (pool, test, notes). With no test split (n_test None), a share of the pool
+    is held out and the test indices point into the pool."""
+    notes = []
+    pool_idx = list(range(n_pool))
+    random.Random(f"{seed}:pool").shuffle(pool_idx)
+    if n_test is None:  # no test split: hold out a seeded share of the pool
+        n_hold = max(1, round(spec.test_frac * len(pool_idx)))
+        test_idx, pool_idx = pool_idx[:n_hold], pool_idx[n_hold:]
+        notes.append(f"no test split: held out {n_hold} of {n_pool} pool rows (test_frac={spec.test_frac})")
+    else:
+        test_idx = list(range(n_test))
+        random.Random(f"{seed}:test").shuffle(test_idx)
+    if spec.n_train and len(pool_idx) > spec.n_train:
+        notes.append(f"capped the training pool at n_train={spec.n_train} of {len(pool_idx)} rows")
+        pool_idx = pool_idx[: spec.n_train]
+    if spec.n_test and len(test_idx) > spec.n_test:
+        notes.append(f"capped the test split at n_test={spec.n_test} of {len(test_idx)} rows")
+        test_idx = test_idx[: spec.n_test]
+    if len(pool_idx) < 2:
+        raise SpecError(f"{where}: the training pool has {len(pool_idx)} rows; it needs at least 2 (halves A and B)")
+    if not test_idx:
+        raise SpecError(f"{where}: the test split is empty")
+    return pool_idx, test_idx, notes
+
+
+@functools.lru_cache(maxsize=4)
+def _image_rows(name: str, data_dir: str | None) -> tuple[list[dict], list[dict]]:
+    """(pool, test) rows of an image dataset, read once per process (every seed splits the same rows)."""
+    from w2s import vision
+
+    loader = vision.IMAGE_DATASETS[name]
+    return loader(data_dir) if name == "imagenet" else loader()
+
+
+def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
+    """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
+    where = f"{key} ({spec.label})"
+    if spec.data_files or spec.column_names:
+        raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet takes data_dir")
+    try:
+        pool, test = _image_rows(spec.name, spec.data_dir)
+    except ValueError as err:
+        raise SpecError(f"{where}: {first_line(err)}") from None
+    pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)
+    test_rows = [(test or pool)[i] for i in test_idx]
+    half = (len(pool_idx) + 1) // 2
+    return Splits([pool[i] for i in pool_idx[:half]], [pool[i] for i in pool_idx[half:]], test_rows, notes)
+
+
+def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int, where: str) -> list[dict]:
+    rows = []
+    for i, row in zip(idx, ds.select(idx).to_list()):
+        rng = random.Random(f"{seed}:{split}:{i}")  # str seeds hash with sha512: stable across processes
+        try:
+            out = formatter(row, rng)
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise SpecError(f"{where}: cannot format row {split}-{i}: {type(err).__name__}: {err}") from None
+        if out["hard_label"] not in (0, 1):
+            raise SpecError(f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be 0 or 1")
+        rows.append({"id": f"{split}-{i}", "txt": out["txt"], "hard_label": int(out["hard_label"])})
+    return rows
