@@ -116,7 +116,7 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
     for label, row in transfers.items():
         assert by_loss.loc[label, "probe_removed"] == row["probe_removed"]
         assert by_loss.loc[label, "probe_label_accuracy"] == pytest.approx(row["probe_label_accuracy"])
-        assert by_loss.loc[label, "student_ece"] == pytest.approx(row["ece"])
+        assert by_loss.loc[label, "ece"] == pytest.approx(row["ece"])
 
 
 def test_every_loss_and_probe_runs_from_a_spec(tmp_path):

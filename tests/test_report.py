@@ -138,11 +138,28 @@ def test_seed_rows_pgr_and_interval_from_stage_folders(tmp_path):
     rows, _ = report.seed_rows(report.load_records(root))
     (row,) = rows.to_dict("records")
     assert row["pgr"] == pytest.approx(0.5) and row["pgr_low"] < 0.5 < row["pgr_high"]
-    assert (row["weak_accuracy"], row["ceiling_accuracy"], row["student_accuracy"]) == (0.6, 0.9, 0.75)
+    assert (row["weak_accuracy"], row["ceiling_accuracy"], row["test_accuracy"]) == (0.6, 0.9, 0.75)
     assert pd.isna(row["pgr_note"])
     # nested right-sets: where the supervisor was right the student agrees; on 15 of its 80 mistakes it does not
     assert row["agreement_supervisor_right"] == 1.0
     assert row["agreement_supervisor_wrong"] == pytest.approx(1 - 30 / 80)
+
+
+def test_agreement_split_is_read_from_metrics_json_when_the_run_wrote_it(tmp_path):
+    """Stage folders from before the split was in metrics.json get it recomputed (above); where the
+    run wrote it, and in W&B summaries, the table carries the run's own values."""
+    root = tmp_path / "exp"
+    key = write_pair(root, 0.6, 0.9, 0.75)
+    (folder,) = (root / "stages").glob(f"*__{key}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    split = {"agreement_supervisor_right": 0.25, "agreement_supervisor_wrong": None}  # not what predictions give
+    (folder / "metrics.json").write_text(json.dumps({**metrics, **split}))
+    (row,) = report.seed_rows(report.load_records(root))[0].to_dict("records")
+    assert row["agreement_supervisor_right"] == 0.25 and pd.isna(row["agreement_supervisor_wrong"])
+    run = wandb_run("transfer", "large", 0.75, 0, "small", "xent", agreement=0.8, agreement_supervisor_right=0.9)
+    records = [report.record_from_wandb(r) for r in (*recorded_runs()[:2], run)]
+    (row,) = report.seed_rows(records)[0].to_dict("records")
+    assert row["agreement_supervisor_right"] == 0.9 and pd.isna(row["agreement_supervisor_wrong"])
 
 
 def test_pgr_undefined_when_ceiling_does_not_beat_weak(tmp_path):
@@ -191,12 +208,12 @@ def test_report_from_results_folder_writes_tables_and_figures(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == report.SUMMARY_COLUMNS
     assert len(summary) == 6 * 2 and set(summary["n_seeds"]) == {2}
-    gap = summary[summary["weak"] != summary["strong"]]
+    gap = summary[summary["weak_model"] != summary["model"]]
     for loss, share in RECOVERED.items():
         rows = gap[gap["loss"] == loss]
         assert np.allclose(rows["pgr"], share, atol=0.02)
         assert ((rows["pgr_low"] <= rows["pgr"]) & (rows["pgr"] <= rows["pgr_high"])).all()
-    same = summary[summary["weak"] == summary["strong"]]
+    same = summary[summary["weak_model"] == summary["model"]]
     assert same["pgr"].isna().all() and same["pgr_note"].str.contains("< 0.01").all()
     text = (out / "summary.md").read_text()
     assert "| toy | small->large | logconf | 2 |" in text and "PGR [95% CI]" in text
@@ -360,11 +377,11 @@ def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
     os.utime(newer / "metrics.json", (time.time() + 5, time.time() + 5))
     said = []
     rows, _ = report.seed_rows(report.load_records(root, echo=said.append))
-    assert rows["student_accuracy"].tolist() == [0.75] and "left out 1 superseded" in said[0]
+    assert rows["test_accuracy"].tolist() == [0.75] and "left out 1 superseded" in said[0]
     # where results.jsonl (the last run's plan) names one of the two, that one counts
     (root / "results.jsonl").write_text(json.dumps({"key": old}) + "\n")
     rows, _ = report.seed_rows(report.load_records(root, echo=said.append))
-    assert rows["student_accuracy"].tolist() == [0.65]
+    assert rows["test_accuracy"].tolist() == [0.65]
 
 
 def test_wandb_nested_stage_config_links_by_key():

@@ -56,13 +56,13 @@ def _weak_colors(summary: pd.DataFrame) -> dict[str, tuple]:
     """Hue by weak-model size on a sequential map (light yellow cut off: unreadable on white)."""
     from matplotlib import colormaps
 
-    weak = summary.drop_duplicates("weak").sort_values("weak_params", kind="stable")
-    sizes = np.log10(weak["weak_params"].astype(float).fillna(1.0).clip(lower=1.0).to_numpy())
+    weak = summary.drop_duplicates("weak_model").sort_values("weak_non_embedding_parameters", kind="stable")
+    sizes = np.log10(weak["weak_non_embedding_parameters"].astype(float).fillna(1.0).clip(lower=1.0).to_numpy())
     span = sizes.max() - sizes.min()
     position = (sizes - sizes.min()) / span if span > 0 else np.full(len(sizes), 0.5)
     if span == 0 and len(sizes) > 1:
         position = np.linspace(0, 1, len(sizes))
-    return {w: colormaps["plasma"](0.05 + 0.8 * p) for w, p in zip(weak["weak"], position)}
+    return {w: colormaps["plasma"](0.05 + 0.8 * p) for w, p in zip(weak["weak_model"], position)}
 
 
 def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str]) -> None:
@@ -103,17 +103,17 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     panels = _panels(summary)
     n_cols = summary["dataset"].nunique()
     fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
-    has_sizes = summary["strong_params"].notna().all() and truth["params"].notna().all()
+    has_sizes = summary["non_embedding_parameters"].notna().all() and truth["params"].notna().all()
     order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
-    order += [m for m in summary["strong"].drop_duplicates() if m not in order]
+    order += [m for m in summary["model"].drop_duplicates() if m not in order]
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
         gt = truth[truth["dataset"] == dataset].sort_values("params", kind="stable")
         x = _x(gt, "params", order, has_sizes, "model")
         ax.plot(x, gt[metric], "o-", color="black", label="ceiling (ground truth)", zorder=3)
-        for weak, lines in frame.groupby("weak", sort=False):
-            lines = lines.sort_values("strong_params", kind="stable")
-            x_strong = _x(lines, "strong_params", order, has_sizes, "strong")
-            ax.plot(x_strong, lines[f"student_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
+        for weak, lines in frame.groupby("weak_model", sort=False):
+            lines = lines.sort_values("non_embedding_parameters", kind="stable")
+            x_strong = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
+            ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
             own = gt[gt["model"] == weak]
             ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
                     markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)  # fmt: skip
@@ -132,9 +132,9 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
 
 def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
     """PGR against strong size, a line per weak supervisor, shaded 95% interval."""
-    has_sizes = summary["strong_params"].notna().all()
-    order = list(summary.sort_values("strong_params", kind="stable")["strong"].drop_duplicates())
-    every_size = _x(summary, "strong_params", order, has_sizes, "strong")  # same x range as the accuracy figure
+    has_sizes = summary["non_embedding_parameters"].notna().all()
+    order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
+    every_size = _x(summary, "non_embedding_parameters", order, has_sizes, "model")  # same x range as the accuracy figure
     summary = _pgr_pairs(summary)
     panels = _panels(summary)
     n_cols = summary["dataset"].nunique()
@@ -142,9 +142,9 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
         for y in (0, 1):
             ax.axhline(y, color="grey", linewidth=0.6, linestyle="--", zorder=0)
-        for weak, lines in frame.groupby("weak", sort=False):
-            lines = lines.sort_values("strong_params", kind="stable")
-            x = _x(lines, "strong_params", order, has_sizes, "strong")
+        for weak, lines in frame.groupby("weak_model", sort=False):
+            lines = lines.sort_values("non_embedding_parameters", kind="stable")
+            x = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
             y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
             ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
             ax.fill_between(x, low, high, color=colors[weak], alpha=0.2, linewidth=0)
@@ -275,5 +275,5 @@ def _pgr_pairs(summary: pd.DataFrame) -> pd.DataFrame:
     """Direct transfers between different models: a model supervising itself has no gap to recover
     (its ceiling is the weak model), so those pairs are left out unless they are all there is."""
     direct = summary[summary["kind"] == "transfer"]
-    different = direct[direct["weak"] != direct["strong"]]
+    different = direct[direct["weak_model"] != direct["model"]]
     return different if len(different) else direct

@@ -14,6 +14,8 @@ from w2s.results import PROBE_METRICS
 from w2s.spec import SpecError, loss_label
 
 TRANSFER_KINDS = ("transfer", "bootstrap", "strong_to_strong")
+# agreement where the supervisor was right / wrong, as the run computed it (w2s.pipeline.metrics)
+AGREEMENT_SPLIT = ("agreement_supervisor_right", "agreement_supervisor_wrong")
 
 
 def find_experiments(paths: list[str | Path]) -> list[Path]:
@@ -77,6 +79,9 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         "supervisor_accuracy": metrics.get("supervisor_accuracy"),
         "ece": metrics.get("ece"),
         **{k: metrics.get(k) for k in PROBE_METRICS},
+        # only where written: a stage folder from before the split existed lacks both keys (the table
+        # then recomputes it from predictions); W&B summaries leave out a split that was None
+        **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
         "params": metrics.get("non_embedding_parameters"),
         "n_test": metrics.get("n_test"),
         "folder": folder,

@@ -6,27 +6,38 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from w2s.report.records import TRANSFER_KINDS, _link
+from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
 from w2s.report.stats import _interval, _undefined_reason, aggregate_seeds, bootstrap_seed
 from w2s.results import MIN_GAP, PROBE_METRICS, pgr
 
+# Columns are named as in results.jsonl (w2s.results.stage_row) wherever they are the same quantity:
+# the student's own scores are test_accuracy, test_auroc, ece; its size non_embedding_parameters.
 SEED_COLUMNS = [
-    "experiment", "dataset", "kind", "chain", "weak", "strong", "loss", "seed",
-    "weak_params", "strong_params", "n_test",
-    "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
+    "experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "seed",
+    "weak_non_embedding_parameters", "non_embedding_parameters", "n_test",
+    "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
-    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
+    "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
     *PROBE_METRICS, "stage", "key",
 ]  # fmt: skip
-_INTEGERS = {"weak_params": "Int64", "strong_params": "Int64"}  # sizes stay integers even when one is missing
-GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak", "strong", "loss"]
-SUMMARY_COLUMNS = GROUP_COLUMNS + [
-    "n_seeds", "weak_params", "strong_params",
-    "weak_accuracy", "ceiling_accuracy", "student_accuracy", "weak_auroc", "ceiling_auroc", "student_auroc",
-    "metric", "student_low", "student_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
-    "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong", "supervisor_accuracy", "student_ece",
-    *PROBE_METRICS,
-]  # fmt: skip
+# sizes stay integers even when one is missing
+_INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
+GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
+
+
+def summary_columns(metric: str = "accuracy") -> list[str]:
+    """The summary's columns: the seed-mean of each per-seed score, and the interval of the
+    student's `test_<metric>` as test_<metric>_low / _high."""
+    return GROUP_COLUMNS + [
+        "n_seeds", "weak_non_embedding_parameters", "non_embedding_parameters",
+        "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
+        "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
+        "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
+        *PROBE_METRICS,
+    ]  # fmt: skip
+
+
+SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
 
 
 def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
@@ -41,7 +52,8 @@ def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
 
 
 def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[float | None, float | None]:
-    """Agreement on the test examples the supervisor got right, and on those it got wrong."""
+    """Agreement on the test examples the supervisor got right, and on those it got wrong: for
+    stage folders written before metrics.json held this split (their records lack its keys)."""
     both = student.join(supervisor, rsuffix="_sup", how="inner")
     if both.empty:
         return None, None
@@ -74,38 +86,42 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
                     note = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some test-set resamples"
         elif None not in point:
             draws[r["key"]] = np.array(point, dtype=float)[:, None]
-        right = wrong = None
-        supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
-        if frames[2] is not None and supervisor is not None:
-            right, wrong = _agreement_split(frames[2], supervisor)
+        right, wrong = (r.get(k) for k in AGREEMENT_SPLIT)  # as the run wrote them into metrics.json
+        if not any(k in r for k in AGREEMENT_SPLIT):
+            supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
+            if frames[2] is not None and supervisor is not None:
+                right, wrong = _agreement_split(frames[2], supervisor)
         rows.append({
             "experiment": r["experiment"], "dataset": r["dataset"], "kind": r["kind"], "chain": "->".join(r["chain"]),
-            "weak": r["chain"][0], "strong": r["model"], "loss": r["loss"], "seed": r["seed"],
-            "weak_params": weak and weak["params"], "strong_params": r["params"], "n_test": r["n_test"],
+            "weak_model": r["chain"][0], "model": r["model"], "loss": r["loss"], "seed": r["seed"],
+            "weak_non_embedding_parameters": weak and weak["params"], "non_embedding_parameters": r["params"],
+            "n_test": r["n_test"],
             "weak_accuracy": weak and weak["accuracy"], "ceiling_accuracy": ceiling and ceiling["accuracy"],
-            "student_accuracy": r["accuracy"], "weak_auroc": weak and weak["auroc"],
-            "ceiling_auroc": ceiling and ceiling["auroc"], "student_auroc": r["auroc"],
+            "test_accuracy": r["accuracy"], "weak_auroc": weak and weak["auroc"],
+            "ceiling_auroc": ceiling and ceiling["auroc"], "test_auroc": r["auroc"],
             "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
             "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
-            "supervisor_accuracy": r["supervisor_accuracy"], "student_ece": r.get("ece"),
+            "supervisor_accuracy": r["supervisor_accuracy"], "ece": r.get("ece"),
             **{k: r.get(k) for k in PROBE_METRICS}, "stage": r["stage"], "key": r["key"],
         })  # fmt: skip
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
-    order = ["experiment", "dataset", "weak_params", "strong_params", "chain", "loss", "seed"]
+    order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
+             "seed"]  # fmt: skip
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
 
 
 def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy") -> pd.DataFrame:
     """Mean over seeds per dataset x chain x loss; PGR of the seed-mean metrics with its interval."""
-    rows = []
+    rows, columns = [], summary_columns(metric)
     for group, frame in per_seed.groupby(GROUP_COLUMNS, sort=False, dropna=False):
         means = frame.drop(columns=GROUP_COLUMNS).mean(numeric_only=True)
         row = dict(zip(GROUP_COLUMNS, group), n_seeds=len(frame), metric=metric)
-        for column in SUMMARY_COLUMNS:
+        for column in columns:
             if column in means.index and column not in ("seed", "pgr", "pgr_low", "pgr_high"):
                 row[column] = None if pd.isna(means[column]) else float(means[column])
-        weak, ceiling, student = (row.get(f"{who}_{metric}") for who in ("weak", "ceiling", "student"))
-        complete = frame[[f"{who}_{metric}" for who in ("weak", "ceiling", "student")]].notna().all(axis=None)
+        scores = [f"{who}_{metric}" for who in ("weak", "ceiling", "test")]  # the student's is test_<metric>
+        weak, ceiling, student = (row.get(c) for c in scores)
+        complete = frame[scores].notna().all(axis=None)
         value = pgr(student, weak, ceiling) if complete else None
         row["pgr"], row["pgr_note"] = value, None
         if value is None:
@@ -113,13 +129,13 @@ def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: s
         seed_draws = [draws[k] for k in frame["key"] if k in draws]
         if len(seed_draws) == len(frame) and (len(frame) > 1 or seed_draws[0].shape[1] > 1):
             metric_means, pgr_draws = aggregate_seeds(seed_draws)
-            row["student_low"], row["student_high"] = _interval(metric_means[2])
+            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = _interval(metric_means[2])
             if value is not None:
                 row["pgr_low"], row["pgr_high"] = _interval(pgr_draws)
                 if row["pgr_low"] is None:
                     row["pgr_note"] = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some resamples"
         rows.append(row)
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(_INTEGERS)
+    return pd.DataFrame(rows, columns=columns).astype(_INTEGERS)
 
 
 def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
@@ -151,7 +167,7 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
         cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
-                 num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"student_{metric}"]),
-                 with_ci(r), num(r["agreement"]), num(r["student_ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
+                 num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
+                 with_ci(r), num(r["agreement"]), num(r["ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
