@@ -35,7 +35,7 @@ def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dic
     data = {"name": "synthetic", "n_train": n_train, "n_test": 1000}
     if sst2 is not None:
         data = {"name": "sst2", "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
-                "column_names": ["sentence", "label"], "n_train": n_train, "max_ctx": 64}  # fmt: skip
+                "column_names": ["sentence", "label"], "n_train": n_train, "max_ctx": 64}
     return {
         "name": "probe-bench",
         "output_dir": str(out),
@@ -82,7 +82,7 @@ def main() -> None:
         baseline, n_stages = recompute_baseline(spec)
     accuracy = np.mean([r["test_accuracy"] for r in rows])
     print(f"linear-probe sweep: {n_stages} classifier stages, {args.epochs:g} epochs, n_train={args.n_train}, "
-          f"data={'sst2' if args.sst2 else 'synthetic'}")  # fmt: skip
+          f"data={'sst2' if args.sst2 else 'synthetic'}")
     print(f"  cached features : {cached:7.1f} s  (feature extraction {extraction:.1f} s; mean test accuracy {accuracy:.3f})")
     print(f"  recompute/epoch : {baseline:7.1f} s")
     print(f"  speed-up        : {baseline / cached:7.1f}x")

@@ -17,7 +17,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def tiny_model(label: str, hidden: int = 16, layers: int = 1, **extra) -> dict:
     """A randomly initialised BERT with the MiniLM tokenizer: trains in well under a second."""
     overrides = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
-                 "intermediate_size": 2 * hidden}  # fmt: skip
+                 "intermediate_size": 2 * hidden}
     return {"name": "minilm-l6", "label": label, "random_init": True, "config_overrides": overrides, **extra}
 
 
@@ -69,6 +69,6 @@ def tiny_causal_lm(tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
     config = GPT2Config(vocab_size=30522, n_positions=128, n_embd=16, n_layer=2, n_head=2,
-                        architectures=["GPT2LMHeadModel"], bos_token_id=101, eos_token_id=102)  # fmt: skip
+                        architectures=["GPT2LMHeadModel"], bos_token_id=101, eos_token_id=102)
     config.save_pretrained(folder)
     return folder

@@ -68,7 +68,7 @@ def base_spec(tmp: Path) -> dict:
         "label_column": "label",
         "n_train": 48,
         "n_test": 16,
-    }  # fmt: skip
+    }
     return spec
 
 
@@ -96,7 +96,7 @@ def _loss_module(tmp: Path) -> Path:
 def _env(tmp: Path) -> dict:
     env = dict(os.environ)
     env.update(TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled",
-               PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
+               PYTHONDONTWRITEBYTECODE="1")
     env.pop("WANDB_API_KEY", None)
     paths = [str(tmp / "lossmods"), str(REPO), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
@@ -320,7 +320,7 @@ FULL_RUN = {
     "batch-not-multiple-of-minibatch", "probe-k-larger-than-half-b", "custom-loss-misspelt-keyword",
     "set-mixed-precision-maybe", "hub-dataset-offline", "max-ctx-drops-everything", "random-bytes-parquet",
     "header-only-csv", "labels-0-1-2", "output-dir-is-a-file", "only-matches-nothing",
-}  # fmt: skip
+}
 ALL_RUN = os.environ.get("W2S_BAD_INPUT_ALL_RUN") == "1"
 assert FULL_RUN <= {c.id for c in CASES}
 assert len({c.id for c in CASES}) == len(CASES) >= 45
@@ -342,7 +342,7 @@ def w2s(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "w2s", *args]
     try:
         return subprocess.run(cmd, cwd=tmp, env=_env(tmp), capture_output=True, text=True, errors="replace",
-                              timeout=TIMEOUT)  # fmt: skip
+                              timeout=TIMEOUT)
     except subprocess.TimeoutExpired as err:  # one hung case fails alone, not the whole table
         return subprocess.CompletedProcess(cmd, -9, "", f"(test) w2s {' '.join(args)} ran over {TIMEOUT} s: {err}\n")
 
@@ -404,7 +404,7 @@ def w2s_in_process(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def assert_rejected(proc: subprocess.CompletedProcess, expect: tuple, untouched: set[str], tmp: Path,
-                    output: Path) -> None:  # fmt: skip
+                    output: Path) -> None:
     err = proc.stderr
     shown = f"exit {proc.returncode}; stderr:\n{err[-3000:]}\nstdout:\n{proc.stdout[-1000:]}"
     assert "Traceback" not in err, shown

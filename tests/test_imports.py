@@ -33,7 +33,7 @@ assert not heavy, heavy
 @pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=" ".join)
 def test_light_command_imports_no_heavy_library(argv):
     proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
-                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+                          capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 
@@ -41,6 +41,6 @@ def test_light_command_imports_no_heavy_library(argv):
 def test_full_validate_still_checks_data_and_models():
     """Without --spec-only, validate loads tokenizers and data on purpose (the pre-run check)."""
     proc = subprocess.run([sys.executable, "-m", "w2s", "validate", "experiments/quickstart.yaml"],
-                          capture_output=True, text=True, cwd=REPO)  # fmt: skip
+                          capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "runnable here" in proc.stdout

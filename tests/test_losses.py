@@ -131,7 +131,7 @@ def spec_with(loss: dict) -> dict:
 
 
 @pytest.mark.parametrize("loss", [{"name": "window", "radius": "midweak"}, {"name": "window", "radius": 0.5},
-                                  {"name": "entropy", "aux_coef": 0.25}, {"name": "kl"}])  # fmt: skip
+                                  {"name": "entropy", "aux_coef": 0.25}, {"name": "kl"}])
 def test_new_losses_validate_and_build(loss):
     built = build_loss(validate_spec(spec_with(loss)).losses[1])
     assert type(built).__name__.lower() == loss["name"]

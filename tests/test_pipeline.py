@@ -28,7 +28,7 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
     assert rows == read_jsonl(root / "results.jsonl")
     kinds = sorted((r["kind"], r["model"], r.get("loss")) for r in rows)
     assert kinds == [("ground_truth", "tiny-16", None), ("ground_truth", "tiny-24", None),
-                     ("transfer", "tiny-24", "logconf"), ("transfer", "tiny-24", "xent")]  # fmt: skip
+                     ("transfer", "tiny-24", "logconf"), ("transfer", "tiny-24", "xent")]
     weak, ceiling = (next(r for r in rows if r["model"] == m and r["kind"] == "ground_truth") for m in ("tiny-16", "tiny-24"))
     for row in rows:
         assert 0 <= row["test_accuracy"] <= 1 and row["dataset"] == "synthetic" and row["seed"] == 0
@@ -55,7 +55,7 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
 def test_transfer_trains_on_the_supervisors_half_b_predictions(tmp_path):
     rows, _ = run(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]]))
     stages = {json.loads((f / "config.json").read_text())["kind"]: f for f in (tmp_path / "tiny" / "stages").iterdir()
-              if json.loads((f / "config.json").read_text())["model"]["label"] == "tiny-24"}  # fmt: skip
+              if json.loads((f / "config.json").read_text())["model"]["label"] == "tiny-24"}
     transfer = next(r for r in rows if r["kind"] == "transfer")
     weak_preds = {p["id"]: p for p in read_jsonl(next((tmp_path / "tiny" / "stages").glob("ground_truth__*tiny-16*")) / "predictions.jsonl")}
     student_preds = read_jsonl(stages["transfer"] / "predictions.jsonl")
@@ -106,7 +106,7 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
         "name": "sst2-minilm",
         "output_dir": str(tmp_path),
         "datasets": {"name": "sst2", "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
-                     "column_names": ["sentence", "label"], "n_train": 600, "n_test": 300, "max_ctx": 64},  # fmt: skip
+                     "column_names": ["sentence", "label"], "n_train": 600, "n_test": 300, "max_ctx": 64},
         "models": [{"name": "minilm-l1", "lr": 3e-4, "batch_size": 8, "minibatch_size": 8}, {"name": "minilm-l6"}],
         "pairs": [["minilm-l1", "minilm-l6"]],
         "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "optimizer": "adamw"},

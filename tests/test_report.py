@@ -32,7 +32,7 @@ def predictions(n: int, accuracy: float, shift: int = 0) -> list[dict]:
 
 
 def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float, seed: int = 0, n: int = 200,
-                dataset: str = "toy", loss: str | None = None, chain=(), weak=None, ceiling=None, shift: int = 0) -> str:  # fmt: skip
+                dataset: str = "toy", loss: str | None = None, chain=(), weak=None, ceiling=None, shift: int = 0) -> str:
     """One finished stage folder in the layout `w2s run` writes; returns its key."""
     name = "/".join([kind, dataset, "->".join(chain) or model] + ([loss] if loss else []) + [f"s{seed}"])
     key = f"k{zlib.crc32(name.encode()):010d}"
@@ -50,14 +50,14 @@ def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float,
         "model": {"name": "minilm-l6", "label": model, "num_layers": None}, "seed": seed,
         "loss": {"name": loss, "label": None} if loss else None, "chain": list(chain),
         "supervisor": weak, "weak": weak or key, "ceiling": ceiling or key,
-    }  # fmt: skip
+    }
     y = np.array([r["hard_label"] for r in rows[1:]])
     p = np.array([r["p_pos"] for r in rows[1:]])
     metrics = {
         "test_accuracy": accuracy, "test_auroc": float(report.metric_values(y, p, "auroc")), "n_train": 100,
         "n_test": n, "non_embedding_parameters": params, "agreement": agreement,
         "supervisor_accuracy": supervisor_accuracy,
-    }  # fmt: skip
+    }
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -68,7 +68,7 @@ def write_pair(root: Path, weak_acc: float, ceiling_acc: float, student_acc: flo
     weak = write_stage(root, "ground_truth", "small", 1000, weak_acc, n=n)
     strong = write_stage(root, "ground_truth", "large", 10**6, ceiling_acc, n=n)
     return write_stage(root, "transfer", "large", 10**6, student_acc, n=n, loss="xent", chain=("small", "large"),
-                       weak=weak, ceiling=strong)  # fmt: skip
+                       weak=weak, ceiling=strong)
 
 
 
@@ -92,7 +92,7 @@ def write_experiment(root: Path, ladder=LADDER, seeds=(0, 1), losses=RECOVERED, 
                     w, c = ladder[weak][1], ladder[strong][1]
                     accuracy = round((w + share * (c - w)) * n) / n
                     write_stage(root, "transfer", strong, ladder[strong][0], accuracy, seed, n, loss=loss,
-                                chain=(weak, strong), weak=truth[weak], ceiling=truth[strong], shift=seed)  # fmt: skip
+                                chain=(weak, strong), weak=truth[weak], ceiling=truth[strong], shift=seed)
     return root
 
 
@@ -284,7 +284,7 @@ def test_report_raises_spec_error_without_transfers(tmp_path):
 
 def wandb_run(kind, model, acc, seed, weak_model=None, loss=None, auroc=None, as_object=False, **summary):
     config = {"stage_key": f"{kind}-{model}-{weak_model}-{loss}-{seed}", "stage": f"{kind}/toy/{model}", "kind": kind,
-              "dataset": "toy", "model": model, "seed": seed}  # fmt: skip
+              "dataset": "toy", "model": model, "seed": seed}
     if kind != "ground_truth":
         config.update(weak_model=weak_model, loss=loss, chain=f"{weak_model}->{model}")
     summary = {"test_accuracy": acc, "test_auroc": auroc or acc, **summary}
@@ -325,7 +325,7 @@ def test_wandb_spec_dicts_and_single_seed_have_no_interval():
     run = wandb_run("transfer", "large", 0.75, 0, "small", "xent")
     run["config"].update(model={"name": "Qwen/Qwen2.5-0.5B", "label": None, "num_layers": 12},
                          loss={"name": "custom", "path": "pkg.mod:MyLoss"}, chain=["small", "Qwen/Qwen2.5-0.5B@12L"],
-                         dataset={"name": "sst2", "id": None})  # fmt: skip
+                         dataset={"name": "sst2", "id": None})
     record = report.record_from_wandb(run)
     assert (record["model"], record["loss"], record["dataset"]) == ("Qwen/Qwen2.5-0.5B@12L", "MyLoss", "sst2")
     records = [r for r in map(report.record_from_wandb, recorded_runs()[:3]) if r]
@@ -360,7 +360,7 @@ def test_metrics_match_sklearn_and_counts_match_repeating_examples():
     counts = rng.integers(0, 3, 300)
     repeated = np.repeat(np.arange(300), counts)
     for metric, reference in (("auroc", roc_auc_score(y[repeated], p[repeated])),
-                              ("accuracy", np.mean((p[repeated] > 0.5) == y[repeated]))):  # fmt: skip
+                              ("accuracy", np.mean((p[repeated] > 0.5) == y[repeated]))):
         assert report.metric_values(y, p, metric, counts[None, :])[0] == pytest.approx(reference)
 
 
@@ -390,14 +390,14 @@ def test_wandb_nested_stage_config_links_by_key():
     def run(key, kind, model, acc, chain=(), weak=None, ceiling=None):
         stage = {"name": f"{kind}/toy/{model}", "kind": kind, "dataset": "toy", "model": model, "chain": list(chain),
                  "seed": 0, "loss": {"name": "xent", "label": None} if chain else None,
-                 "weak_key": weak or key, "ceiling_key": ceiling or key, "supervisor_key": weak}  # fmt: skip
+                 "weak_key": weak or key, "ceiling_key": ceiling or key, "supervisor_key": weak}
         return {"config": {"stage_key": key, "stage": stage, "spec": {}}, "summary": {"test_accuracy": acc},
-                "job_type": kind, "group": "g"}  # fmt: skip
+                "job_type": kind, "group": "g"}
 
     runs = [run("w", "ground_truth", "small", 0.6), run("c", "ground_truth", "large", 0.9),
             run("other", "ground_truth", "small", 0.5),  # same label, other settings: must not be used
             run("t", "transfer", "large", 0.75, ("small", "large"), weak="w", ceiling="c"),
-            {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"}]  # fmt: skip
+            {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"}]
     records = [r for r in map(report.record_from_wandb, runs) if r]
     assert len(records) == 4
     (row,) = report.seed_rows(records)[0].to_dict("records")

@@ -106,7 +106,7 @@ def test_console_module_entry_point(spec_file):
     proc = subprocess.run(
         [sys.executable, "-m", "w2s", "validate", str(spec_file(GOOD.replace("name: demo", "name: bad name")))],
         capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("w2s: error:") and "name:" in proc.stderr
 
 
@@ -126,7 +126,7 @@ def test_every_shipped_spec_validates_and_matches_the_schema(capsys):
     code, out, err = run_cli(["validate", str(REPO / "experiments" / "quickstart.yaml")], capsys)
     assert code == 0 and "valid (4 stages), runnable here" in out, err
     for valid in ({"datasets": [{"name": "synthetic"}]}, {"train": {"mixed_precision": False}},
-                  {"models": [{"name": "gpt2", "generative_finetune": True}]}):  # fmt: skip
+                  {"models": [{"name": "gpt2", "generative_finetune": True}]}):
         raw = {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], **valid}
         assert not list(validator.iter_errors(raw)), valid
         load_spec_dict(raw)
@@ -162,7 +162,7 @@ def test_cli_version_and_a_directory_as_spec(tmp_path, capsys):
 def test_output_to_a_closed_pipe_is_no_traceback(spec_file):
     """`w2s run SPEC --dry-run | head -1`: the reader is gone before w2s writes; no BrokenPipeError."""
     proc = subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_file(GOOD)), "--dry-run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     proc.stdout.close()  # like `head` exiting early: every write now fails with EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -72,7 +72,7 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
     expected = sorted(
         [f"ground_truth/synthetic/tiny-24/s{seed}" for seed in (0, 1)]
         + [f"transfer/synthetic/{pair}/{loss}/s{seed}" for seed in (0, 1) for loss in ("xent", "logconf")
-           for pair in ("tiny-16->tiny-24", "tiny-24->tiny-24", "tiny-24->tiny-32")]  # fmt: skip
+           for pair in ("tiny-16->tiny-24", "tiny-24->tiny-24", "tiny-24->tiny-32")]
     )
     assert to_run == expected
     assert sorted(run(spec)) == expected
@@ -95,12 +95,12 @@ def test_only_and_force_select_stages(tmp_path):
     assert trained == ["ground_truth/synthetic/tiny-16/s0", "transfer/synthetic/tiny-16->tiny-24/logconf/s0"]
     trained = run(spec, only=["ground_truth/*"], force=["ground_truth/*/tiny-16/s0"])
     assert sorted(trained) == sorted(f"ground_truth/synthetic/{m}/s{s}" for m in ("tiny-16", "tiny-24", "tiny-32")
-                                     for s in (0, 1))  # fmt: skip
+                                     for s in (0, 1))
 
 
 def test_bootstrap_and_strong_to_strong_reuse_existing_stages(tmp_path):
     spec = tiny_spec(tmp_path, name="boot", ladder=3, pairs=[["tiny-16", "tiny-24"]],
-                     bootstrap=[["tiny-16", "tiny-24", "tiny-32"]], strong_to_strong_iters=1)  # fmt: skip
+                     bootstrap=[["tiny-16", "tiny-24", "tiny-32"]], strong_to_strong_iters=1)
     stages = plan(validate_spec(spec))
     names = [s.name for s in stages]
     assert names.count("transfer/synthetic/tiny-16->tiny-24/xent/s0") == 1  # shared by the pair and the chain
@@ -126,7 +126,7 @@ def run_and_rows(spec, root):
 def w2s_process(spec_path: Path, *args) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # two processes share the cores
     return subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_path), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def slow_spec(out: Path, name: str) -> dict:

@@ -23,7 +23,7 @@ def tiny_vit(tmp_path):
     folder = tmp_path / "tiny-vit"
     torch.manual_seed(0)
     config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)  # fmt: skip
+                       intermediate_size=64)
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
     return folder
@@ -38,7 +38,7 @@ def vision_spec(tmp_path, tiny_vit) -> dict:
         "models": [
             {"name": str(tiny_vit), "label": "vit-32", "random_init": True, "config_overrides": {}},
             {"name": str(tiny_vit), "label": "vit-128", "random_init": True, "config_overrides": wide},
-        ],  # fmt: skip
+        ],
         "pairs": [["vit-32", "vit-128"]],
         "losses": [{"name": "xent"}, {"name": "logconf"}],
         "train": {"epochs": 40, "lr": 1e-2, "batch_size": 32, "minibatch_size": 32},
@@ -56,7 +56,7 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
 
     # one features stage per model: embeddings of every split, the wider model's are 128-d
     features = {json.loads((f / "config.json").read_text())["model"]["label"]: f
-                for f in (root / "stages").glob("features__*")}  # fmt: skip
+                for f in (root / "stages").glob("features__*")}
     assert sorted(features) == ["vit-128", "vit-32"]
     cached = features_mod.read(features["vit-128"])
     assert cached["test"].array.shape == (359, 128) and len(cached["train_a"].ids) == len(cached["train_b"].ids) == 719
@@ -92,7 +92,7 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
      "losses.0.probe.layer: image models give one embedding; use layer: last"),
     ({"datasets": {"name": "synthetic"}, "models.0.name": "torchvision:alexnet"},
      "models.0.name: 'torchvision:alexnet' is an image model; the datasets here are text"),
-])  # fmt: skip
+])
 def test_image_spec_mistakes_are_one_line_errors(tmp_path, tiny_vit, capsys, change, expected):
     spec = vision_spec(tmp_path, tiny_vit)
     for key, value in change.items():

@@ -11,7 +11,7 @@ from PIL import Image
 from w2s import vision
 
 TINY_VIT = {"image_size": 16, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "intermediate_size": 64}  # fmt: skip
+            "intermediate_size": 64}
 
 
 @pytest.fixture(scope="module")

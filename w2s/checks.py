@@ -58,7 +58,7 @@ def _check_batches(spec: ExperimentSpec, stages: list) -> None:
             model = stage.model
             key = f"models.{i}.batch_size" if model.batch_size or model.minibatch_size else "train.batch_size"
             raise SpecError(f"{key}: {settings.batch_size} is not a multiple of minibatch_size x processes = "
-                            f"{settings.minibatch_size} x {processes}; pick sizes that divide")  # fmt: skip
+                            f"{settings.minibatch_size} x {processes}; pick sizes that divide")
 
 
 def _check_models(spec: ExperimentSpec, stages: list) -> None:
@@ -70,7 +70,7 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         folder = Path(resolve(model)[0])
         if folder.is_dir() and not (folder / "config.json").is_file():
             raise SpecError(f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
-                            "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")  # fmt: skip
+                            "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")
         load_tokenizer(model, key=f"models.{i}")
         if model.generative_finetune is not None:
             generative.check_causal(model, f"models.{i}")
@@ -88,7 +88,7 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         if layers is not None and probe.layer > layers:
             index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
             raise SpecError(f"losses.{index}.probe.layer: {probe.layer} is out of range; "
-                            f"{stage.model.display} has hidden states 0..{layers}")  # fmt: skip
+                            f"{stage.model.display} has hidden states 0..{layers}")
 
 
 def _check_lora_targets(model, key: str) -> None:
@@ -107,7 +107,7 @@ def _check_lora_targets(model, key: str) -> None:
         if not any(name == target or name.endswith(f".{target}") for name in names):
             leaves = sorted({name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()})
             raise SpecError(f"{key}: {model.display} has no module {target!r}; its modules include "
-                            f"{', '.join(leaves[:12])}")  # fmt: skip
+                            f"{', '.join(leaves[:12])}")
 
 
 def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
@@ -119,7 +119,7 @@ def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
         for (d, seed), split in splits.items():
             if len(split.train_b) <= probe.k:
                 raise SpecError(f"losses.{i}.probe.k: {probe.k} neighbours, but half B of "
-                                f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k")  # fmt: skip
+                                f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k")
 
 
 def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
@@ -132,4 +132,4 @@ def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
             tokenizer = load_tokenizer(model)
             for name in ("train_a", "train_b", "test"):
                 data.tokenize(getattr(split, name), tokenizer, dataset.max_ctx, "drop",
-                              where=f"datasets.{d}.max_ctx ({name}, {model.display})")  # fmt: skip
+                              where=f"datasets.{d}.max_ctx ({name}, {model.display})")

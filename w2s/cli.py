@@ -30,24 +30,24 @@ def _parser() -> argparse.ArgumentParser:
     def with_spec(p):
         p.add_argument("spec", help="experiment spec (YAML)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]")  # fmt: skip
+                       help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]")
         return p
 
     run = with_spec(sub.add_parser("run", help="run an experiment (finished stages are reused)"))
     run.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
     run.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                     help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")  # fmt: skip
+                     help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")
     run.add_argument("--force", action="append", default=[], metavar="PATTERN",
-                     help="retrain matching stages even if finished")  # fmt: skip
+                     help="retrain matching stages even if finished")
     check = with_spec(sub.add_parser("validate", help="check that a spec can run here, without running it"))
     check.add_argument("--spec-only", action="store_true",
-                       help="check the spec alone, not its data and models (a spec for another machine)")  # fmt: skip
+                       help="check the spec alone, not its data and models (a spec for another machine)")
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
     lister.add_argument("what", choices=["datasets", "models", "losses"])
     rep = sub.add_parser("report", help="PGR tables with confidence intervals, and figures, from finished stages")
     rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
-                     help="experiment folder(s) <output_dir>/<name>, or a folder holding several")  # fmt: skip
+                     help="experiment folder(s) <output_dir>/<name>, or a folder holding several")
     rep.add_argument("--out", help="output folder (default RUN_DIR/report, or ./report with --wandb)")
     rep.add_argument("--metric", choices=["accuracy", "auroc"], default="accuracy", help="metric PGR is computed on")
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")

@@ -138,7 +138,7 @@ class KL:
 
 LOSSES: dict[str, type] = {
     "xent": Xent, "logconf": Logconf, "product": Product, "window": Window, "entropy": Entropy, "kl": KL,
-}  # fmt: skip
+}
 
 
 def build_loss(spec, key: str = "loss") -> LossFn:

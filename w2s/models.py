@@ -85,7 +85,7 @@ def read_config(spec: ModelSpec):
     try:
         with quiet_transformers():
             return AutoConfig.from_pretrained(resolve(spec)[0], trust_remote_code=spec.trust_remote_code,
-                                              **_config_overrides(spec))  # fmt: skip
+                                              **_config_overrides(spec))
     except (OSError, ValueError):
         return None
 

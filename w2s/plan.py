@@ -127,7 +127,7 @@ def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
 def _data_identity(dataset: DataSpec, contents: dict) -> dict:
     """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are."""
     return {**dataset.model_dump(exclude={"id", "data_files", "data_dir"}), "contents": contents,
-            "splits": sorted(dataset.data_files or ())}  # fmt: skip
+            "splits": sorted(dataset.data_files or ())}
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
@@ -212,7 +212,7 @@ class _Planner:
 
     def _common(self, kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
         return {"kind": kind, "data": self.data, "model": _model_identity(model),
-                "train": _settings_identity(settings), "seed": self.seed}  # fmt: skip
+                "train": _settings_identity(settings), "seed": self.seed}
 
     def lm_finetune(self, model: ModelSpec) -> Stage | None:
         if model.generative_finetune is None:
@@ -228,7 +228,7 @@ class _Planner:
         network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
         identity = {"kind": "features", "data": self.data, "model": network, "seed": self.seed,
                     "layer": layer, "mixed_precision": settings.mixed_precision,
-                    "base": base.key if base else None}  # fmt: skip
+                    "base": base.key if base else None}
         return self._add(identity, "features", model, settings, base=base, layer=layer)
 
     def _inputs(self, model: ModelSpec) -> dict[str, Stage | None]:
@@ -249,10 +249,10 @@ class _Planner:
         probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
         inputs = self._inputs(model)
         identity = {**self._common("transfer", model, settings), "loss": _loss_identity(loss),
-                    "supervisor": supervisor.key, **_keys({"probe_features": probe_features, **inputs})}  # fmt: skip
+                    "supervisor": supervisor.key, **_keys({"probe_features": probe_features, **inputs})}
         return self._add(identity, kind, model, settings, loss=loss, supervisor=supervisor,
                          weak_truth=supervisor.weak, ceiling_truth=self.truth[strong], chain=chain,
-                         probe_features=probe_features, **inputs)  # fmt: skip
+                         probe_features=probe_features, **inputs)
 
 
 def _keys(stages: dict[str, Stage | None]) -> dict[str, str | None]:

@@ -128,7 +128,7 @@ def format_table(rows: list[dict]) -> str:
     """The end-of-run summary: one line per stage, transfers with PGR."""
     width = max([10] + [len(r.get("loss") or "") + 1 for r in rows])  # the loss column fits the longest label
     header = (f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<{width}} {'acc':>6} {'auroc':>6} "
-              f"{'weak':>6} {'ceil':>6} {'PGR':>6}")  # fmt: skip
+              f"{'weak':>6} {'ceil':>6} {'PGR':>6}")
     lines = [header, "-" * len(header)]
 
     def num(v):

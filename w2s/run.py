@@ -66,7 +66,7 @@ def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[st
             if not fnmatch.filter(names, pattern):
                 nearest = difflib.get_close_matches(pattern, names, n=3, cutoff=0) or names[:3]
                 raise SpecError(f"{flag} {pattern!r}: matches no stage; nearest: {', '.join(nearest)} "
-                                "(w2s run SPEC --dry-run lists them all)")  # fmt: skip
+                                "(w2s run SPEC --dry-run lists them all)")
 
     wanted = {s.key for s in stages if not only or matches(s, only)}
     for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards

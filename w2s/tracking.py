@@ -84,7 +84,7 @@ def start_run(spec, **init_kwargs):
     common = dict(  # wandb writes into <dir>/wandb/
         project=spec.tracking.project, entity=spec.tracking.entity, group=spec.name, dir=str(folder.parent),
         reinit="create_new", **init_kwargs,
-    )  # fmt: skip
+    )
     # console="off": our training rows are logged as metrics; wrapping stdout would copy progress bars
     timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT))
     # quiet=True: no per-run banners and history sparklines; w2s prints its own one-line summaries
@@ -183,7 +183,7 @@ class StageTracker:
         self._safely(lambda run: run.log({f"train/{k}": v for k, v in row.items()}, step=row["step"]))
 
     def finish(self, metrics: dict, predictions: list[dict], weak_metrics: dict | None = None,
-               ceiling_metrics: dict | None = None) -> None:  # fmt: skip
+               ceiling_metrics: dict | None = None) -> None:
         """Close the local log; on W&B, write summary metrics, prediction tables and the artifact.
 
         `weak_metrics`/`ceiling_metrics` are the finished ground-truth stages' metrics, or None when
@@ -210,7 +210,7 @@ class StageTracker:
             f"preds-{self.stage.key}", type="predictions",
             description=f"Predictions of stage {self.stage.name}: train_b holds the weak labels it gives its students.",
             metadata={"stage": self.stage.name, "stage_key": self.stage.key, "test_accuracy": metrics["test_accuracy"]},
-        )  # fmt: skip
+        )
         tables = {}
         for split in ("train_b", "test"):
             table, n = _prediction_table(predictions, split)
@@ -239,7 +239,7 @@ class StageTracker:
 def log_experiment_summary(spec, rows: list[dict]) -> None:
     """One `summary` run per experiment: the PGR table (results.jsonl rows) and mean PGR per loss."""
     run = start_run(spec, job_type="summary", name=f"summary {spec.name}", config={"spec": spec.model_dump(mode="json")},
-                    tags=[d.label for d in spec.datasets])  # fmt: skip
+                    tags=[d.label for d in spec.datasets])
     if run is None:
         return
     try:
@@ -310,7 +310,7 @@ def read_offline_run(run_dir: Path) -> dict:
     """Name, group, job type, tags, config, final summary and logged artifacts of an offline run folder."""
     run_dir = Path(run_dir)
     out = {"name": None, "group": None, "job_type": None, "tags": [], "config": {}, "summary": {}, "artifacts": [],
-           "exited": False}  # fmt: skip
+           "exited": False}
 
     def update(target: dict, items) -> None:
         for item in items:
@@ -336,5 +336,5 @@ def read_offline_run(run_dir: Path) -> dict:
         elif kind == "exit":  # W&B's service writes the file in the background: complete only from here
             out["exited"] = True
     out["config"] = {k: v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v
-                     for k, v in out["config"].items()}  # fmt: skip
+                     for k, v in out["config"].items()}
     return out

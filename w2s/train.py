@@ -252,7 +252,7 @@ def train(
 
 @torch.no_grad()
 def batch_outputs(fn: Callable[[dict], torch.Tensor], data, accelerator: Accelerator, batch_size: int,
-                  desc: str) -> np.ndarray:  # fmt: skip
+                  desc: str) -> np.ndarray:
     """`fn(inputs) -> (b, d)` over every example of `data`, as an (n, d) float32 array on every process.
 
     Processes can hold batches of different sizes (the short last batch); all_gather needs equal
@@ -280,6 +280,6 @@ def predict(model, data, accelerator: Accelerator, batch_size: int, desc: str = 
     """Positive-class probability for every example, each counted once across processes."""
     model.eval()
     probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1)[:, 1:], data, accelerator,
-                          batch_size, desc)  # fmt: skip
+                          batch_size, desc)
     model.train()
     return probs[:, 0]

@@ -91,7 +91,7 @@ def load_cifar10_rows(cache_dir: str | None = None) -> tuple[Rows, Rows]:
             {"id": f"cifar10-{split}-{i:05d}", "image": to_rgb(row["img"]),
              "hard_label": int(row["label"] in CIFAR10_VEHICLES)}
             for i, row in enumerate(data)
-        ])  # fmt: skip
+        ])
     return out[0], out[1]
 
 
@@ -130,7 +130,7 @@ def load_imagenet_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
             label = _imagenet_animal(name, folder)
             files = sorted(e.name for e in os.scandir(folder / name) if Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
             rows += [{"id": f"imagenet-{split}-{name}-{Path(f).stem}", "image": str(folder / name / f),
-                      "hard_label": label} for f in files]  # fmt: skip
+                      "hard_label": label} for f in files]
         if not rows:
             raise ValueError(f"ImageNet folder {folder} has class folders but no image files: {layout}")
         out.append(rows)
@@ -149,7 +149,7 @@ def _imagenet_animal(name: str, folder: Path) -> int:
 # name -> loader; the descriptions live with the registry in w2s/data/registry.py
 IMAGE_DATASETS: dict[str, Callable[..., tuple[Rows, Rows]]] = {
     "digits": load_digits_rows, "cifar10": load_cifar10_rows, "imagenet": load_imagenet_rows,
-}  # fmt: skip
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def _plain_imagenet_transform() -> Callable:
     return transforms.Compose([
         transforms.Resize((224, 224)), transforms.ToTensor(),
         transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ])  # fmt: skip
+    ])
 
 
 def _drop_last_linear(model: nn.Module, arch: str) -> None:

@@ -90,4 +90,4 @@ def hub_revision(repo: str, where: str) -> str:
         if ref.is_file():
             return ref.read_text().strip()
         raise SpecError(f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
-                        "is cached; give data_files with a local copy") from None  # fmt: skip
+                        "is cached; give data_files with a local copy") from None

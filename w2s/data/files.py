@@ -49,7 +49,7 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
             dd = datasets.load_dataset(info.hub, info.config, revision=revision)
     except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
         raise SpecError(f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
-                        "give data_files with a local copy") from None  # fmt: skip
+                        "give data_files with a local copy") from None
     if info.pool not in dd:
         raise SpecError(f"{key} ({spec.label}): hub dataset {info.hub} has no split {info.pool!r}: {list(dd)}")
     test_name = info.test if info.test in dd else None

@@ -62,7 +62,7 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     weak_p = data.labels[:, 1]
     try:
         cleaned = probes.clean_labels(data.features, weak_p, probe.method, probe.mode, k=probe.k,
-                                      contamination=probe.contamination, seed=stage.seed)  # fmt: skip
+                                      contamination=probe.contamination, seed=stage.seed)
     except ValueError as err:  # e.g. fewer rows in half B than neighbours asked for
         raise SpecError(f"{stage.name}: probe: {err}") from None
     truth = np.array([r["hard_label"] for r in rows])

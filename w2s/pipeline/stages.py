@@ -88,7 +88,7 @@ class ClassifierStage:
         model, accelerator = train(
             model, train_data, classification(loss_fn), stage.settings, stage.seed,
             log=job.log, log_every=spec.tracking.log_every, desc=stage.name,
-        )  # fmt: skip
+        )
         train_seconds = time.perf_counter() - start
         p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
         p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
@@ -133,7 +133,7 @@ class Transfer(ClassifierStage):
             train_rows, train_labels, extra = clean_with_probe(job.root, stage, train_rows, train_labels)
             job.echo(f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
                      f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
-                     f"{extra['probe_label_accuracy']:.3f}")  # fmt: skip
+                     f"{extra['probe_label_accuracy']:.3f}")
         return train_rows, train_labels, loss_fn, extra
 
 
@@ -154,7 +154,7 @@ class Features:
             try:
                 encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
                                                     config_overrides=stage.model.config_overrides,
-                                                    dtype=getattr(torch, stage.model.dtype))  # fmt: skip
+                                                    dtype=getattr(torch, stage.model.dtype))
             except ValueError as err:
                 raise SpecError(f"{key}.name: {first_line(err)}") from None
             n_params = sum(p.numel() for p in encoder.model.parameters())
@@ -179,7 +179,7 @@ class Features:
         features_mod.write(job.folder, arrays)
         counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
         metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
-                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}  # fmt: skip
+                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}
         return metrics, []
 
 
@@ -196,7 +196,7 @@ class LMFinetune:
         job.echo_notes(notes)
         metrics = generative.finetune(stage, texts, test, key=model_key(job.spec, stage),
                                       log=job.log, log_every=job.spec.tracking.log_every,
-                                      out=job.folder / "model" if job.writes else None)  # fmt: skip
+                                      out=job.folder / "model" if job.writes else None)
         return (dict(metrics, notes=notes), []) if job.writes else (None, None)
 
 

@@ -22,7 +22,7 @@ from w2s.report.records import TRANSFER_KINDS, find_experiments, load_records, r
 from w2s.report.stats import N_RESAMPLES, aggregate_seeds, bootstrap_seed, metric_values
 from w2s.report.tables import (
     SEED_COLUMNS, SUMMARY_COLUMNS, ground_truth_rows, markdown, seed_rows, summary_columns, summary_rows,
-)  # fmt: skip
+)
 from w2s.spec import SpecError
 
 # what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
@@ -30,7 +30,7 @@ __all__ = [
     "build_report", "report", "report_wandb", "load_records", "record_from_wandb", "seed_rows", "summary_rows",
     "SEED_COLUMNS", "SUMMARY_COLUMNS", "summary_columns", "metric_values", "bootstrap_seed", "aggregate_seeds",
     "N_RESAMPLES",
-]  # fmt: skip
+]
 
 METRICS = ("accuracy", "auroc")
 

@@ -15,7 +15,7 @@ STYLE = {
     "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 7, "legend.title_fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
     "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 300, "pdf.fonttype": 42,
-}  # fmt: skip
+}
 PANEL = (3.4, 2.5)
 
 
@@ -116,7 +116,7 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
             ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
             own = gt[gt["model"] == weak]
             ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
-                    markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)  # fmt: skip
+                    markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
         _size_axis(ax, has_sizes, x, order)
@@ -152,7 +152,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
                 ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak], linewidth=0.8)
         if frame["pgr"].isna().all():
             ax.text(0.5, 0.5, "PGR undefined for every pair\n(see pgr_note in the table)", transform=ax.transAxes,
-                    ha="center", va="center", color="grey")  # fmt: skip
+                    ha="center", va="center", color="grey")
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"PGR ({metric})")
         _size_axis(ax, has_sizes, every_size, order)
@@ -188,10 +188,10 @@ def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: st
             lo, hi = part[low].astype(float).to_numpy(), part[high].astype(float).to_numpy()
             err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0)
         ax.bar(x, np.nan_to_num(y), width, yerr=err, capsize=2, error_kw={"linewidth": 0.8},
-               color=colormaps["tab10"](j), label=loss)  # fmt: skip
+               color=colormaps["tab10"](j), label=loss)
         for xi in x[np.isnan(y)]:
             ax.annotate("n/a", (xi, 0), xytext=(0, 2), textcoords="offset points", rotation=90, ha="center",
-                        va="bottom", fontsize=6, color="grey")  # fmt: skip
+                        va="bottom", fontsize=6, color="grey")
     labels = [_pair_label({"dataset": p.split("|")[0], "chain": p.split("|")[-1]}, several) for p in pairs]
     crowded = len(pairs) > 3
     ax.set_xticks(range(len(pairs)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
@@ -225,7 +225,7 @@ def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = _figure(2, 1, width=_bar_width(direct))
     several = direct["dataset"].nunique() > 1
     for ax, column, title in ((axes[0, 0], "agreement_supervisor_right", "where the supervisor is right"),
-                              (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong")):  # fmt: skip
+                              (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong")):
         _grouped_bars(ax, direct, column, None, None, several)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("student-supervisor\nagreement")

@@ -80,7 +80,7 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
         return stats.bootstrap(
             (np.arange(n),), statistic, vectorized=True, n_resamples=N_RESAMPLES, batch=500,
             method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(SEED),
-        )  # fmt: skip
+        )
 
 
 def aggregate_seeds(draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ SEED_COLUMNS = [
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
     "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
     *PROBE_METRICS, "stage", "key",
-]  # fmt: skip
+]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
@@ -34,7 +34,7 @@ def summary_columns(metric: str = "accuracy") -> list[str]:
         "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
         "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
         *PROBE_METRICS,
-    ]  # fmt: skip
+    ]
 
 
 SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
@@ -103,10 +103,10 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
             "supervisor_accuracy": r["supervisor_accuracy"], "ece": r.get("ece"),
             **{k: r.get(k) for k in PROBE_METRICS}, "stage": r["stage"], "key": r["key"],
-        })  # fmt: skip
+        })
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
-             "seed"]  # fmt: skip
+             "seed"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
 
 
@@ -144,7 +144,7 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
         [{k: r[k] for k in ("experiment", "dataset", "model", "seed", "params", "accuracy", "auroc")}
          for r in records if r["kind"] == "ground_truth" and not r.get("superseded")],
         columns=["experiment", "dataset", "model", "seed", "params", "accuracy", "auroc"],
-    )  # fmt: skip
+    )
     return frame.groupby(["experiment", "dataset", "model"], sort=False, as_index=False).agg(
         params=("params", "first"), accuracy=("accuracy", "mean"), auroc=("auroc", "mean")
     )
@@ -162,12 +162,12 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
         return num(r["pgr"]) + ("" if pd.isna(r["pgr_low"]) else f" [{num(r['pgr_low'])}, {num(r['pgr_high'])}]")
 
     header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
-              f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]  # fmt: skip
+              f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
         cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
                  num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
-                 with_ci(r), num(r["agreement"]), num(r["ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]  # fmt: skip
+                 with_ci(r), num(r["agreement"]), num(r["ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -72,7 +72,7 @@ class ExperimentSpec(Strict):
                 for field in ("generative_finetune", "lora", "num_layers"):
                     if getattr(model, field) is not None:
                         raise ValueError(f"models.{i}.{field}: not available for image datasets (models there are "
-                                         "linear probes on embeddings)")  # fmt: skip
+                                         "linear probes on embeddings)")
             for i, loss in enumerate(self.losses):
                 if loss.probe is not None and loss.probe.layer != "last":
                     raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")

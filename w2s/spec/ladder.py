@@ -74,7 +74,7 @@ class ModelSpec(Strict):
         near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
         if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
             raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: "
-                             f"{', '.join(MODEL_ALIASES)}")  # fmt: skip
+                             f"{', '.join(MODEL_ALIASES)}")
         if _HUB_ID.match(name):
             return name
         if re.fullmatch(r"torchvision:\w+", name):  # image models by torchvision architecture name
