@@ -121,14 +121,15 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
 
 def test_every_loss_and_probe_runs_from_a_spec(tmp_path):
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
-    spec["losses"] = [{"name": name} for name in LOSSES] + [
+    names = [spec_class.model_fields["name"].default for spec_class in LOSSES]
+    spec["losses"] = [{"name": name} for name in names] + [
         {"name": "window", "label": "window-midweak", "radius": "midweak"},
         {"name": "logconf", "probe": {"method": "topo", "mode": "filter", "k": 5, "contamination": 0.2}},
         {"name": "xent", "probe": {"method": "topo", "mode": "relabel", "k": 5}},
     ]
     rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
     transfers = {r["loss"]: r for r in rows if r["kind"] == "transfer"}
-    assert sorted(transfers) == sorted([*LOSSES, "window-midweak", "logconf+topo_filter", "xent+topo_relabel"])
+    assert sorted(transfers) == sorted([*names, "window-midweak", "logconf+topo_filter", "xent+topo_relabel"])
     for row in transfers.values():
         assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["ece"] <= 1
         assert row["pgr"] == (None if row["pgr_note"] else pytest.approx(

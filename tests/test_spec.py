@@ -57,7 +57,7 @@ def run_cli(args, capsys):
         (GOOD.replace("name: xent", "name: focal"), "losses.0: Input tag 'focal'"),
         (GOOD.replace("aux_coef: 0.5", "aux_coef: 2"), "losses.1.aux_coef: Input should be less than or equal to 1"),
         (GOOD.replace("aux_coef: 0.5", "alpha: 2"), "losses.1.alpha: unknown key; valid keys here: name, label, probe, aux_coef"),
-        (GOOD.replace("{name: minilm-l1}", "{name: ./no/such/dir}"), "models.0.name: unknown model './no/such/dir'"),
+        (GOOD.replace("{name: minilm-l1}", "{name: no such model}"), "models.0.name: unknown model 'no such model'"),
         (GOOD + "pairs: [[minilm-l1, gpt9]]\n", "pairs: unknown model 'gpt9'; the ladder has minilm-l1, minilm-l6"),
         (GOOD.replace("output_dir: ", "nme: x\noutput_dir: "), "nme: unknown key"),
     ],
@@ -73,6 +73,19 @@ def test_validate_bad_spec_is_one_line_exit_2(spec_file, capsys, text, expected)
 def test_validate_good_spec(spec_file, capsys):
     code, out, err = run_cli(["validate", str(spec_file(GOOD))], capsys)
     assert code == 0 and "valid (8 stages)" in out  # 2 ground truth + 3 upward pairs x 2 losses
+
+
+@pytest.mark.parametrize("folder", ["./no/such/dir", "../no-such-dir", "~/no/such/dir", "no/such/dir", "{tmp}/gone"])
+def test_checkpoint_folders_are_checked_before_a_run_not_by_the_spec(spec_file, capsys, tmp_path, folder):
+    """Spec validation is syntax only (a spec may be written for another machine); the pre-run check
+    of full `validate` names the missing folder."""
+    folder = folder.format(tmp=tmp_path)
+    path = spec_file(GOOD.replace("{name: minilm-l6}", f"{{name: '{folder}'}}"))
+    code, out, err = run_cli(["validate", "--spec-only", str(path)], capsys)
+    assert code == 0 and "valid spec" in out, err
+    code, out, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"models.1.name: no such checkpoint folder: {folder}" in err, err
 
 
 def test_bad_override_names_the_key(spec_file, capsys):

@@ -18,6 +18,7 @@ from w2s import data, generative
 from w2s.losses import build_loss
 from w2s.models import load_tokenizer, read_config, resolve
 from w2s.spec import ExperimentSpec, SpecError
+from w2s.spec.ladder import looks_like_path
 
 
 def check_runnable(spec: ExperimentSpec, stages: list) -> None:
@@ -65,7 +66,11 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
     used = {s.model.display for s in stages}
     text = not any(d.is_image for d in spec.datasets)
     for i, model in enumerate(spec.models):
-        if model.display not in used or not text:
+        if model.display not in used:
+            continue
+        if looks_like_path(model.name) and not Path(model.name).expanduser().is_dir():
+            raise SpecError(f"models.{i}.name: no such checkpoint folder: {model.name}")
+        if not text:
             continue
         folder = Path(resolve(model)[0])
         if folder.is_dir() and not (folder / "config.json").is_file():

@@ -14,7 +14,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from w2s.spec import SpecError, describe_losses, first_line  # noqa: F401 - describe_losses: re-exported
+from w2s.spec import (  # noqa: F401 - describe_losses: re-exported
+    CustomLoss,
+    EntropyLoss,
+    KLLoss,
+    LogconfLoss,
+    ProductLoss,
+    SpecError,
+    WindowLoss,
+    XentLoss,
+    describe_losses,
+    first_line,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -136,8 +147,8 @@ class KL:
         return soft_cross_entropy(logits, target) - own_entropy
 
 
-LOSSES: dict[str, type] = {
-    "xent": Xent, "logconf": Logconf, "product": Product, "window": Window, "entropy": Entropy, "kl": KL,
+LOSSES: dict[type, type] = {  # spec model (w2s.spec) -> the callable it builds; custom losses name theirs by path
+    XentLoss: Xent, LogconfLoss: Logconf, ProductLoss: Product, WindowLoss: Window, EntropyLoss: Entropy, KLLoss: KL,
 }
 
 
@@ -145,8 +156,8 @@ def build_loss(spec, key: str = "loss") -> LossFn:
     """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`); errors name the spec `key`
     (e.g. losses.1.path for a module that does not import, losses.1.smoothng for a misspelt keyword)."""
     params = spec.model_dump(exclude={"name", "label", "path", "probe"})
-    if spec.name != "custom":
-        return LOSSES[spec.name](**params)
+    if not isinstance(spec, CustomLoss):
+        return LOSSES[type(spec)](**params)
     module_name, _, attr = spec.path.partition(":")
     try:
         obj = importlib.import_module(module_name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator
@@ -13,6 +12,14 @@ from w2s.aliases import MODEL_ALIASES
 from w2s.spec.base import Strict
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def looks_like_path(name: str) -> bool:
+    """A model name meant as a local folder, by its spelling alone: /abs, ./rel, ../rel, ~user, a/b/c.
+    Whether it exists is checked before a run (w2s/checks.py), not here: a spec may be written for
+    another machine. A bare relative folder (my-ckpt, runs/ckpt) looks like a hub id instead and is
+    resolved when loaded (w2s.models.resolve: the folder if it exists, else the hub)."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
 
 
 class LoraSpec(Strict):
@@ -69,7 +76,7 @@ class ModelSpec(Strict):
     @field_validator("name")
     @classmethod
     def _plausible_model(cls, name: str) -> str:
-        if name in MODEL_ALIASES or Path(name).expanduser().is_dir():
+        if name in MODEL_ALIASES or looks_like_path(name):  # syntax only: folders are checked before a run
             return name
         near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
         if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
@@ -80,6 +87,6 @@ class ModelSpec(Strict):
         if re.fullmatch(r"torchvision:\w+", name):  # image models by torchvision architecture name
             return name
         raise ValueError(
-            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), an existing checkpoint folder, "
-            "a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet'"
+            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), a checkpoint folder like "
+            "'./ckpt' or '/abs/ckpt', a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet'"
         )
