@@ -79,29 +79,25 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         load_tokenizer(model, key=f"models.{i}")
         if model.generative_finetune is not None:
             generative.check_causal(model, f"models.{i}")
-        if model.lora is not None:
-            _check_lora_targets(model, f"models.{i}.lora.target_modules")
-    configs = {}  # read once per model
-    for stage in stages:  # a probe layer the student model does not have
-        probe = stage.loss.probe if stage.loss is not None else None
-        if probe is None or not isinstance(probe.layer, int) or not text:
+        config = read_config(model)  # None where it cannot be read here (a hub id offline): loading says why
+        if config is None:
             continue
-        if stage.model.display not in configs:
-            configs[stage.model.display] = read_config(stage.model)
-        config = configs[stage.model.display]
-        layers = config.num_hidden_layers if config is not None else None
-        if layers is not None and probe.layer > layers:
-            index = next(i for i, loss in enumerate(spec.losses) if loss == stage.loss)
-            raise SpecError(f"losses.{index}.probe.layer: {probe.layer} is out of range; "
-                            f"{stage.model.display} has hidden states 0..{layers}")
+        if model.lora is not None:
+            _check_lora_targets(model, config, f"models.{i}.lora.target_modules")
+        for j, loss in enumerate(spec.losses):  # a probe layer the student model does not have
+            probe = loss.probe
+            students = {s.model.display for s in stages if s.loss == loss}
+            if probe is not None and isinstance(probe.layer, int) and model.display in students:
+                if probe.layer > config.num_hidden_layers:
+                    raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
+                                    f"{model.display} has hidden states 0..{config.num_hidden_layers}")
 
 
-def _check_lora_targets(model, key: str) -> None:
+def _check_lora_targets(model, config, key: str) -> None:
     """Named adapter targets must be modules of the network (peft matches a name or a name's suffix).
     The network is built on the meta device: no weights are read or allocated."""
     targets = model.lora.target_modules
-    config = read_config(model)
-    if targets == "all-linear" or config is None:
+    if targets == "all-linear":
         return
     import torch
     from transformers import AutoModel

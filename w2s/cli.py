@@ -61,7 +61,11 @@ def say(*args, **kwargs) -> None:
     try:
         print(*args, **kwargs, flush=True)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"w2s: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output cut short by the reader; nothing else went wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
         return 0
     except KeyboardInterrupt:
         print("w2s: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from w2s.spec import (  # noqa: F401 - describe_losses: re-exported
+from w2s.spec import (
     CustomLoss,
     EntropyLoss,
     KLLoss,
@@ -23,7 +23,6 @@ from w2s.spec import (  # noqa: F401 - describe_losses: re-exported
     SpecError,
     WindowLoss,
     XentLoss,
-    describe_losses,
     first_line,
 )
 

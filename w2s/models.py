@@ -16,7 +16,7 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from w2s.aliases import MODEL_ALIASES, describe_models  # noqa: F401 - re-exported for existing callers
+from w2s.aliases import MODEL_ALIASES
 from w2s.spec import ModelSpec, SpecError, first_line
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -105,9 +105,15 @@ def is_causal(config) -> bool:
     return bool(getattr(config, "is_decoder", False)) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
 
 
+_TOKENIZERS: dict[tuple, object] = {}  # one per checkpoint in a process: the pre-run check and every stage share it
+
+
 def load_tokenizer(spec: ModelSpec, key: str = "model"):
-    """The model's tokenizer, right-padded, with a pad token. Errors name the spec key (`key`)."""
+    """The model's tokenizer, right-padded, with a pad token, loaded once per process. Errors name the
+    spec key (`key`)."""
     path, _ = resolve(spec)
+    if (path, spec.trust_remote_code) in _TOKENIZERS:
+        return _TOKENIZERS[path, spec.trust_remote_code]
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
@@ -115,6 +121,7 @@ def load_tokenizer(spec: ModelSpec, key: str = "model"):
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:  # gpt2-style tokenizers have no pad token
         tokenizer.pad_token = tokenizer.eos_token
+    _TOKENIZERS[path, spec.trust_remote_code] = tokenizer
     return tokenizer
 
 

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 
 from w2s.data import fingerprint
-from w2s.models import MODEL_ALIASES
+from w2s.aliases import MODEL_ALIASES
 from w2s.precision import resolve_precision
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
 from w2s.train import TrainSettings

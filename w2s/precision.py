@@ -27,15 +27,9 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-ALIASES = {"fp32": "no", "false": "no"}  # YAML reads `no` as false; fp32 is the name people use
+from w2s import cache
+
 BF16_SPEEDUP = 1.25  # bf16 must beat fp32 by this factor on the probe (measured: >2x native, <0.1x emulated)
-
-
-def cache_dir() -> Path:
-    """Where w2s remembers per-machine facts (the precision probe, data file hashes)."""
-    root = os.environ.get("W2S_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2s"
-    return Path(root)
 
 
 def resolve_precision(requested: str) -> str:
@@ -66,19 +60,12 @@ def _cpu_precision() -> tuple[str, str]:
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
-    tag = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / f"precision-{tag}.json"
-    try:
-        speedup = json.loads(path.read_text())["bf16_speedup"]
-    except (OSError, ValueError, KeyError):
+    name = f"precision-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    cached = cache.read(name)
+    speedup = cached.get("bf16_speedup") if cached else None
+    if speedup is None:
         speedup = bf16_speedup()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({**machine, "bf16_speedup": speedup}) + "\n")
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home: probe again next time
+        cache.write(name, {**machine, "bf16_speedup": speedup})
     if speedup >= BF16_SPEEDUP:
         return "bf16", f"this CPU computes bf16 natively ({speedup:.1f}x fp32 on a matmul probe)"
     return "no", f"this CPU has no fast bf16 ({speedup:.2g}x fp32 on a matmul probe), so fp32"

@@ -98,9 +98,8 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
     return row
 
 
-def build_rows(stages, finished: dict[str, Path]) -> list[dict]:
-    """Rows for the finished stages of a plan; `finished` maps stage key -> stage folder."""
-    metrics = {key: read_json(folder / "metrics.json") for key, folder in finished.items()}
+def build_rows(stages, metrics: dict[str, dict]) -> list[dict]:
+    """Rows for the finished stages of a plan; `metrics` maps stage key -> its metrics.json."""
     return [
         stage_row(s, metrics[s.key], metrics.get(s.weak.key), metrics.get(s.ceiling.key))
         for s in stages

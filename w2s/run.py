@@ -31,7 +31,7 @@ from w2s.pipeline.stages import STAGE_KINDS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
 from w2s.precision import auto_precision
-from w2s.results import build_rows, format_table, read_json, write_rows
+from w2s.results import build_rows, format_table, write_rows
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
@@ -143,7 +143,7 @@ def run_experiment(
             run_stage(stage, spec, root, say)
             forced.discard(stage.key)
             if state.is_main_process:
-                metrics = read_json(finished_folder(root, stage) / "metrics.json")
+                metrics = store.read_metrics(root, stage)
                 say(f"  done in {time.perf_counter() - start:.0f}s: {headline(metrics)}")
                 _write_results(root, stages)
         finally:
@@ -223,8 +223,8 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
 
 
 def _write_results(root: Path, stages: list[Stage]) -> list[dict]:
-    finished = {s.key: f for s in stages if (f := finished_folder(root, s))}
-    rows = build_rows(stages, finished)
+    metrics = {s.key: m for s in stages if (m := store.read_metrics(root, s)) is not None}
+    rows = build_rows(stages, metrics)
     write_rows(root / "results.jsonl", rows)
     return rows
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 
+from w2s import cache
 from w2s.data.registry import DATASETS
 from w2s.spec import DataSpec, SpecError, first_line
 
@@ -28,12 +28,6 @@ def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
     return {}
 
 
-def _hash_cache() -> Path:
-    from w2s.precision import cache_dir
-
-    return cache_dir() / "file-hashes.json"
-
-
 def file_digest(path: str | Path, where: str) -> str:
     """sha256 of a file's bytes, remembered per (path, size, mtime) so each file is hashed once."""
     path = Path(path).expanduser()
@@ -42,26 +36,25 @@ def file_digest(path: str | Path, where: str) -> str:
     if not path.is_file():
         raise SpecError(f"{where}: file not found: {path}")
     stat = path.stat()
-    memo = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    cache_file = _hash_cache()
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if memo not in cache:
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """In this process: once per file version; across processes: through the per-machine cache."""
+    memo = f"{path}:{size}:{mtime_ns}"
+    known = cache.read(HASHES) or {}
+    if memo not in known:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        cache[memo] = digest.hexdigest()
-        try:  # a lost race only means another hash computed later
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass
-    return cache[memo]
+        known[memo] = digest.hexdigest()
+        cache.write(HASHES, known)
+    return known[memo]
+
+
+HASHES = "file-hashes.json"
 
 
 def _folder_digest(root: Path, where: str) -> str:

@@ -16,18 +16,8 @@ from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.train import Encoded
 
-_TOKENIZERS: dict[tuple, object] = {}  # shared by the stages of one process
-
-
-def _tokenizer(model):
-    cache_key = (model.name, model.trust_remote_code)
-    if cache_key not in _TOKENIZERS:
-        _TOKENIZERS[cache_key] = load_tokenizer(model)
-    return _TOKENIZERS[cache_key]
-
-
 def encode(rows: list[dict], stage: Stage, labels: np.ndarray, note: list[str], split: str) -> tuple[Encoded, list[dict]]:
-    tokenizer = _tokenizer(stage.model)
+    tokenizer = load_tokenizer(stage.model)
     input_ids, kept, n_dropped, n_truncated = data_mod.tokenize(
         rows, tokenizer, stage.dataset.max_ctx, stage.dataset.ctx_policy
     )

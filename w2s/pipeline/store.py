@@ -32,22 +32,27 @@ def prepare(root: Path) -> None:
     (root / ".locks").mkdir(exist_ok=True)
 
 
-def finished_folder(root: Path, stage: Stage) -> Path | None:
-    """The stage's folder if it finished (found by key, so renaming a label keeps the cache). A folder
-    whose metrics.json does not parse (a damaged disk, a hand edit) is not finished: the stage reruns."""
+def finished(root: Path, stage: Stage) -> tuple[Path, dict] | None:
+    """(folder, metrics) of the stage if it finished (found by key, so renaming a label keeps the
+    cache). A folder whose metrics.json does not parse (a damaged disk, a hand edit) is not finished:
+    the stage reruns."""
     for folder in (root / "stages").glob(f"*__{stage.key}"):
         try:
-            read_json(folder / "metrics.json")
+            return folder, read_json(folder / "metrics.json")
         except (OSError, ValueError):
             continue
-        return folder
     return None
+
+
+def finished_folder(root: Path, stage: Stage) -> Path | None:
+    found = finished(root, stage)
+    return found[0] if found else None
 
 
 def read_metrics(root: Path, stage: Stage | None) -> dict | None:
     """A finished stage's metrics.json; None for no stage or one not finished."""
-    folder = finished_folder(root, stage) if stage is not None else None
-    return read_json(folder / "metrics.json") if folder else None
+    found = finished(root, stage) if stage is not None else None
+    return found[1] if found else None
 
 
 def read_predictions(folder: Path, split: str) -> dict[str, float]:
