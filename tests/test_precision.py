@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from w2s import precision
 
@@ -38,7 +39,7 @@ def test_auto_follows_the_probe_on_this_machine(tmp_path):
 def test_the_answer_is_remembered_per_machine_and_an_explicit_value_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "_may_have_gpu", lambda: False)
     monkeypatch.setattr(precision, "bf16_speedup", lambda: 3.0)
     precision.auto_precision.cache_clear()
     assert precision.resolve_precision("auto") == "bf16"
@@ -65,8 +66,21 @@ def test_an_accelerate_config_asking_for_bf16_wins_over_the_probe(monkeypatch):
     precision.auto_precision.cache_clear()
 
 
-@pytest.mark.skipif(not precision.torch.cuda.is_available(), reason="CUDA path: needs a GPU (none in CI)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA path: needs a GPU (none in CI)")
 def test_cuda_chooses_bf16_where_supported():
     precision.auto_precision.cache_clear()
-    expected = "bf16" if precision.torch.cuda.is_bf16_supported() else "fp16"
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert precision.auto_precision()[0] == expected
+
+
+def test_a_remembered_cpu_answer_is_read_without_importing_torch(tmp_path):
+    """`w2s validate` and `run --dry-run` plan stage keys, which hold the precision: on a machine
+    without a GPU device node, a second process must decide without torch (its import takes ~1 s)."""
+    resolve_in_subprocess(tmp_path, {})  # the first process probes and remembers
+    env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path)}
+    env.pop("ACCELERATE_MIXED_PRECISION", None)
+    code = "import sys; from w2s import precision; print(precision._may_have_gpu(), precision.resolve_precision('auto'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    if out[0] == "True":
+        pytest.skip("this machine has a GPU device node, so deciding asks torch")
+    assert out[1] in ("bf16", "no") and out[2] == "False", out

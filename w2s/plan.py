@@ -24,17 +24,34 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from w2s.data import fingerprint
 from w2s.aliases import MODEL_ALIASES
+from w2s.data import fingerprint
 from w2s.precision import resolve_precision
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
-from w2s.train import TrainSettings
 
 # The version of what stages compute. Bump it in the same commit as any change to the numbers a
 # stage produces from the same settings and data: the trainer, a loss, a formatter, tokenization,
 # splitting, the generated datasets, pooling, metrics. Every cached stage then reruns once.
 # Changes that leave every number as it was (logging, speed, messages) do not bump it.
 KEY_VERSION = 2
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training settings of one stage, resolved from the spec's `train` and the model's overrides
+    (`resolve_settings`); the trainer reads them, the stage key hashes them."""
+
+    epochs: float
+    lr: float
+    batch_size: int
+    minibatch_size: int
+    eval_batch_size: int
+    optimizer: str
+    weight_decay: float
+    lr_schedule: str
+    warmup_frac: float
+    max_grad_norm: float | None
+    mixed_precision: str
 
 
 @dataclass(eq=False, frozen=True)

@@ -12,20 +12,24 @@ unusable on the next, so `auto` decides per machine:
   and the variables that cap the instruction set: ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY), so
   every run, and every process of a launch, resolves the same and the stage keys stay stable.
 
+Deciding imports torch only where it must: on a machine that may have a GPU (an NVIDIA or AMD
+device node), or to run the CPU probe the first time. Elsewhere the remembered answer is read
+without torch, so `w2s validate` and `w2s run --dry-run` stay instant.
+
 The resolved precision enters every stage key: a stage trained in bf16 is not reused as fp32.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
 import platform
 import time
+from importlib import metadata
 from pathlib import Path
-
-import torch
 
 from w2s import cache
 
@@ -45,7 +49,11 @@ def auto_precision() -> tuple[str, str]:
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launched in ("bf16", "fp16"):
         return launched, f"the accelerate config asks for {launched}"
-    if torch.cuda.is_available():
+    if _may_have_gpu():
+        import torch
+
+        if not torch.cuda.is_available():
+            return _cpu_precision()
         name = torch.cuda.get_device_name()
         if torch.cuda.is_bf16_supported():
             return "bf16", f"{name} computes bf16"
@@ -56,7 +64,7 @@ def auto_precision() -> tuple[str, str]:
 def _cpu_precision() -> tuple[str, str]:
     machine = {
         "cpu": _cpu_model(),
-        "torch": torch.__version__,
+        "torch": metadata.version("torch"),  # the installed version, read without importing torch
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
@@ -73,8 +81,9 @@ def _cpu_precision() -> tuple[str, str]:
 
 def bf16_speedup(size: int = 256, repeats: int = 3) -> float:
     """fp32 time / bf16 time of a square matmul, best of `repeats` (above 1: bf16 is faster)."""
+    import torch
 
-    def best(dtype: torch.dtype) -> float:
+    def best(dtype) -> float:
         a = torch.randn(size, size).to(dtype)
         b = torch.randn(size, size).to(dtype)
         a @ b  # warm-up: kernel selection, first-touch allocation
@@ -86,6 +95,14 @@ def bf16_speedup(size: int = 256, repeats: int = 3) -> float:
         return min(times)
 
     return best(torch.float32) / best(torch.bfloat16)
+
+
+def _may_have_gpu() -> bool:
+    """False only where torch.cuda cannot be available: no NVIDIA or AMD (ROCm) device node, or every
+    device hidden. True means "ask torch", which costs its import (about a second)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
 
 
 def _cpu_model() -> str:

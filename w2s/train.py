@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from w2s.losses import LossFn
+from w2s.plan import TrainSettings
 from w2s.spec import SpecError
 
 
@@ -98,23 +99,6 @@ def language_modelling(model, batch, step_frac):
     inputs = batch["inputs"]
     targets = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
     return model(**inputs, labels=targets).loss, None
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Training settings of one stage, resolved from the spec's `train` and the model's overrides."""
-
-    epochs: float
-    lr: float
-    batch_size: int
-    minibatch_size: int
-    eval_batch_size: int
-    optimizer: str
-    weight_decay: float
-    lr_schedule: str
-    warmup_frac: float
-    max_grad_norm: float | None
-    mixed_precision: str
 
 
 def process_state() -> PartialState:

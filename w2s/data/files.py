@@ -11,10 +11,26 @@ from w2s.data.registry import DatasetInfo
 from w2s.spec import DataSpec, SpecError, first_line
 
 
-def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
-    """-> ({split name: datasets.Dataset}, pool split name, test split name or None)."""
-    import datasets
+class Rows(list):
+    """Rows made in memory (the generated task), with the part of `datasets.Dataset` that splitting
+    uses: so the quickstart is read, and validated, without importing `datasets` (and torch with it)."""
 
+    @property
+    def column_names(self) -> list[str]:
+        return list(self[0]) if self else []
+
+    def unique(self, column: str) -> list:
+        return list(dict.fromkeys(row[column] for row in self))
+
+    def select(self, indices) -> Rows:
+        return Rows(self[i] for i in indices)
+
+    def to_list(self) -> list[dict]:
+        return list(self)
+
+
+def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
+    """-> ({split name: datasets.Dataset or Rows}, pool split name, test split name or None)."""
     if spec.name == "synthetic":
         if spec.data_files or spec.column_names:
             raise SpecError(f"{key}.data_files: synthetic is generated; it takes no data_files or column_names")
@@ -23,7 +39,7 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
         n_train = spec.n_train or synthetic.DEFAULT_N_TRAIN
         n_test = spec.n_test or synthetic.DEFAULT_N_TEST
         rows = synthetic.generate(n_train, n_test, seed)
-        return {s: datasets.Dataset.from_list(rows[s]) for s in ("train", "test")}, "train", "test"
+        return {s: Rows(rows[s]) for s in ("train", "test")}, "train", "test"
 
     if spec.data_files:
         pool_names = [info.pool, "train"]
@@ -41,6 +57,8 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
 
     if spec.column_names:
         raise SpecError(f"{key}.column_names: only applies to csv/tsv data_files")
+    import datasets
+
     if info.hub is None:
         raise SpecError(f"{key}.data_files: dataset {spec.name!r} has no hub source; give data_files")
     revision = hub_revision(info.hub, f"{key} ({spec.label})")  # the one the stage keys hold
