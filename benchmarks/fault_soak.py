@@ -312,7 +312,7 @@ def wandb_state(root: Path) -> dict:
         except Exception:  # killed before its first record
             continue
     complete = [r for r in runs if r["exited"]]
-    keys = {r["config"].get("stage_key") for r in complete if r["job_type"] != "summary"}
+    keys = {r["config"].get("key") for r in complete if r["job_type"] != "summary"}
     return {"runs": len(runs), "stages_with_complete_run": len(keys - {None}),
             "summary_run": any(r["job_type"] == "summary" for r in complete)}
 

@@ -283,13 +283,13 @@ def test_report_raises_spec_error_without_transfers(tmp_path):
 
 
 def wandb_run(kind, model, acc, seed, weak_model=None, loss=None, auroc=None, as_object=False, **summary):
-    config = {"stage_key": f"{kind}-{model}-{weak_model}-{loss}-{seed}", "stage": f"{kind}/toy/{model}", "kind": kind,
+    config = {"key": f"{kind}-{model}-{weak_model}-{loss}-{seed}", "stage": f"{kind}/toy/{model}", "kind": kind,
               "dataset": "toy", "model": model, "seed": seed}
     if kind != "ground_truth":
         config.update(weak_model=weak_model, loss=loss, chain=f"{weak_model}->{model}")
     summary = {"test_accuracy": acc, "test_auroc": auroc or acc, **summary}
     if as_object:  # what wandb.Api().runs() yields: attributes, the summary under summary_metrics
-        return SimpleNamespace(config=config, summary_metrics=summary, job_type=kind, group="sweep", id=config["stage_key"])
+        return SimpleNamespace(config=config, summary_metrics=summary, job_type=kind, group="sweep", id=config["key"])
     return {"config": config, "summary": summary, "job_type": kind, "group": "sweep"}
 
 
@@ -384,24 +384,30 @@ def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
     assert rows["test_accuracy"].tolist() == [0.65]
 
 
-def test_wandb_nested_stage_config_links_by_key():
-    """The tracker's shape: stage parameters under config['stage'], supervisors named by key."""
+def test_wandb_runs_in_the_stage_config_layout_link_by_key(tmp_path):
+    """w2s logs each run's config with the serialiser that writes config.json: supervisors by key,
+    so a ground truth with the same model label but other settings is not taken as the weak model."""
+    from w2s.pipeline.store import stage_config
+    from w2s.plan import plan
+    from w2s.spec import validate_spec
 
-    def run(key, kind, model, acc, chain=(), weak=None, ceiling=None):
-        stage = {"name": f"{kind}/toy/{model}", "kind": kind, "dataset": "toy", "model": model, "chain": list(chain),
-                 "seed": 0, "loss": {"name": "xent", "label": None} if chain else None,
-                 "weak_key": weak or key, "ceiling_key": ceiling or key, "supervisor_key": weak}
-        return {"config": {"stage_key": key, "stage": stage, "spec": {}}, "summary": {"test_accuracy": acc},
-                "job_type": kind, "group": "g"}
-
-    runs = [run("w", "ground_truth", "small", 0.6), run("c", "ground_truth", "large", 0.9),
-            run("other", "ground_truth", "small", 0.5),  # same label, other settings: must not be used
-            run("t", "transfer", "large", 0.75, ("small", "large"), weak="w", ceiling="c"),
+    spec = validate_spec({"name": "g", "output_dir": str(tmp_path), "datasets": {"name": "synthetic"},
+                          "models": [{"name": "minilm-l1"}, {"name": "minilm-l2"}], "losses": [{"name": "xent"}],
+                          "pairs": [["minilm-l1", "minilm-l2"]],
+                          "train": {"mixed_precision": "no"}})
+    stages = plan(spec)
+    accuracy = {"ground_truth/synthetic/minilm-l1/s0": 0.6, "ground_truth/synthetic/minilm-l2/s0": 0.9,
+                "transfer/synthetic/minilm-l1->minilm-l2/xent/s0": 0.75}
+    runs = [{"config": stage_config(s, spec), "summary": {"test_accuracy": accuracy[s.name]},
+             "job_type": s.kind, "group": "g"} for s in stages]
+    decoy = stage_config(stages[0], spec) | {"key": "other"}  # same label, other settings: must not be used
+    runs = [{"config": decoy, "summary": {"test_accuracy": 0.5}, "job_type": "ground_truth", "group": "g"}, *runs,
             {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"}]
     records = [r for r in map(report.record_from_wandb, runs) if r]
     assert len(records) == 4
     (row,) = report.seed_rows(records)[0].to_dict("records")
-    assert (row["weak_accuracy"], row["pgr"], row["loss"], row["stage"]) == (0.6, 0.5, "xent", "transfer/toy/large")
+    assert (row["weak_accuracy"], row["pgr"], row["loss"]) == (0.6, 0.5, "xent")
+    assert row["stage"] == "transfer/synthetic/minilm-l1->minilm-l2/xent/s0"
 
 
 def test_figures_without_model_sizes_fall_back_to_ladder_order(tmp_path):

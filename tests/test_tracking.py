@@ -63,7 +63,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
     root = tmp_path / "tiny"
     runs = offline_runs(root)
     stages = {s.key: s for s in plan(spec)}
-    by_key = {r["config"].get("stage_key"): r for r in runs if r["job_type"] != "summary"}
+    by_key = {r["config"].get("key"): r for r in runs if r["job_type"] != "summary"}
     assert set(by_key) == set(stages) and len(runs) == len(stages) + 1  # one run per stage, once
     results = {r["key"]: r for r in rows}
     for key, run in by_key.items():
@@ -71,7 +71,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
         assert run["group"] == "tiny" and run["job_type"] == stage.kind
         assert run["name"] == stage.name.replace("/", " ")  # e.g. "transfer synthetic tiny-16->tiny-32 xent s0"
         assert stage.dataset.label in run["tags"] and stage.model.display in run["tags"]
-        assert run["config"]["spec"]["name"] == "tiny" and run["config"]["stage"]["seed"] == 0
+        assert run["config"]["spec"]["name"] == "tiny" and run["config"]["seed"] == 0
         if stage.kind == "features":  # the weak linear probe's cached inputs: a summary, no predictions
             assert run["summary"]["dim"] == 16 and run["summary"]["n_test"] == 32 and not run["artifacts"]
             continue
@@ -84,7 +84,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
             # pgr is None (and left out, with pgr_note) only when the tiny models' gap is < MIN_GAP
             assert run["summary"].get("pgr") == results[key]["pgr"]
             assert ("pgr" in run["summary"]) != ("pgr_note" in run["summary"])
-            assert run["config"]["stage"]["supervisor_artifact"] == f"preds-{stage.supervisor.key}"
+            assert run["config"]["supervisor_artifact"] == f"preds-{stage.supervisor.key}"
 
     summary = next(r for r in runs if r["job_type"] == "summary")
     assert summary["group"] == "tiny" and summary["summary"]["n_stages"] == len(rows)

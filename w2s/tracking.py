@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from w2s.pipeline.store import stage_config
 from w2s.results import stage_row
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
@@ -118,32 +119,6 @@ def stage_tags(stage) -> list[str]:
     return list(dict.fromkeys(t[:64] for t in tags))  # W&B tags: at most 64 characters, no repeats
 
 
-def stage_config(stage, spec) -> dict:
-    """The resolved spec plus what this stage trains with; never credentials (the spec has none)."""
-    import dataclasses
-
-    supervisor = stage.supervisor
-    return {
-        "stage_key": stage.key,
-        "stage": {
-            "name": stage.name,
-            "kind": stage.kind,
-            "dataset": stage.dataset.label,
-            "model": stage.model.display,
-            "chain": list(stage.chain),
-            "seed": stage.seed,
-            "loss": stage.loss.model_dump(mode="json") if stage.loss is not None else None,
-            "settings": dataclasses.asdict(stage.settings),
-            "supervisor_key": supervisor.key if supervisor else None,
-            "weak_key": stage.weak.key if stage.weak else None,
-            "ceiling_key": stage.ceiling.key if stage.ceiling else None,
-            # the weak labels this stage trained on, as an artifact of the supervisor's run
-            "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,
-        },
-        "spec": spec.model_dump(mode="json"),
-    }
-
-
 def _prediction_table(predictions: list[dict], split: str):
     import wandb
 
@@ -223,7 +198,7 @@ class StageTracker:
         if tables:
             run.log(tables)
         supervisor = self.stage.supervisor
-        if supervisor not in (None, self.stage) and not run.offline:  # lineage: W&B links the two runs
+        if supervisor is not None and not run.offline:  # lineage: W&B links the two runs
             try:
                 run.use_artifact(f"preds-{supervisor.key}:latest")
             except Exception:

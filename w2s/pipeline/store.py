@@ -71,24 +71,32 @@ def temporary_folder(root: Path, stage: Stage) -> Path:
     return root / "stages" / f".tmp-{stage.folder}-{os.getpid()}"
 
 
-def write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
-    config = {
+def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
+    """What a stage is, in one layout: its config.json and the config of its W&B run, so the report
+    reads either the same way. Specs as JSON, other stages by key; never credentials (a spec has none)."""
+    supervisor = stage.supervisor
+    return {
         "stage": stage.name,
         "kind": stage.kind,
         "key": stage.key,
-        "dataset": stage.dataset.model_dump(),
-        "model": stage.model.model_dump(),
+        "dataset": stage.dataset.model_dump(mode="json"),
+        "model": stage.model.model_dump(mode="json"),
         "seed": stage.seed,
-        "loss": stage.loss.model_dump() if stage.loss is not None else None,
+        "loss": stage.loss.model_dump(mode="json") if stage.loss is not None else None,
         "settings": dataclasses.asdict(stage.settings),
         "chain": list(stage.chain),
-        "supervisor": stage.supervisor.key if stage.supervisor else None,
+        "supervisor": supervisor.key if supervisor else None,
         "weak": stage.weak.key if stage.weak else None,
         "ceiling": stage.ceiling.key if stage.ceiling else None,
         "requires": [s.key for s in stage.requires],
+        # the weak labels this stage trained on: the supervisor run's W&B artifact
+        "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,
         "spec": spec.model_dump(mode="json"),
     }
-    write_json(folder / "config.json", config)
+
+
+def write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
+    write_json(folder / "config.json", stage_config(stage, spec))
     with open(folder / "predictions.jsonl", "w") as f:
         f.writelines(json.dumps(p) + "\n" for p in predictions)
     write_json(folder / "metrics.json", metrics)  # last: its presence marks the folder complete

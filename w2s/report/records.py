@@ -62,7 +62,7 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         chain = (config.get("weak_model") or model, model)
     return {
         "experiment": experiment,
-        "key": config.get("stage_key") or config.get("key"),
+        "key": config.get("key"),
         "stage": config.get("stage"),
         "kind": kind,
         "dataset": _label(config.get("dataset"), "dataset"),
@@ -150,19 +150,14 @@ def record_from_wandb(run) -> dict | None:
     def get(name):
         return run.get(name) if isinstance(run, dict) else getattr(run, name, None)
 
-    config = dict(get("config") or {})
-    if isinstance(config.get("stage"), dict):  # stage parameters nested under `stage`, keys as *_key
-        stage = config.pop("stage")
-        config = {**config, **stage, "stage": stage.get("name")}
-    for who in ("weak", "ceiling", "supervisor"):
-        config.setdefault(who, config.get(f"{who}_key"))
+    config = dict(get("config") or {})  # w2s logs w2s.pipeline.store.stage_config
     summary = get("summary_metrics") if not isinstance(run, dict) else None
     summary = summary or get("summary") or {}
     summary = dict(getattr(summary, "_json_dict", summary))
     kind = config.get("kind") or get("job_type")
     if kind not in ("ground_truth",) + TRANSFER_KINDS or summary.get("test_accuracy") is None:
         return None
-    config.setdefault("stage_key", get("id"))
+    config.setdefault("key", get("id"))
     experiment = get("group") or config.get("experiment") or "wandb"
     return _record(experiment, config, summary, kind=kind)
 
