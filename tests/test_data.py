@@ -1,12 +1,9 @@
 import gzip
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
-import w2s
 from w2s.data import DATASETS, describe_datasets, load_dataset_rows, tokenize
 from w2s.spec import DataSpec, SpecError
 
@@ -206,9 +203,11 @@ def test_synthetic_uses_generator_defaults(monkeypatch):
         make = lambda split, n: [{"id": f"{split}-{i}", "txt": f"{split} {i}", "hard_label": i % 2} for i in range(n)]
         return {"train": make("train", n_train), "test": make("test", n_test)}
 
-    fake = types.SimpleNamespace(generate=generate, DEFAULT_N_TRAIN=30, DEFAULT_N_TEST=8)
-    monkeypatch.setitem(sys.modules, "w2s.synthetic", fake)
-    monkeypatch.setattr(w2s, "synthetic", fake, raising=False)
+    from w2s import synthetic
+
+    monkeypatch.setattr(synthetic, "generate", generate)
+    monkeypatch.setattr(synthetic, "DEFAULT_N_TRAIN", 30)
+    monkeypatch.setattr(synthetic, "DEFAULT_N_TEST", 8)
     s = load_dataset_rows(DataSpec(name="synthetic"), seed=5)
     assert calls == [(30, 8, 5)]
     assert (len(s.train_a), len(s.train_b), len(s.test)) == (15, 15, 8)

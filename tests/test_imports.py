@@ -4,6 +4,7 @@
 Each command runs in a fresh interpreter, so modules imported by other tests cannot hide an import.
 """
 
+import ast
 import os
 import subprocess
 import sys
@@ -56,3 +57,45 @@ def test_full_validate_of_the_quickstart_imports_no_heavy_library(tmp_path):
                           capture_output=True, text=True, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "valid (4 stages), runnable here" in proc.stdout
+
+
+def _w2s_imports(path: Path) -> set[str]:
+    """Every w2s module `path` imports, at the top or inside a function (not under TYPE_CHECKING).
+    Importing a.b.c also runs package a.b's __init__, so that counts as an import of a.b too."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(branch.test) for part in branch.body for node in ast.walk(part)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return {".".join(n.split(".")[:i]) for n in names if n.startswith("w2s") for i in range(2, n.count(".") + 2)}
+
+
+def test_no_import_cycle_between_modules():
+    """The layers import one way (spec -> data.registry; data, models, checks -> spec; pipeline -> all):
+    no chain of imports, lazy ones included, leads from a module back to itself. A module importing
+    the package it lives in (for a sibling) is not counted: its __init__ is the package's own."""
+    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (REPO / "w2s").rglob("*.py")}
+    graph = {m: {d for d in _w2s_imports(p) if d in modules and d != m and not m.startswith(d + ".")}
+             for m, p in modules.items()}
+    state = {}  # module -> "open" while on the current path, "done" after
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert len(graph) > 40 and graph["w2s.spec.datasets"] >= {"w2s.data.registry"}  # the graph was read

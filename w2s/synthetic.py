@@ -169,3 +169,9 @@ def generate(n_train: int, n_test: int, seed: int) -> dict[str, list[dict]]:
         out[split] = [{"id": f"{split}-{i}", "txt": _example(rng, y, samplers, heldout),
                        "hard_label": y} for i, y in enumerate(labels)]
     return out
+
+
+def load_rows(spec, seed: int) -> tuple[list[dict], list[dict]]:
+    """The dataset registry's loader (w2s/data/registry.py): (pool, test) rows for a DataSpec and seed."""
+    rows = generate(spec.n_train or DEFAULT_N_TRAIN, spec.n_test or DEFAULT_N_TEST, seed)
+    return rows["train"], rows["test"]

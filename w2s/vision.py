@@ -27,7 +27,7 @@ from PIL import Image
 from torch import nn
 
 from w2s.models import quiet_transformers
-from w2s.spec import first_line
+from w2s.errors import first_line
 
 ImageLike = Image.Image | str | os.PathLike
 Rows = list[dict]
@@ -50,7 +50,8 @@ def open_image(row: dict) -> Image.Image:
 
 
 # ---------------------------------------------------------------------------------------------
-# datasets: each loader returns (pool_rows, test_rows) with binary "hard_label"s
+# datasets: each loader returns (pool_rows, test_rows) with binary "hard_label"s; the dataset
+# registry (w2s/data/registry.py) names them
 
 
 def load_digits_rows() -> tuple[Rows, Rows]:
@@ -146,10 +147,18 @@ def _imagenet_animal(name: str, folder: Path) -> int:
     raise ValueError(f"ImageNet folder {folder}/{name}: class folders must be wnids like n01440764 (or indices 0..999)")
 
 
-# name -> loader; the descriptions live with the registry in w2s/data/registry.py
-IMAGE_DATASETS: dict[str, Callable[..., tuple[Rows, Rows]]] = {
-    "digits": load_digits_rows, "cifar10": load_cifar10_rows, "imagenet": load_imagenet_rows,
-}
+# the dataset registry's loaders (w2s/data/registry.py names them): (spec, seed) -> (pool, test).
+# The rows are fixed; the seed only splits them (w2s/data/splits.py).
+def digits_rows(spec, seed: int) -> tuple[Rows, Rows]:
+    return load_digits_rows()
+
+
+def cifar10_rows(spec, seed: int) -> tuple[Rows, Rows]:
+    return load_cifar10_rows()
+
+
+def imagenet_rows(spec, seed: int) -> tuple[Rows, Rows]:
+    return load_imagenet_rows(spec.data_dir)
 
 
 # ---------------------------------------------------------------------------------------------

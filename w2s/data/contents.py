@@ -7,10 +7,14 @@ import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from w2s import cache
 from w2s.data.registry import DATASETS
-from w2s.spec import DataSpec, SpecError, first_line
+from w2s.errors import SpecError, first_line
+
+if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
+    from w2s.spec import DataSpec
 
 
 def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from w2s.data.contents import file_digest, hub_revision
-from w2s.data.registry import DatasetInfo
-from w2s.spec import DataSpec, SpecError, first_line
+from w2s.data.registry import DatasetInfo, load_rows
+from w2s.errors import SpecError, first_line
+
+if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
+    from w2s.spec import DataSpec
 
 
 class Rows(list):
@@ -31,15 +35,11 @@ class Rows(list):
 
 def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
     """-> ({split name: datasets.Dataset or Rows}, pool split name, test split name or None)."""
-    if spec.name == "synthetic":
+    if info.loader is not None:
         if spec.data_files or spec.column_names:
-            raise SpecError(f"{key}.data_files: synthetic is generated; it takes no data_files or column_names")
-        from w2s import synthetic
-
-        n_train = spec.n_train or synthetic.DEFAULT_N_TRAIN
-        n_test = spec.n_test or synthetic.DEFAULT_N_TEST
-        rows = synthetic.generate(n_train, n_test, seed)
-        return {s: Rows(rows[s]) for s in ("train", "test")}, "train", "test"
+            raise SpecError(f"{key}.data_files: {spec.name} is generated; it takes no data_files or column_names")
+        pool, test = load_rows(info, spec, seed)
+        return {"train": Rows(pool), "test": Rows(test)}, "train", "test"
 
     if spec.data_files:
         pool_names = [info.pool, "train"]

@@ -1,12 +1,19 @@
-"""The dataset registry: each task's hub source, splits, columns and formatter (source row -> {"txt", "hard_label"})."""
+"""The dataset registry: each task's source (a hub path, or a loader that makes or reads the rows
+itself), splits, columns and formatter (source row -> {"txt", "hard_label"}). Reading goes by the
+entry, never by a dataset's name (w2s/data/files.py, splits.py).
+
+A table that imports nothing of w2s: the spec layer checks names against it, and loaders are named
+as "module:function" (resolved when rows are read), so neither torch nor an import cycle comes in."""
 
 from __future__ import annotations
 
+import importlib
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from w2s.spec import DataSpec
+if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
+    from w2s.spec import DataSpec
 
 Formatter = Callable[[dict, random.Random], dict]
 
@@ -23,6 +30,10 @@ class DatasetInfo:
     columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
     label_column: str | None = None  # a source column that must be binary (checked over the whole split)
     modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision.py)
+    # "module:function", called as function(spec, seed) -> (pool rows, test rows; [] for none): for
+    # generated and image datasets, which read no hub and no data_files. Image loaders ignore the seed
+    # (the rows are fixed; splitting is seeded) and run once per process.
+    loader: str | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -36,6 +47,12 @@ def register(name: str, description: str, **info) -> Callable[[Formatter], Forma
         return formatter
 
     return wrap
+
+
+def load_rows(info: DatasetInfo, spec: DataSpec, seed: int) -> tuple[list, list]:
+    """Call the entry's loader (imported only now: image loaders need torch and PIL)."""
+    module, _, function = info.loader.partition(":")
+    return getattr(importlib.import_module(module), function)(spec, seed)
 
 
 def describe_datasets() -> list[tuple[str, str]]:
@@ -109,7 +126,7 @@ def format_sst2(row: dict, rng: random.Random) -> dict:
 
 @register(
     "synthetic", "Generated mixed-review sentiment task (w2s/synthetic.py); offline, no files needed.",
-    columns=("txt", "hard_label"), label_column="hard_label",
+    columns=("txt", "hard_label"), label_column="hard_label", loader="w2s.synthetic:load_rows",
 )
 def format_synthetic(row: dict, rng: random.Random) -> dict:
     return {"txt": row["txt"], "hard_label": int(row["hard_label"])}
@@ -121,7 +138,8 @@ for _name, _description, _hub in (
     ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", "uoft-cs/cifar10"),
     ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?", None),
 ):
-    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, hub=_hub, modality="image")
+    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, hub=_hub, modality="image",
+                                  loader=f"w2s.vision:{_name}_rows")
 
 DATASETS["local"] = DatasetInfo(
     "local", "Your own files (data_files): text_columns joined by newlines, a binary label_column.", formatter=None

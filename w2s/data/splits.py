@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from w2s.data.contents import fingerprint
 from w2s.data.files import _check_columns, _read_splits
-from w2s.data.registry import DATASETS, Formatter, _local_formatter
-from w2s.spec import DataSpec, SpecError, first_line
+from w2s.data.registry import DATASETS, Formatter, _local_formatter, load_rows
+from w2s.errors import SpecError, first_line
+
+if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
+    from w2s.spec import DataSpec
 
 
 @dataclass
@@ -88,13 +91,7 @@ def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: s
     return pool_idx, test_idx, notes
 
 
-@functools.lru_cache(maxsize=4)
-def _image_rows(name: str, data_dir: str | None) -> tuple[list[dict], list[dict]]:
-    """(pool, test) rows of an image dataset, read once per process (every seed splits the same rows)."""
-    from w2s import vision
-
-    loader = vision.IMAGE_DATASETS[name]
-    return loader(data_dir) if name == "imagenet" else loader()
+_IMAGES: dict[tuple, tuple[list, list]] = {}  # (name, data_dir) -> (pool, test): every seed splits the same rows
 
 
 def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
@@ -103,7 +100,9 @@ def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
     if spec.data_files or spec.column_names:
         raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet takes data_dir")
     try:
-        pool, test = _image_rows(spec.name, spec.data_dir)
+        if (spec.name, spec.data_dir) not in _IMAGES:
+            _IMAGES[spec.name, spec.data_dir] = load_rows(DATASETS[spec.name], spec, seed)
+        pool, test = _IMAGES[spec.name, spec.data_dir]
     except ValueError as err:
         raise SpecError(f"{where}: {first_line(err)}") from None
     pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)

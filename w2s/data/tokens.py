@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from w2s.spec import SpecError
+from w2s.errors import SpecError
 
 
 class Tokenized(NamedTuple):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec
-from w2s.spec.errors import SpecError, first_line
+from w2s.errors import SpecError, first_line
 from w2s.spec.experiment import ExperimentSpec, TrackingSpec
 from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec
 from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, validate_spec

@@ -1,4 +1,5 @@
-"""`DataSpec`: one dataset of an experiment, checked against the dataset registry (`w2s.data`)."""
+"""`DataSpec`: one dataset of an experiment, checked against the dataset registry (`w2s.data.registry`,
+which imports nothing of the spec layer, so there is no cycle)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from w2s.data.registry import DATASETS
 from w2s.spec.base import Strict
 
 
@@ -34,8 +36,6 @@ class DataSpec(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-        from w2s.data import DATASETS
-
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
         return name
@@ -57,6 +57,4 @@ class DataSpec(Strict):
 
     @property
     def is_image(self) -> bool:
-        from w2s.data import DATASETS
-
         return DATASETS[self.name].modality == "image"

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from w2s.spec.errors import SpecError
+from w2s.errors import SpecError
 from w2s.spec.experiment import ExperimentSpec
 from w2s.spec.loss_specs import _LOSS_CLASSES, XentLoss
 

@@ -1,6 +1,11 @@
-"""Errors in user input: `SpecError`, shown by the CLI as one line, and `first_line` to make one."""
+"""Errors in user input: `SpecError`, shown by the CLI as one line, and `first_line` to make one.
+
+A module of its own, importing nothing: every layer raises it (spec, data, models, checks) without
+depending on another layer for it. `w2s.spec` re-exports both names.
+"""
 
 from __future__ import annotations
+
 
 class SpecError(ValueError):
     """A problem with the user's input; the CLI prints it as one line and exits with code 2."""
