@@ -8,7 +8,7 @@ import torch
 from accelerate.utils import set_seed
 
 from tests.conftest import offline_runs, tiny_spec, write_spec
-from w2s import features as features_mod
+from w2s import activations
 from w2s import probes
 from w2s.cli import main
 from w2s.data import load_dataset_rows, tokenize
@@ -55,7 +55,7 @@ def test_linear_probes_share_one_features_stage_per_model(tmp_path):
     # the cached vectors are the classifier's own pooled last layer, computed directly here
     spec_obj = validate_spec(spec)
     big = next(f for f in feature_folders if "tiny-24" in f.name)
-    cached = features_mod.read(big)
+    cached = activations.read(big)
     set_seed(0)
     model = load_classifier(spec_obj.models[1]).eval()
     test_rows = load_dataset_rows(spec_obj.datasets[0], 0).test
@@ -95,7 +95,7 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
             p = json.loads(line)
             if p["split"] == "train_b":
                 weak[p["id"]] = (p["p_pos"], p["hard_label"])
-        cached = features_mod.read(feature_folder)["train_b"]
+        cached = activations.read(feature_folder)["train_b"]
         weak_p = np.array([weak[i][0] for i in cached.ids], dtype=np.float32)
         truth = np.array([weak[i][1] for i in cached.ids])
         cleaned = probes.clean_labels(cached.array, weak_p, probe["method"], probe["mode"], k=probe["k"],

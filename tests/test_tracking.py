@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import offline_runs, tiny_spec, write_spec
-from w2s import features, tracking
+from w2s import activations, tracking
 from w2s.plan import plan
 from w2s.run import run_experiment
 from w2s.spec import validate_spec
@@ -202,8 +202,8 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
     for folder in (tmp_path / "one" / "tiny" / "stages").iterdir():
         twin = tmp_path / "two" / "tiny" / "stages" / folder.name
         if folder.name.startswith("features__"):  # every example's vector once, equal to one process's
-            one_f, two_f = features.read(folder), features.read(twin)
-            for split in features.SPLITS:
+            one_f, two_f = activations.read(folder), activations.read(twin)
+            for split in activations.SPLITS:
                 assert one_f[split].ids == two_f[split].ids
                 np.testing.assert_allclose(one_f[split].array, two_f[split].array, rtol=1e-4, atol=1e-5)
             continue

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import write_spec
-from w2s import features as features_mod
+from w2s import activations
 from w2s.cli import main
 from w2s.report import build_report, load_records
 from w2s.results import pgr
@@ -58,7 +58,7 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
     features = {json.loads((f / "config.json").read_text())["model"]["label"]: f
                 for f in (root / "stages").glob("features__*")}
     assert sorted(features) == ["vit-128", "vit-32"]
-    cached = features_mod.read(features["vit-128"])
+    cached = activations.read(features["vit-128"])
     assert cached["test"].array.shape == (359, 128) and len(cached["train_a"].ids) == len(cached["train_b"].ids) == 719
 
     # the student trained on the weak model's labels of half B, and PGR is computed from the three accuracies

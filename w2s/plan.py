@@ -69,8 +69,8 @@ class Stage:
     weak_truth: Stage | None = None  # transfers: ground-truth stage of the original weak model (PGR baseline)
     ceiling_truth: Stage | None = None  # transfers: ground-truth stage of this stage's model (PGR ceiling)
     chain: tuple[str, ...] = ()  # model labels from the original weak model to this one
-    features: Stage | None = None  # cached activations this stage trains a linear probe on
-    probe_features: Stage | None = None  # activations the loss's label probe is fitted on
+    activations: Stage | None = None  # the features stage whose activations this stage trains a linear probe on
+    probe_activations: Stage | None = None  # the features stage the loss's label probe is fitted on
     base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
     layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
 
@@ -87,7 +87,7 @@ class Stage:
     @property
     def requires(self) -> list[Stage]:
         """Stages that must be finished before this one can run."""
-        deps = (self.supervisor, self.features, self.probe_features, self.base)
+        deps = (self.supervisor, self.activations, self.probe_activations, self.base)
         return [s for s in deps if s is not None]
 
     @property
@@ -137,7 +137,7 @@ def _loss_identity(loss) -> dict:
 
 
 def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
-    """Linear probes, and every model on an image dataset, train a head on cached features."""
+    """Linear probes, and every model on an image dataset, train a head on cached activations."""
     return model.linear_probe or dataset.is_image
 
 
@@ -249,10 +249,10 @@ class _Planner:
         return self._add(identity, "features", model, settings, base=base, layer=layer)
 
     def _inputs(self, model: ModelSpec) -> dict[str, Stage | None]:
-        """What a classifier stage starts from: finetuned weights, cached features."""
+        """What a classifier stage starts from (as Stage fields): finetuned weights, cached activations."""
         base = self.lm_finetune(model)
-        features = self.features(model, "last") if uses_features(model, self.dataset) else None
-        return {"base": base, "features": features}
+        activations = self.features(model, "last") if uses_features(model, self.dataset) else None
+        return {"base": base, "activations": activations}
 
     def ground_truth(self, model: ModelSpec) -> Stage:
         settings = resolve_settings(self.spec, model, transfer=False)
@@ -263,15 +263,18 @@ class _Planner:
     def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
         model = self.spec.model(strong)
         settings = resolve_settings(self.spec, model, transfer=True)
-        probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
-        inputs = self._inputs(model)
+        probe_activations = self.features(model, loss.probe.layer) if loss.probe is not None else None
+        inputs = {**self._inputs(model), "probe_activations": probe_activations}
         identity = {**self._common("transfer", model, settings), "loss": _loss_identity(loss),
-                    "supervisor": supervisor.key, **_keys({"probe_features": probe_features, **inputs})}
+                    "supervisor": supervisor.key, **_keys(inputs)}
         return self._add(identity, kind, model, settings, loss=loss, supervisor=supervisor,
-                         weak_truth=supervisor.weak, ceiling_truth=self.truth[strong], chain=chain,
-                         probe_features=probe_features, **inputs)
+                         weak_truth=supervisor.weak, ceiling_truth=self.truth[strong], chain=chain, **inputs)
+
+
+# Stage fields -> the names stage identities give them (older names, kept: renaming changes every key)
+_IDENTITY_NAMES = {"activations": "features", "probe_activations": "probe_features"}
 
 
 def _keys(stages: dict[str, Stage | None]) -> dict[str, str | None]:
-    """The keys of the stages a stage reads, as its identity names them."""
-    return {name: stage.key if stage is not None else None for name, stage in stages.items()}
+    """The keys of the stages a stage reads (Stage field -> stage), as its identity names them."""
+    return {_IDENTITY_NAMES.get(field, field): s.key if s is not None else None for field, s in stages.items()}

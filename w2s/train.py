@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -23,62 +22,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from w2s.batches import Batches
 from w2s.losses import LossFn
 from w2s.plan import TrainSettings
 from w2s.spec import SpecError
-
-
-@dataclass
-class Encoded:
-    """A tokenized split: token ids per example and (soft) labels as class probabilities (n, 2)."""
-
-    ids: list[str]
-    input_ids: list[list[int]]
-    labels: np.ndarray  # float32 (n, 2)
-    pad_token_id: int
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def lengths(self) -> np.ndarray:
-        return np.array([len(x) for x in self.input_ids])
-
-    def collate(self, indices: list[int]) -> dict:
-        """Right-padded ids and mask under "inputs" (the model's keyword arguments), labels, row indices."""
-        seqs = [self.input_ids[i] for i in indices]
-        width = max(map(len, seqs))
-        input_ids = np.full((len(seqs), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(seqs), width), dtype=np.int64)
-        for row, seq in enumerate(seqs):
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        return {
-            "inputs": {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)},
-            "labels": torch.from_numpy(self.labels[indices]),
-            "index": torch.tensor(indices),
-        }
-
-
-@dataclass
-class Features:
-    """Cached activations per example (n, d) with labels: what a linear probe trains on."""
-
-    ids: list[str]
-    features: np.ndarray  # float32 (n, d)
-    labels: np.ndarray  # float32 (n, 2)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def lengths(self) -> np.ndarray:
-        return np.ones(len(self), dtype=np.int64)
-
-    def collate(self, indices: list[int]) -> dict:
-        return {
-            "inputs": {"features": torch.from_numpy(self.features[indices])},
-            "labels": torch.from_numpy(self.labels[indices]),
-            "index": torch.tensor(indices),
-        }
 
 
 # an objective turns (model, batch, share of training done) into (loss, logits or None); logits feed
@@ -171,7 +118,7 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
 
 def train(
     model: torch.nn.Module,
-    data: Encoded | Features,
+    data: Batches,
     objective: Objective,
     settings: TrainSettings,
     seed: int,
@@ -235,7 +182,7 @@ def train(
 
 
 @torch.no_grad()
-def batch_outputs(fn: Callable[[dict], torch.Tensor], data, accelerator: Accelerator, batch_size: int,
+def batch_outputs(fn: Callable[[dict], torch.Tensor], data: Batches, accelerator: Accelerator, batch_size: int,
                   desc: str) -> np.ndarray:
     """`fn(inputs) -> (b, d)` over every example of `data`, as an (n, d) float32 array on every process.
 
@@ -260,7 +207,7 @@ def batch_outputs(fn: Callable[[dict], torch.Tensor], data, accelerator: Acceler
     return result
 
 
-def predict(model, data, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
+def predict(model, data: Batches, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
     """Positive-class probability for every example, each counted once across processes."""
     model.eval()
     probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1)[:, 1:], data, accelerator,

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from w2s import data as data_mod
-from w2s import features as features_mod
+from w2s import activations
 from w2s import probes
 from w2s.models import load_tokenizer
 from w2s.pipeline.store import finished_folder, read_predictions
 from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
-from w2s.train import Encoded
+from w2s.batches import Encoded
 
 def encode(rows: list[dict], stage: Stage, labels: np.ndarray, note: list[str], split: str) -> tuple[Encoded, list[dict]]:
     tokenizer = load_tokenizer(stage.model)
@@ -47,11 +47,11 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     """Relabel or filter half B with a probe on the strong model's activations; score it against the
     ground truth, which only the toolkit sees (the student trains on the cleaned weak labels)."""
     probe = stage.loss.probe
-    cached = features_mod.read(finished_folder(root, stage.probe_features))["train_b"]
+    cached = activations.read(finished_folder(root, stage.probe_activations))["train_b"]
     data, rows = cached.select(rows, labels)
     weak_p = data.labels[:, 1]
     try:
-        cleaned = probes.clean_labels(data.features, weak_p, probe.method, probe.mode, k=probe.k,
+        cleaned = probes.clean_labels(data.array, weak_p, probe.method, probe.mode, k=probe.k,
                                       contamination=probe.contamination, seed=stage.seed)
     except ValueError as err:  # e.g. fewer rows in half B than neighbours asked for
         raise SpecError(f"{stage.name}: probe: {err}") from None

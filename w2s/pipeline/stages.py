@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from w2s import data as data_mod
-from w2s import features as features_mod
+from w2s import activations
 from w2s import generative
 from w2s.losses import Xent, build_loss
 from w2s.models import ProbeHead, count_parameters, load_classifier, resolve_layer
@@ -54,7 +54,7 @@ class StageJob:
 
 
 class ClassifierStage:
-    """Train the classifier (or, on cached features, its head) and predict half B and test."""
+    """Train the classifier (or, on cached activations, its head) and predict half B and test."""
 
     train_split: str  # which half of the training pool it trains on
 
@@ -67,13 +67,13 @@ class ClassifierStage:
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         notes: list[str] = []
         train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
-        if stage.features is not None:  # a linear probe: the head alone, on the cached features
-            features_folder = finished_folder(root, stage.features)
-            cached = features_mod.read(features_folder)
+        if stage.activations is not None:  # a linear probe: the head alone, on cached activations
+            features_folder = finished_folder(root, stage.activations)
+            cached = activations.read(features_folder)
             train_data, _ = cached[self.train_split].select(train_rows, train_labels)
             b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b))
             test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test))
-            model = ProbeHead(test_data.features.shape[1])
+            model = ProbeHead(test_data.array.shape[1])
             network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
             sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
         else:
@@ -138,7 +138,7 @@ class Transfer(ClassifierStage):
 
 
 class Features:
-    """Pooled activations of the frozen model for every split, written to features.npz."""
+    """The `features` stage: pooled activations of the frozen model for every split, in features.npz."""
 
     def run(self, job: StageJob) -> Output:
         stage, root = job.stage, job.root
@@ -161,9 +161,8 @@ class Features:
             sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
             layer = None
             for name, rows in split_rows.items():
-                arrays[name] = features_mod.SplitFeatures(
-                    [r["id"] for r in rows],
-                    features_mod.image_features(encoder, rows, accelerator, batch, f"features {name}"),
+                arrays[name] = activations.SplitActivations(
+                    [r["id"] for r in rows], activations.of_images(encoder, rows, accelerator, batch, f"features {name}"),
                 )
         else:
             model = load_classifier(stage.model, key=key, weights_from=base_weights(root, stage))
@@ -171,12 +170,12 @@ class Features:
             layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
             for name, rows in split_rows.items():
                 data, _ = encode(rows, stage, one_hot(rows), notes, name)
-                array = features_mod.text_features(model, data, layer, accelerator, batch, f"features {name}")
-                arrays[name] = features_mod.SplitFeatures(data.ids, array)
+                array = activations.of_text(model, data, layer, accelerator, batch, f"features {name}")
+                arrays[name] = activations.SplitActivations(data.ids, array)
         job.echo_notes(notes)
         if not job.writes:
             return None, None
-        features_mod.write(job.folder, arrays)
+        activations.write(job.folder, arrays)
         counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
         metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
                    "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}

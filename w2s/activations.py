@@ -1,11 +1,11 @@
-"""Cached features: a model's pooled activations of every split, computed once per stage graph.
+"""Cached activations: a model's pooled hidden states of every split, computed once per stage graph.
 
 A `features` stage runs a frozen model (pretrained, or generatively finetuned) over halves A and B
 and the test split and stores one vector per example in `features.npz`. Every stage that needs
 them reads that file instead of running the model again:
 
 - linear probes (`linear_probe: true`, and every model on an image dataset) train only a head on
-  the last layer's features, so a sweep over losses, pairs and rounds costs one forward pass per
+  the last layer's activations, so a sweep over losses, pairs and rounds costs one forward pass per
   model and split instead of one per epoch per stage;
 - label probes (`probe:` on a loss) fit kNN / logistic regression / TopoCC on a chosen layer.
 
@@ -21,28 +21,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from w2s.train import Features, batch_outputs
+from w2s.batches import Activations, Encoded, ImageRows
+from w2s.train import batch_outputs
 
 SPLITS = ("train_a", "train_b", "test")
 FILE = "features.npz"
 
 
 @dataclass
-class SplitFeatures:
+class SplitActivations:
+    """One split's activations as stored: row ids and an (n, d) array."""
+
     ids: list[str]
     array: np.ndarray  # float32 (n, d)
 
-    def select(self, rows: list[dict], labels: np.ndarray) -> tuple[Features, list[dict]]:
-        """The features of `rows` (in their order) with their labels, and the rows kept: rows without
-        features (a text the features stage dropped as too long) are left out."""
+    def select(self, rows: list[dict], labels: np.ndarray) -> tuple[Activations, list[dict]]:
+        """The activations of `rows` (in their order) with their labels, and the rows kept: rows
+        without activations (a text the features stage dropped as too long) are left out."""
         index = {id_: i for i, id_ in enumerate(self.ids)}
         kept = [j for j, r in enumerate(rows) if r["id"] in index]
         kept_rows = [rows[j] for j in kept]
         array = self.array[[index[r["id"]] for r in kept_rows]] if kept_rows else self.array[:0]
-        return Features([r["id"] for r in kept_rows], array, labels[kept]), kept_rows
+        return Activations([r["id"] for r in kept_rows], array, labels[kept]), kept_rows
 
 
-def write(folder: Path, splits: dict[str, SplitFeatures]) -> None:
+def write(folder: Path, splits: dict[str, SplitActivations]) -> None:
     arrays = {}
     for name, split in splits.items():
         arrays[name] = split.array.astype(np.float32)
@@ -50,30 +53,13 @@ def write(folder: Path, splits: dict[str, SplitFeatures]) -> None:
     np.savez(folder / FILE, **arrays)
 
 
-def read(folder: Path) -> dict[str, SplitFeatures]:
+def read(folder: Path) -> dict[str, SplitActivations]:
     with np.load(folder / FILE) as data:
-        return {name: SplitFeatures(data[f"{name}_ids"].tolist(), data[name]) for name in SPLITS}
+        return {name: SplitActivations(data[f"{name}_ids"].tolist(), data[name]) for name in SPLITS}
 
 
-class _Images:
-    """Image rows in the shape `batch_outputs` expects: lengths and a collate of their images (PIL
-    images or file paths: the encoder opens and converts them itself)."""
-
-    def __init__(self, rows: list[dict]):
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def lengths(self) -> np.ndarray:
-        return np.ones(len(self.rows), dtype=np.int64)
-
-    def collate(self, indices: list[int]) -> dict:
-        return {"inputs": {"images": [self.rows[i]["image"] for i in indices]}, "index": torch.tensor(indices)}
-
-
-def text_features(model, data, layer: int | None, accelerator, batch_size: int, desc: str) -> np.ndarray:
-    """Pooled hidden states of a `Classifier`'s backbone at `layer` (None: the last) for `data` (Encoded)."""
+def of_text(model, data: Encoded, layer: int | None, accelerator, batch_size: int, desc: str) -> np.ndarray:
+    """Pooled hidden states of a `Classifier`'s backbone at `layer` (None: the last) for `data`."""
     model.to(accelerator.device).eval()
 
     def pooled(inputs: dict) -> torch.Tensor:
@@ -84,7 +70,7 @@ def text_features(model, data, layer: int | None, accelerator, batch_size: int, 
         return batch_outputs(pooled, data, accelerator, batch_size, desc)
 
 
-def image_features(encoder, rows: list[dict], accelerator, batch_size: int, desc: str) -> np.ndarray:
+def of_images(encoder, rows: list[dict], accelerator, batch_size: int, desc: str) -> np.ndarray:
     """Embeddings of an image encoder (w2s/vision.py) for image rows."""
     encoder.to(accelerator.device)
 
@@ -94,4 +80,4 @@ def image_features(encoder, rows: list[dict], accelerator, batch_size: int, desc
             return encoder.embed(images, batch_size=len(images)).to(accelerator.device)
 
     with torch.no_grad():
-        return batch_outputs(embed, _Images(rows), accelerator, batch_size, desc)
+        return batch_outputs(embed, ImageRows(rows), accelerator, batch_size, desc)
