@@ -302,7 +302,8 @@ def wandb_state(root: Path) -> dict:
     """W&B offline runs of a finished folder: stages with a complete run, and whether the summary run is there.
     (Runs of killed processes stay incomplete; a rerun makes a new one.)"""
     try:
-        from w2s.tracking import read_offline_run
+        sys.path.insert(0, str(REPO))  # the reader lives with the tests
+        from tests.wandb_offline import read_offline_run
     except Exception as err:  # informational only
         return {"error": str(err)}
     runs = []

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from transformers import GPT2Config
 
-from w2s.tracking import read_offline_run
+from tests.wandb_offline import read_offline_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

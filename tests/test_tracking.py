@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import offline_runs, tiny_spec, write_spec
+from tests.wandb_offline import read_offline_run
 from w2s import activations, tracking
 from w2s.plan import plan
 from w2s.run import run_experiment
@@ -89,7 +90,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
     summary = next(r for r in runs if r["job_type"] == "summary")
     assert summary["group"] == "tiny" and summary["summary"]["n_stages"] == len(rows)
     table_ref = summary["summary"]["pgr_table"]
-    run_dir = next(d for d in (root / "wandb").glob("offline-run-*") if tracking.read_offline_run(d)["job_type"] == "summary")
+    run_dir = next(d for d in (root / "wandb").glob("offline-run-*") if read_offline_run(d)["job_type"] == "summary")
     table = json.loads((run_dir / "files" / table_ref["path"]).read_text())
     assert len(table["data"]) == len(rows) and "pgr" in table["columns"]
     for loss in ("xent", "logconf"):
