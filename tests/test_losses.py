@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from w2s.losses import KL, LOSSES, Entropy, Logconf, Product, Window, Xent, build_loss
-from w2s.spec import CustomLoss, LogconfLoss, LossSpec, SpecError, WindowLoss, validate_spec
+from w2s.spec import CustomLoss, LogconfLoss, LossSpec, ProductLoss, SpecError, WindowLoss, loss_label, validate_spec
 
 LOG_S1 = math.log(1 / (1 + math.exp(-1)))  # log sigmoid(1)  = -0.31326
 LOG_S_1 = math.log(1 / (1 + math.exp(1)))  # log sigmoid(-1) = -1.31326
@@ -55,6 +55,43 @@ def test_product_reweights_by_student_confidence():
     loss = Product(alpha=1, beta=1, warmup_frac=0.1)(LOGITS[:1], WEAK[:1], 0.5)
     assert loss.item() == pytest.approx(-(t0 * LOG_S_1 + t1 * LOG_S1), abs=1e-5)
     assert loss.item() == pytest.approx(0.39747, abs=1e-4)
+
+
+def _logconf_by_hand(a: float) -> float:
+    """The batch above with mixing weight a: example 1 hardened to positive, example 2 to negative."""
+    t1 = [(1 - a) * 0.2, (1 - a) * 0.8 + a]  # [p_neg, p_pos]
+    t2 = [(1 - a) * 0.6 + a, (1 - a) * 0.4]
+    return (-(t1[0] * LOG_S_1 + t1[1] * LOG_S1) - (t2[0] * LOG_S1 + t2[1] * LOG_S_1)) / 2
+
+
+def test_logconf_reference_schedule_is_openais():
+    """weak_to_strong/loss.py: coef = aux_coef * step_frac while step_frac <= warmup_frac, then aux_coef."""
+    spec = LogconfLoss(schedule="reference")
+    assert spec.warmup_frac == 0.1 and LogconfLoss(schedule="reference", warmup_frac=0.3).warmup_frac == 0.3
+    loss = build_loss(spec)
+    assert [loss.coef(f) for f in (0.0, 0.05, 0.1, 0.1001, 0.9)] == pytest.approx([0.0, 0.025, 0.05, 0.5, 0.5])
+    for step_frac, a in ((0.05, 0.025), (0.1, 0.05), (0.5, 0.5)):
+        assert loss(LOGITS, WEAK, step_frac).item() == pytest.approx(_logconf_by_hand(a), abs=1e-5)
+    # the w2s schedule at the same moments: a linear ramp to 0.5 over 0.2 of training
+    w2s = build_loss(LogconfLoss())
+    for step_frac, a in ((0.05, 0.125), (0.1, 0.25), (0.5, 0.5)):
+        assert w2s(LOGITS, WEAK, step_frac).item() == pytest.approx(_logconf_by_hand(a), abs=1e-5)
+
+
+def test_product_reference_schedule_has_no_warmup():
+    p0, p1 = 0.2 * math.exp(LOG_S_1), 0.8 * math.exp(LOG_S1)
+    product = -(p0 * LOG_S_1 + p1 * LOG_S1) / (p0 + p1)
+    plain = -(0.2 * LOG_S_1 + 0.8 * LOG_S1)
+    reference, w2s = build_loss(ProductLoss(schedule="reference")), build_loss(ProductLoss())
+    assert reference(LOGITS[:1], WEAK[:1], 0.0).item() == pytest.approx(product, abs=1e-5)  # from the first step
+    assert w2s(LOGITS[:1], WEAK[:1], 0.0).item() == pytest.approx(plain, abs=1e-5)  # cross-entropy until 0.1
+    assert w2s(LOGITS[:1], WEAK[:1], 0.1).item() == pytest.approx(product, abs=1e-5)
+
+
+def test_reference_schedules_are_named_apart():
+    spec = validate_spec({"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}],
+                          "losses": [{"name": "logconf"}, {"name": "logconf", "schedule": "reference"}]})
+    assert [loss_label(loss) for loss in spec.losses] == ["logconf", "logconf-reference"]
 
 
 def test_build_loss_from_spec_and_custom_path():

@@ -46,14 +46,19 @@ class Logconf:
     The target mixes the weak labels with the student's own hardened predictions:
     (1 - a) * weak + a * hard(student). Hardening thresholds the student's positive-class
     probability so that the share of positives in the batch matches the weak labels' prior,
-    which stops the student from collapsing onto one class. `a` rises linearly from 0 to
-    `aux_coef` over the first `warmup_frac` of training, as in the paper.
+    which stops the student from collapsing onto one class.
+
+    `schedule="w2s"`: `a` rises linearly from 0 to `aux_coef` over the first `warmup_frac` of
+    training. `schedule="reference"`: OpenAI's weak_to_strong/loss.py, `a = aux_coef * step_frac`
+    while step_frac <= warmup_frac, then `aux_coef` (a jump from aux_coef * warmup_frac).
     """
 
-    def __init__(self, aux_coef: float = 0.5, warmup_frac: float = 0.2):
-        self.aux_coef, self.warmup_frac = aux_coef, warmup_frac
+    def __init__(self, aux_coef: float = 0.5, warmup_frac: float = 0.2, schedule: str = "w2s"):
+        self.aux_coef, self.warmup_frac, self.schedule = aux_coef, warmup_frac, schedule
 
     def coef(self, step_frac: float) -> float:
+        if self.schedule == "reference":
+            return self.aux_coef * (step_frac if step_frac <= self.warmup_frac else 1.0)
         ramp = 1.0 if self.warmup_frac == 0 else min(1.0, step_frac / self.warmup_frac)
         return self.aux_coef * ramp
 
@@ -71,16 +76,18 @@ class Logconf:
 class Product:
     """Cross-entropy against weak^alpha * student^beta, renormalised per example.
 
-    The student down-weights weak labels it confidently disagrees with. Before `warmup_frac`
-    of training the student's predictions are near-uniform noise, so plain cross-entropy is used.
+    The student down-weights weak labels it confidently disagrees with. `schedule="w2s"`: before
+    `warmup_frac` of training the student's predictions are near-uniform noise, so plain
+    cross-entropy is used. `schedule="reference"`: the product from the first step, as OpenAI's
+    weak_to_strong/loss.py (which takes a warmup_frac and never uses it).
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, warmup_frac: float = 0.1):
-        self.alpha, self.beta, self.warmup_frac = alpha, beta, warmup_frac
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, warmup_frac: float = 0.1, schedule: str = "w2s"):
+        self.alpha, self.beta, self.warmup_frac, self.schedule = alpha, beta, warmup_frac, schedule
 
     def __call__(self, logits, soft_labels, step_frac):
         weak = soft_labels.float()
-        if step_frac < self.warmup_frac:
+        if self.schedule == "w2s" and step_frac < self.warmup_frac:
             return soft_cross_entropy(logits, weak)
         student = torch.softmax(logits.detach().float(), dim=-1)
         target = weak.pow(self.alpha) * student.pow(self.beta)

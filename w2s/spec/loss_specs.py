@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from w2s.spec.base import Strict
 
@@ -44,10 +44,28 @@ class _ConfidenceLoss(_Loss):
     warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
+# `schedule: reference` reproduces OpenAI's weak_to_strong/loss.py exactly (README, "Losses and the reference")
+Schedule = Literal["w2s", "reference"]
+
+
 class LogconfLoss(_ConfidenceLoss):
     """Auxiliary confidence loss (Burns et al. 2023, sec. 4.3.2)."""
 
     name: Literal["logconf"] = "logconf"
+    schedule: Schedule = Field(
+        "w2s", description="w2s: the weight rises linearly to aux_coef over warmup_frac (default 0.2). reference: "
+                           "aux_coef x step_frac until warmup_frac (default 0.1), then aux_coef, as OpenAI's code."
+    )
+    warmup_frac: float = Field(0.2, ge=0, le=1,
+                               description="Warm-up share of training; default 0.2 (w2s schedule) or 0.1 (reference).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_warmup(cls, data: Any) -> Any:
+        """The reference's default warm-up is 0.1: `schedule: reference` alone reproduces it."""
+        if isinstance(data, dict) and data.get("schedule") == "reference" and "warmup_frac" not in data:
+            return {**data, "warmup_frac": 0.1}
+        return data
 
 
 class ProductLoss(_Loss):
@@ -56,7 +74,10 @@ class ProductLoss(_Loss):
     name: Literal["product"] = "product"
     alpha: float = Field(1.0, ge=0)
     beta: float = Field(1.0, ge=0)
-    warmup_frac: float = Field(0.1, ge=0, le=1, description="Plain cross-entropy before this share of training.")
+    warmup_frac: float = Field(0.1, ge=0, le=1, description="w2s schedule: plain cross-entropy before this share of "
+                                                            "training. The reference defines it and never uses it.")
+    schedule: Schedule = Field("w2s", description="w2s: cross-entropy until warmup_frac, then the product. "
+                                                  "reference: the product from the first step, as OpenAI's code.")
 
 
 class WindowLoss(_Loss):
@@ -110,11 +131,14 @@ def describe_losses() -> list[tuple[str, str]]:
 
 
 def loss_label(loss: BaseModel | dict) -> str:
-    """E.g. `xent`, `MyLoss` (custom), `xent+knn_relabel` (with a probe); also from a dumped loss dict
-    (stage configs, W&B), so reports label stages exactly as runs do."""
+    """E.g. `xent`, `MyLoss` (custom), `logconf-reference` (the reference schedule), `xent+knn_relabel`
+    (with a probe); also from a dumped loss dict (stage configs, W&B), so reports label stages exactly
+    as runs do."""
     fields = loss if isinstance(loss, dict) else loss.model_dump()
     if fields.get("label"):
         return fields["label"]
     name = fields["path"].split(":")[-1] if fields["name"] == "custom" and fields.get("path") else fields["name"]
+    if fields.get("schedule") == "reference":
+        name += "-reference"
     probe = fields.get("probe")
     return f"{name}+{probe['method']}_{probe['mode']}" if probe else name
