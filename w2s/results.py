@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe_label_accuracy")
+# over-long examples of the stage's splits: shortened (to max_ctx), dropped (ctx_policy: drop), and
+# shortened with the decisive part itself cut (w2s/data/tokens.py); linear probes count in their features stage
+LENGTH_METRICS = ("shortened", "dropped", "decisive_cut")
 MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
 
 
@@ -69,6 +72,7 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         "n_test": metrics["n_test"],
         "non_embedding_parameters": metrics["non_embedding_parameters"],
         "train_seconds": metrics["train_seconds"],
+        **{k: metrics.get(k) for k in LENGTH_METRICS},
     }
     if stage.kind == "ground_truth":
         return row

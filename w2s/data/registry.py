@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
     from w2s.spec import DataSpec
 
+# source row + rng -> {"txt", "hard_label"} and, where the text ends in what decides the label,
+# "decisive": that suffix of "txt" (kept whole when the text is shortened to max_ctx)
 Formatter = Callable[[dict, random.Random], dict]
 
 
@@ -34,6 +36,7 @@ class DatasetInfo:
     # generated and image datasets, which read no hub and no data_files. Image loaders ignore the seed
     # (the rows are fixed; splitting is seeded) and run once per process.
     loader: str | None = None
+    truncate: str = "right"  # which side of a too-long text (before its decisive part) is cut by default
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -74,7 +77,8 @@ def format_sciq(row: dict, rng: random.Random) -> dict:
     label = int(rng.random() < 0.5)
     distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
     answer = row["correct_answer"] if label else rng.choice(distractors)
-    return {"txt": f"Q: {row['question']} A: {answer}", "hard_label": label}
+    decisive = f" A: {answer}"
+    return {"txt": f"Q: {row['question']}{decisive}", "hard_label": label, "decisive": decisive}
 
 
 @register(
@@ -82,7 +86,8 @@ def format_sciq(row: dict, rng: random.Random) -> dict:
     hub="google/boolq", test="validation", columns=("passage", "question", "answer"), label_column="answer",
 )
 def format_boolq(row: dict, rng: random.Random) -> dict:
-    return {"txt": f"Passage: {row['passage']}\nQuestion: {row['question']}", "hard_label": int(row["answer"])}
+    decisive = f"\nQuestion: {row['question']}"
+    return {"txt": f"Passage: {row['passage']}{decisive}", "hard_label": int(row["answer"]), "decisive": decisive}
 
 
 @register(
@@ -96,7 +101,8 @@ def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
     # "None of the above" as the right answer would make a shown wrong answer "correct": always a negative
     label = 0 if "None of the above choices ." in true_answer else int(rng.random() < 0.5)
     answer = true_answer if label else rng.choice([a for a in candidates if a != true_answer])
-    return {"txt": f"Context: {row['context']}\nQuestion: {row['question']}\nAnswer: {answer}", "hard_label": label}
+    decisive = f"\nQuestion: {row['question']}\nAnswer: {answer}"
+    return {"txt": f"Context: {row['context']}{decisive}", "hard_label": label, "decisive": decisive}
 
 
 @register(
@@ -109,11 +115,15 @@ def format_amazon_polarity(row: dict, rng: random.Random) -> dict:
 
 @register(
     "anthropic_hh", "Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?",
-    hub="Anthropic/hh-rlhf", columns=("chosen", "rejected"),
+    hub="Anthropic/hh-rlhf", columns=("chosen", "rejected"), truncate="left",
 )
 def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
+    # chosen and rejected share the history and differ in the last assistant turn: that turn decides,
+    # and a long history is cut from its start (truncate: left), keeping the turns nearest the answer
     label = int(rng.random() < 0.5)
-    return {"txt": row["chosen"] if label else row["rejected"], "hard_label": label}
+    text = row["chosen"] if label else row["rejected"]
+    last_turn = text.rfind("\n\nAssistant:")
+    return {"txt": text, "hard_label": label, "decisive": text[last_turn:] if last_turn >= 0 else ""}
 
 
 @register(

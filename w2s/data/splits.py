@@ -121,5 +121,11 @@ def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int
             raise SpecError(f"{where}: cannot format row {split}-{i}: {type(err).__name__}: {err}") from None
         if out["hard_label"] not in (0, 1):
             raise SpecError(f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be 0 or 1")
-        rows.append({"id": f"{split}-{i}", "txt": out["txt"], "hard_label": int(out["hard_label"])})
+        row = {"id": f"{split}-{i}", "txt": out["txt"], "hard_label": int(out["hard_label"])}
+        decisive = out.get("decisive")
+        if decisive:  # tokenization keeps this suffix of the text whole (w2s/data/tokens.py)
+            if not out["txt"].endswith(decisive):
+                raise ValueError(f"{where}: the formatter's decisive part must end its text (row {split}-{i})")
+            row["keep_chars"] = len(decisive)
+        rows.append(row)
     return rows

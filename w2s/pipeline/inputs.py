@@ -16,18 +16,37 @@ from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.batches import Encoded
 
-def encode(rows: list[dict], stage: Stage, labels: np.ndarray, note: list[str], split: str) -> tuple[Encoded, list[dict]]:
+class LengthLog:
+    """What tokenization did to a stage's over-long examples, per split: a note for the log, and
+    counts for metrics.json, W&B and the report (`shortened`, `dropped`, `decisive_cut`)."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def record(self, split: str, n_rows: int, result: data_mod.Tokenized, max_ctx: int) -> None:
+        counts = {"shortened": result.n_shortened, "dropped": result.n_dropped, "decisive_cut": result.n_decisive_cut}
+        self.counts[split] = counts
+        if result.n_dropped:
+            self.notes.append(f"{split}: dropped {result.n_dropped} of {n_rows} examples longer than max_ctx={max_ctx}")
+        if result.n_shortened:
+            whole = ("its decisive part kept whole in all" if not result.n_decisive_cut else
+                     f"its decisive part alone too long in {result.n_decisive_cut}")
+            self.notes.append(f"{split}: shortened {result.n_shortened} of {n_rows} examples longer than "
+                              f"max_ctx={max_ctx} ({whole})")
+
+    def metrics(self) -> dict:
+        totals = {k: sum(c[k] for c in self.counts.values()) for k in ("shortened", "dropped", "decisive_cut")}
+        return {**(totals if self.counts else {}), "lengths": self.counts, "notes": self.notes}
+
+
+def encode(rows: list[dict], stage: Stage, labels: np.ndarray, lengths: LengthLog, split: str) -> tuple[Encoded, list[dict]]:
     tokenizer = load_tokenizer(stage.model)
-    input_ids, kept, n_dropped, n_truncated = data_mod.tokenize(
-        rows, tokenizer, stage.dataset.max_ctx, stage.dataset.ctx_policy
-    )
-    if n_dropped or n_truncated:
-        note.append(
-            f"{split}: {'dropped' if n_dropped else 'truncated'} {n_dropped or n_truncated} of {len(rows)} "
-            f"examples longer than max_ctx={stage.dataset.max_ctx}"
-        )
-    kept_rows = [rows[i] for i in kept]
-    return Encoded([r["id"] for r in kept_rows], input_ids, labels[kept], tokenizer.pad_token_id), kept_rows
+    dataset = stage.dataset
+    result = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy, dataset.truncate_side)
+    lengths.record(split, len(rows), result, dataset.max_ctx)
+    kept_rows = [rows[i] for i in result.kept]
+    return Encoded([r["id"] for r in kept_rows], result.input_ids, labels[result.kept], tokenizer.pad_token_id), kept_rows
 
 
 def one_hot(rows: list[dict]) -> np.ndarray:

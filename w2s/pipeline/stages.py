@@ -21,7 +21,7 @@ from w2s import activations
 from w2s import generative
 from w2s.losses import Xent, build_loss
 from w2s.models import ProbeHead, count_parameters, load_classifier, resolve_layer
-from w2s.pipeline.inputs import base_weights, clean_with_probe, encode, model_key, one_hot, supervisor_labels
+from w2s.pipeline.inputs import LengthLog, base_weights, clean_with_probe, encode, model_key, one_hot, supervisor_labels
 from w2s.pipeline.metrics import classifier_metrics
 from w2s.pipeline.store import finished_folder
 from w2s.plan import Stage
@@ -65,7 +65,7 @@ class ClassifierStage:
     def run(self, job: StageJob) -> Output:
         stage, spec, root = job.stage, job.spec, job.root
         splits = data_mod.load_splits(stage.dataset, stage.seed)
-        notes: list[str] = []
+        lengths = LengthLog()
         train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
         if stage.activations is not None:  # a linear probe: the head alone, on cached activations
             features_folder = finished_folder(root, stage.activations)
@@ -77,12 +77,12 @@ class ClassifierStage:
             network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
             sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
         else:
-            train_data, _ = encode(train_rows, stage, train_labels, notes, "train")
-            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b), notes, "train_b")
-            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test), notes, "test")
+            train_data, _ = encode(train_rows, stage, train_labels, lengths, "train")
+            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b), lengths, "train_b")
+            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test), lengths, "test")
             model = load_classifier(stage.model, key=model_key(spec, stage), weights_from=base_weights(root, stage))
             sizes = count_parameters(model)
-        job.echo_notes(notes)
+        job.echo_notes(lengths.notes)
 
         start = time.perf_counter()
         model, accelerator = train(
@@ -102,7 +102,7 @@ class ClassifierStage:
         if not job.writes:
             return None, None
         metrics = classifier_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
-        metrics.update(sizes, **extra, notes=notes)
+        metrics.update(sizes, **extra, **lengths.metrics())
         predictions = [
             {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
             for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
@@ -146,7 +146,7 @@ class Features:
         accelerator = make_accelerator(stage.settings)
         batch, key = stage.settings.eval_batch_size, model_key(job.spec, stage)
         start = time.perf_counter()
-        arrays, notes = {}, []
+        arrays, lengths = {}, LengthLog()
         split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
         if stage.dataset.is_image:
             from w2s import vision
@@ -169,16 +169,16 @@ class Features:
             sizes = count_parameters(model)
             layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
             for name, rows in split_rows.items():
-                data, _ = encode(rows, stage, one_hot(rows), notes, name)
+                data, _ = encode(rows, stage, one_hot(rows), lengths, name)
                 array = activations.of_text(model, data, layer, accelerator, batch, f"features {name}")
                 arrays[name] = activations.SplitActivations(data.ids, array)
-        job.echo_notes(notes)
+        job.echo_notes(lengths.notes)
         if not job.writes:
             return None, None
         activations.write(job.folder, arrays)
         counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
         metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
-                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, "notes": notes}
+                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, **lengths.metrics()}
         return metrics, []
 
 
@@ -188,15 +188,15 @@ class LMFinetune:
     def run(self, job: StageJob) -> Output:
         stage = job.stage
         splits = data_mod.load_splits(stage.dataset, stage.seed)
-        notes: list[str] = []
+        lengths = LengthLog()
         rows = splits.train_a + splits.train_b
-        texts, _ = encode(rows, stage, one_hot(rows), notes, "train")
-        test, _ = encode(splits.test, stage, one_hot(splits.test), notes, "test")
-        job.echo_notes(notes)
+        texts, _ = encode(rows, stage, one_hot(rows), lengths, "train")
+        test, _ = encode(splits.test, stage, one_hot(splits.test), lengths, "test")
+        job.echo_notes(lengths.notes)
         metrics = generative.finetune(stage, texts, test, key=model_key(job.spec, stage),
                                       log=job.log, log_every=job.spec.tracking.log_every,
                                       out=job.folder / "model" if job.writes else None)
-        return (dict(metrics, notes=notes), []) if job.writes else (None, None)
+        return (dict(metrics, **lengths.metrics()), []) if job.writes else (None, None)
 
 
 STAGE_KINDS: dict[str, type] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from w2s.results import PROBE_METRICS
+from w2s.results import LENGTH_METRICS, PROBE_METRICS
 from w2s.spec import SpecError, loss_label
 
 TRANSFER_KINDS = ("transfer", "bootstrap", "strong_to_strong")
@@ -78,7 +78,7 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         "agreement": metrics.get("agreement"),
         "supervisor_accuracy": metrics.get("supervisor_accuracy"),
         "ece": metrics.get("ece"),
-        **{k: metrics.get(k) for k in PROBE_METRICS},
+        **{k: metrics.get(k) for k in PROBE_METRICS + LENGTH_METRICS},
         # only where written: a stage folder from before the split existed lacks both keys (the table
         # then recomputes it from predictions); W&B summaries leave out a split that was None
         **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},

@@ -8,7 +8,7 @@ import pandas as pd
 
 from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
 from w2s.report.stats import _interval, _undefined_reason, aggregate_seeds, bootstrap_seed
-from w2s.results import MIN_GAP, PROBE_METRICS, pgr
+from w2s.results import LENGTH_METRICS, MIN_GAP, PROBE_METRICS, pgr
 
 # Columns are named as in results.jsonl (w2s.results.stage_row) wherever they are the same quantity:
 # the student's own scores are test_accuracy, test_auroc, ece; its size non_embedding_parameters.
@@ -18,7 +18,7 @@ SEED_COLUMNS = [
     "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
     "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
-    *PROBE_METRICS, "stage", "key",
+    *PROBE_METRICS, *LENGTH_METRICS, "stage", "key",
 ]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
@@ -33,7 +33,7 @@ def summary_columns(metric: str = "accuracy") -> list[str]:
         "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
         "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
         "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
-        *PROBE_METRICS,
+        *PROBE_METRICS, *LENGTH_METRICS,
     ]
 
 
@@ -102,7 +102,7 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
             "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
             "supervisor_accuracy": r["supervisor_accuracy"], "ece": r.get("ece"),
-            **{k: r.get(k) for k in PROBE_METRICS}, "stage": r["stage"], "key": r["key"],
+            **{k: r.get(k) for k in PROBE_METRICS + LENGTH_METRICS}, "stage": r["stage"], "key": r["key"],
         })
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
@@ -161,13 +161,24 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
             return "n/a"
         return num(r["pgr"]) + ("" if pd.isna(r["pgr_low"]) else f" [{num(r['pgr_low'])}, {num(r['pgr_high'])}]")
 
+    def lengths(r):
+        """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
+        parts = [f"{r['shortened']:g} ({r['decisive_cut']:g} cut)" if r["shortened"] else "",
+                 f"{r['dropped']:g} dropped" if r["dropped"] else ""]
+        return ", ".join(p for p in parts if p)
+
     header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
               f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]
+    long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())  # only then the column shows
+    if long:
+        header.insert(-1, "over max_ctx")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
         cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
                  num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
                  with_ci(r), num(r["agreement"]), num(r["ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
+        if long:
+            cells.insert(-1, lengths(r.fillna(0)))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

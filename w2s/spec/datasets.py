@@ -27,7 +27,15 @@ class DataSpec(Strict):
     test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
     data_dir: str | None = Field(None, description="Image datasets: a local copy, e.g. ImageNet in ImageFolder layout.")
     max_ctx: int = Field(512, gt=1, description="Maximum tokens per example.")
-    ctx_policy: Literal["truncate", "drop"] = Field("truncate", description="What to do with longer examples.")
+    ctx_policy: Literal["truncate", "drop"] = Field(
+        "truncate", description="Longer examples: truncate (shorten, keeping the part that decides the label "
+                                "whole) or drop (the reference code's choice)."
+    )
+    truncate: Literal["left", "right"] | None = Field(
+        None, description="Which side of a too-long text is cut (before its decisive part, where the dataset "
+                          "names one): right keeps the beginning, left the end (dialogues). Default: the "
+                          "dataset's own (anthropic_hh: left; others: right)."
+    )
 
     @property
     def label(self) -> str:
@@ -54,6 +62,10 @@ class DataSpec(Strict):
         if self.name != "imagenet" and self.data_dir:
             raise ValueError("`data_dir` only applies to the imagenet dataset")
         return self
+
+    @property
+    def truncate_side(self) -> str:
+        return self.truncate or DATASETS[self.name].truncate
 
     @property
     def is_image(self) -> bool:
