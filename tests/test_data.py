@@ -185,6 +185,27 @@ def test_local_dataset_joins_text_columns(tmp_path):
     assert test["test-1"]["txt"] == 'sun\n"dark" it\'s not' and test["test-1"]["hard_label"] == 0
 
 
+def test_a_list_of_files_is_read_as_one_split_and_keyed_by_each_files_contents(tmp_path):
+    from w2s.data import fingerprint
+
+    rows = [{"t": f"row {i}", "y": i % 2} for i in range(40)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"t": f"dev {i}", "y": i % 2} for i in range(6)])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"t": f"test {i}", "y": i % 2} for i in range(9)])
+    spec = DataSpec(name="local", data_files={"train": train, "test": [dev, test]}, text_columns=["t"], label_column="y")
+    split = load_dataset_rows(spec, seed=0)
+    assert len(split.test) == 15 and {r["txt"].split()[0] for r in split.test} == {"dev", "test"}
+    files = fingerprint(spec)["files"]
+    assert isinstance(files["train"], str) and len(files["test"]) == 2  # one file keeps its old form
+    Path(test).write_text(Path(test).read_text().replace("test 0", "test zero"))
+    assert fingerprint(spec)["files"]["test"][1] != files["test"][1]
+    with pytest.raises(SpecError, match=r"datasets\.0\.data_files\.test\.1: file not found"):
+        load_dataset_rows(DataSpec(name="local", data_files={"train": train, "test": [dev, str(tmp_path / "no.jsonl")]},
+                                   text_columns=["t"], label_column="y"), seed=0)
+    with pytest.raises(ValueError, match="split 'test': give a file path or a non-empty list of paths"):
+        DataSpec(name="local", data_files={"train": train, "test": []}, text_columns=["t"], label_column="y")
+
+
 def test_held_out_test_when_no_test_file(tmp_path):
     rows = [{"t": f"row {i}", "y": i % 2} for i in range(100)]
     files = {"train": write_jsonl(tmp_path / "all.jsonl", rows)}

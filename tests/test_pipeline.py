@@ -159,3 +159,18 @@ def test_shortened_examples_are_counted_in_metrics_results_and_the_report(tmp_pa
     report.report([tmp_path / "tiny"], tmp_path / "report")
     per_seed = (tmp_path / "report" / "per_seed.md").read_text()
     assert "over max_ctx" in per_seed and f"{sum(over.values())} (0 cut)" in per_seed
+
+
+def test_label_budget_trains_the_ground_truth_stage_on_the_first_rows_of_half_a(tmp_path):
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
+    spec["models"][0]["label_budget"] = 10
+    rows, _ = run(spec)
+    truth = {r["model"]: r for r in rows if r["kind"] == "ground_truth"}
+    assert (truth["tiny-16"]["n_train"], truth["tiny-24"]["n_train"]) == (10, 32)  # half A of 64: 32
+    transfer = next(r for r in rows if r["kind"] == "transfer")
+    assert transfer["n_train"] == 32  # the student still learns from all of half B
+    from w2s.plan import plan
+
+    keys = {s.name: s.key for s in plan(validate_spec(spec))}
+    spec["models"][0]["label_budget"] = 11
+    assert {s.name: s.key for s in plan(validate_spec(spec))} != keys  # the budget enters the keys

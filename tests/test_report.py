@@ -63,11 +63,12 @@ def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float,
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return key
 
-def write_pair(root: Path, weak_acc: float, ceiling_acc: float, student_acc: float, n: int = 200) -> str:
+
+def write_pair(root: Path, weak_acc: float, ceiling_acc: float, student_acc: float, n: int = 200, seed: int = 0) -> str:
     """small (weak) and large (ceiling) ground truths and one xent transfer small->large; returns its key."""
-    weak = write_stage(root, "ground_truth", "small", 1000, weak_acc, n=n)
-    strong = write_stage(root, "ground_truth", "large", 10**6, ceiling_acc, n=n)
-    return write_stage(root, "transfer", "large", 10**6, student_acc, n=n, loss="xent", chain=("small", "large"),
+    weak = write_stage(root, "ground_truth", "small", 1000, weak_acc, seed, n=n)
+    strong = write_stage(root, "ground_truth", "large", 10**6, ceiling_acc, seed, n=n)
+    return write_stage(root, "transfer", "large", 10**6, student_acc, seed, n=n, loss="xent", chain=("small", "large"),
                        weak=weak, ceiling=strong)
 
 
@@ -114,7 +115,7 @@ def test_pgr_interval_contains_known_value_and_narrows_with_more_examples(metric
         result = report.bootstrap_seed(y, weak, ceiling, student, metric)
         values = [float(report.metric_values(y, p, metric)) for p in (weak, ceiling, student)]
         point = (values[2] - values[0]) / (values[1] - values[0])
-        low, high = result.confidence_interval.low[3], result.confidence_interval.high[3]
+        low, high = report.pgr_interval(result.bootstrap_distribution, *values)
         assert low < point < high
         if metric == "accuracy":
             assert point == pytest.approx(0.5)
@@ -173,20 +174,60 @@ def test_pgr_undefined_when_ceiling_does_not_beat_weak(tmp_path):
     assert pd.isna(summary["pgr"]) and "< 0.01" in summary["pgr_note"]
 
 
-def test_interval_undefined_when_some_resamples_lose_the_gap(tmp_path):
-    """Gap 0.02 on 100 examples: the point is defined, but resamples often close the gap."""
+def test_interval_is_unbounded_when_the_gap_is_within_noise(tmp_path):
+    """Gap 0.02 on 100 examples: the point is defined, but the gap is not distinguishable from 0, so
+    Fieller's set is unbounded; the student-minus-weak difference keeps a finite interval."""
     root = tmp_path / "exp"
     write_pair(root, 0.70, 0.72, 0.71, n=100)
     (row,) = report.seed_rows(report.load_records(root))[0].to_dict("records")
     assert row["pgr"] == pytest.approx(0.5)
-    assert pd.isna(row["pgr_low"]) and row["pgr_note"].startswith("CI undefined")
+    assert (row["pgr_low"], row["pgr_high"]) == (-np.inf, np.inf) and row["pgr_note"].startswith("CI unbounded")
+    assert row["student_minus_weak"] == pytest.approx(0.01)
+    assert -0.2 < row["student_minus_weak_low"] < 0.01 < row["student_minus_weak_high"] < 0.2
+    markdown = report.markdown(report.seed_rows(report.load_records(root))[0], "accuracy", per_seed=True)
+    assert "0.500 [−∞, ∞]" in markdown
+    written = report.report([root], tmp_path / "out")  # the figures draw it without a band
+    assert {"pgr_vs_size.pdf", "pgr_by_loss.png"} <= {p.name for p in written}
 
 
-def test_aggregate_over_seeds_takes_pgr_of_mean_metrics():
-    draws = [np.array([[0.6], [0.9], [0.75]]), np.array([[0.6], [0.8], [0.76]])]  # PGR 0.5 and 0.8
-    means, pgrs = report.aggregate_seeds(draws)
+def test_fieller_interval_matches_its_formula_and_brackets_the_ratio():
+    """Draws with known (co)variances: the interval is the roots of the quadratic, by hand."""
+    rng = np.random.default_rng(0)
+    weak = 0.6 + 0.01 * rng.standard_normal(4000)
+    ceiling = weak + 0.2 + 0.01 * rng.standard_normal(4000)
+    student = weak + 0.1 + 0.01 * rng.standard_normal(4000)
+    draws = np.stack([weak, ceiling, student])
+    low, high = report.pgr_interval(draws, 0.6, 0.8, 0.7)
+    num, den = student - weak, ceiling - weak
+    z2 = 1.959963984540054 ** 2
+    # (N - rD)^2 = z^2 (Var N - 2r Cov + r^2 Var D)  <=>  a r^2 - 2 b r + c = 0
+    a = 0.2**2 - z2 * den.var(ddof=1)
+    b = 0.1 * 0.2 - z2 * np.cov(num, den)[0, 1]
+    c = 0.1**2 - z2 * num.var(ddof=1)
+    roots = sorted(np.roots([a, -2 * b, c]).real)
+    assert (low, high) == pytest.approx(roots) and low < 0.5 < high
+    assert 0.35 < low and high < 0.65  # about 0.5 +- 1.96 x 0.07 (the ratio's delta-method sd)
+
+
+def test_seeds_that_agree_give_a_finite_interval_despite_a_small_gap(tmp_path):
+    """The issue's case: a gap of a few points, PGR about 0.5 in every seed. The percentile
+    interval of the ratio was undefined; Fieller's is finite and brackets every seed's PGR."""
+    root = tmp_path / "exp"
+    for seed, (w, c, s) in enumerate([(0.80, 0.84, 0.82), (0.80, 0.84, 0.82), (0.79, 0.83, 0.813)]):
+        write_pair(root, w, c, s, n=3000, seed=seed)
+    per_seed, draws = report.seed_rows(report.load_records(root))
+    (summary,) = report.summary_rows(per_seed, draws).to_dict("records")
+    assert summary["pgr"] == pytest.approx(0.525, abs=0.01)
+    assert np.isfinite([summary["pgr_low"], summary["pgr_high"]]).all()
+    assert summary["pgr_low"] < per_seed["pgr"].min() <= per_seed["pgr"].max() < summary["pgr_high"]
+    assert 0 < summary["student_minus_weak_low"] < summary["student_minus_weak"] < summary["student_minus_weak_high"]
+
+
+def test_aggregate_over_seeds_averages_whole_seeds():
+    draws = [np.array([[0.6], [0.9], [0.75]]), np.array([[0.6], [0.8], [0.76]])]
+    means = report.aggregate_seeds(draws)
     assert means.shape == (3, report.N_RESAMPLES)
-    assert set(np.round(pgrs, 6)) == {0.5, 0.8, round((0.755 - 0.6) / (0.85 - 0.6), 6)}
+    assert set(np.round(means[1], 6)) == {0.9, 0.8, 0.85}  # seed 0 twice, seed 1 twice, one of each
 
 
 # ---------------------------------------------------------------------------------------------

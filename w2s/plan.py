@@ -124,7 +124,7 @@ def _network_identity(model: ModelSpec) -> dict:
 
 def _model_identity(model: ModelSpec) -> dict:
     """The network plus how a classifier is built and trained on it."""
-    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora"})}
+    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora", "label_budget"})}
 
 
 def _loss_identity(loss) -> dict:

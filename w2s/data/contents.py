@@ -24,12 +24,22 @@ def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
     digits) are code, covered by plan.KEY_VERSION. Errors (a missing file, no hub) name `key`."""
     info = DATASETS[spec.name]
     if spec.data_files:
-        return {"files": {split: file_digest(path, f"{key}.data_files.{split}") for split, path in spec.data_files.items()}}
+        return {"files": {split: [file_digest(path, where) for path, where in split_files(spec, split, key)]
+                          if isinstance(paths, list) else file_digest(paths, f"{key}.data_files.{split}")
+                          for split, paths in spec.data_files.items()}}
     if spec.data_dir:
         return {"data_dir": _folder_digest(Path(spec.data_dir).expanduser(), f"{key}.data_dir")}
     if info.hub:
         return {"hub": info.hub, "revision": hub_revision(info.hub, f"{key} ({spec.label})")}
     return {}
+
+
+def split_files(spec: DataSpec, split: str, key: str) -> list[tuple[str, str]]:
+    """(path, spec key for messages) of each file of a split: one file, or a list read as one split."""
+    paths = spec.data_files[split]
+    if isinstance(paths, str):
+        return [(paths, f"{key}.data_files.{split}")]
+    return [(path, f"{key}.data_files.{split}.{i}") for i, path in enumerate(paths)]
 
 
 def file_digest(path: str | Path, where: str) -> str:

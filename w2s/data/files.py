@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from w2s.data.contents import file_digest, hub_revision
+from w2s.data.contents import file_digest, hub_revision, split_files
 from w2s.data.registry import DatasetInfo, load_rows
 from w2s.errors import SpecError, first_line
 
@@ -79,13 +79,23 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
 
 
 def _read_file(spec: DataSpec, split: str, key: str):
-    """One local file -> datasets.Dataset, parsed once per process for its contents and read options."""
-    where = f"{key}.data_files.{split}"
-    path = Path(spec.data_files[split]).expanduser()
-    memo = (file_digest(path, where), path.name, tuple(spec.column_names or ()))
-    if memo not in _FILES:
-        _FILES[memo] = _parse_file(path, spec, where, key)
-    return _FILES[memo]
+    """A split's local file(s) -> one datasets.Dataset; each file parsed once per process for its
+    contents and read options. Several files (a list) are concatenated in their order."""
+    parts = []
+    for name, where in split_files(spec, split, key):
+        path = Path(name).expanduser()
+        memo = (file_digest(path, where), path.name, tuple(spec.column_names or ()))
+        if memo not in _FILES:
+            _FILES[memo] = _parse_file(path, spec, where, key)
+        parts.append(_FILES[memo])
+    if len(parts) == 1:
+        return parts[0]
+    import datasets
+
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError as err:  # the files' columns differ
+        raise SpecError(f"{key}.data_files.{split}: its files cannot be read as one split: {first_line(err)}") from None
 
 
 _FILES: dict[tuple, object] = {}

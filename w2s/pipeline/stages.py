@@ -117,7 +117,8 @@ class GroundTruth(ClassifierStage):
     train_split = "train_a"
 
     def labels(self, job: StageJob, splits):
-        return splits.train_a, one_hot(splits.train_a), Xent(), {}
+        rows = splits.train_a[: job.stage.model.label_budget]  # None: all of half A
+        return rows, one_hot(rows), Xent(), {}
 
 
 class Transfer(ClassifierStage):

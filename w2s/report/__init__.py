@@ -19,7 +19,9 @@ from pathlib import Path
 
 from w2s.report.figures import write_figures
 from w2s.report.records import TRANSFER_KINDS, find_experiments, load_records, record_from_wandb, wandb_records
-from w2s.report.stats import N_RESAMPLES, aggregate_seeds, bootstrap_seed, metric_values
+from w2s.report.stats import (
+    N_RESAMPLES, aggregate_seeds, bootstrap_seed, difference_interval, metric_values, pgr_interval,
+)
 from w2s.report.tables import (
     SEED_COLUMNS, SUMMARY_COLUMNS, ground_truth_rows, markdown, seed_rows, summary_columns, summary_rows,
 )
@@ -29,7 +31,7 @@ from w2s.spec import SpecError
 __all__ = [
     "build_report", "report", "report_wandb", "load_records", "record_from_wandb", "seed_rows", "summary_rows",
     "SEED_COLUMNS", "SUMMARY_COLUMNS", "summary_columns", "metric_values", "bootstrap_seed", "aggregate_seeds",
-    "N_RESAMPLES",
+    "pgr_interval", "difference_interval", "N_RESAMPLES",
 ]
 
 METRICS = ("accuracy", "auroc")

@@ -34,14 +34,14 @@ def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     return written
 
 
-def _figure(n_rows: int, n_cols: int, width: float | None = None):
+def _figure(n_rows: int, n_cols: int, width: float | None = None, sharey: bool = False):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     size = (width or PANEL[0] * n_cols, PANEL[1] * n_rows + 0.5)
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)  # Agg, without pyplot's global state
-    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False, sharey=sharey))
     return fig, axes
 
 
@@ -65,20 +65,41 @@ def _weak_colors(summary: pd.DataFrame) -> dict[str, tuple]:
     return {w: colormaps["plasma"](0.05 + 0.8 * p) for w, p in zip(weak["weak_model"], position)}
 
 
-def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str]) -> None:
+def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str], sizes: dict[str, float] | None = None) -> None:
     """Log size axis with limits set from the sizes, so a panel whose values are all missing still
-    draws; without sizes (W&B runs that did not log them), models in ladder order."""
+    draws; a tick per model, labelled with its name and parameter count (`sizes`: model -> count).
+    Without sizes (W&B runs that did not log them), models in ladder order."""
     if has_sizes:
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import NullFormatter, NullLocator
 
         ax.set_xscale("log")
         ax.set_xlim(np.min(x) / 1.6, np.max(x) * 1.6)
-        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^8, 3x10^8 ... labels collide in a narrow panel
-        ax.set_xlabel("strong student size (non-embedding parameters)")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if sizes:
+            ticks = sorted(sizes.items(), key=lambda item: item[1])
+            ax.set_xticks([v for _, v in ticks], [f"{name}\n{_count(v)}" for name, v in ticks])
+        ax.set_xlabel("strong student (non-embedding parameters)")
     else:
         ax.set_xlim(-0.5, len(order) - 0.5)
         ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
         ax.set_xlabel("strong student")
+
+
+def _count(n: float) -> str:
+    """1923842 -> '1.9M'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _grid(summary: pd.DataFrame, n_panels: int) -> tuple[int, int]:
+    """(rows, columns): one dataset puts its losses side by side (up to 3 a row), as the paper's
+    figures do; several datasets go across and losses down."""
+    n_datasets = summary["dataset"].nunique()
+    n_cols = min(n_panels, 3) if n_datasets == 1 else n_datasets
+    return math.ceil(n_panels / n_cols), n_cols
 
 
 def _panels(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
@@ -101,8 +122,7 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
     the ground-truth ceiling in black, each supervisor's own score as a star."""
     panels = _panels(summary)
-    n_cols = summary["dataset"].nunique()
-    fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
+    fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)  # one scale per dataset
     has_sizes = summary["non_embedding_parameters"].notna().all() and truth["params"].notna().all()
     order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
     order += [m for m in summary["model"].drop_duplicates() if m not in order]
@@ -114,12 +134,19 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
             lines = lines.sort_values("non_embedding_parameters", kind="stable")
             x_strong = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
             ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
+            if f"test_{metric}_low" in lines:  # the student's 95% interval (over test resamples and seeds)
+                low, high = (lines[f"test_{metric}_{side}"].astype(float).to_numpy() for side in ("low", "high"))
+                ax.fill_between(x_strong, low, high, color=colors[weak], alpha=0.15, linewidth=0)
+                if len(x_strong) == 1:  # a band needs two points: a lone point's interval as a bar
+                    y = lines[f"test_{metric}"].astype(float).to_numpy()
+                    ax.errorbar(x_strong, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak],
+                                linewidth=0.8)
             own = gt[gt["model"] == weak]
             ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
                     markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
-        _size_axis(ax, has_sizes, x, order)
+        _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["params"].astype(float))))
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     from matplotlib.lines import Line2D
@@ -135,10 +162,11 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
     has_sizes = summary["non_embedding_parameters"].notna().all()
     order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
     every_size = _x(summary, "non_embedding_parameters", order, has_sizes, "model")  # same x range as the accuracy figure
+    sizes = {**dict(zip(summary["weak_model"], summary["weak_non_embedding_parameters"].astype(float))),
+             **dict(zip(summary["model"], summary["non_embedding_parameters"].astype(float)))}
     summary = _pgr_pairs(summary)
     panels = _panels(summary)
-    n_cols = summary["dataset"].nunique()
-    fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
+    fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
         for y in (0, 1):
             ax.axhline(y, color="grey", linewidth=0.6, linestyle="--", zorder=0)
@@ -146,7 +174,12 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
             lines = lines.sort_values("non_embedding_parameters", kind="stable")
             x = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
             y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
+            unbounded = np.isinf(low) | np.isinf(high)  # no band there: hollow markers say why
+            low, high = np.where(unbounded, np.nan, low), np.where(unbounded, np.nan, high)
             ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
+            if unbounded.any():
+                ax.plot(np.asarray(x)[unbounded], y[unbounded], "o", color="white", markeredgecolor=colors[weak],
+                        label="CI unbounded (gap within noise)")
             ax.fill_between(x, low, high, color=colors[weak], alpha=0.2, linewidth=0)
             if len(x) == 1:  # a band needs two points: show a lone point's interval as a bar
                 ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak], linewidth=0.8)
@@ -155,7 +188,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
                     ha="center", va="center", color="grey")
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"PGR ({metric})")
-        _size_axis(ax, has_sizes, every_size, order)
+        _size_axis(ax, has_sizes, every_size, order, {m: v for m, v in sizes.items() if m in set(order)})
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     if handles:
@@ -184,13 +217,15 @@ def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: st
         x = np.array([pairs.index(p) for p in ids]) - 0.4 + width * (j + 0.5)
         y = part[value].astype(float).to_numpy()
         err = None
+        unbounded = np.zeros(len(y), dtype=bool)
         if low:
             lo, hi = part[low].astype(float).to_numpy(), part[high].astype(float).to_numpy()
-            err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0)
+            unbounded = np.isinf(lo) | np.isinf(hi)
+            err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0, posinf=0.0, neginf=0.0)
         ax.bar(x, np.nan_to_num(y), width, yerr=err, capsize=2, error_kw={"linewidth": 0.8},
                color=colormaps["tab10"](j), label=loss)
-        for xi in x[np.isnan(y)]:
-            ax.annotate("n/a", (xi, 0), xytext=(0, 2), textcoords="offset points", rotation=90, ha="center",
+        for xi, text in [(xi, "n/a") for xi in x[np.isnan(y)]] + [(xi, "CI ±∞") for xi in x[unbounded]]:
+            ax.annotate(text, (xi, 0), xytext=(0, 2), textcoords="offset points", rotation=90, ha="center",
                         va="bottom", fontsize=6, color="grey")
     labels = [_pair_label({"dataset": p.split("|")[0], "chain": p.split("|")[-1]}, several) for p in pairs]
     crowded = len(pairs) > 3

@@ -7,9 +7,15 @@ Uncertainty has two sources and the intervals cover both:
 - across seeds, training is noisy: the aggregate resamples seeds, and within each drawn seed
   one of its test-set resamples, then takes PGR of the averaged metrics.
 
-PGR is (student - weak) / (ceiling - weak). When the ceiling beats the weak model by less than
-`results.MIN_GAP`, the ratio is noise divided by almost nothing, so it is reported as missing
-with the reason; the same goes for an interval when that happens in any resample.
+PGR is (student - weak) / (ceiling - weak), a ratio whose denominator can come near zero. Its
+interval is Fieller's (1954): the set of r for which student - weak - r (ceiling - weak) is
+indistinguishable from 0, with the variances and covariance of numerator and denominator taken
+from the resamples above. It is exact for a ratio of (approximately) normal quantities and stays
+honest when the gap is small: it widens as the gap shrinks, and once the gap itself is within noise
+of zero it is unbounded (reported as -inf / inf), where a percentile interval of the ratio would be
+undefined (the ratio is undefined in some resamples). The student-minus-weak difference, which needs no ratio,
+gets a plain percentile interval beside it. When the point estimate of the gap is below
+`results.MIN_GAP`, PGR itself is reported as missing, with the reason.
 """
 
 from __future__ import annotations
@@ -49,20 +55,13 @@ def metric_values(y: np.ndarray, p: np.ndarray, metric: str, counts: np.ndarray 
         return (pos * (below + neg / 2)).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
 
 
-def _pgr_array(student, weak, ceiling) -> np.ndarray:
-    """PGR elementwise; NaN where the ceiling does not beat the weak model by MIN_GAP."""
-    gap = ceiling - weak
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(gap >= MIN_GAP, (student - weak) / gap, np.nan)
-
-
 def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
     """Resample test examples jointly for the three models of one seed: scipy resamples example
     indices, so one draw is the same examples for weak, ceiling and student (a paired bootstrap).
 
-    Returns scipy's BootstrapResult for the statistic [weak, ceiling, student, pgr]: its
-    `bootstrap_distribution` (4 x N_RESAMPLES) feeds the across-seed aggregate. Percentile
-    intervals, since a ratio's distribution is skewed and BCa's jackknife costs n fits more.
+    Returns scipy's BootstrapResult for the statistic [weak, ceiling, student]: its
+    `bootstrap_distribution` (3 x N_RESAMPLES) feeds `pgr_interval`, `difference_interval` and the
+    across-seed aggregate (percentile intervals; BCa's jackknife would cost n fits more).
     """
     y, scores = np.asarray(y), [np.asarray(p, dtype=float) for p in (weak, ceiling, student)]
     n = len(y)
@@ -73,7 +72,7 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
         flat = (np.arange(len(rows))[:, None] * n + rows).ravel()
         counts = np.bincount(flat, minlength=rows.size).reshape(rows.shape)
         w, c, s = (metric_values(y, p, metric, counts) for p in scores)
-        return np.stack([w, c, s, _pgr_array(s, w, c)]).reshape((4,) + index.shape[:-1])
+        return np.stack([w, c, s]).reshape((3,) + index.shape[:-1])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # NaN intervals are handled by the caller
@@ -83,11 +82,11 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
         )
 
 
-def aggregate_seeds(draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def aggregate_seeds(draws: list[np.ndarray]) -> np.ndarray:
     """Two-level resampling over seeds: each draw picks seeds with replacement and, for every picked
     seed, one of its test-set resamples (rows weak, ceiling, student), then averages them.
 
-    Returns (mean metrics over the draws' seeds as a 3 x N array, PGR of those means, length N).
+    Returns the mean metrics over each draw's seeds, a 3 x N array (rows weak, ceiling, student).
     A seed without predictions contributes its point values (a 3 x 1 array).
     """
     rng = np.random.default_rng(SEED)
@@ -95,8 +94,38 @@ def aggregate_seeds(draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     stacked = np.stack([np.broadcast_to(d, (3, N_RESAMPLES)) for d in draws])  # a 3 x 1 point repeats
     seed_pick = rng.integers(k, size=(N_RESAMPLES, k))
     draw_pick = rng.integers(N_RESAMPLES, size=(N_RESAMPLES, k))
-    means = stacked[seed_pick, :, draw_pick].mean(axis=1).T  # (3, N)
-    return means, _pgr_array(means[2], means[0], means[1])
+    return stacked[seed_pick, :, draw_pick].mean(axis=1).T  # (3, N)
+
+
+def pgr_interval(draws: np.ndarray, weak: float, ceiling: float, student: float) -> tuple[float, float] | tuple[None, None]:
+    """Fieller's 95% interval for PGR = (student - weak) / (ceiling - weak): every r with
+    (N - r D)^2 <= z^2 Var(N - r D), N = student - weak and D = ceiling - weak at the point values,
+    Var and Cov from the resamples `draws` (rows weak, ceiling, student). A quadratic in r: bounded
+    when D is clearly non-zero (D^2 > z^2 Var D), otherwise unbounded, returned as (-inf, inf).
+    (None, None) when the draws do not vary (a single seed without predictions)."""
+    finite = np.isfinite(draws).all(axis=0)
+    w, c, s = draws[:, finite]
+    if w.size < 2:
+        return None, None
+    cov = np.cov(s - w, c - w)
+    if not cov.any():
+        return None, None
+    z2 = stats.norm.ppf(0.5 + CONFIDENCE / 2) ** 2
+    num, den = student - weak, ceiling - weak
+    a = den**2 - z2 * cov[1, 1]
+    b = num * den - z2 * cov[0, 1]
+    c_ = num**2 - z2 * cov[0, 0]
+    if a <= 0:  # the gap is within noise of zero: the confidence set is unbounded
+        return -math.inf, math.inf
+    root = math.sqrt(max(b * b - a * c_, 0.0))
+    return (b - root) / a, (b + root) / a
+
+
+def difference_interval(draws: np.ndarray) -> tuple[float, float] | tuple[None, None]:
+    """Percentile 95% interval of student - weak over the resamples (rows weak, ceiling, student)."""
+    diff = draws[2] - draws[0]
+    diff = diff[np.isfinite(diff)]
+    return _interval(diff) if diff.size > 1 else (None, None)
 
 
 def _interval(values: np.ndarray) -> tuple[float, float] | tuple[None, None]:

@@ -3,12 +3,16 @@ ground-truth ceiling per model, and their markdown."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
-from w2s.report.stats import _interval, _undefined_reason, aggregate_seeds, bootstrap_seed
-from w2s.results import LENGTH_METRICS, MIN_GAP, PROBE_METRICS, pgr
+from w2s.report.stats import (
+    _interval, _undefined_reason, aggregate_seeds, bootstrap_seed, difference_interval, pgr_interval,
+)
+from w2s.results import LENGTH_METRICS, PROBE_METRICS, pgr
 
 # Columns are named as in results.jsonl (w2s.results.stage_row) wherever they are the same quantity:
 # the student's own scores are test_accuracy, test_auroc, ece; its size non_embedding_parameters.
@@ -17,6 +21,7 @@ SEED_COLUMNS = [
     "weak_non_embedding_parameters", "non_embedding_parameters", "n_test",
     "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
+    "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
     "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
     *PROBE_METRICS, *LENGTH_METRICS, "stage", "key",
 ]
@@ -32,6 +37,7 @@ def summary_columns(metric: str = "accuracy") -> list[str]:
         "n_seeds", "weak_non_embedding_parameters", "non_embedding_parameters",
         "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
         "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
+        "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
         "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
         *PROBE_METRICS, *LENGTH_METRICS,
     ]
@@ -74,16 +80,16 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
         point = [x[metric] if x else None for x in (weak, ceiling, r)]
         value = pgr(point[2], point[0], point[1])
         note = None if value is not None else _undefined_reason(*point)
-        low = high = None
+        low = high = diff_low = diff_high = None
         frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
         if all(f is not None for f in frames):
             joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
             result = bootstrap_seed(joined["hard_label"], joined["p_pos"], joined["p_pos_c"], joined["p_pos_s"], metric)
-            draws[r["key"]] = result.bootstrap_distribution[:3]
+            draws[r["key"]] = result.bootstrap_distribution
+            diff_low, diff_high = difference_interval(result.bootstrap_distribution)
             if value is not None:
-                low, high = _interval(result.bootstrap_distribution[3])
-                if low is None:
-                    note = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some test-set resamples"
+                low, high = pgr_interval(result.bootstrap_distribution, *point)
+                note = _unbounded_note(low, note)
         elif None not in point:
             draws[r["key"]] = np.array(point, dtype=float)[:, None]
         right, wrong = (r.get(k) for k in AGREEMENT_SPLIT)  # as the run wrote them into metrics.json
@@ -100,6 +106,8 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             "test_accuracy": r["accuracy"], "weak_auroc": weak and weak["auroc"],
             "ceiling_auroc": ceiling and ceiling["auroc"], "test_auroc": r["auroc"],
             "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
+            "student_minus_weak": None if None in point[::2] else point[2] - point[0],
+            "student_minus_weak_low": diff_low, "student_minus_weak_high": diff_high,
             "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
             "supervisor_accuracy": r["supervisor_accuracy"], "ece": r.get("ece"),
             **{k: r.get(k) for k in PROBE_METRICS + LENGTH_METRICS}, "stage": r["stage"], "key": r["key"],
@@ -108,6 +116,12 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
     order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
              "seed"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
+
+
+def _unbounded_note(low: float | None, note: str | None) -> str | None:
+    if low is not None and math.isinf(low):
+        return "CI unbounded: ceiling - weak is within noise of 0 (see student_minus_weak)"
+    return note
 
 
 def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy") -> pd.DataFrame:
@@ -126,14 +140,15 @@ def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: s
         row["pgr"], row["pgr_note"] = value, None
         if value is None:
             row["pgr_note"] = _undefined_reason(weak, ceiling, student) if complete else "PGR undefined: a seed lacks a score"
+        row["student_minus_weak"] = None if None in (weak, student) else student - weak
         seed_draws = [draws[k] for k in frame["key"] if k in draws]
         if len(seed_draws) == len(frame) and (len(frame) > 1 or seed_draws[0].shape[1] > 1):
-            metric_means, pgr_draws = aggregate_seeds(seed_draws)
-            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = _interval(metric_means[2])
+            means = aggregate_seeds(seed_draws)
+            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = _interval(means[2])
+            row["student_minus_weak_low"], row["student_minus_weak_high"] = difference_interval(means)
             if value is not None:
-                row["pgr_low"], row["pgr_high"] = _interval(pgr_draws)
-                if row["pgr_low"] is None:
-                    row["pgr_note"] = f"CI undefined: PGR undefined (ceiling - weak < {MIN_GAP}) in some resamples"
+                row["pgr_low"], row["pgr_high"] = pgr_interval(means, weak, ceiling, student)
+                row["pgr_note"] = _unbounded_note(row["pgr_low"], row["pgr_note"])
         rows.append(row)
     return pd.DataFrame(rows, columns=columns).astype(_INTEGERS)
 
@@ -156,10 +171,14 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
     def num(v):
         return "–" if v is None or pd.isna(v) else f"{v:.3f}"
 
-    def with_ci(r):
-        if r["pgr"] is None or pd.isna(r["pgr"]):
+    def bound(v):
+        return "−∞" if v == -math.inf else "∞" if v == math.inf else num(v)
+
+    def with_ci(r, column="pgr"):
+        if r[column] is None or pd.isna(r[column]):
             return "n/a"
-        return num(r["pgr"]) + ("" if pd.isna(r["pgr_low"]) else f" [{num(r['pgr_low'])}, {num(r['pgr_high'])}]")
+        low, high = r[f"{column}_low"], r[f"{column}_high"]
+        return num(r[column]) + ("" if pd.isna(low) else f" [{bound(low)}, {bound(high)}]")
 
     def lengths(r):
         """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
@@ -168,7 +187,7 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
         return ", ".join(p for p in parts if p)
 
     header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
-              f"student {metric}", "PGR [95% CI]", "agreement", "ECE", "note"]
+              f"student {metric}", "PGR [95% CI]", "student − weak [95% CI]", "agreement", "ECE", "note"]
     long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())  # only then the column shows
     if long:
         header.insert(-1, "over max_ctx")
@@ -177,7 +196,8 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
     for _, r in frame.iterrows():
         cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
                  num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
-                 with_ci(r), num(r["agreement"]), num(r["ece"]), "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
+                 with_ci(r), with_ci(r, "student_minus_weak"), num(r["agreement"]), num(r["ece"]),
+                 "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
         if long:
             cells.insert(-1, lengths(r.fillna(0)))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

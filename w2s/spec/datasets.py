@@ -3,7 +3,7 @@ which imports nothing of the spec layer, so there is no cycle)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,8 +16,9 @@ class DataSpec(Strict):
 
     name: str = Field(description="Registered dataset (see `w2s list datasets`).")
     id: str | None = Field(None, description="Name used in results and folders; defaults to `name`.")
-    data_files: dict[str, str] | None = Field(
-        None, description="Local files per split, e.g. {train: a.tsv, test: b.tsv} (csv/tsv/json/jsonl, .gz, parquet)."
+    data_files: dict[str, str | list[str]] | None = Field(
+        None, description="Local files per split, e.g. {train: a.tsv, test: [b.tsv, c.tsv]} (a list is read as one "
+                          "split; csv/tsv/json/jsonl, .gz, parquet)."
     )
     column_names: list[str] | None = Field(None, description="Column names for header-less csv/tsv files.")
     text_columns: list[str] | None = Field(None, description="`local` dataset: columns joined into the text.")
@@ -47,6 +48,15 @@ class DataSpec(Strict):
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
         return name
+
+    @field_validator("data_files", mode="before")
+    @classmethod
+    def _files_per_split(cls, value: Any) -> Any:
+        # checked before the str | list union, so a bad value gives one clear message
+        for split, paths in (value or {}).items() if isinstance(value, dict) else ():
+            if not (isinstance(paths, str) or (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths))):
+                raise ValueError(f"split {split!r}: give a file path or a non-empty list of paths, got {paths!r}")
+        return value
 
     @model_validator(mode="after")
     def _local_needs_columns(self) -> DataSpec:

@@ -49,6 +49,10 @@ class ModelSpec(Strict):
     random_init: bool = Field(False, description="Random weights from the checkpoint's config (tiny test models).")
     config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config fields to change before loading.")
     linear_probe: bool = Field(False, description="Freeze the backbone and train only the head.")
+    label_budget: int | None = Field(
+        None, gt=1, description="Train this model's ground-truth stage on only the first N rows of half A: a "
+                                "supervisor that learned from fewer labels (the weak model of a wide-gap experiment)."
+    )
     lora: LoraSpec | None = Field(None, description="Train low-rank adapters (and the head) instead of all weights.")
     generative_finetune: GenerativeSpec | None = Field(
         None, description="true or {epochs, lr}: first fine-tune the causal LM on the task's texts (Burns et al. 4.3.1)."
