@@ -179,3 +179,11 @@ def test_output_to_a_closed_pipe_is_no_traceback(spec_file):
     proc.stdout.close()  # like `head` exiting early: every write now fails with EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_sst2_experiments_are_runnable_from_the_repository(sst2_dir, monkeypatch, capsys):
+    """They read the project's SST-2 copy by a path relative to the checkout (../shared/data/sst2)."""
+    monkeypatch.chdir(REPO)
+    for name, stages in (("sst2_ladder", 48), ("sst2_wide_gap", 25)):
+        code, out, err = run_cli(["validate", f"experiments/{name}.yaml"], capsys)
+        assert code == 0 and f"valid ({stages} stages), runnable here" in out, err

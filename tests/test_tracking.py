@@ -77,6 +77,8 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
             assert run["summary"]["dim"] == 16 and run["summary"]["n_test"] == 32 and not run["artifacts"]
             continue
         assert run["summary"]["test_accuracy"] == results[key]["test_accuracy"]
+        if not stage.model.linear_probe:  # a probe's head reads cached features: its features stage counts
+            assert run["summary"]["shortened"] == 0 and run["summary"]["lengths/test/decisive_cut"] == 0
         assert {"train/loss", "train/lr", "train/train_accuracy", "train/examples_per_second"} <= set(run["summary"])
         assert {"name": f"preds-{key}", "type": "predictions"} in run["artifacts"]
         if stage.kind == "transfer":  # the ceiling finished first (ground truths come first in the plan)

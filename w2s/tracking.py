@@ -171,6 +171,8 @@ class StageTracker:
         import wandb
 
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
+            summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
         if self.stage.kind not in ("ground_truth", "features", "lm_finetune"):
             row = stage_row(self.stage, metrics, weak_metrics, ceiling_metrics)
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
