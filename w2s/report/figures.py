@@ -78,7 +78,9 @@ def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str], sizes: dict
         ax.xaxis.set_minor_formatter(NullFormatter())
         if sizes:
             ticks = sorted(sizes.items(), key=lambda item: item[1])
-            ax.set_xticks([v for _, v in ticks], [f"{name}\n{_count(v)}" for name, v in ticks])
+            crowded = len(ticks) > 3  # long names at nearby sizes would overlap: slant them
+            ax.set_xticks([v for _, v in ticks], [f"{name}\n{_count(v)}" for name, v in ticks],
+                          rotation=30 if crowded else 0, ha="right" if crowded else "center")
         ax.set_xlabel("strong student (non-embedding parameters)")
     else:
         ax.set_xlim(-0.5, len(order) - 0.5)
@@ -189,6 +191,10 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"PGR ({metric})")
         _size_axis(ax, has_sizes, every_size, order, {m: v for m, v in sizes.items() if m in set(order)})
+    points = summary["pgr"].astype(float).dropna()
+    if len(points):  # the points decide the scale; an interval reaching far beyond runs off the panel
+        for ax in axes.flat:
+            ax.set_ylim(min(-0.25, points.min() - 0.25), max(1.25, points.max() + 0.25))
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     if handles:
