@@ -394,3 +394,26 @@ def test_hub_path_uses_registered_splits_at_the_resolved_revision(monkeypatch):
     data.hub_revision.cache_clear()
     assert (len(s.train_a), len(s.train_b), len(s.test)) == (10, 10, 6)
     assert all(i.startswith("validation-") for i in ids(s.test))
+
+
+def test_the_hash_cache_keeps_one_entry_per_file(tmp_path, monkeypatch):
+    """A file rewritten in place is hashed anew and its older version's entry dropped, so the
+    per-machine cache grows with the number of files, not of their versions."""
+    import os
+
+    from w2s.data import contents
+
+    monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path / "cache"))
+    contents._digest.cache_clear()
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    b.write_text("x,label\nb,1\n")
+    digests = []
+    for i in range(3):
+        a.write_text(f"x,label\nversion {i},0\n")
+        os.utime(a, ns=(10**18 + i, 10**18 + i))  # a new mtime even within one clock tick
+        digests.append(contents.file_digest(a, "datasets.0.data_files.train"))
+    contents.file_digest(b, "datasets.0.data_files.test")
+    known = json.loads((tmp_path / "cache" / contents.HASHES).read_text())
+    assert len(set(digests)) == 3 and len(known) == 2
+    assert [v for k, v in known.items() if k.startswith(str(a.resolve()) + ":")] == [digests[-1]]
+    contents._digest.cache_clear()

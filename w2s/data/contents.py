@@ -63,6 +63,8 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
+        # one entry per path: the version hashed last (older versions of a rewritten file go)
+        known = {k: v for k, v in known.items() if k.rsplit(":", 2)[0] != path}
         known[memo] = digest.hexdigest()
         cache.write(HASHES, known)
     return known[memo]
