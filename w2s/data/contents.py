@@ -24,9 +24,11 @@ def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
     digits) are code, covered by plan.KEY_VERSION. Errors (a missing file, no hub) name `key`."""
     info = DATASETS[spec.name]
     if spec.data_files:
-        return {"files": {split: [file_digest(path, where) for path, where in split_files(spec, split, key)]
-                          if isinstance(paths, list) else file_digest(paths, f"{key}.data_files.{split}")
-                          for split, paths in spec.data_files.items()}}
+        files = {}
+        for split, paths in spec.data_files.items():
+            digests = [file_digest(path, where) for path, where in split_files(spec, split, key)]
+            files[split] = digests if isinstance(paths, list) else digests[0]  # one file: its digest alone
+        return {"files": files}
     if spec.data_dir:
         return {"data_dir": _folder_digest(Path(spec.data_dir).expanduser(), f"{key}.data_dir")}
     if info.hub:

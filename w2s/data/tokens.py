@@ -39,9 +39,7 @@ def tokenize(rows: list[dict], tokenizer, max_ctx: int, policy: str, side: str =
         kept = [i for i in range(len(ids)) if i not in skip]
         ids, n_dropped, n_shortened = [ids[i] for i in kept], len(long), 0
     else:
-        for i in long:
-            ids[i], cut = _shorten(rows[i], tokenizer, max_ctx, side)
-            n_cut += cut
+        n_cut = _shorten(rows, ids, long, tokenizer, max_ctx, side)
         kept, n_dropped, n_shortened = list(range(len(ids))), 0, len(long)
     if not kept:
         raise SpecError(
@@ -52,23 +50,32 @@ def tokenize(rows: list[dict], tokenizer, max_ctx: int, policy: str, side: str =
     return Tokenized(ids, kept, n_dropped, n_shortened, n_cut)
 
 
-def _shorten(row: dict, tokenizer, max_ctx: int, side: str) -> tuple[list[int], bool]:
-    """(ids of at most max_ctx tokens, whether the decisive part was cut)."""
+def _shorten(rows: list[dict], ids: list[list[int]], long: list[int], tokenizer, max_ctx: int, side: str) -> int:
+    """Shorten `ids[i]` for every i in `long` to max_ctx tokens, in place; return how many lost part of
+    their decisive part. A text without one is cut from its batch ids; texts with one are split into
+    the part before it and itself, each tokenized in one batched call."""
     prefix, suffix = _special_tokens(tokenizer)
     budget = max(0, max_ctx - len(prefix) - len(suffix))
-    text, keep = row["txt"], row.get("keep_chars", 0)
-    head, tail = (text[: len(text) - keep], text[len(text) - keep :]) if keep else (text, "")
+    parts = {i: (ids[i][len(prefix) : len(ids[i]) - len(suffix)], []) for i in long}  # (cuttable, decisive)
+    decisive = [i for i in long if rows[i].get("keep_chars")]
+    if decisive:
+        cuts = [len(rows[i]["txt"]) - rows[i]["keep_chars"] for i in decisive]
+        heads = _encode(tokenizer, [rows[i]["txt"][:cut] for i, cut in zip(decisive, cuts)])
+        tails = _encode(tokenizer, [rows[i]["txt"][cut:] for i, cut in zip(decisive, cuts)])
+        parts.update(zip(decisive, zip(heads, tails)))
+    n_cut = 0
+    for i, (head, tail) in parts.items():
+        if len(tail) > budget:  # the decisive part alone is too long: it is all that is kept, cut on the same side
+            head, tail = [], _clip(tail, budget, side)
+            n_cut += 1
+        else:
+            head = _clip(head, budget - len(tail), side)
+        ids[i] = prefix + head + tail + suffix
+    return n_cut
 
-    def encode(part: str) -> list[int]:
-        return tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"] if part else []
 
-    head_ids, tail_ids = encode(head), encode(tail)
-    cut = len(tail_ids) > budget
-    if cut:  # the decisive part alone is too long: it is all that is kept, cut on the same side
-        head_ids, tail_ids = [], _clip(tail_ids, budget, side)
-    else:
-        head_ids = _clip(head_ids, budget - len(tail_ids), side)
-    return prefix + head_ids + tail_ids + suffix, cut
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _clip(ids: list[int], n: int, side: str) -> list[int]:

@@ -88,6 +88,13 @@ def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str], sizes: dict
         ax.set_xlabel("strong student")
 
 
+def _interval_band(ax, x, y, low, high, color, alpha: float) -> None:
+    """A 95% interval as a shaded band; a band needs two points, so a lone point's is a bar."""
+    ax.fill_between(x, low, high, color=color, alpha=alpha, linewidth=0)
+    if len(x) == 1:
+        ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=color, linewidth=0.8)
+
+
 def _count(n: float) -> str:
     """1923842 -> '1.9M'."""
     for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -137,12 +144,8 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
             x_strong = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
             ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
             if f"test_{metric}_low" in lines:  # the student's 95% interval (over test resamples and seeds)
-                low, high = (lines[f"test_{metric}_{side}"].astype(float).to_numpy() for side in ("low", "high"))
-                ax.fill_between(x_strong, low, high, color=colors[weak], alpha=0.15, linewidth=0)
-                if len(x_strong) == 1:  # a band needs two points: a lone point's interval as a bar
-                    y = lines[f"test_{metric}"].astype(float).to_numpy()
-                    ax.errorbar(x_strong, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak],
-                                linewidth=0.8)
+                y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
+                _interval_band(ax, x_strong, y, low, high, colors[weak], alpha=0.15)
             own = gt[gt["model"] == weak]
             ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
                     markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
@@ -182,9 +185,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
             if unbounded.any():
                 ax.plot(np.asarray(x)[unbounded], y[unbounded], "o", color="white", markeredgecolor=colors[weak],
                         label="CI unbounded (gap within noise)")
-            ax.fill_between(x, low, high, color=colors[weak], alpha=0.2, linewidth=0)
-            if len(x) == 1:  # a band needs two points: show a lone point's interval as a bar
-                ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=colors[weak], linewidth=0.8)
+            _interval_band(ax, x, y, low, high, colors[weak], alpha=0.2)
         if frame["pgr"].isna().all():
             ax.text(0.5, 0.5, "PGR undefined for every pair\n(see pgr_note in the table)", transform=ax.transAxes,
                     ha="center", va="center", color="grey")
