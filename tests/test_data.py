@@ -250,8 +250,21 @@ def test_non_binary_labels_name_the_key(tmp_path):
     with pytest.raises(SpecError) as err:
         load_dataset_rows(spec, seed=0, key="datasets.3")
     assert str(err.value) == (
-        "datasets.3 (mine): label column 'label' has non-binary values [2, 3]; labels must be 0 or 1"
+        "datasets.3 (mine): label column 'label' has values [2, 3] that are not class indices; labels must be 0 or 1"
     )
+
+
+def test_a_local_dataset_of_many_classes_reads_class_indices(tmp_path):
+    path = tmp_path / "four.tsv"
+    path.write_text("".join(f"text {i}\t{i % 4}\n" for i in range(40)))
+    spec = DataSpec(name="local", data_files={"train": str(path)}, column_names=["t", "y"], text_columns=["t"],
+                    label_column="y", classes=4)
+    splits = load_dataset_rows(spec, seed=0)
+    assert spec.num_classes == 4
+    assert sorted({r["hard_label"] for r in splits.train_a + splits.train_b + splits.test}) == [0, 1, 2, 3]
+    three = spec.model_copy(update={"classes": 3})
+    with pytest.raises(SpecError, match=r"has values \[3\] that are not class indices; labels must be 0..2 \(classes: 3\)"):
+        load_dataset_rows(three, seed=0)
 
 
 def test_missing_file_and_columns(tmp_path):
@@ -272,8 +285,9 @@ def test_registry_lists_every_dataset():
     names = [n for n, _ in describe_datasets()]
     assert names == list(DATASETS)
     assert set(names) == {"sciq", "boolq", "cosmos_qa", "amazon_polarity", "anthropic_hh", "sst2", "synthetic", "local",
-                         "digits", "cifar10", "imagenet"}
+                         "digits", "digits10", "cifar10", "imagenet", "imagenet1k"}
     assert DATASETS["sst2"].test == "validation" and DATASETS["sst2"].hub == "stanfordnlp/sst2"
+    assert {n: DATASETS[n].classes for n in names if DATASETS[n].classes != 2} == {"digits10": 10, "imagenet1k": 1000}
     assert all(desc for _, desc in describe_datasets())
 
 

@@ -205,3 +205,43 @@ def test_bad_new_loss_settings_are_one_line_errors(loss, expected):
 
 def test_window_spec_default_radius():
     assert WindowLoss().radius == 0.15 and Window().radius == 0.15
+
+
+# ---------------------------------------------------------------------------------------------
+# more than two classes
+
+LOGITS3 = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.4, 0.1, 0.5]]))
+WEAK3 = torch.tensor([[0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7]])  # prior [0.25, 0.325, 0.425]
+
+
+def test_logconf_with_many_classes_balances_the_students_top_class_by_the_weak_prior():
+    # student mean per class [0.425, 0.3, 0.275]; scaled by prior / mean = [0.588, 1.083, 1.545]:
+    # row 0 [0.294, 0.325, 0.309] -> class 1; row 1 [0.353, 0.325, 0.155] -> 0; row 2 -> 1; row 3 -> 2.
+    # Plain argmax would say [0, 0, 1, 2]: the weak labels' prior moves row 0 off the over-predicted class 0.
+    hardened = Logconf.hardened(LOGITS3, WEAK3)
+    assert hardened.argmax(1).tolist() == [1, 0, 1, 2] and hardened.sum(1).tolist() == [1.0] * 4
+    loss = Logconf(aux_coef=0.5, warmup_frac=0.0)(LOGITS3, WEAK3, 1.0)
+    target = 0.5 * WEAK3 + 0.5 * hardened
+    assert loss.item() == pytest.approx(-(target * LOGITS3).sum(1).mean().item(), abs=1e-6)
+
+
+def test_logconf_with_two_classes_is_the_reference_quantile_rule():
+    # 6 students, weak prior of the positive class 1/3: exactly the 2 highest p_pos are hardened to positive
+    p_pos = torch.tensor([0.9, 0.2, 0.6, 0.4, 0.8, 0.1])
+    logits = torch.stack([torch.zeros(6), torch.logit(p_pos)], 1)
+    weak = torch.tensor([[0.0, 1.0]] * 2 + [[1.0, 0.0]] * 4)
+    assert Logconf.hardened(logits, weak)[:, 1].tolist() == [1, 0, 0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("loss", [Xent(), Product(warmup_frac=0.0), Entropy(warmup_frac=0.0), KL()])
+def test_soft_label_losses_take_any_number_of_classes(loss):
+    value = loss(LOGITS3.clone().requires_grad_(), WEAK3, 0.5)
+    value.backward()
+    assert torch.isfinite(value)
+    # a perfect, fully confident fit of one-hot labels costs (almost) nothing
+    assert loss(torch.eye(3)[[2, 0, 1]] * 30, torch.eye(3)[[2, 0, 1]], 0.5).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_window_refuses_more_than_two_classes():
+    with pytest.raises(ValueError, match="the window loss needs two classes, got 3"):
+        Window()(LOGITS3, WEAK3, 0.5)

@@ -101,17 +101,19 @@ def write_experiment(root: Path, ladder=LADDER, seeds=(0, 1), losses=RECOVERED, 
 # PGR and its intervals
 
 
-def columns(rows):
-    return [np.array([r[k] for r in rows]) for k in ("hard_label", "p_pos")]
+def columns(rows, metric: str = "accuracy"):
+    """(labels, what the metric scores): predicted classes for accuracy, p_pos for AUROC."""
+    y, p_pos = (np.array([r[k] for r in rows]) for k in ("hard_label", "p_pos"))
+    return y, (p_pos > 0.5).astype(int) if metric == "accuracy" else p_pos
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "auroc"])
 def test_pgr_interval_contains_known_value_and_narrows_with_more_examples(metric):
     widths = []
     for n in (100, 2000):
-        y, weak = columns(predictions(n, 0.6))
-        _, ceiling = columns(predictions(n, 0.9))
-        _, student = columns(predictions(n, 0.75))
+        y, weak = columns(predictions(n, 0.6), metric)
+        _, ceiling = columns(predictions(n, 0.9), metric)
+        _, student = columns(predictions(n, 0.75), metric)
         result = report.bootstrap_seed(y, weak, ceiling, student, metric)
         values = [float(report.metric_values(y, p, metric)) for p in (weak, ceiling, student)]
         point = (values[2] - values[0]) / (values[1] - values[0])
@@ -400,9 +402,10 @@ def test_metrics_match_sklearn_and_counts_match_repeating_examples():
     assert report.metric_values(y, p, "auroc") == pytest.approx(roc_auc_score(y, p))
     counts = rng.integers(0, 3, 300)
     repeated = np.repeat(np.arange(300), counts)
-    for metric, reference in (("auroc", roc_auc_score(y[repeated], p[repeated])),
-                              ("accuracy", np.mean((p[repeated] > 0.5) == y[repeated]))):
-        assert report.metric_values(y, p, metric, counts[None, :])[0] == pytest.approx(reference)
+    predicted = (p > 0.5).astype(int)
+    for metric, scores, reference in (("auroc", p, roc_auc_score(y[repeated], p[repeated])),
+                                      ("accuracy", predicted, np.mean(predicted[repeated] == y[repeated]))):
+        assert report.metric_values(y, scores, metric, counts[None, :])[0] == pytest.approx(reference)
 
 
 def test_superseded_stage_is_left_out_of_the_tables(tmp_path):

@@ -82,7 +82,7 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
 @pytest.mark.parametrize("change, expected", [
     ({"datasets": {"name": "imagenet"}},
      "datasets.0: imagenet needs `data_dir`: your local copy with train/ and val/ class folders"),
-    ({"datasets": {"name": "digits", "data_dir": "/data"}}, "datasets.0: `data_dir` only applies to the imagenet dataset"),
+    ({"datasets": {"name": "digits", "data_dir": "/data"}}, "datasets.0: `data_dir` only applies to the imagenet and imagenet1k datasets"),
     ({"datasets": [{"name": "digits"}, {"name": "synthetic"}]},
      "datasets: image and text datasets need different models; put them in separate specs"),
     ({"models.1.generative_finetune": True},

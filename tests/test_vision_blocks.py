@@ -185,13 +185,17 @@ def test_registry():
     from w2s.spec import DataSpec
 
     image_names = {name for name, info in DATASETS.items() if info.modality == "image"}
-    assert image_names == {"digits", "cifar10", "imagenet"}
+    assert image_names == {"digits", "digits10", "cifar10", "imagenet", "imagenet1k"}
     pool, test = load_rows(DATASETS["digits"], DataSpec(name="digits"), seed=0)  # the entry's loader
     for info in DATASETS.values():  # every "module:function" names a function that exists
         if info.loader is not None:
             module, _, function = info.loader.partition(":")
             assert callable(getattr(importlib.import_module(module), function)), info.loader
     assert len(pool) == 1797 and test == [] and {r["hard_label"] for r in pool} == {0, 1}
+    ten, _ = load_rows(DATASETS["digits10"], DataSpec(name="digits10"), seed=0)
+    assert [r["id"] for r in ten] == [r["id"] for r in pool]  # the same images, labelled with the digit itself
+    assert all(r2["hard_label"] == int(r10["hard_label"] >= 5) for r2, r10 in zip(pool, ten))
+    assert sorted({r["hard_label"] for r in ten}) == list(range(10))
 
 
 def test_torchvision_path_with_a_stand_in_module(monkeypatch, digits):

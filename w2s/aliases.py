@@ -36,4 +36,6 @@ def describe_models() -> list[tuple[str, str]]:
     return rows + [
         ("<hub id or folder>", "any Hugging Face checkpoint: gpt2, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8, ..."),
         ("torchvision:<arch>", "image datasets: a torchvision model, pretrained, e.g. torchvision:alexnet"),
+        ("torchhub:<owner>/<repo>[:<ref>]/<entry>", "image datasets: a torch.hub entry point (trust_remote_code: "
+                                                     "true), e.g. torchhub:facebookresearch/dino:main/dino_vitb8"),
     ]

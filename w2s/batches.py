@@ -3,7 +3,7 @@
 `train`, `predict` and `batch_outputs` (w2s/train.py) take any `Batches`: its length, a length per
 example (training batches group similar lengths, so little compute goes to padding; fixed-size rows
 say 1) and `collate`, which turns example indices into {"inputs": the model's keyword arguments,
-"labels": (b, 2) class probabilities where the rows carry labels, "index": the row indices}.
+"labels": (b, k) class probabilities where the rows carry labels, "index": the row indices}.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ class Batches(Protocol):
 
 @dataclass
 class Encoded:
-    """A tokenized split: token ids per example and (soft) labels as class probabilities (n, 2)."""
+    """A tokenized split: token ids per example and (soft) labels as class probabilities (n, k)."""
 
     ids: list[str]
     input_ids: list[list[int]]
-    labels: np.ndarray  # float32 (n, 2)
+    labels: np.ndarray  # float32 (n, k)
     pad_token_id: int
 
     def __len__(self) -> int:
@@ -60,7 +60,7 @@ class Activations:
 
     ids: list[str]
     array: np.ndarray  # float32 (n, d)
-    labels: np.ndarray  # float32 (n, 2)
+    labels: np.ndarray  # float32 (n, k)
 
     def __len__(self) -> int:
         return len(self.array)

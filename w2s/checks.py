@@ -3,7 +3,7 @@
 
 Validation (w2s/spec/) already rejected what the spec says on its own; planning (w2s/plan.py)
 already found every data file, since keys hash their contents. What is left needs the files, the
-code or the model configs: the data parse and hold binary labels in the right columns, every split
+code or the model configs: the data parse and hold class indices in the right columns, every split
 is non-empty, losses build with the keywords given, batch sizes divide across the processes, probe
 layers exist, generative finetuning has a causal LM, tokenizers load. Each problem is one
 `SpecError` naming the spec key, so nobody waits an hour for an error a second could have shown.
@@ -77,6 +77,11 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             continue
         if looks_like_path(model.name) and not Path(model.name).expanduser().is_dir():
             raise SpecError(f"models.{i}.name: no such checkpoint folder: {model.name}")
+        hub_repo = model.name.split(":", 1)[1].rpartition("/")[0] if model.name.startswith("torchhub:") else ""
+        if hub_repo.startswith(("/", ".", "~")) and not (Path(hub_repo).expanduser() / "hubconf.py").is_file():
+            raise SpecError(f"models.{i}.name: no hubconf.py in {hub_repo} (a torch.hub folder needs one)")
+        if model.name.startswith("torchvision:"):
+            _check_torchvision(f"models.{i}.name", model.name)
         if not text:
             continue
         folder = Path(resolve(model)[0])
@@ -104,6 +109,15 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             if probe.layer > config.num_hidden_layers:
                 raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
                                 f"{model.display} has hidden states 0..{config.num_hidden_layers}")
+
+
+def _check_torchvision(key: str, name: str) -> None:
+    """torchvision imports: a build made for another torch fails on its first operator, not at install."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - ImportError, or RuntimeError "operator torchvision::nms does not exist"
+        raise SpecError(f"{key}: {name} needs torchvision, which does not import here ({first_line(err)}); install "
+                        "the torchvision built for your torch (README: Vision)") from None
 
 
 def _check_tokenizer(model, folder: Path, key: str) -> None:

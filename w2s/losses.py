@@ -1,7 +1,8 @@
 """Transfer losses: small callables `loss(logits, soft_labels, step_frac) -> scalar`.
 
-`logits` are the student's (batch, 2) outputs, `soft_labels` the supervisor's (batch, 2) class
-probabilities (one-hot for ground truth), `step_frac` the share of training done, in [0, 1].
+`logits` are the student's (batch, k) outputs, `soft_labels` the supervisor's (batch, k) class
+probabilities (one-hot for ground truth), `step_frac` the share of training done, in [0, 1]. Every
+loss here is defined for any k but `window`, which needs two classes (the spec says so up front).
 A user adds a loss by pointing the spec at any such callable: `{name: custom, path: pkg.mod:Loss}`.
 """
 
@@ -44,9 +45,12 @@ class Logconf:
     """Auxiliary confidence loss (Burns et al. 2023, eq. 1).
 
     The target mixes the weak labels with the student's own hardened predictions:
-    (1 - a) * weak + a * hard(student). Hardening thresholds the student's positive-class
-    probability so that the share of positives in the batch matches the weak labels' prior,
-    which stops the student from collapsing onto one class.
+    (1 - a) * weak + a * hard(student). Hardening is balanced by the weak labels' class prior in
+    the batch, which stops the student from collapsing onto one class. Two classes: the student's
+    positive-class probability is thresholded at the quantile that gives the prior's share of
+    positives (as the reference code). More classes: each student probability is rescaled by
+    prior / the batch's mean student probability of that class (the prior shift of Saerens et al.
+    2002), then the top class is taken.
 
     `schedule="w2s"`: `a` rises linearly from 0 to `aux_coef` over the first `warmup_frac` of
     training. `schedule="reference"`: OpenAI's weak_to_strong/loss.py, `a = aux_coef * step_frac`
@@ -64,13 +68,20 @@ class Logconf:
 
     def __call__(self, logits, soft_labels, step_frac):
         coef = self.coef(step_frac)
-        p_pos = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
-        prior_pos = soft_labels.float()[:, 1].mean()
-        threshold = torch.quantile(p_pos, 1 - prior_pos)
-        hard_pos = (p_pos > threshold).float()
-        hardened = torch.stack([1 - hard_pos, hard_pos], dim=1)
-        target = (1 - coef) * soft_labels.float() + coef * hardened
+        target = (1 - coef) * soft_labels.float() + coef * self.hardened(logits, soft_labels)
         return soft_cross_entropy(logits, target)
+
+    @staticmethod
+    def hardened(logits: torch.Tensor, soft_labels: torch.Tensor) -> torch.Tensor:
+        """The student's predictions as one-hot rows, balanced by the weak labels' class prior."""
+        probs = torch.softmax(logits.detach().float(), dim=-1)
+        if probs.shape[1] == 2:
+            p_pos = probs[:, 1]
+            hard_pos = (p_pos > torch.quantile(p_pos, 1 - soft_labels.float()[:, 1].mean())).float()
+            return torch.stack([1 - hard_pos, hard_pos], dim=1)
+        prior = soft_labels.float().mean(dim=0)
+        shifted = probs * (prior / probs.mean(dim=0).clamp_min(1e-12))
+        return F.one_hot(shifted.argmax(dim=1), probs.shape[1]).float()
 
 
 class Product:
@@ -114,6 +125,8 @@ class Window:
         return torch.tensor(float(self.radius))
 
     def __call__(self, logits, soft_labels, step_frac):
+        if logits.shape[1] != 2:
+            raise ValueError(f"the window loss needs two classes, got {logits.shape[1]}")
         p_pos = torch.softmax(logits.detach().float(), dim=-1)[:, 1]
         inside = (p_pos - 0.5).abs() < self.window(soft_labels)
         if not inside.any():

@@ -1,4 +1,4 @@
-"""Models: any Hugging Face backbone with a zero-initialised 2-way linear head.
+"""Models: any Hugging Face backbone with a zero-initialised k-way linear head (k: the task's classes).
 
 Causal LMs are read at the last non-padding token, encoders are mean-pooled. `num_layers` keeps
 the first N transformer layers of a pretrained checkpoint, which turns one checkpoint into a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import transformers
 from torch import nn
@@ -21,8 +22,8 @@ from w2s.spec import ModelSpec, SpecError, first_line
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _zero_head(dim: int) -> nn.Linear:
-    head = nn.Linear(dim, 2, dtype=torch.float32)
+def _zero_head(dim: int, classes: int) -> nn.Linear:
+    head = nn.Linear(dim, classes, dtype=torch.float32)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     return head
@@ -31,11 +32,11 @@ def _zero_head(dim: int) -> nn.Linear:
 class Classifier(nn.Module):
     """Backbone + pooled hidden state + linear head (zero-initialised, as in Burns et al.)."""
 
-    def __init__(self, backbone: nn.Module, pooling: str):
+    def __init__(self, backbone: nn.Module, pooling: str, classes: int = 2):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        self.head = _zero_head(backbone.config.hidden_size)
+        self.head = _zero_head(backbone.config.hidden_size, classes)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """The pooled hidden state: of the last layer, or of `layer` (0 = embeddings) for probes."""
@@ -54,9 +55,9 @@ class Classifier(nn.Module):
 class ProbeHead(nn.Module):
     """The classifier's head alone, on cached features: a linear probe that never runs the backbone."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, classes: int = 2):
         super().__init__()
-        self.head = _zero_head(dim)
+        self.head = _zero_head(dim, classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features.float())
@@ -135,8 +136,9 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
         raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line(err)}") from None
 
 
-def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | None = None) -> Classifier:
-    """Build the classifier for one ladder rung. Errors name the spec key (`key`)."""
+def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | None = None,
+                    classes: int = 2) -> Classifier:
+    """Build the classifier of `classes` outputs for one ladder rung. Errors name the spec key (`key`)."""
     backbone = load_backbone(spec, key, weights_from)
     config = backbone.config
     pooling = spec.pooling if spec.pooling != "auto" else ("last" if is_causal(config) else "mean")
@@ -144,13 +146,53 @@ def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | Non
         backbone.gradient_checkpointing_enable()
     if spec.lora is not None:
         backbone = _with_lora(backbone, spec.lora, key)
-    model = Classifier(backbone, pooling)
+    model = Classifier(backbone, pooling, classes)
     if getattr(backbone, "pooler", None) is not None:
         # BERT-style poolers feed nothing we use; DDP fails on trainable parameters without grads
         backbone.pooler.requires_grad_(False)
     if spec.linear_probe:
         backbone.requires_grad_(False)
     return model
+
+
+class ZeroShotClassifier(nn.Module):
+    """A sequence classifier used as it is: forward gives its own logits (a zero-shot supervisor)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.backbone = model  # `backbone`: count_parameters finds the embeddings there
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def load_zero_shot_classifier(spec: ModelSpec, key: str = "model") -> ZeroShotClassifier:
+    """A text model with its own classification head (AutoModelForSequenceClassification), untouched."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = load_backbone(spec, key, auto=AutoModelForSequenceClassification)
+    if model.config.pad_token_id is None:  # causal LMs read the last non-pad token; they need to know it
+        model.config.pad_token_id = load_tokenizer(spec, key).pad_token_id
+    return ZeroShotClassifier(model.eval())
+
+
+def map_classes(logits: np.ndarray, class_map: list[int] | None, classes: int, key: str = "model") -> np.ndarray:
+    """A zero-shot model's (n, m) logits -> (n, k) probabilities of the task's classes.
+
+    Softmax over the model's own m outputs, then the probabilities of the outputs `class_map` sends to
+    one task class are summed (ImageNet's 1000 classes into animal / not, say). Without a map the
+    outputs must be the task's classes, in order.
+    """
+    probs = torch.softmax(torch.from_numpy(logits).float(), dim=-1).numpy()
+    m = probs.shape[1]
+    if class_map is None:
+        if m != classes:
+            raise SpecError(f"{key}: the model has {m} outputs and the task {classes} classes; set {key}.class_map "
+                            "to say which class each output stands for")
+        return probs
+    if len(class_map) != m:
+        raise SpecError(f"{key}.class_map: lists {len(class_map)} classes, the model has {m} outputs")
+    return probs @ np.eye(classes, dtype=np.float32)[class_map]
 
 
 def _with_lora(backbone, lora, key: str):

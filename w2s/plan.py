@@ -1,7 +1,8 @@
 """The stage graph: spec -> the list of stages an experiment needs, each with a content key.
 
 A stage trains one model once. A ground-truth stage (dataset, model, seed) serves both as weak
-supervisor and as ceiling; a transfer stage trains a model on the predictions of a supervisor
+supervisor and as ceiling; a zero-shot stage stands in for it where the weak model is used as it is
+(`train: false`: it predicts, nothing trains it); a transfer stage trains a model on the predictions of a supervisor
 stage on half B. Bootstrapping and strong-to-strong rounds are transfers whose supervisor is
 itself a transfer, so they reuse whatever already exists.
 
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from w2s.aliases import MODEL_ALIASES
 from w2s.data import fingerprint
 from w2s.precision import resolve_precision
-from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label
+from w2s.results import OWN_KINDS
+from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label, model_pairs
 
 # The version of what stages compute. Bump it in the same commit as any change to the numbers a
 # stage produces from the same settings and data: the trainer, a loss, a formatter, tokenization,
@@ -58,7 +60,7 @@ class TrainSettings:
 class Stage:
     """One stage, built whole (dependencies first) and never changed afterwards."""
 
-    kind: str  # ground_truth | transfer | bootstrap | strong_to_strong | features | lm_finetune
+    kind: str  # ground_truth | zero_shot | transfer | bootstrap | strong_to_strong | features | lm_finetune
     dataset: DataSpec
     model: ModelSpec  # the model this stage trains
     seed: int
@@ -76,8 +78,9 @@ class Stage:
 
     @property
     def weak(self) -> Stage | None:
-        """The PGR baseline: a ground-truth stage is its own; features and lm_finetune stages have none."""
-        return self if self.kind == "ground_truth" else self.weak_truth
+        """The PGR baseline: a ground-truth or zero-shot stage is its own; features and lm_finetune stages
+        have none."""
+        return self if self.kind in OWN_KINDS else self.weak_truth
 
     @property
     def ceiling(self) -> Stage | None:
@@ -123,8 +126,11 @@ def _network_identity(model: ModelSpec) -> dict:
 
 
 def _model_identity(model: ModelSpec) -> dict:
-    """The network plus how a classifier is built and trained on it."""
-    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora", "label_budget"})}
+    """The network plus how a classifier is built and trained on it (a zero-shot model: how its outputs
+    map to the task's classes)."""
+    zero_shot = {} if model.train else {"train": False, "class_map": model.class_map}  # absent: older keys hold
+    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora", "label_budget"}),
+            **zero_shot}
 
 
 def _loss_identity(loss) -> dict:
@@ -137,14 +143,18 @@ def _loss_identity(loss) -> dict:
 
 
 def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
-    """Linear probes, and every model on an image dataset, train a head on cached activations."""
-    return model.linear_probe or dataset.is_image
+    """Linear probes, and every model on an image dataset, train a head on cached activations (a
+    zero-shot model trains nothing)."""
+    return model.train and (model.linear_probe or dataset.is_image)
 
 
 def _data_identity(dataset: DataSpec, contents: dict) -> dict:
-    """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are."""
-    return {**dataset.model_dump(exclude={"id", "data_files", "data_dir"}), "contents": contents,
-            "splits": sorted(dataset.data_files or ())}
+    """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are.
+    Fields added since version 3 enter only when set, so the keys of earlier stages hold."""
+    added = {"classes": None, "halves": "disjoint"}
+    fields = {k: v for k, v in dataset.model_dump(exclude={"id", "data_files", "data_dir"}).items()
+              if k not in added or v != added[k]}
+    return {**fields, "contents": contents, "splits": sorted(dataset.data_files or ())}
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
@@ -158,7 +168,7 @@ def stage_key(payload: dict) -> str:
 
 def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> TrainSettings:
     t = spec.train
-    epochs = (t.transfer_epochs or t.epochs) if transfer else t.epochs
+    epochs = model.epochs or ((t.transfer_epochs or t.epochs) if transfer else t.epochs)
     return TrainSettings(
         epochs=epochs,
         lr=model.lr or t.lr,
@@ -172,15 +182,6 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> 
         max_grad_norm=t.max_grad_norm,
         mixed_precision=resolve_precision(t.mixed_precision),
     )
-
-
-def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
-    labels = [m.display for m in spec.models]
-    if spec.pairs == "upward":
-        return [(w, s) for i, w in enumerate(labels) for s in labels[i:]]
-    if spec.pairs == "all":
-        return [(w, s) for w in labels for s in labels]
-    return [tuple(p) for p in spec.pairs]
 
 
 def plan(spec: ExperimentSpec) -> list[Stage]:
@@ -207,7 +208,7 @@ class _Planner:
         spec, truth = self.spec, self.truth
         for model in spec.models:
             if model.display in used:
-                truth[model.display] = self.ground_truth(model)
+                truth[model.display] = self.ground_truth(model) if model.train else self.zero_shot(model)
         for loss in spec.losses:
             for weak, strong in pairs:
                 student = self.transfer("transfer", truth[weak], strong, loss, (weak, strong))
@@ -259,6 +260,12 @@ class _Planner:
         inputs = self._inputs(model)
         identity = {**self._common("ground_truth", model, settings), **_keys(inputs)}
         return self._add(identity, "ground_truth", model, settings, **inputs)
+
+    def zero_shot(self, model: ModelSpec) -> Stage:
+        settings = resolve_settings(self.spec, model, transfer=False)
+        identity = {"kind": "zero_shot", "data": self.data, "model": _model_identity(model), "seed": self.seed,
+                    "mixed_precision": settings.mixed_precision}
+        return self._add(identity, "zero_shot", model, settings)
 
     def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
         model = self.spec.model(strong)

@@ -18,6 +18,8 @@ PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe
 # over-long examples of the stage's splits: shortened (to max_ctx), dropped (ctx_policy: drop), and
 # shortened with the decisive part itself cut (w2s/data/tokens.py); linear probes count in their features stage
 LENGTH_METRICS = ("shortened", "dropped", "decisive_cut")
+# stages whose accuracy is a model's own (not a transfer): the weak and ceiling points of PGR
+OWN_KINDS = ("ground_truth", "zero_shot")
 MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
 
 
@@ -30,17 +32,18 @@ def pgr(student: float, weak: float, ceiling: float, min_gap: float = MIN_GAP) -
     return (student - weak) / (ceiling - weak)
 
 
-def expected_calibration_error(p_pos, labels, bins: int = 10) -> float:
-    """ECE of binary predictions: the gap between confidence and accuracy, averaged over equal-width
+def expected_calibration_error(probs, labels, bins: int = 10) -> float:
+    """ECE of the top label: the gap between confidence and accuracy, averaged over equal-width
     confidence bins weighted by their size (Guo et al. 2017).
 
-    Confidence is that of the predicted class, max(p, 1 - p); a student trained on weak labels can be
-    as accurate as another yet far more over- or under-confident, which accuracy and AUROC do not show.
+    `probs` are (n, k) class probabilities; confidence is that of the predicted (top) class. A student
+    trained on weak labels can be as accurate as another yet far more over- or under-confident, which
+    accuracy and AUROC do not show.
     """
-    p_pos, labels = np.asarray(p_pos, dtype=float), np.asarray(labels)
-    predicted = p_pos > 0.5  # the same rule as test_accuracy, so p = 0.5 predicts the negative class
-    confidence = np.where(predicted, p_pos, 1 - p_pos)
-    correct = predicted == labels.astype(bool)
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    predicted = probs.argmax(axis=1)  # the same rule as test_accuracy: a tie goes to the lower class
+    confidence = probs[np.arange(len(probs)), predicted]
+    correct = predicted == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     total = 0.0
     for b in np.unique(which):
@@ -59,7 +62,7 @@ def write_json(path: Path, obj) -> None:
 
 def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: dict | None) -> dict:
     row = {
-        "kind": "ground_truth" if stage.kind == "ground_truth" else stage.kind,
+        "kind": stage.kind,
         "stage": stage.name,
         "key": stage.key,
         "dataset": stage.dataset.label,
@@ -67,6 +70,7 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         "model": stage.model.display,
         "test_accuracy": metrics["test_accuracy"],
         "test_auroc": metrics["test_auroc"],
+        **({"test_auroc_macro_ovr": metrics["test_auroc_macro_ovr"]} if "test_auroc_macro_ovr" in metrics else {}),
         "ece": metrics.get("ece"),
         "n_train": metrics["n_train"],
         "n_test": metrics["n_test"],
@@ -74,7 +78,7 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         "train_seconds": metrics["train_seconds"],
         **{k: metrics.get(k) for k in LENGTH_METRICS},
     }
-    if stage.kind == "ground_truth":
+    if stage.kind in OWN_KINDS:
         return row
     weak_acc = weak_metrics["test_accuracy"] if weak_metrics else None
     ceiling_acc = ceiling_metrics["test_accuracy"] if ceiling_metrics else None
@@ -104,11 +108,11 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
 
 def build_rows(stages, metrics: dict[str, dict]) -> list[dict]:
     """Rows for the finished stages of a plan; `metrics` maps stage key -> its metrics.json."""
-    return [
-        stage_row(s, metrics[s.key], metrics.get(s.weak.key), metrics.get(s.ceiling.key))
-        for s in stages
-        if s.key in metrics and s.trains_classifier
-    ]
+    def of(stage):
+        return metrics.get(stage.key) if stage is not None else None  # a zero-shot stage has no ceiling
+
+    return [stage_row(s, metrics[s.key], of(s.weak), of(s.ceiling)) for s in stages
+            if s.key in metrics and s.trains_classifier]
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:

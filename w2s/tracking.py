@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from w2s.pipeline.store import stage_config
-from w2s.results import stage_row
+from w2s.pipeline.store import PROBS_FILE, stage_config
+from w2s.results import OWN_KINDS, stage_row
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
 _state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed
@@ -121,8 +121,9 @@ def stage_tags(stage) -> list[str]:
 def _prediction_table(predictions: list[dict], split: str):
     import wandb
 
-    rows = [[p["id"], p["hard_label"], p["p_pos"], int(p["p_pos"] > 0.5)] for p in predictions if p["split"] == split]
-    return wandb.Table(columns=["id", "hard_label", "p_pos", "predicted"], data=rows), len(rows)
+    score = "p_pos" if "p_pos" in predictions[0] else "confidence"  # two classes, or the top class's probability
+    rows = [[p["id"], p["hard_label"], p[score], p["predicted"]] for p in predictions if p["split"] == split]
+    return wandb.Table(columns=["id", "hard_label", score, "predicted"], data=rows), len(rows)
 
 
 class StageTracker:
@@ -173,7 +174,7 @@ class StageTracker:
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
             summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
-        if self.stage.kind not in ("ground_truth", "features", "lm_finetune"):
+        if self.stage.kind not in OWN_KINDS + ("features", "lm_finetune"):
             row = stage_row(self.stage, metrics, weak_metrics, ceiling_metrics)
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
                 if row.get(key) is not None:
@@ -194,8 +195,9 @@ class StageTracker:
                 artifact.add(table, split)
             if n <= wandb.Table.MAX_ROWS:  # bigger tables live in the artifact only
                 tables[f"predictions/{split}"] = table
-        if (self.folder / "predictions.jsonl").is_file():
-            artifact.add_file(str(self.folder / "predictions.jsonl"))
+        for name in ("predictions.jsonl", PROBS_FILE):
+            if (self.folder / name).is_file():
+                artifact.add_file(str(self.folder / name))
         if tables:
             run.log(tables)
         supervisor = self.stage.supervisor

@@ -208,9 +208,18 @@ def batch_outputs(fn: Callable[[dict], torch.Tensor], data: Batches, accelerator
 
 
 def predict(model, data: Batches, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
-    """Positive-class probability for every example, each counted once across processes."""
+    """Class probabilities (n, k) for every example, each counted once across processes."""
     model.eval()
-    probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1)[:, 1:], data, accelerator,
+    probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1), data, accelerator,
                           batch_size, desc)
     model.train()
-    return probs[:, 0]
+    return canonical_probabilities(probs)
+
+
+def canonical_probabilities(probs: np.ndarray) -> np.ndarray:
+    """float64 class probabilities. Two classes are described by the positive one alone (predictions.jsonl
+    stores p_pos), so column 0 is set to exactly 1 - p_pos: a binary stage's metrics are those of p_pos."""
+    probs = probs.astype(np.float64)
+    if probs.shape[1] == 2:
+        probs[:, 0] = 1 - probs[:, 1]
+    return probs

@@ -1,13 +1,16 @@
-"""The vision setting of Burns et al. (2023): image datasets as binary rows, and frozen image encoders.
+"""The vision setting of Burns et al. (2023): image datasets as rows, and frozen image models.
 
-In the paper's vision experiments the weak supervisor is a small image model (AlexNet) and the
-strong student is a linear probe on the embeddings of a strong self-supervised model (DINO
-ResNet-50 / ViT-B/8). The backbones are never fine-tuned, so everything here is inference only:
+In the paper's vision experiments the weak supervisor is AlexNet, used as it is (its own ImageNet
+predictions are the weak labels), and the strong student is a linear probe on the embeddings of a
+strong self-supervised model (DINO ResNet-50 / ViT-B/8). The backbones are never fine-tuned, so
+everything here is inference only:
 
-* loaders turn an image dataset into the rows every w2s task uses, {"id", "image", "hard_label"},
-  with a binary label (ImageNet: animal or not; CIFAR-10: vehicle or animal; digits: >= 5);
-* `load_image_encoder` wraps a torchvision classifier or a Hugging Face vision model as an
-  `ImageEncoder` whose `embed` maps images to one feature vector each, preprocessing included.
+* loaders turn an image dataset into the rows every w2s task uses, {"id", "image", "hard_label"}:
+  ImageNet's 1000 classes (imagenet1k) or animal or not (imagenet); CIFAR-10: vehicle or animal;
+  digits: which digit (digits10) or >= 5 (digits);
+* `load_image_encoder` wraps a torchvision model, a torch.hub entry point or a Hugging Face vision
+  model as an `ImageEncoder` whose `embed` maps images to one vector each, preprocessing included:
+  features for probes, or (`head=True`) the model's own class logits for a zero-shot supervisor.
 
 A row's "image" is either a decoded PIL image (small datasets) or a file path (ImageNet: 1.3M
 files are listed, not loaded); `open_image(row)` gives the RGB PIL image in both cases, and
@@ -49,13 +52,32 @@ def open_image(row: dict) -> Image.Image:
     return to_rgb(row["image"])
 
 
+def imagenet_eval_preprocess(images: list[Image.Image], resize: int = 256, crop: int = 224) -> torch.Tensor:
+    """The ImageNet evaluation transform (shorter side to 256, centre 224 x 224 crop, ImageNet mean and
+    std), the one the reference and DINO's linear evaluation use, written without torchvision (whose
+    Resize and CenterCrop it follows on PIL images) for torch.hub models."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    out = []
+    for image in images:
+        w, h = image.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(resize * long / short)
+        size = (resize, new_long) if w <= h else (new_long, resize)
+        image = image.resize(size, Image.BILINEAR)
+        left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
+        pixels = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
+        out.append(torch.from_numpy(((pixels - mean) / std).astype(np.float32)).permute(2, 0, 1))
+    return torch.stack(out)
+
+
 # ---------------------------------------------------------------------------------------------
-# datasets: each loader returns (pool_rows, test_rows) with binary "hard_label"s; the dataset
-# registry (w2s/data/registry.py) names them
+# datasets: each loader returns (pool_rows, test_rows) with "hard_label" class indices; the dataset
+# registry (w2s/data/registry.py) names them and their number of classes
 
 
-def load_digits_rows() -> tuple[Rows, Rows]:
-    """scikit-learn's bundled 8x8 digits (1797 images, offline): is the digit >= 5?
+def load_digits_rows(classes: int = 2) -> tuple[Rows, Rows]:
+    """scikit-learn's bundled 8x8 digits (1797 images, offline): the digit itself (classes=10), or
+    is it >= 5 (classes=2)?
 
     A seconds-fast, download-free image task for tests and smoke runs. It has no test split of
     its own, so everything is the pool and the caller holds out a share.
@@ -64,9 +86,10 @@ def load_digits_rows() -> tuple[Rows, Rows]:
 
     digits = load_digits()
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 -> 0..255
+    labels = digits.target if classes == 10 else (digits.target >= 5)
     rows = [
-        {"id": f"digits-{i:05d}", "image": Image.fromarray(img).convert("RGB"), "hard_label": int(y >= 5)}
-        for i, (img, y) in enumerate(zip(pixels, digits.target))
+        {"id": f"digits-{i:05d}", "image": Image.fromarray(img).convert("RGB"), "hard_label": int(y)}
+        for i, (img, y) in enumerate(zip(pixels, labels))
     ]
     return rows, []
 
@@ -147,10 +170,49 @@ def _imagenet_animal(name: str, folder: Path) -> int:
     raise ValueError(f"ImageNet folder {folder}/{name}: class folders must be wnids like n01440764 (or indices 0..999)")
 
 
+def load_imagenet_val_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
+    """ImageNet-1k's validation images with their 1000 class indices, all as the pool (the caller holds
+    out the test share), as the reference's vision experiment uses them: the pretrained models never
+    trained on these images, whereas AlexNet would label its own training images nearly perfectly.
+
+    Expects root/val/<wnid>/*.JPEG with all 1000 class folders (the index of a class is its place in
+    sorted-wnid order, torchvision's and the pretrained heads' order), or folders named 0..999.
+    """
+    root = Path(root).expanduser()
+    folder = root / "val"
+    layout = f"expected {folder}/<wnid>/*.JPEG for the 1000 classes (the torchvision ImageFolder layout)"
+    if not folder.is_dir():
+        raise ValueError(f"ImageNet folder {root} has no val/ folder: {layout}")
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if names and all(n.isdigit() and int(n) < 1000 for n in names):
+        index = {n: int(n) for n in names}  # folders named by class index: any subset
+    elif len(names) == 1000 and all(_WNID.fullmatch(n) for n in names):
+        index = {n: i for i, n in enumerate(names)}
+    else:
+        raise ValueError(f"ImageNet folder {folder} has {len(names)} class folders; imagenet1k needs the 1000 wnid "
+                         f"folders (a class's index is its sorted place) or folders named 0..999: {layout}")
+    rows = []
+    for name in names:
+        files = sorted(e.name for e in os.scandir(folder / name) if Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
+        rows += [{"id": f"imagenet-val-{name}-{Path(f).stem}", "image": str(folder / name / f),
+                  "hard_label": index[name]} for f in files]
+    if not rows:
+        raise ValueError(f"ImageNet folder {folder} has class folders but no image files: {layout}")
+    return rows, []
+
+
 # the dataset registry's loaders (w2s/data/registry.py names them): (spec, seed) -> (pool, test).
 # The rows are fixed; the seed only splits them (w2s/data/splits.py).
 def digits_rows(spec, seed: int) -> tuple[Rows, Rows]:
     return load_digits_rows()
+
+
+def digits10_rows(spec, seed: int) -> tuple[Rows, Rows]:
+    return load_digits_rows(classes=10)
+
+
+def imagenet1k_rows(spec, seed: int) -> tuple[Rows, Rows]:
+    return load_imagenet_val_rows(spec.data_dir)
 
 
 def cifar10_rows(spec, seed: int) -> tuple[Rows, Rows]:
@@ -185,7 +247,8 @@ class ImageEncoder:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        tensors = [*self.model.parameters(), *self.model.buffers()]  # a model may hold buffers only
+        return tensors[0].device if tensors else torch.device("cpu")
 
     def to(self, device: str | torch.device) -> "ImageEncoder":
         """Move the model (e.g. to `accelerator.device`); inputs follow it automatically."""
@@ -210,18 +273,26 @@ class ImageEncoder:
 
 
 def load_image_encoder(
-    name: str, *, random_init: bool = False, config_overrides: dict | None = None, dtype: torch.dtype = torch.float32
+    name: str, *, random_init: bool = False, config_overrides: dict | None = None, dtype: torch.dtype = torch.float32,
+    head: bool = False, trust_remote_code: bool = False,
 ) -> ImageEncoder:
-    """An `ImageEncoder` for `name`: "torchvision:<arch>" or a Hugging Face hub id / local folder.
+    """An `ImageEncoder` for `name`: "torchvision:<arch>", "torchhub:<repo>/<entry>", or a Hugging Face
+    hub id / local folder. `head=False` gives features (for probes), `head=True` the model's own class
+    logits (a zero-shot supervisor).
 
-    * torchvision:<arch> (alexnet, resnet50, vit_b_16, ...): the ImageNet classifier with its last
-      linear layer replaced by the identity, so features are that layer's input (AlexNet: the
-      4096-d penultimate layer, the paper's weak supervisor's features; ResNet-50: 2048-d).
-      `config_overrides` are passed to the torchvision builder.
-    * otherwise AutoModel + AutoImageProcessor; features are `pooler_output` when the model has a
-      parameter-free pooler (ResNet's average pool, DINOv2's normalised CLS), else the CLS token
-      of `last_hidden_state` (DINO's linear-probe convention; a ViT's dense+tanh pooler is not
-      in DINO checkpoints, it would be random). `config_overrides` update the AutoConfig.
+    * torchvision:<arch> (alexnet, resnet50, vit_b_16, ...): the ImageNet classifier; for features its
+      last linear layer is replaced by the identity, so features are that layer's input (AlexNet: the
+      4096-d penultimate layer; ResNet-50: 2048-d). `config_overrides` go to the torchvision builder.
+    * torchhub:<owner>/<repo>[:<ref>]/<entry> (or a local folder with a hubconf.py for the repo):
+      `torch.hub.load`, whose output is used as it is (DINO's entries give the embedding the
+      reference probes; a classifier's entry gives logits), on the ImageNet evaluation transform.
+      It runs the repository's code, so it needs `trust_remote_code`. `config_overrides` are the
+      entry point's keyword arguments; `random_init` passes pretrained=False.
+    * otherwise AutoModel (head: AutoModelForImageClassification, its logits) + AutoImageProcessor;
+      features are `pooler_output` when the model has a parameter-free pooler (ResNet's average
+      pool, DINOv2's normalised CLS), else the CLS token of `last_hidden_state` (DINO's linear-probe
+      convention; a ViT's dense+tanh pooler is not in DINO checkpoints, it would be random).
+      `config_overrides` update the AutoConfig.
 
     `random_init` builds the architecture with fresh weights (from the global torch RNG: seed it
     for reproducible features). A model that cannot be loaded raises ValueError whose first line
@@ -230,13 +301,16 @@ def load_image_encoder(
     overrides = dict(config_overrides or {})
     try:
         if name.startswith("torchvision:"):
-            return _torchvision_encoder(name, name.split(":", 1)[1], random_init, overrides, dtype)
-        return _hf_encoder(name, random_init, overrides, dtype)
+            return _torchvision_encoder(name, name.split(":", 1)[1], random_init, overrides, dtype, head)
+        if name.startswith("torchhub:"):
+            return _torch_hub_encoder(name, random_init, overrides, dtype, trust_remote_code)
+        return _hf_encoder(name, random_init, overrides, dtype, head)
     except Exception as err:  # noqa: BLE001 - OSError, ValueError, KeyError, ImportError, ... all mean "cannot load"
         raise ValueError(f"cannot load image model {name!r}: {first_line(err)}") from None
 
 
-def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dict, dtype: torch.dtype) -> ImageEncoder:
+def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dict, dtype: torch.dtype,
+                         head: bool) -> ImageEncoder:
     try:
         import torchvision
     except ImportError:
@@ -249,7 +323,8 @@ def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dic
         raise ValueError(f"torchvision has no pretrained weights for {arch!r} (an unknown arch?)")
     model = torchvision.models.get_model(arch, weights=None if random_init else default, **overrides)
     transform = default.transforms() if default is not None else _plain_imagenet_transform()
-    _drop_last_linear(model, arch)
+    if not head:
+        _drop_last_linear(model, arch)
     model.to(dtype)
 
     def preprocess(images: list[Image.Image]) -> torch.Tensor:
@@ -259,6 +334,27 @@ def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dic
         return model(pixels).flatten(1)
 
     return ImageEncoder(name, model, preprocess, features, dtype)
+
+
+def _torch_hub_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtype,
+                       trust_remote_code: bool) -> ImageEncoder:
+    repo, _, entry = name.split(":", 1)[1].rpartition("/")
+    if not trust_remote_code:
+        raise ValueError("torch.hub runs the repository's hubconf.py; set trust_remote_code: true if you trust it")
+    local = repo.startswith(("/", ".", "~"))
+    if local and not (Path(repo).expanduser() / "hubconf.py").is_file():
+        raise ValueError(f"{repo} has no hubconf.py")
+    kwargs = {**overrides, **({"pretrained": False} if random_init else {})}
+    if local:
+        model = torch.hub.load(str(Path(repo).expanduser()), entry, source="local", **kwargs)
+    else:
+        model = torch.hub.load(repo, entry, trust_repo=True, **kwargs)
+    model.to(dtype)
+
+    def features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        return model(pixels).flatten(1)
+
+    return ImageEncoder(name, model, imagenet_eval_preprocess, features, dtype)
 
 
 def _plain_imagenet_transform() -> Callable:
@@ -280,9 +376,10 @@ def _drop_last_linear(model: nn.Module, arch: str) -> None:
     setattr(model.get_submodule(parent_name), child, nn.Identity())
 
 
-def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtype) -> ImageEncoder:
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtype, head: bool) -> ImageEncoder:
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
+    auto = AutoModelForImageClassification if head else AutoModel
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise ValueError("no such folder (and not a hub id)")  # transformers would say "Repo id must be ..."
     with quiet_transformers():  # also hushes the unused ViT pooler that loading lists as missing
@@ -290,14 +387,16 @@ def _hf_encoder(name: str, random_init: bool, overrides: dict, dtype: torch.dtyp
         processor = AutoImageProcessor.from_pretrained(path)
         config = AutoConfig.from_pretrained(path, **overrides)
         if random_init:
-            model = AutoModel.from_config(config, dtype=dtype)
+            model = auto.from_config(config, dtype=dtype)
         else:
-            model = AutoModel.from_pretrained(path, config=config, dtype=dtype)
+            model = auto.from_pretrained(path, config=config, dtype=dtype)
     pooler = getattr(model, "pooler", None)
     pooler_has_weights = isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters())
 
     def features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         output = model(pixel_values=pixels)  # by keyword: some models (CLIP) take input_ids first
+        if head:
+            return output.logits
         pooled = getattr(output, "pooler_output", None)
         if pooled is not None and not pooler_has_weights:
             pooled = pooled.flatten(1)  # ResNet: (b, d, 1, 1)

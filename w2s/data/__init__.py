@@ -1,9 +1,10 @@
-"""Datasets: a registry of binary classification tasks, loading, deterministic splits, tokenization.
+"""Datasets: a registry of classification tasks, loading, deterministic splits, tokenization.
 
-Every task is reduced to rows {"id", "txt", "hard_label"} with hard_label in {0, 1}, as in
-Burns et al. (2023): multiple-choice and preference datasets become "is this answer right?".
-The training pool is cut into two disjoint halves: A trains the weak supervisor (and the
-ceiling), B is what the weak model labels for the strong student. Everything is a pure
+Every task is reduced to rows {"id", "txt" (or "image"), "hard_label"} with hard_label a class index
+0..k-1 (each entry declares k; most are binary, as in Burns et al. (2023): multiple-choice and
+preference datasets become "is this answer right?"). The training pool is cut into two disjoint
+halves: A trains the weak supervisor (and the ceiling), B is what the weak model labels for the
+strong student (`halves: same` makes both the whole pool, for zero-shot supervisors). Everything is a pure
 function of the seed, so a rerun reproduces the same split and the same random formatting.
 
 - registry.py: DatasetInfo, DATASETS, register, describe_datasets, the formatters

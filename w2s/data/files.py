@@ -150,7 +150,8 @@ def quiet_datasets():
 
 
 def _check_columns(ds, columns, label_column, split, spec, where) -> None:
-    """Fail before training starts: missing columns, or a label column with values other than 0/1."""
+    """Fail before training starts: missing columns, or a label column with values other than the class
+    indices 0..classes-1."""
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         hint = "" if spec.column_names or not spec.data_files else " (header-less csv/tsv? set column_names)"
@@ -159,13 +160,18 @@ def _check_columns(ds, columns, label_column, split, spec, where) -> None:
             f"columns found: {', '.join(map(str, ds.column_names))}{hint}"
         )
     if label_column:
-        bad = [v for v in ds.unique(label_column) if not _is_binary(v)]
+        k = spec.num_classes
+        bad = [v for v in ds.unique(label_column) if not is_class_index(v, k)]
         if bad:
             shown = sorted(bad, key=str)[:5]
-            raise SpecError(
-                f"{where}: label column {label_column!r} has non-binary values {shown}; labels must be 0 or 1"
-            )
+            raise SpecError(f"{where}: label column {label_column!r} has values {shown} that are not class indices; "
+                            f"labels must be {class_range(k)}")
 
 
-def _is_binary(value) -> bool:
-    return isinstance(value, (bool, int, float)) and value in (0, 1)
+def is_class_index(value, classes: int) -> bool:
+    """0, 1, ..., classes - 1 (also as bool or a whole float, as some files store them)."""
+    return isinstance(value, (bool, int, float)) and value in range(classes)
+
+
+def class_range(classes: int) -> str:
+    return "0 or 1" if classes == 2 else f"0..{classes - 1} (classes: {classes})"

@@ -1,6 +1,7 @@
 """The dataset registry: each task's source (a hub path, or a loader that makes or reads the rows
-itself), splits, columns and formatter (source row -> {"txt", "hard_label"}). Reading goes by the
-entry, never by a dataset's name (w2s/data/files.py, splits.py).
+itself), splits, columns, number of classes and formatter (source row -> {"txt", "hard_label"}, the
+label a class index 0..classes-1). Reading goes by the entry, never by a dataset's name
+(w2s/data/files.py, splits.py).
 
 A table that imports nothing of w2s: the spec layer checks names against it, and loaders are named
 as "module:function" (resolved when rows are read), so neither torch nor an import cycle comes in."""
@@ -30,13 +31,15 @@ class DatasetInfo:
     pool: str = "train"  # hub split used as the training pool
     test: str | None = "test"  # hub split used as the test set; None: hold out test_frac of the pool
     columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
-    label_column: str | None = None  # a source column that must be binary (checked over the whole split)
+    label_column: str | None = None  # a source column of class indices (checked over the whole split)
+    classes: int = 2  # labels are 0..classes-1; heads have this many outputs
     modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision.py)
     # "module:function", called as function(spec, seed) -> (pool rows, test rows; [] for none): for
     # generated and image datasets, which read no hub and no data_files. Image loaders ignore the seed
     # (the rows are fixed; splitting is seeded) and run once per process.
     loader: str | None = None
     truncate: str = "right"  # which side of a too-long text (before its decisive part) is cut by default
+    data_dir: str | None = None  # read from the user's own copy (DataSpec.data_dir), which holds this
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -143,16 +146,24 @@ def format_synthetic(row: dict, rng: random.Random) -> dict:
 
 
 # image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
-for _name, _description, _hub in (
-    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.", None),
-    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", "uoft-cs/cifar10"),
-    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?", None),
+# (or, with `train: false`, classifiers used as they are)
+for _name, _description, _info in (
+    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.", {}),
+    ("digits10", "scikit-learn's bundled 8x8 digits: which digit (10 classes)? Offline, no files needed.",
+     {"classes": 10}),
+    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", {"hub": "uoft-cs/cifar10"}),
+    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?",
+     {"data_dir": "train/ and val/ class folders"}),
+    ("imagenet1k", "ImageNet-1k's 1000 classes on its 50,000 validation images, your own copy (data_dir: val/ in "
+                   "ImageFolder layout); test is held out of them, as in Burns et al.'s vision experiment.",
+     {"data_dir": "val/ and its 1000 class folders", "classes": 1000}),
 ):
-    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, hub=_hub, modality="image",
-                                  loader=f"w2s.vision:{_name}_rows")
+    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, modality="image",
+                                  loader=f"w2s.vision:{_name}_rows", **_info)
 
 DATASETS["local"] = DatasetInfo(
-    "local", "Your own files (data_files): text_columns joined by newlines, a binary label_column.", formatter=None
+    "local", "Your own files (data_files): text_columns joined by newlines, a label_column of class indices "
+             "0..classes-1 (classes: 2 unless set).", formatter=None
 )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from w2s.data.contents import fingerprint
-from w2s.data.files import _check_columns, _read_splits
+from w2s.data.files import _check_columns, _read_splits, class_range, is_class_index
 from w2s.data.registry import DATASETS, Formatter, _local_formatter, load_rows
 from w2s.errors import SpecError, first_line
 
@@ -59,9 +59,20 @@ def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Spl
     pool_idx, test_idx, notes = _sample(spec, seed, len(raw[pool_name]), n_test, where)
     test_name = test_name or pool_name
     half = (len(pool_idx) + 1) // 2  # A gets the extra row
-    pool_a = _format_rows(raw[pool_name], pool_idx[:half], pool_name, formatter, seed, where)
-    pool_b = _format_rows(raw[pool_name], pool_idx[half:], pool_name, formatter, seed, where)
-    test = _format_rows(raw[test_name], test_idx, test_name, formatter, seed, where)
+    k = spec.num_classes
+    pool_a = _format_rows(raw[pool_name], pool_idx[:half], pool_name, formatter, seed, where, k)
+    pool_b = _format_rows(raw[pool_name], pool_idx[half:], pool_name, formatter, seed, where, k)
+    test = _format_rows(raw[test_name], test_idx, test_name, formatter, seed, where, k)
+    return _halves(spec, pool_a, pool_b, test, notes)
+
+
+def _halves(spec: DataSpec, pool_a: list, pool_b: list, test: list, notes: list) -> Splits:
+    """Disjoint halves A and B, or (`halves: same`) the whole pool as both: for zero-shot supervisors,
+    which need no half A, so that the ceiling and the students train on the same rows."""
+    if spec.halves == "same":
+        pool = pool_a + pool_b
+        return Splits(pool, pool, test, notes + [f"halves: same: the ceiling and the students train on all "
+                                                 f"{len(pool)} pool rows"])
     return Splits(pool_a, pool_b, test, notes)
 
 
@@ -98,7 +109,7 @@ def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
     """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
     where = f"{key} ({spec.label})"
     if spec.data_files or spec.column_names:
-        raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet takes data_dir")
+        raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet and imagenet1k take data_dir")
     try:
         if (spec.name, spec.data_dir) not in _IMAGES:
             _IMAGES[spec.name, spec.data_dir] = load_rows(DATASETS[spec.name], spec, seed)
@@ -108,10 +119,11 @@ def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
     pool_idx, test_idx, notes = _sample(spec, seed, len(pool), len(test) or None, where)
     test_rows = [(test or pool)[i] for i in test_idx]
     half = (len(pool_idx) + 1) // 2
-    return Splits([pool[i] for i in pool_idx[:half]], [pool[i] for i in pool_idx[half:]], test_rows, notes)
+    return _halves(spec, [pool[i] for i in pool_idx[:half]], [pool[i] for i in pool_idx[half:]], test_rows, notes)
 
 
-def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int, where: str) -> list[dict]:
+def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int, where: str,
+                 classes: int) -> list[dict]:
     rows = []
     for i, row in zip(idx, ds.select(idx).to_list()):
         rng = random.Random(f"{seed}:{split}:{i}")  # str seeds hash with sha512: stable across processes
@@ -119,8 +131,9 @@ def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int
             out = formatter(row, rng)
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise SpecError(f"{where}: cannot format row {split}-{i}: {type(err).__name__}: {err}") from None
-        if out["hard_label"] not in (0, 1):
-            raise SpecError(f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be 0 or 1")
+        if not is_class_index(out["hard_label"], classes):
+            raise SpecError(f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be "
+                            f"{class_range(classes)}")
         row = {"id": f"{split}-{i}", "txt": out["txt"], "hard_label": int(out["hard_label"])}
         decisive = out.get("decisive")
         if decisive:  # tokenization keeps this suffix of the text whole (w2s/data/tokens.py)

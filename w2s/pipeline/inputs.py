@@ -11,7 +11,7 @@ from w2s import data as data_mod
 from w2s import activations
 from w2s import probes
 from w2s.models import load_tokenizer
-from w2s.pipeline.store import finished_folder, read_predictions
+from w2s.pipeline.store import finished_folder, read_probabilities
 from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.batches import Encoded
@@ -49,22 +49,24 @@ def encode(rows: list[dict], stage: Stage, labels: np.ndarray, lengths: LengthLo
     return Encoded([r["id"] for r in kept_rows], result.input_ids, labels[result.kept], tokenizer.pad_token_id), kept_rows
 
 
-def one_hot(rows: list[dict]) -> np.ndarray:
+def one_hot(rows: list[dict], classes: int) -> np.ndarray:
+    """Ground truth as (n, k) class probabilities."""
     y = np.array([r["hard_label"] for r in rows], dtype=np.int64)
-    return np.eye(2, dtype=np.float32)[y]
+    return np.eye(classes, dtype=np.float32)[y]
 
 
 def supervisor_labels(root: Path, stage: Stage, rows: list[dict]) -> tuple[list[dict], np.ndarray]:
-    """Half B rows and the supervisor's soft labels on them (rows it could not label are dropped)."""
-    preds = read_predictions(finished_folder(root, stage.supervisor), "train_b")
-    rows = [r for r in rows if r["id"] in preds]
-    p = np.array([preds[r["id"]] for r in rows], dtype=np.float32)
-    return rows, np.stack([1 - p, p], axis=1)
+    """Half B rows and the supervisor's soft labels (n, k) on them (rows it could not label are dropped)."""
+    ids, probs = read_probabilities(finished_folder(root, stage.supervisor), "train_b")
+    where = {id_: i for i, id_ in enumerate(ids)}
+    rows = [r for r in rows if r["id"] in where]
+    return rows, probs[[where[r["id"]] for r in rows]].reshape(len(rows), probs.shape[1])
 
 
 def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndarray):
     """Relabel or filter half B with a probe on the strong model's activations; score it against the
-    ground truth, which only the toolkit sees (the student trains on the cleaned weak labels)."""
+    ground truth, which only the toolkit sees (the student trains on the cleaned weak labels). Binary
+    tasks only (the spec says so for more classes)."""
     probe = stage.loss.probe
     cached = activations.read(finished_folder(root, stage.probe_activations))["train_b"]
     data, rows = cached.select(rows, labels)

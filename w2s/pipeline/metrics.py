@@ -1,4 +1,9 @@
-"""What a classifier stage reports: accuracy, AUROC, calibration, and agreement with its supervisor."""
+"""What a classifier stage reports: top-1 accuracy, AUROC, calibration, and agreement with its supervisor.
+
+Predictions are (n, k) class probabilities. AUROC is the plain binary one for two classes
+(`test_auroc`); with more, `test_auroc` is None and `test_auroc_macro_ovr` holds the macro average of
+the one-vs-rest AUROCs (None where a class is missing from the test split).
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,53 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from w2s.pipeline.store import finished_folder, read_predictions
+from w2s.pipeline.store import finished_folder, read_probabilities
 from w2s.plan import Stage
 from w2s.results import expected_calibration_error
 
 
-def scores(p_pos: np.ndarray, rows: list[dict]) -> tuple[float, float | None]:
-    y = np.array([r["hard_label"] for r in rows])
-    accuracy = float(((p_pos > 0.5) == y).mean())
-    auroc = float(roc_auc_score(y, p_pos)) if len(set(y.tolist())) == 2 else None
-    return accuracy, auroc
+def hard_labels(rows: list[dict]) -> np.ndarray:
+    return np.array([r["hard_label"] for r in rows])
+
+
+def accuracy(probs: np.ndarray, rows: list[dict]) -> float:
+    """Top-1 accuracy (for two classes: p_pos > 0.5, a tie predicting class 0)."""
+    return float((probs.argmax(axis=1) == hard_labels(rows)).mean())
+
+
+def auroc(probs: np.ndarray, rows: list[dict]) -> dict:
+    """{"test_auroc": binary AUROC or None, "test_auroc_macro_ovr": for k > 2 (else absent)}."""
+    y, k = hard_labels(rows), probs.shape[1]
+    if k == 2:
+        return {"test_auroc": float(roc_auc_score(y, probs[:, 1])) if len(set(y.tolist())) == 2 else None}
+    present = len(set(y.tolist())) == k
+    macro = roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))) if present else None
+    return {"test_auroc": None, "test_auroc_macro_ovr": None if macro is None else float(macro)}
 
 
 def classifier_metrics(stage: Stage, root: Path, p_b, b_rows, p_test, test_rows, n_train, train_seconds) -> dict:
-    test_accuracy, test_auroc = scores(p_test, test_rows)
     metrics = {
-        "test_accuracy": test_accuracy,
-        "test_auroc": test_auroc,
-        "train_b_accuracy": scores(p_b, b_rows)[0],
+        "test_accuracy": accuracy(p_test, test_rows),
+        **auroc(p_test, test_rows),
+        "train_b_accuracy": accuracy(p_b, b_rows),
         "n_train": n_train,
         "n_test": len(test_rows),
         "train_seconds": round(train_seconds, 2),
-        "ece": expected_calibration_error(p_test, [r["hard_label"] for r in test_rows]),
+        "ece": expected_calibration_error(p_test, hard_labels(test_rows)),
         "agreement": None,
         "supervisor_accuracy": None,
         "agreement_supervisor_right": None,
         "agreement_supervisor_wrong": None,
     }
     if stage.supervisor is not None:
-        sup = read_predictions(finished_folder(root, stage.supervisor), "test")
-        both = [(p, sup[r["id"]], r["hard_label"]) for p, r in zip(p_test, test_rows) if r["id"] in sup]
-        student, supervisor, truth = (np.array(c) for c in zip(*both))
-        agrees = (student > 0.5) == (supervisor > 0.5)
-        supervisor_right = (supervisor > 0.5) == truth
+        ids, sup_probs = read_probabilities(finished_folder(root, stage.supervisor), "test")
+        where = {id_: i for i, id_ in enumerate(ids)}
+        both = [(j, where[r["id"]]) for j, r in enumerate(test_rows) if r["id"] in where]
+        student = p_test[[j for j, _ in both]].argmax(axis=1)
+        supervisor = sup_probs[[i for _, i in both]].argmax(axis=1)
+        truth = hard_labels([test_rows[j] for j, _ in both])
+        agrees = student == supervisor
+        supervisor_right = supervisor == truth
         metrics["agreement"] = float(agrees.mean())
         metrics["supervisor_accuracy"] = float(supervisor_right.mean())
         # does the student copy the supervisor's mistakes, or only its correct answers?

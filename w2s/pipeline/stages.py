@@ -20,14 +20,16 @@ from w2s import data as data_mod
 from w2s import activations
 from w2s import generative
 from w2s.losses import Xent, build_loss
-from w2s.models import ProbeHead, count_parameters, load_classifier, resolve_layer
+from w2s.models import (
+    ProbeHead, count_parameters, load_classifier, load_zero_shot_classifier, map_classes, resolve_layer,
+)
 from w2s.pipeline.inputs import LengthLog, base_weights, clean_with_probe, encode, model_key, one_hot, supervisor_labels
 from w2s.pipeline.metrics import classifier_metrics
-from w2s.pipeline.store import finished_folder
+from w2s.pipeline.store import finished_folder, prediction_rows, write_probabilities
 from w2s.plan import Stage
 from w2s.results import read_json
 from w2s.spec import ExperimentSpec, SpecError, first_line
-from w2s.train import classification, make_accelerator, predict, train
+from w2s.train import batch_outputs, canonical_probabilities, classification, make_accelerator, predict, train
 
 Output = tuple[dict | None, list[dict] | None]  # (None, None) on a process that does not write
 
@@ -65,22 +67,23 @@ class ClassifierStage:
     def run(self, job: StageJob) -> Output:
         stage, spec, root = job.stage, job.spec, job.root
         splits = data_mod.load_splits(stage.dataset, stage.seed)
-        lengths = LengthLog()
+        lengths, k = LengthLog(), stage.dataset.num_classes
         train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
         if stage.activations is not None:  # a linear probe: the head alone, on cached activations
             features_folder = finished_folder(root, stage.activations)
             cached = activations.read(features_folder)
             train_data, _ = cached[self.train_split].select(train_rows, train_labels)
-            b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b))
-            test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test))
-            model = ProbeHead(test_data.array.shape[1])
+            b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
+            test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test, k))
+            model = ProbeHead(test_data.array.shape[1], k)
             network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
-            sizes = {k: network[k] for k in ("parameters", "non_embedding_parameters")}
+            sizes = {name: network[name] for name in ("parameters", "non_embedding_parameters")}
         else:
             train_data, _ = encode(train_rows, stage, train_labels, lengths, "train")
-            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b), lengths, "train_b")
-            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test), lengths, "test")
-            model = load_classifier(stage.model, key=model_key(spec, stage), weights_from=base_weights(root, stage))
+            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
+            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
+            model = load_classifier(stage.model, key=model_key(spec, stage), weights_from=base_weights(root, stage),
+                                    classes=k)
             sizes = count_parameters(model)
         job.echo_notes(lengths.notes)
 
@@ -103,12 +106,7 @@ class ClassifierStage:
             return None, None
         metrics = classifier_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
         metrics.update(sizes, **extra, **lengths.metrics())
-        predictions = [
-            {"split": split, "id": r["id"], "hard_label": r["hard_label"], "p_pos": float(p)}
-            for split, rows_, probs in (("train_b", b_rows, p_b), ("test", test_rows, p_test))
-            for r, p in zip(rows_, probs)
-        ]
-        return metrics, predictions
+        return metrics, predictions(job, {"train_b": (b_rows, p_b), "test": (test_rows, p_test)})
 
 
 class GroundTruth(ClassifierStage):
@@ -118,7 +116,7 @@ class GroundTruth(ClassifierStage):
 
     def labels(self, job: StageJob, splits):
         rows = splits.train_a[: job.stage.model.label_budget]  # None: all of half A
-        return rows, one_hot(rows), Xent(), {}
+        return rows, one_hot(rows, job.stage.dataset.num_classes), Xent(), {}
 
 
 class Transfer(ClassifierStage):
@@ -138,6 +136,64 @@ class Transfer(ClassifierStage):
         return train_rows, train_labels, loss_fn, extra
 
 
+class ZeroShot:
+    """A model used as it is (`train: false`): its own predictions on half B (the weak labels) and test,
+    mapped to the task's classes (`class_map`). Nothing trains; the stage stands where a weak model's
+    ground-truth stage would, as the supervisor and the PGR baseline."""
+
+    def run(self, job: StageJob) -> Output:
+        stage, spec = job.stage, job.spec
+        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        accelerator = make_accelerator(stage.settings)
+        lengths, key, k = LengthLog(), model_key(spec, stage), stage.dataset.num_classes
+        start = time.perf_counter()
+        if stage.dataset.is_image:
+            from w2s import vision
+
+            try:
+                model = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
+                                                  config_overrides=stage.model.config_overrides,
+                                                  dtype=getattr(torch, stage.model.dtype), head=True,
+                                                  trust_remote_code=stage.model.trust_remote_code)
+            except ValueError as err:
+                raise SpecError(f"{key}.name: {first_line(err)}") from None
+            n_params = sum(p.numel() for p in model.model.parameters())
+            sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
+            outputs = {name: activations.of_images(model, rows, accelerator, stage.settings.eval_batch_size,
+                                                   f"zero-shot {name}") for name, rows in
+                       (("train_b", splits.train_b), ("test", splits.test))}
+            rows = {"train_b": splits.train_b, "test": splits.test}
+        else:
+            model = load_zero_shot_classifier(stage.model, key).to(accelerator.device)
+            sizes = count_parameters(model)
+            outputs, rows = {}, {}
+
+            def logits(inputs: dict) -> torch.Tensor:
+                with accelerator.autocast():
+                    return model(**inputs)
+
+            for name, split_rows in (("train_b", splits.train_b), ("test", splits.test)):
+                data, rows[name] = encode(split_rows, stage, one_hot(split_rows, k), lengths, name)
+                outputs[name] = batch_outputs(logits, data, accelerator, stage.settings.eval_batch_size,
+                                              f"zero-shot {name}")
+        job.echo_notes(lengths.notes)
+        probs = {name: canonical_probabilities(map_classes(logits, stage.model.class_map, k, key))
+                 for name, logits in outputs.items()}
+        if not job.writes:
+            return None, None
+        metrics = classifier_metrics(stage, job.root, probs["train_b"], rows["train_b"], probs["test"], rows["test"],
+                                     0, 0.0)
+        metrics.update(sizes, seconds=round(time.perf_counter() - start, 2), **lengths.metrics())
+        return metrics, predictions(job, {name: (rows[name], probs[name]) for name in probs})
+
+
+def predictions(job: StageJob, splits: dict[str, tuple[list[dict], np.ndarray]]) -> list[dict]:
+    """The lines of predictions.jsonl; with more than two classes the probabilities also go to probs.npz."""
+    if any(probs.shape[1] > 2 for _, probs in splits.values()):
+        write_probabilities(job.folder, splits)
+    return [line for name, (rows, probs) in splits.items() for line in prediction_rows(name, rows, probs)]
+
+
 class Features:
     """The `features` stage: pooled activations of the frozen model for every split, in features.npz."""
 
@@ -155,7 +211,8 @@ class Features:
             try:
                 encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
                                                     config_overrides=stage.model.config_overrides,
-                                                    dtype=getattr(torch, stage.model.dtype))
+                                                    dtype=getattr(torch, stage.model.dtype),
+                                                    trust_remote_code=stage.model.trust_remote_code)
             except ValueError as err:
                 raise SpecError(f"{key}.name: {first_line(err)}") from None
             n_params = sum(p.numel() for p in encoder.model.parameters())
@@ -170,7 +227,7 @@ class Features:
             sizes = count_parameters(model)
             layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
             for name, rows in split_rows.items():
-                data, _ = encode(rows, stage, one_hot(rows), lengths, name)
+                data, _ = encode(rows, stage, one_hot(rows, stage.dataset.num_classes), lengths, name)
                 array = activations.of_text(model, data, layer, accelerator, batch, f"features {name}")
                 arrays[name] = activations.SplitActivations(data.ids, array)
         job.echo_notes(lengths.notes)
@@ -191,8 +248,9 @@ class LMFinetune:
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         lengths = LengthLog()
         rows = splits.train_a + splits.train_b
-        texts, _ = encode(rows, stage, one_hot(rows), lengths, "train")
-        test, _ = encode(splits.test, stage, one_hot(splits.test), lengths, "test")
+        k = stage.dataset.num_classes
+        texts, _ = encode(rows, stage, one_hot(rows, k), lengths, "train")
+        test, _ = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
         job.echo_notes(lengths.notes)
         metrics = generative.finetune(stage, texts, test, key=model_key(job.spec, stage),
                                       log=job.log, log_every=job.spec.tracking.log_every,
@@ -202,6 +260,7 @@ class LMFinetune:
 
 STAGE_KINDS: dict[str, type] = {
     "ground_truth": GroundTruth,
+    "zero_shot": ZeroShot,
     "transfer": Transfer,
     "bootstrap": Transfer,
     "strong_to_strong": Transfer,

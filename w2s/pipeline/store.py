@@ -1,7 +1,8 @@
 """The stage-folder format and its file protocol.
 
 An experiment's folder holds `stages/<stage folder>` per finished stage (config.json,
-predictions.jsonl, metrics.json, written in that order: metrics.json marks the folder complete),
+predictions.jsonl, metrics.json, written in that order: metrics.json marks the folder complete;
+classifiers of more than two classes also write probs.npz, see `prediction_rows`),
 `.locks/<key>.lock` per stage being trained, and results.jsonl. A stage is written into
 `stages/.tmp-<folder>-<pid>` and renamed into place only when complete; a forced rerun first moves
 the old copy aside to `.old-<folder>-<pid>`. Leftovers of a killed run are cleared here too.
@@ -14,6 +15,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from filelock import FileLock, Timeout
 
@@ -55,15 +58,49 @@ def read_metrics(root: Path, stage: Stage | None) -> dict | None:
     return found[1] if found else None
 
 
-def read_predictions(folder: Path, split: str) -> dict[str, float]:
-    """p_pos by example id, for one split of a stage folder's predictions.jsonl."""
-    out = {}
+PROBS_FILE = "probs.npz"  # (n, k) class probabilities per split, for k > 2
+
+
+def prediction_rows(split: str, rows: list[dict], probs: np.ndarray) -> list[dict]:
+    """predictions.jsonl's lines for one split: the tidy view (pandas reads it), one per example.
+
+    Two classes: p_pos, the positive class's probability, which describes the prediction fully. More
+    classes: the predicted class and its probability; the whole (n, k) array goes to probs.npz
+    (`write_probabilities`), since a 1000-way split as JSON would be hundreds of megabytes.
+    """
+    predicted = probs.argmax(axis=1)
+    if probs.shape[1] == 2:
+        extra = [{"p_pos": float(p)} for p in probs[:, 1]]
+    else:
+        extra = [{"confidence": float(c)} for c in probs[np.arange(len(probs)), predicted]]
+    return [{"split": split, "id": r["id"], "hard_label": r["hard_label"], "predicted": int(c), **e}
+            for r, c, e in zip(rows, predicted, extra)]
+
+
+def write_probabilities(folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]]) -> None:
+    """probs.npz: per split the (n, k) probabilities (float32) and the row ids, in order."""
+    arrays = {}
+    for split, (rows, probs) in splits.items():
+        arrays[split] = probs.astype(np.float32)
+        arrays[f"{split}_ids"] = np.array([r["id"] for r in rows], dtype=str)
+    np.savez(folder / PROBS_FILE, **arrays)
+
+
+def read_probabilities(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
+    """A finished stage's class probabilities on one split: (ids, float32 (n, k)). Binary stages keep
+    p_pos in predictions.jsonl (column 0 is 1 - p_pos); others keep them in probs.npz."""
+    if (folder / PROBS_FILE).is_file():
+        with np.load(folder / PROBS_FILE) as data:
+            return data[f"{split}_ids"].tolist(), data[split]
+    ids, p_pos = [], []
     with open(folder / "predictions.jsonl") as f:
         for line in f:
             row = json.loads(line)
             if row["split"] == split:
-                out[row["id"]] = row["p_pos"]
-    return out
+                ids.append(row["id"])
+                p_pos.append(row["p_pos"])
+    p = np.array(p_pos, dtype=np.float32)
+    return ids, np.stack([1 - p, p], axis=1)
 
 
 def temporary_folder(root: Path, stage: Stage) -> Path:

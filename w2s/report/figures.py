@@ -132,7 +132,8 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     the ground-truth ceiling in black, each supervisor's own score as a star."""
     panels = _panels(summary)
     fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)  # one scale per dataset
-    has_sizes = summary["non_embedding_parameters"].notna().all() and truth["params"].notna().all()
+    # a log axis needs every size, and above 0 (a zero-shot model may have none: a rule, a lookup table)
+    has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all() and (truth["params"].fillna(0) > 0).all()
     order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
     order += [m for m in summary["model"].drop_duplicates() if m not in order]
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
@@ -164,7 +165,7 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
 
 def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
     """PGR against strong size, a line per weak supervisor, shaded 95% interval."""
-    has_sizes = summary["non_embedding_parameters"].notna().all()
+    has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all()
     order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
     every_size = _x(summary, "non_embedding_parameters", order, has_sizes, "model")  # same x range as the accuracy figure
     sizes = {**dict(zip(summary["weak_model"], summary["weak_non_embedding_parameters"].astype(float))),

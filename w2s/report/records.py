@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from w2s.results import LENGTH_METRICS, PROBE_METRICS
+from w2s.results import LENGTH_METRICS, OWN_KINDS, PROBE_METRICS
 from w2s.spec import SpecError, loss_label
 
 TRANSFER_KINDS = ("transfer", "bootstrap", "strong_to_strong")
@@ -155,7 +155,7 @@ def record_from_wandb(run) -> dict | None:
     summary = summary or get("summary") or {}
     summary = dict(getattr(summary, "_json_dict", summary))
     kind = config.get("kind") or get("job_type")
-    if kind not in ("ground_truth",) + TRANSFER_KINDS or summary.get("test_accuracy") is None:
+    if kind not in OWN_KINDS + TRANSFER_KINDS or summary.get("test_accuracy") is None:
         return None
     config.setdefault("key", get("id"))
     experiment = get("group") or config.get("experiment") or "wandb"
@@ -182,7 +182,7 @@ def _link(records: list[dict]) -> dict[str, dict]:
     by_key = {r["key"]: r for r in records}
     truth = {}
     for r in records:
-        if r["kind"] == "ground_truth" and not r.get("superseded"):
+        if r["kind"] in OWN_KINDS and not r.get("superseded"):
             truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"]), r)
     for r in records:
         if r["kind"] not in TRANSFER_KINDS or r["folder"] is not None:  # a stage folder names its own

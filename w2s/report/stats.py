@@ -34,17 +34,20 @@ SEED = 0  # fixed random state: the same stages give the same intervals
 
 
 def metric_values(y: np.ndarray, p: np.ndarray, metric: str, counts: np.ndarray | None = None) -> np.ndarray:
-    """Accuracy or AUROC of scores `p` on labels `y`, each example weighted by how often a resample
-    drew it (`counts`, shape (..., n); all ones: the plain metric).
+    """Accuracy of predicted classes `p`, or AUROC of positive-class scores `p` (two classes), on labels
+    `y`, each example weighted by how often a resample drew it (`counts`, shape (..., n); all ones: the
+    plain metric).
 
     Working from counts keeps a resample O(n): no per-resample sort. AUROC counts, for each
     positive, the negatives scored lower plus half the tied ones (as sklearn does); NaN when a
     resample holds one class only.
     """
+    if metric == "accuracy":
+        correct = np.asarray(p) == np.asarray(y)
+        counts = np.ones(correct.shape) if counts is None else counts
+        return (counts * correct).sum(axis=-1) / counts.sum(axis=-1)
     y, p = np.asarray(y) == 1, np.asarray(p, dtype=float)
     counts = np.ones_like(p) if counts is None else counts
-    if metric == "accuracy":
-        return (counts * ((p > 0.5) == y)).sum(axis=-1) / counts.sum(axis=-1)
     order = np.argsort(p, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(p[order]) != 0])  # first example of each distinct score
     ranked = counts[..., order]

@@ -12,7 +12,7 @@ from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
 from w2s.report.stats import (
     _interval, _undefined_reason, aggregate_seeds, bootstrap_seed, difference_interval, pgr_interval,
 )
-from w2s.results import LENGTH_METRICS, PROBE_METRICS, pgr
+from w2s.results import LENGTH_METRICS, OWN_KINDS, PROBE_METRICS, pgr
 
 # Columns are named as in results.jsonl (w2s.results.stage_row) wherever they are the same quantity:
 # the student's own scores are test_accuracy, test_auroc, ece; its size non_embedding_parameters.
@@ -47,13 +47,19 @@ SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
 
 
 def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
-    """A stage's test predictions indexed by example id (None without a folder or file)."""
+    """A stage's test predictions indexed by example id: hard_label, predicted (the top class) and
+    p_pos (two classes; NaN with more). None without a folder or file."""
     folder = record and record.get("folder")
     if folder is None or not (folder / "predictions.jsonl").is_file():
         return None
     if folder not in cache:
         frame = pd.read_json(folder / "predictions.jsonl", lines=True, dtype={"id": str})
-        cache[folder] = frame[frame["split"] == "test"].set_index("id")[["hard_label", "p_pos"]]
+        frame = frame[frame["split"] == "test"].set_index("id")
+        if "p_pos" not in frame:
+            frame["p_pos"] = np.nan
+        if "predicted" not in frame:  # written before k classes: binary, p_pos > 0.5
+            frame["predicted"] = (frame["p_pos"] > 0.5).astype(int)
+        cache[folder] = frame[["hard_label", "predicted", "p_pos"]]
     return cache[folder]
 
 
@@ -63,8 +69,8 @@ def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[f
     both = student.join(supervisor, rsuffix="_sup", how="inner")
     if both.empty:
         return None, None
-    agree = (both["p_pos"] > 0.5) == (both["p_pos_sup"] > 0.5)
-    right = (both["p_pos_sup"] > 0.5) == (both["hard_label"] == 1)
+    agree = both["predicted"] == both["predicted_sup"]
+    right = both["predicted_sup"] == both["hard_label"]
     return tuple(float(agree[mask].mean()) if mask.any() else None for mask in (right, ~right))
 
 
@@ -82,9 +88,11 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
         note = None if value is not None else _undefined_reason(*point)
         low = high = diff_low = diff_high = None
         frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
-        if all(f is not None for f in frames):
+        column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
+        if all(f is not None and f[column].notna().all() for f in frames):
             joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
-            result = bootstrap_seed(joined["hard_label"], joined["p_pos"], joined["p_pos_c"], joined["p_pos_s"], metric)
+            result = bootstrap_seed(joined["hard_label"], joined[column], joined[f"{column}_c"], joined[f"{column}_s"],
+                                    metric)
             draws[r["key"]] = result.bootstrap_distribution
             diff_low, diff_high = difference_interval(result.bootstrap_distribution)
             if value is not None:
@@ -157,7 +165,7 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     """Ground-truth accuracy per dataset and model, mean over seeds: the ceiling curve."""
     frame = pd.DataFrame(
         [{k: r[k] for k in ("experiment", "dataset", "model", "seed", "params", "accuracy", "auroc")}
-         for r in records if r["kind"] == "ground_truth" and not r.get("superseded")],
+         for r in records if r["kind"] in OWN_KINDS and not r.get("superseded")],
         columns=["experiment", "dataset", "model", "seed", "params", "accuracy", "auroc"],
     )
     return frame.groupby(["experiment", "dataset", "model"], sort=False, as_index=False).agg(

@@ -22,11 +22,18 @@ class DataSpec(Strict):
     )
     column_names: list[str] | None = Field(None, description="Column names for header-less csv/tsv files.")
     text_columns: list[str] | None = Field(None, description="`local` dataset: columns joined into the text.")
-    label_column: str | None = Field(None, description="`local` dataset: the binary label column.")
+    label_column: str | None = Field(None, description="`local` dataset: the label column (class indices 0..classes-1).")
+    classes: int | None = Field(None, ge=2, description="`local` dataset: the number of classes (default 2); other "
+                                                        "datasets declare their own.")
     n_train: int | None = Field(None, gt=1, description="Cap on the training pool (halves A and B together).")
     n_test: int | None = Field(None, gt=0, description="Cap on the test split.")
     test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
-    data_dir: str | None = Field(None, description="Image datasets: a local copy, e.g. ImageNet in ImageFolder layout.")
+    data_dir: str | None = Field(None, description="imagenet, imagenet1k: your local copy in ImageFolder layout.")
+    halves: Literal["disjoint", "same"] = Field(
+        "disjoint", description="disjoint: half A trains the weak model and the ceiling, half B gets weak labels. "
+                                "same: both are the whole pool, for zero-shot weak models (`train: false`), which "
+                                "need no half A: the ceiling and the students then train on the same rows."
+    )
     max_ctx: int = Field(512, gt=1, description="Maximum tokens per example.")
     ctx_policy: Literal["truncate", "drop"] = Field(
         "truncate", description="Longer examples: truncate (shorten, keeping the part that decides the label "
@@ -65,13 +72,19 @@ class DataSpec(Strict):
                 raise ValueError("the `local` dataset needs `data_files`")
             if not self.text_columns or not self.label_column:
                 raise ValueError("the `local` dataset needs `text_columns` and `label_column`")
-        elif self.text_columns or self.label_column:
-            raise ValueError("`text_columns`/`label_column` only apply to the `local` dataset")
-        if self.name == "imagenet" and not self.data_dir:
-            raise ValueError("imagenet needs `data_dir`: your local copy with train/ and val/ class folders")
-        if self.name != "imagenet" and self.data_dir:
-            raise ValueError("`data_dir` only applies to the imagenet dataset")
+        elif self.text_columns or self.label_column or self.classes:
+            raise ValueError("`text_columns`/`label_column`/`classes` only apply to the `local` dataset")
+        layout = DATASETS[self.name].data_dir
+        if layout and not self.data_dir:
+            raise ValueError(f"{self.name} needs `data_dir`: your local copy with {layout}")
+        if not layout and self.data_dir:
+            raise ValueError("`data_dir` only applies to the imagenet and imagenet1k datasets")
         return self
+
+    @property
+    def num_classes(self) -> int:
+        """k: labels are 0..k-1, heads have k outputs, labels are (n, k) class probabilities."""
+        return self.classes or DATASETS[self.name].classes
 
     @property
     def truncate_side(self) -> str:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec
-from w2s.spec.ladder import ModelSpec
+from w2s.spec.ladder import IMAGE_PREFIXES, ModelSpec
 from w2s.spec.loss_specs import LossSpec, XentLoss, loss_label
 from w2s.spec.training import TrainSpec
 
@@ -60,7 +60,51 @@ class ExperimentSpec(Strict):
             if len(chain) < 3:
                 raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
         self._check_modality()
+        self._check_zero_shot()
+        self._check_classes()
         return self
+
+    def _check_zero_shot(self) -> None:
+        """Zero-shot models (`train: false`) only supervise: nothing trains them, so they have no ceiling
+        and cannot be students; `halves: same` needs every supervisor to be zero-shot."""
+        trains = {m.display: m.train for m in self.models}
+        index = {m.display: i for i, m in enumerate(self.models)}
+        strong = [(f"pairs {[w, s]}", s) for w, s in self.pairs] if isinstance(self.pairs, list) else []
+        strong += [(f"bootstrap {chain}", label) for chain in self.bootstrap for label in chain[1:]]
+        for where, label in strong:
+            if not trains[label]:
+                raise ValueError(f"models.{index[label]}.train: {label} is zero-shot (train: false), so it can only "
+                                 f"supervise, but {where} makes it a student")
+        for i, model in enumerate(self.models):
+            if model.train and model.class_map is not None:
+                raise ValueError(f"models.{i}.class_map: only for zero-shot models (train: false), whose own "
+                                 "outputs become the weak labels")
+        for i, dataset in enumerate(self.datasets):
+            if dataset.halves != "same":
+                continue
+            for weak, _ in model_pairs(self) + [(chain[0], None) for chain in self.bootstrap]:
+                if trains[weak]:
+                    raise ValueError(f"datasets.{i}.halves: same trains every model on the whole pool, so {weak} "
+                                     "would label the rows it trained on; it needs zero-shot supervisors "
+                                     "(train: false) only, or halves: disjoint")
+
+    def _check_classes(self) -> None:
+        """What is defined for two classes only: the window loss and the label probes."""
+        for i, dataset in enumerate(self.datasets):
+            k = dataset.num_classes
+            if k == 2:
+                continue
+            for j, loss in enumerate(self.losses):
+                if loss.name == "window":
+                    raise ValueError(f"losses.{j}: window trains where |p_student - 0.5| < radius, which is defined "
+                                     f"for two classes; datasets.{i} ({dataset.label}) has {k}")
+                if loss.probe is not None:
+                    raise ValueError(f"losses.{j}.probe: label probes clean binary labels; datasets.{i} "
+                                     f"({dataset.label}) has {k} classes")
+            for j, model in enumerate(self.models):
+                if model.class_map is not None and max(model.class_map) >= k:
+                    raise ValueError(f"models.{j}.class_map: class {max(model.class_map)} is out of range; "
+                                     f"datasets.{i} ({dataset.label}) has classes 0..{k - 1}")
 
     def _check_modality(self) -> None:
         """Image and text experiments use different models and methods: say so before anything runs."""
@@ -78,7 +122,7 @@ class ExperimentSpec(Strict):
                     raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")
         else:
             for i, model in enumerate(self.models):
-                if model.name.startswith("torchvision:"):
+                if model.name.startswith(IMAGE_PREFIXES):
                     raise ValueError(f"models.{i}.name: {model.name!r} is an image model; the datasets here are text")
 
     def model(self, label: str) -> ModelSpec:
@@ -89,3 +133,14 @@ def _unique(key: str, values: list) -> None:
     dupes = sorted({str(v) for v in values if values.count(v) > 1})
     if dupes:
         raise ValueError(f"{key}: duplicate entries {', '.join(dupes)} (set `label`/`id` to tell them apart)")
+
+
+def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
+    """(weak, strong) labels: the explicit pairs, or every pair of the ladder (`upward`: strong at or above
+    weak) whose strong model trains: a zero-shot model is never a student."""
+    labels = [m.display for m in spec.models]
+    if isinstance(spec.pairs, list):
+        return [tuple(p) for p in spec.pairs]
+    trains = {m.display: m.train for m in spec.models}
+    first = 0 if spec.pairs == "all" else None
+    return [(w, s) for i, w in enumerate(labels) for s in labels[(i if first is None else first):] if trains[s]]
