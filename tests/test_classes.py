@@ -2,6 +2,7 @@
 used as it is (a torch.hub entry point written here, with known predictions), linear probes on tiny
 random ViTs as students, PGR and the report."""
 
+import importlib
 import json
 
 import numpy as np
@@ -35,7 +36,7 @@ class NearestCentroid(torch.nn.Module):
 
     def forward(self, pixels):
         blocks = torch.nn.functional.adaptive_avg_pool2d(pixels.mean(dim=1, keepdim=True), self.side).flatten(1)
-        return -torch.cdist(blocks, self.centroids)
+        return -10 * torch.cdist(blocks, self.centroids)  # sharp enough to be confident, as a trained head is
 
 
 def centroid_digits(pretrained=True):
@@ -133,8 +134,8 @@ def test_ten_way_digits_from_a_zero_shot_supervisor(tmp_path, centroid_hub, tiny
         assert row["pgr"] == pytest.approx(pgr(row["test_accuracy"], zero_shot["test_accuracy"],
                                                ceiling["test_accuracy"]))
         assert 0.1 < row["test_accuracy"] and 0.1 < row["agreement"] <= 1  # above chance (10 classes)
-    # cross-entropy learns from the weak labels (0.47 measured); logconf's self-training hurts a student this
-    # weak (0.22 measured: its hardened own predictions are mostly wrong), as plain argmax hardening does more
+    # the students learn from the weak labels (measured: xent 0.44, logconf 0.39, agreement 0.52 and 0.46),
+    # though their random features do not carry them past the supervisor (0.52): PGR < 0 in this toy setting
     xent = next(r for r in rows if r.get("loss") == "xent")
     assert xent["test_accuracy"] > 0.35 and xent["agreement"] > 0.4
 
@@ -250,7 +251,7 @@ REFERENCE_SPEC = "experiments/imagenet_alexnet_dino.yaml"
 
 def torchvision_imports() -> bool:
     try:
-        import torchvision  # noqa: F401
+        importlib.import_module("torchvision")
     except Exception:  # noqa: BLE001 - a torchvision built for another torch fails with RuntimeError
         return False
     return True

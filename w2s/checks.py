@@ -16,6 +16,7 @@ quickstart (generated data, plain models) takes a fraction of a second.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
 def _check_torchvision(key: str, name: str) -> None:
     """torchvision imports: a build made for another torch fails on its first operator, not at install."""
     try:
-        import torchvision  # noqa: F401
+        importlib.import_module("torchvision")
     except Exception as err:  # noqa: BLE001 - ImportError, or RuntimeError "operator torchvision::nms does not exist"
         raise SpecError(f"{key}: {name} needs torchvision, which does not import here ({first_line(err)}); install "
                         "the torchvision built for your torch (README: Vision)") from None
