@@ -2,6 +2,8 @@
 
     python benchmarks/linear_probe_cache.py [--sst2 ../shared/data/sst2] [--n-train 2000] [--epochs 4]
 
+Also one row of `python benchmarks/run.py`, which runs it side by side in interleaved rounds.
+
 Cached: `w2s run` on a linear-probe sweep (MiniLM 1 and 6 layers, losses xent/logconf/window,
 every upward pair): one `features` stage per model, then every stage trains only the head.
 Baseline: the same classifier stages trained the way a frozen backbone is trained without the
@@ -24,7 +26,7 @@ import numpy as np
 from w2s.data import load_splits
 from w2s.losses import Xent
 from w2s.models import load_classifier
-from w2s.pipeline.inputs import encode, one_hot
+from w2s.pipeline.inputs import LengthLog, encode, one_hot
 from w2s.plan import plan
 from w2s.run import run_experiment
 from w2s.spec import validate_spec
@@ -54,10 +56,10 @@ def recompute_baseline(spec) -> tuple[float, int]:
     for stage in stages:
         splits = load_splits(stage.dataset, stage.seed)
         rows = splits.train_a if stage.kind == "ground_truth" else splits.train_b  # timing only: labels are ground truth
-        notes: list[str] = []
-        data, _ = encode(rows, stage, one_hot(rows), notes, "train")
-        b_data, _ = encode(splits.train_b, stage, one_hot(splits.train_b), notes, "train_b")
-        test_data, _ = encode(splits.test, stage, one_hot(splits.test), notes, "test")
+        lengths, k = LengthLog(), stage.dataset.num_classes
+        data, _ = encode(rows, stage, one_hot(rows, k), lengths, "train")
+        b_data, _ = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
+        test_data, _ = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
         model = load_classifier(stage.model)
         model, accelerator = train(model, data, classification(Xent()), stage.settings, stage.seed, desc=stage.name)
         for split in (b_data, test_data):

@@ -180,6 +180,33 @@ def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
     assert len(finished_stage_folders(tmp_path / "grid")) == 15
 
 
+def test_workers_share_the_queue_and_give_one_workers_numbers(tmp_path):
+    spec = grid(tmp_path)
+    spec["seeds"] = [0]
+    runs = {}
+    for workers in ("2", "1"):
+        spec["output_dir"] = str(tmp_path / f"w{workers}")
+        proc = w2s_process(write_spec(tmp_path / f"w{workers}.yaml", spec), "--workers", workers)
+        runs[workers] = (proc.communicate(timeout=600)[0], proc.returncode)
+    out, code = runs["2"]
+    assert code == 0 and out.startswith("2 workers on the CPU"), out
+    lines = out.splitlines()
+    trained = {}  # stage -> the worker that trained it
+    for line in lines:
+        worker, _, rest = line.partition("] ")
+        if worker.startswith("[worker ") and rest.startswith("["):
+            trained.setdefault(rest.split("] ", 1)[1].split("  (key")[0], []).append(worker)
+    assert len(trained) == 15 and all(len(by) == 1 for by in trained.values()), trained
+    assert {by[0] for by in trained.values()} == {"[worker 0", "[worker 1"}  # both took part
+    assert sum(line.startswith("kind ") for line in lines) == 1  # one table, from the last pass
+    assert "15 stages, 0 to train" in out
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    rows = {w: [json.loads(line) for line in (tmp_path / w / "grid" / "results.jsonl").read_text().splitlines()]
+            for w in ("w1", "w2")}
+    assert len(rows["w2"]) == 15 and strip(rows["w2"]) == strip(rows["w1"])
+    assert len(finished_stage_folders(tmp_path / "w2" / "grid")) == 15
+
+
 # ---------------------------------------------------------------------------------------------
 # keys see the data and the code; derived files are derived
 

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")
     run.add_argument("--force", action="append", default=[], metavar="PATTERN",
                      help="retrain matching stages even if finished")
+    run.add_argument("--workers", type=_positive, default=1, metavar="N",
+                     help="N processes share the stage queue (on CUDA, round-robin over the visible devices)")
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
     check = with_spec(sub.add_parser("validate", help="check that a spec can run here, without running it"))
     check.add_argument("--spec-only", action="store_true",
                        help="check the spec alone, not its data and models (a spec for another machine)")
@@ -53,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def say(*args, **kwargs) -> None:
@@ -105,7 +114,12 @@ def _dispatch(args) -> int:
         spec = load_spec(args.spec, args.overrides)
         from w2s.run import run_experiment
 
-        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say)
+        if args.workers > 1 and not args.dry_run:
+            code = _run_workers(args, spec)
+            if code:
+                return code
+        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say,
+                       summary=not args.worker)
     elif args.command == "report":
         from w2s import report
 
@@ -118,6 +132,23 @@ def _dispatch(args) -> int:
         say((written[0].parent / "summary.md").read_text(), end="")
         say(f"wrote {len(written)} files to {written[0].parent}")
     return 0
+
+
+def _run_workers(args, spec) -> int:
+    """Check once, then let `--workers` processes train the stages; the caller's last pass reports."""
+    if args.force:
+        raise SpecError("--force: retrain with one process (w2s run SPEC --force PATTERN), then resume with --workers")
+    from w2s.checks import check_runnable
+    from w2s.plan import plan
+    from w2s.workers import run_workers
+
+    check_runnable(spec, plan(spec))  # a bad spec fails here once, not in every worker
+    codes = run_workers(args.spec, args.overrides, args.only, args.workers, echo=say)
+    for i, code in enumerate(codes):
+        if code:
+            print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume",
+                  file=sys.stderr)
+    return next((code for code in codes if code), 0)
 
 
 def _registry(what: str) -> list[tuple[str, str]]:

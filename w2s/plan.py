@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from w2s.aliases import MODEL_ALIASES
 from w2s.data import fingerprint
+from w2s.compiling import resolve_compile
 from w2s.precision import resolve_precision
 from w2s.results import OWN_KINDS
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label, model_pairs
@@ -54,6 +55,7 @@ class TrainSettings:
     warmup_frac: float
     max_grad_norm: float | None
     mixed_precision: str
+    compile: bool = False  # torch.compile, as resolved on this machine
 
 
 @dataclass(eq=False, frozen=True)
@@ -158,7 +160,10 @@ def _data_identity(dataset: DataSpec, contents: dict) -> dict:
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
-    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("minibatch_size", "eval_batch_size")}
+    """What changes a stage's numbers; `compile` only when on (it can move the last bits), so the keys of
+    eager stages are those of versions without it."""
+    return {k: v for k, v in dataclasses.asdict(settings).items()
+            if k not in ("minibatch_size", "eval_batch_size") and not (k == "compile" and not v)}
 
 
 def stage_key(payload: dict) -> str:
@@ -168,6 +173,7 @@ def stage_key(payload: dict) -> str:
 
 def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> TrainSettings:
     t = spec.train
+    precision = resolve_precision(t.mixed_precision)
     epochs = model.epochs or ((t.transfer_epochs or t.epochs) if transfer else t.epochs)
     return TrainSettings(
         epochs=epochs,
@@ -180,7 +186,8 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> 
         lr_schedule=t.lr_schedule,
         warmup_frac=t.warmup_frac,
         max_grad_norm=t.max_grad_norm,
-        mixed_precision=resolve_precision(t.mixed_precision),
+        mixed_precision=precision,
+        compile=resolve_compile(t.compile, precision) if model.train else False,  # zero-shot: nothing trains
     )
 
 

@@ -16,6 +16,7 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from w2s.pipeline.stages import STAGE_KINDS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
 from w2s.precision import auto_precision
-from w2s.results import build_rows, format_table, write_rows
+from w2s.results import build_rows, format_table, read_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
@@ -100,9 +101,11 @@ def describe_plan(selections: list[Selection]) -> str:
 
 
 def run_experiment(
-    spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print
+    spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print,
+    summary: bool = True,
 ) -> list[dict]:
-    """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl."""
+    """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl.
+    `summary=False` (a worker of `--workers`) leaves the W&B summary and the table to the caller."""
     state = process_state()
     say = echo if state.is_main_process else (lambda *a, **k: None)
     root = experiment_dir(spec)
@@ -121,6 +124,7 @@ def run_experiment(
     if state.is_main_process:
         store.clear_replaced(root)
 
+    results = ResultsFile(root, stages)
     pending = [s.stage for s in todo]
     forced = {s.stage.key for s in todo if s.action == "force"}
     trained = 0
@@ -145,14 +149,15 @@ def run_experiment(
             if state.is_main_process:
                 metrics = store.read_metrics(root, stage)
                 say(f"  done in {time.perf_counter() - start:.0f}s: {headline(metrics)}")
-                _write_results(root, stages)
+                results.update()
         finally:
             if lock is not None:
                 lock.release()
-    rows = _write_results(root, stages) if state.is_main_process else []
-    if state.is_main_process:
-        _log_summary_once(spec, root, rows)
-    say(format_table(rows))
+    rows = results.update() if state.is_main_process else []
+    if summary:
+        if state.is_main_process:
+            _log_summary_once(spec, root, rows)
+        say(format_table(rows))
     return rows
 
 
@@ -222,11 +227,35 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
 # the summary
 
 
-def _write_results(root: Path, stages: list[Stage]) -> list[dict]:
-    metrics = {s.key: m for s in stages if (m := store.read_metrics(root, s)) is not None}
-    rows = build_rows(stages, metrics)
-    write_rows(root / "results.jsonl", rows)
-    return rows
+class ResultsFile:
+    """results.jsonl, rewritten (atomically) as stages finish, here or in other processes. A stage
+    folder's metrics.json is read once, and again only when it changed (a forced rerun): one listing
+    of the stage folders per update, instead of reading every finished stage after every stage."""
+
+    def __init__(self, root: Path, stages: list[Stage]):
+        self.root, self.stages = root, stages
+        self.metrics: dict[str, dict] = {}
+        self.read_as: dict[str, tuple[str, int]] = {}  # key -> (folder, metrics.json mtime) it was read from
+
+    def update(self) -> list[dict]:
+        folders = {}
+        for entry in os.scandir(self.root / "stages"):
+            if not entry.name.startswith(".") and "__" in entry.name:
+                folders.setdefault(entry.name.rsplit("__", 1)[1], entry.path)
+        for stage in self.stages:
+            folder = folders.get(stage.key)
+            if folder is None:
+                continue
+            try:
+                version = (folder, os.stat(Path(folder) / "metrics.json").st_mtime_ns)
+                if self.read_as.get(stage.key) != version:
+                    self.metrics[stage.key] = read_json(Path(folder) / "metrics.json")
+                    self.read_as[stage.key] = version
+            except (OSError, ValueError):  # not finished (or damaged): as store.finished says
+                continue
+        rows = build_rows(self.stages, self.metrics)
+        write_rows(self.root / "results.jsonl", rows)
+        return rows
 
 
 def _log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict]) -> None:

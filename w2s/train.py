@@ -125,10 +125,16 @@ def train(
     log: Callable[[dict], None] = lambda row: None,
     log_every: int = 10,
     desc: str = "train",
+    echo: Callable[[str], None] = print,
 ) -> tuple[torch.nn.Module, Accelerator]:
-    """Train `model` on `data` with `objective` (e.g. `classification(loss)`); return it with its accelerator."""
+    """Train `model` on `data` with `objective` (e.g. `classification(loss)`); return it with its accelerator.
+    With `settings.compile` the model is compiled (torch.compile, dynamic shapes: batches vary in
+    length); if compiling fails, at the first step, training goes on eager after one line (`echo`)."""
     set_seed(seed)
     accelerator = make_accelerator(settings)
+    eager = model
+    if settings.compile:
+        model = torch.compile(model, dynamic=True)
     batches = length_grouped_batches(data.lengths(), settings.minibatch_size, settings.epochs, np.random.default_rng(seed))
     loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -148,7 +154,15 @@ def train(
     start = time.perf_counter()
     for micro, batch in enumerate(loader):
         with accelerator.accumulate(model):
-            loss, logits = objective(model, batch, min(1.0, step / total_steps))
+            try:
+                loss, logits = objective(model, batch, min(1.0, step / total_steps))
+            except Exception as err:  # noqa: BLE001 - a compiler failure surfaces at the first call
+                if not (settings.compile and micro == 0 and accelerator.num_processes == 1):
+                    raise
+                echo(f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
+                     "training eager")
+                model = accelerator.prepare(eager)
+                loss, logits = objective(model, batch, min(1.0, step / total_steps))
             accelerator.backward(loss)
             if accelerator.sync_gradients and settings.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)

@@ -40,10 +40,21 @@ class LengthLog:
         return {**(totals if self.counts else {}), "lengths": self.counts, "notes": self.notes}
 
 
+_TOKENIZED: dict[tuple, data_mod.Tokenized] = {}  # this process's tokenizations, by everything they depend on
+
+
 def encode(rows: list[dict], stage: Stage, labels: np.ndarray, lengths: LengthLog, split: str) -> tuple[Encoded, list[dict]]:
+    """The rows tokenized for the stage's model, with their labels. A sweep tokenizes the same split
+    for many stages (every loss, pair and round): each (texts, tokenizer, max_ctx, policy, side) is
+    tokenized once per process, the texts themselves being the key (exact, and cheap to hash)."""
     tokenizer = load_tokenizer(stage.model)
     dataset = stage.dataset
-    result = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy, dataset.truncate_side)
+    key = (tokenizer.name_or_path, stage.model.trust_remote_code, dataset.max_ctx, dataset.ctx_policy,
+           dataset.truncate_side, tuple(r["txt"] for r in rows), tuple(r.get("keep_chars") for r in rows))
+    if key not in _TOKENIZED:
+        _TOKENIZED[key] = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy,
+                                            dataset.truncate_side)
+    result = _TOKENIZED[key]
     lengths.record(split, len(rows), result, dataset.max_ctx)
     kept_rows = [rows[i] for i in result.kept]
     return Encoded([r["id"] for r in kept_rows], result.input_ids, labels[result.kept], tokenizer.pad_token_id), kept_rows

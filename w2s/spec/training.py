@@ -24,6 +24,10 @@ class TrainSpec(Strict):
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     warmup_frac: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
+    compile: bool | Literal["auto"] = Field(
+        False, description="torch.compile the model: true, false, or auto (compile where a once-per-machine "
+                           "measurement, compile time included, says it is faster; w2s/compiling.py)."
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 where the device computes it natively, fp16 on CUDA without bf16, "
         "else fp32 (w2s/precision.py); 'no' (or fp32) for fp32."

@@ -1,0 +1,70 @@
+"""`w2s run SPEC --workers N`: N processes share one experiment's stage queue.
+
+A sweep of small models leaves a modern GPU mostly idle; several stages on it at once keep it busy.
+Each worker is a `w2s run` of the same spec, so it claims stages exactly as separate `w2s run`
+processes do (a lock per stage, dependencies first): every stage is trained once, by whichever
+worker gets to it, with the numbers one worker would get. Worker i sees CUDA device i mod the number
+of visible devices (several workers per device are allowed: `--workers 8` on 2 GPUs puts 4 on
+each). On a machine without CUDA the workers share the CPU: correct, not faster.
+
+When every worker has finished, a last pass in this process finds every stage cached, writes
+results.jsonl, logs the W&B summary and prints the table, as `w2s run` does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+
+def visible_devices() -> list[str]:
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES names them; [] without CUDA."""
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [d for d in named.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_command(spec: str, overrides: list[str], only: list[str]) -> list[str]:
+    args = [sys.executable, "-m", "w2s", "run", spec, "--worker"]
+    for value in overrides:
+        args += ["--set", value]
+    for pattern in only:
+        args += ["--only", pattern]
+    return args
+
+
+def run_workers(spec: str, overrides: list[str], only: list[str], n: int, echo=print) -> list[int]:
+    """Start `n` workers on the spec, prefix their output lines with the worker, wait for all; return
+    their exit codes."""
+    devices = visible_devices()
+    echo(f"{n} workers" + (f" on CUDA devices {', '.join(devices)}" if devices else " on the CPU"))
+    procs, pumps = [], []
+    for i in range(n):
+        env = dict(os.environ, TQDM_DISABLE="1")  # progress bars of several processes would garble
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
+        proc = subprocess.Popen(worker_command(spec, overrides, only), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        pump = threading.Thread(target=_forward, args=(proc.stdout, f"[worker {i}] ", echo), daemon=True)
+        pump.start()
+        procs.append(proc)
+        pumps.append(pump)
+    try:
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+        raise
+    for pump in pumps:
+        pump.join()
+    return codes
+
+
+def _forward(stream, prefix: str, echo) -> None:
+    for line in stream:
+        echo(prefix + line.rstrip("\n"))
