@@ -44,7 +44,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # linear_probe_cache, beside this file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.conftest's tiny models
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from w2s import run as run_mod  # noqa: E402

@@ -33,11 +33,12 @@ def soaked(tmp_path_factory):
 
 
 def stage_files(root: Path) -> dict:
-    """Per stage folder: metrics without timings, and the predictions as bytes."""
+    """Per stage folder: metrics without timings (train_seconds, predict_seconds, ...), and the predictions
+    as bytes."""
     out = {}
     for folder in sorted((root / "stages").iterdir()):
-        metrics = json.loads((folder / "metrics.json").read_text())
-        metrics.pop("train_seconds")
+        metrics = fault_soak.strip_timing(json.loads((folder / "metrics.json").read_text()))
+        assert "train_seconds" not in metrics and "predict_seconds" not in metrics
         out[folder.name] = (metrics, (folder / "predictions.jsonl").read_bytes())
     return out
 

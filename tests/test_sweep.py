@@ -183,6 +183,7 @@ def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
 def test_workers_share_the_queue_and_give_one_workers_numbers(tmp_path):
     spec = grid(tmp_path)
     spec["seeds"] = [0]
+    spec["datasets"]["n_train"] = 600  # stages long enough (about 1 s) that the second worker starts in time
     runs = {}
     for workers in ("2", "1"):
         spec["output_dir"] = str(tmp_path / f"w{workers}")

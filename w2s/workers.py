@@ -49,11 +49,13 @@ def run_workers(spec: str, overrides: list[str], only: list[str], n: int, echo=p
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
         proc = subprocess.Popen(worker_command(spec, overrides, only), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-        pump = threading.Thread(target=_forward, args=(proc.stdout, f"[worker {i}] ", echo), daemon=True)
-        pump.start()
+                                stderr=subprocess.PIPE, text=True, bufsize=1)
         procs.append(proc)
-        pumps.append(pump)
+        # each stream on its own, so that warnings on stderr never land inside a line of stdout
+        for stream, say in ((proc.stdout, echo), (proc.stderr, _to_stderr)):
+            pump = threading.Thread(target=_forward, args=(stream, f"[worker {i}] ", say), daemon=True)
+            pump.start()
+            pumps.append(pump)
     try:
         codes = [proc.wait() for proc in procs]
     except KeyboardInterrupt:
@@ -65,6 +67,14 @@ def run_workers(spec: str, overrides: list[str], only: list[str], n: int, echo=p
     return codes
 
 
+_ONE_LINE_AT_A_TIME = threading.Lock()  # print() writes a line and its newline separately
+
+
 def _forward(stream, prefix: str, echo) -> None:
     for line in stream:
-        echo(prefix + line.rstrip("\n"))
+        with _ONE_LINE_AT_A_TIME:
+            echo(prefix + line.rstrip("\n"))
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
