@@ -32,7 +32,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.conftest's
 import torch  # noqa: E402
 
 from w2s import run as run_mod  # noqa: E402
-from w2s.precision import auto_precision  # noqa: E402
+from w2s.precision import _cpu_model, auto_precision  # noqa: E402
 from w2s.spec import validate_spec  # noqa: E402
 
 DEFAULT_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -284,16 +283,10 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         rows["compile: eager / compiled train_seconds"] = median_range(
             [e["train_seconds"] / c["train_seconds"] for c, e in zip(raw["compiled"], raw["eager"])])
     native = precision[0] == "bf16"
-    return {"machine": {"cpu": platform.processor() or _cpu(), "precision": precision[0], "why": precision[1],
+    return {"machine": {"cpu": _cpu_model(), "precision": precision[0], "why": precision[1],
                         "native_bf16": native, "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
             "rounds": args.rounds, "data": "sst2" if args.sst2 else "synthetic", "rows": rows}
-
-
-def _cpu() -> str:
-    from w2s.precision import _cpu_model
-
-    return _cpu_model()
 
 
 def print_table(report: dict) -> None:

@@ -47,6 +47,17 @@ def offline_runs(root: Path, wait: float = 30.0) -> list[dict]:
         time.sleep(0.2)
 
 
+def apply_changes(spec: dict, change: dict) -> dict:
+    """Edit a spec dict in place: "models.I.FIELD" keys set one model's field, other keys top-level ones."""
+    for key, value in change.items():
+        if key.startswith("models."):
+            _, index, field = key.split(".")
+            spec["models"][int(index)][field] = value
+        else:
+            spec[key] = value
+    return spec
+
+
 def write_spec(path: Path, spec: dict) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import write_spec
+from tests.conftest import apply_changes, write_spec
 from w2s.cli import main
 from w2s.pipeline.store import read_probabilities
 from w2s.report import build_report, load_records
@@ -190,12 +190,7 @@ def test_class_map_folds_a_zero_shot_models_outputs_into_the_tasks_classes(tmp_p
 ])
 def test_class_and_zero_shot_mistakes_are_one_line_errors(tmp_path, centroid_hub, tiny_vit, capsys, change, expected):
     spec = ten_way_spec(tmp_path, centroid_hub, tiny_vit)
-    for key, value in change.items():
-        if key.startswith("models."):
-            _, index, field = key.split(".")
-            spec["models"][int(index)][field] = value
-        else:
-            spec[key] = value
+    apply_changes(spec, change)
     path = write_spec(tmp_path / "spec.yaml", spec)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import write_spec
+from tests.conftest import apply_changes, write_spec
 from w2s import activations
 from w2s.cli import main
 from w2s.report import build_report, load_records
@@ -95,12 +95,7 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
 ])
 def test_image_spec_mistakes_are_one_line_errors(tmp_path, tiny_vit, capsys, change, expected):
     spec = vision_spec(tmp_path, tiny_vit)
-    for key, value in change.items():
-        if key.startswith("models."):
-            _, index, field = key.split(".")
-            spec["models"][int(index)][field] = value
-        else:
-            spec[key] = value
+    apply_changes(spec, change)
     path = write_spec(tmp_path / "spec.yaml", spec)
     assert main(["run", str(path)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"w2s: error: {path}: {expected}"]

@@ -22,7 +22,7 @@ import time
 from importlib import metadata
 
 from w2s import cache
-from w2s.precision import _cpu_model
+from w2s.precision import _cpu_model, _may_have_gpu
 
 MIN_SPEEDUP = 1.1  # compiling must beat eager by this much, compile time included, for `auto`
 
@@ -53,7 +53,7 @@ def auto_compile(precision: str) -> tuple[bool, str]:
 
 
 def _device_name() -> str:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() not in ("", "-1"):
+    if _may_have_gpu():
         import torch
 
         if torch.cuda.is_available():

@@ -238,18 +238,15 @@ class ResultsFile:
         self.read_as: dict[str, tuple[str, int]] = {}  # key -> (folder, metrics.json mtime) it was read from
 
     def update(self) -> list[dict]:
-        folders = {}
-        for entry in os.scandir(self.root / "stages"):
-            if not entry.name.startswith(".") and "__" in entry.name:
-                folders.setdefault(entry.name.rsplit("__", 1)[1], entry.path)
+        folders = store.stage_folders(self.root)
         for stage in self.stages:
             folder = folders.get(stage.key)
             if folder is None:
                 continue
             try:
-                version = (folder, os.stat(Path(folder) / "metrics.json").st_mtime_ns)
+                version = (str(folder), os.stat(folder / "metrics.json").st_mtime_ns)
                 if self.read_as.get(stage.key) != version:
-                    self.metrics[stage.key] = read_json(Path(folder) / "metrics.json")
+                    self.metrics[stage.key] = read_json(folder / "metrics.json")
                     self.read_as[stage.key] = version
             except (OSError, ValueError):  # not finished (or damaged): as store.finished says
                 continue

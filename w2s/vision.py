@@ -128,6 +128,16 @@ _WNID = re.compile(r"n\d{8}")
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 
+def _class_folders(folder: Path) -> list[str]:
+    """The class folders of an ImageFolder split, sorted (sorted wnids are ImageNet's class order)."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+
+
+def _image_files(folder: Path) -> list[str]:
+    """The image files of one class folder, sorted."""
+    return sorted(e.name for e in os.scandir(folder) if Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
+
+
 def load_imagenet_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
     """The user's own ImageNet copy (train = pool, val = test): is the class an animal?
 
@@ -145,14 +155,14 @@ def load_imagenet_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
         folder = root / split
         if not folder.is_dir():
             raise ValueError(f"ImageNet folder {root} has no {split}/ folder: {layout}")
-        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        classes = _class_folders(folder)
         if not classes:
             hint = " (the raw val download is flat: sort it into <wnid>/ folders first)" if split == "val" else ""
             raise ValueError(f"ImageNet folder {folder} has no class subfolders{hint}: {layout}")
         rows = []
         for name in classes:
             label = _imagenet_animal(name, folder)
-            files = sorted(e.name for e in os.scandir(folder / name) if Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
+            files = _image_files(folder / name)
             rows += [{"id": f"imagenet-{split}-{name}-{Path(f).stem}", "image": str(folder / name / f),
                       "hard_label": label} for f in files]
         if not rows:
@@ -183,7 +193,7 @@ def load_imagenet_val_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
     layout = f"expected {folder}/<wnid>/*.JPEG for the 1000 classes (the torchvision ImageFolder layout)"
     if not folder.is_dir():
         raise ValueError(f"ImageNet folder {root} has no val/ folder: {layout}")
-    names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    names = _class_folders(folder)
     if names and all(n.isdigit() and int(n) < 1000 for n in names):
         index = {n: int(n) for n in names}  # folders named by class index: any subset
     elif len(names) == 1000 and all(_WNID.fullmatch(n) for n in names):
@@ -193,7 +203,7 @@ def load_imagenet_val_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
                          f"folders (a class's index is its sorted place) or folders named 0..999: {layout}")
     rows = []
     for name in names:
-        files = sorted(e.name for e in os.scandir(folder / name) if Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
+        files = _image_files(folder / name)
         rows += [{"id": f"imagenet-val-{name}-{Path(f).stem}", "image": str(folder / name / f),
                   "hard_label": index[name]} for f in files]
     if not rows:

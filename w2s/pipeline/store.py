@@ -47,6 +47,16 @@ def finished(root: Path, stage: Stage) -> tuple[Path, dict] | None:
     return None
 
 
+def stage_folders(root: Path) -> dict[str, Path]:
+    """Every published stage folder by its key, in one listing (whether each finished is its
+    metrics.json's to say); folders being written (`.tmp-*`) or replaced (`.old-*`) are left out."""
+    folders = {}
+    for entry in os.scandir(root / "stages"):
+        if not entry.name.startswith(".") and "__" in entry.name:
+            folders.setdefault(entry.name.rsplit("__", 1)[1], Path(entry.path))
+    return folders
+
+
 def finished_folder(root: Path, stage: Stage) -> Path | None:
     found = finished(root, stage)
     return found[0] if found else None
