@@ -17,10 +17,10 @@ def keys(spec: dict) -> dict[str, str]:
     return {s.name: s.key for s in plan(validate_spec(spec))}
 
 
-def test_compile_enters_the_keys_only_when_on(tmp_path, monkeypatch):
+def test_compile_enters_the_keys_as_resolved(tmp_path, monkeypatch):
     spec = tiny_spec(tmp_path)
     off = keys(spec)
-    assert keys({**spec, "train": {**spec["train"], "compile": False}}) == off  # the default, and older keys
+    assert keys({**spec, "train": {**spec["train"], "compile": False}}) == off  # the default
     on = keys({**spec, "train": {**spec["train"], "compile": True}})
     assert set(on) == set(off) and all(on[name] != off[name] for name in on)
     monkeypatch.setattr("w2s.plan.resolve_compile", lambda requested, precision: False)

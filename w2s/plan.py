@@ -130,9 +130,8 @@ def _network_identity(model: ModelSpec) -> dict:
 def _model_identity(model: ModelSpec) -> dict:
     """The network plus how a classifier is built and trained on it (a zero-shot model: how its outputs
     map to the task's classes)."""
-    zero_shot = {} if model.train else {"train": False, "class_map": model.class_map}  # absent: older keys hold
-    return {**_network_identity(model), **model.model_dump(include={"linear_probe", "pooling", "lora", "label_budget"}),
-            **zero_shot}
+    fields = {"linear_probe", "pooling", "lora", "label_budget", "train", "class_map"}
+    return {**_network_identity(model), **model.model_dump(include=fields)}
 
 
 def _loss_identity(loss) -> dict:
@@ -151,19 +150,14 @@ def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
 
 
 def _data_identity(dataset: DataSpec, contents: dict) -> dict:
-    """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are.
-    Fields added since version 3 enter only when set, so the keys of earlier stages hold."""
-    added = {"classes": None, "halves": "disjoint"}
-    fields = {k: v for k, v in dataset.model_dump(exclude={"id", "data_files", "data_dir"}).items()
-              if k not in added or v != added[k]}
-    return {**fields, "contents": contents, "splits": sorted(dataset.data_files or ())}
+    """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are."""
+    return {**dataset.model_dump(exclude={"id", "data_files", "data_dir"}), "contents": contents,
+            "splits": sorted(dataset.data_files or ())}
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
-    """What changes a stage's numbers; `compile` only when on (it can move the last bits), so the keys of
-    eager stages are those of versions without it."""
-    return {k: v for k, v in dataclasses.asdict(settings).items()
-            if k not in ("minibatch_size", "eval_batch_size") and not (k == "compile" and not v)}
+    """What changes a stage's numbers (`compile` too: it can move the last bits), not memory knobs."""
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("minibatch_size", "eval_batch_size")}
 
 
 def stage_key(payload: dict) -> str:
