@@ -1,4 +1,4 @@
-"""The `w2s` command: run, validate, schema, list (and report).
+"""The `w2s` command: run, submit, status, validate, schema, list (and report).
 
 Bad input of any kind ends with one line on stderr naming what is wrong and what is valid,
 and exit code 2; nothing is written before the input has been checked.
@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+from pathlib import Path
 
 from w2s import __version__
+from w2s.errors import StagesFailed
 from w2s.spec import SpecError, json_schema, load_spec
 
 
@@ -42,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive, default=1, metavar="N",
                      help="N processes share the stage queue (on CUDA, round-robin over the visible devices)")
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
+    run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (see w2s.run.new_sweep)
+    sub_ = with_spec(sub.add_parser("submit", help="run the sweep as N workers on Slurm (or local processes)"))
+    sub_.add_argument("--workers", type=_positive, required=True, metavar="N", help="N workers share the stage queue")
+    sub_.add_argument("--executor", choices=["slurm", "local"], default="slurm",
+                      help="slurm: a job array (default); local: processes on this machine")
+    sub_.add_argument("--partition", help="Slurm partition")
+    sub_.add_argument("--gpus-per-worker", type=_whole, default=0, metavar="G",
+                      help="GPUs per worker (default 0: CPUs); above 1, the worker trains under accelerate launch")
+    sub_.add_argument("--time", default="24:00:00", metavar="LIMIT",
+                      help="time limit per worker, as Slurm writes it (default 24:00:00); the worker is requeued at it")
+    sub_.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                      help="any other sbatch option, e.g. --slurm account=lab --slurm cpus_per_task=8")
+    sub_.add_argument("--wait", action="store_true", help="wait for the workers to end, then show the status")
+    stat = sub.add_parser("status", help="stages finished / running / failed / waiting of a run folder")
+    stat.add_argument("run_dir", metavar="RUN_DIR", help="the experiment folder <output_dir>/<name>")
+    stat.add_argument("--json", action="store_true", help="one JSON object per stage (pandas.read_json(..., lines=True))")
     check = with_spec(sub.add_parser("validate", help="check that a spec can run here, without running it"))
     check.add_argument("--spec-only", action="store_true",
                        help="check the spec alone, not its data and models (a spec for another machine)")
@@ -56,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
+
+
+def _whole(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number (0 or more), got {value!r}")
+    return int(value)
 
 
 def _positive(value: str) -> int:
@@ -91,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("w2s: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
         return 130
+    except StagesFailed as err:
+        print(f"w2s: {err}", file=sys.stderr)
+        return 1
+
+
+def _stop_on_signal(signum, frame) -> None:
+    """SIGTERM (scancel, preemption) or USR2 (submitit: the time limit is near): stop now, the way
+    Ctrl-C does: the stage being trained is dropped and its lock released, finished stages are kept."""
+    print(f"w2s: stopped by {signal.Signals(signum).name}; finished stages are kept, rerun to resume",
+          file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
 
 
 def _dispatch(args) -> int:
@@ -112,14 +148,38 @@ def _dispatch(args) -> int:
         say(f"{args.spec}: valid ({len(stages)} stages), runnable here")
     elif args.command == "run":
         spec = load_spec(args.spec, args.overrides)
-        from w2s.run import run_experiment
+        from w2s.run import new_sweep, run_experiment
 
+        for signum in (signal.SIGTERM, signal.SIGUSR2):
+            signal.signal(signum, _stop_on_signal)
+        sweep = args.sweep or new_sweep()
         if args.workers > 1 and not args.dry_run:
-            code = _run_workers(args, spec)
+            code = _run_workers(args, spec, sweep)
             if code:
                 return code
         run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say,
-                       summary=not args.worker)
+                       summary=not args.worker, sweep=sweep)
+    elif args.command == "submit":
+        from w2s import submit
+
+        submission = submit.submit(args.spec, args.overrides, args.workers, args.executor, args.partition,
+                                   args.gpus_per_worker, args.time, args.slurm, echo=say)
+        if args.wait:
+            from w2s.status import stage_states
+
+            root = Path(submission["spec"]).parents[2]
+            submit.wait(submission, root, echo=say)
+            if any(row["state"] != "finished" for row in stage_states(root)):
+                return 1
+    elif args.command == "status":
+        from w2s.status import describe, stage_states
+
+        rows = stage_states(Path(args.run_dir))
+        if args.json:
+            for row in rows:
+                say(json.dumps(row))
+        else:
+            say(describe(Path(args.run_dir), rows))
     elif args.command == "report":
         from w2s import report
 
@@ -134,8 +194,9 @@ def _dispatch(args) -> int:
     return 0
 
 
-def _run_workers(args, spec) -> int:
-    """Check once, then let `--workers` processes train the stages; the caller's last pass reports."""
+def _run_workers(args, spec, sweep: str) -> int:
+    """Check once, then let `--workers` processes train the stages; the caller's last pass (of the
+    same sweep) reports. A worker that ends with 1 (stages failed) leaves the report to that pass."""
     if args.force:
         raise SpecError("--force: retrain with one process (w2s run SPEC --force PATTERN), then resume with --workers")
     from w2s.checks import check_runnable
@@ -143,12 +204,12 @@ def _run_workers(args, spec) -> int:
     from w2s.workers import run_workers
 
     check_runnable(spec, plan(spec))  # a bad spec fails here once, not in every worker
-    codes = run_workers(args.spec, args.overrides, args.only, args.workers, echo=say)
-    for i, code in enumerate(codes):
-        if code:
-            print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume",
-                  file=sys.stderr)
-    return next((code for code in codes if code), 0)
+    codes = run_workers(args.spec, args.overrides, args.only, args.workers, sweep, echo=say)
+    crashed = [(i, code) for i, code in enumerate(codes) if code not in (0, 1)]
+    for i, code in crashed:
+        print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume",
+              file=sys.stderr)
+    return crashed[0][1] if crashed else 0
 
 
 def _registry(what: str) -> list[tuple[str, str]]:

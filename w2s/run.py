@@ -1,10 +1,15 @@
 """Running an experiment: plan the stages, train each unfinished one exactly once, write results.
 
 Crash safety: a stage is written into a temporary folder and renamed into place only when
-complete, so a killed run never leaves a folder that a rerun takes for finished. A file lock per
-stage keeps two `w2s run` processes on the same output folder from training the same stage:
+complete, so a killed run never leaves a folder that a rerun takes for finished. A lock per stage
+(`w2s.pipeline.locks`: safe on shared filesystems, expires when its holder dies) keeps processes on
+the same output folder (`w2s run` twice, `--workers`, `w2s submit`) from training the same stage:
 the second moves on to another stage, or waits. Under `accelerate launch` the processes of one
 launch train every stage together; the main process decides and writes, the others follow.
+
+A stage that raises is recorded in failed/<folder> with its traceback, and the run goes on with the
+stages that do not need it. Processes of one sweep (same `sweep` id) do not retry a stage that failed
+in the sweep; the next run or submission does.
 
 The parts: `w2s.pipeline.store` (the stage-folder format), `w2s.pipeline.stages` (what each kind of
 stage does); here, the order of things.
@@ -19,14 +24,17 @@ import json
 import os
 import shutil
 import time
+import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate.utils import broadcast_object_list, set_seed
-from filelock import FileLock
 
 from w2s.checks import check_runnable
+from w2s.errors import StagesFailed, first_line
 from w2s.pipeline import store
+from w2s.pipeline.locks import Lease, Locks
 from w2s.pipeline.metrics import headline
 from w2s.pipeline.stages import STAGE_KINDS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
@@ -37,7 +45,8 @@ from w2s.spec import ExperimentSpec, SpecError
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
 
-__all__ = ["Selection", "describe_plan", "experiment_dir", "finished_folder", "run_experiment", "run_stage", "select"]
+__all__ = ["Selection", "describe_plan", "experiment_dir", "finished_folder", "new_sweep",
+           "run_experiment", "run_stage", "select"]
 
 WAIT_SECONDS = 2.0
 
@@ -100,12 +109,18 @@ def describe_plan(selections: list[Selection]) -> str:
 # the experiment
 
 
+def new_sweep() -> str:
+    """An id for one run or submission: its processes share it, and do not retry each other's failures."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
 def run_experiment(
     spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print,
-    summary: bool = True,
+    summary: bool = True, sweep: str | None = None,
 ) -> list[dict]:
     """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl.
-    `summary=False` (a worker of `--workers`) leaves the W&B summary and the table to the caller."""
+    `summary=False` (a worker of `--workers`) leaves the W&B summary and the table to the caller.
+    Raises StagesFailed at the end when stages failed; the others have finished by then."""
     state = process_state()
     say = echo if state.is_main_process else (lambda *a, **k: None)
     root = experiment_dir(spec)
@@ -123,16 +138,19 @@ def run_experiment(
     store.prepare(root)
     if state.is_main_process:
         store.clear_replaced(root)
+        store.write_plan(root, stages)
+    sweep = sweep or new_sweep()
+    locks = store.locks(root)
 
     results = ResultsFile(root, stages)
     pending = [s.stage for s in todo]
     forced = {s.stage.key for s in todo if s.action == "force"}
-    trained = 0
+    trained, failed, given_up = 0, [], []
     while pending:
-        lock, decision = None, None
+        lease, decision = None, None
         if state.is_main_process:
-            index, lock = _claim_next(root, pending, forced)
-            decision = (index, "wait" if index is None else "finished" if lock is None else "run")
+            index, action, lease = _claim_next(root, locks, pending, forced, sweep, {s.key for s in failed})
+            decision = (index, action)
         index, action = _agree(decision)
         if action == "wait":  # everything left is being trained by another process
             time.sleep(WAIT_SECONDS)
@@ -140,47 +158,76 @@ def run_experiment(
         stage = pending.pop(index)
         if action == "finished":  # another process finished it meanwhile
             continue
+        if action == "give up":  # it failed in this sweep, or needs a stage that did
+            given_up.append(stage)
+            continue
         try:
             trained += 1
             say(f"[{trained}/{len(todo)}] {stage.name}  (key {stage.key})")
             start = time.perf_counter()
-            run_stage(stage, spec, root, say)
+            run_stage(stage, spec, root, say, sweep)
             forced.discard(stage.key)
             if state.is_main_process:
                 metrics = store.read_metrics(root, stage)
                 say(f"  done in {time.perf_counter() - start:.0f}s: {headline(metrics)}")
                 results.update()
+        except SpecError:  # bad input that the checks before the run could not see: stop, say what
+            raise
+        except Exception as err:
+            failed.append(stage)
+            say(f"  failed: {type(err).__name__}: {first_line(err)}  (traceback in {root / 'failed' / stage.folder});"
+                " going on with the other stages")
         finally:
-            if lock is not None:
-                lock.release()
+            if lease is not None:
+                lease.release()
     rows = results.update() if state.is_main_process else []
     if summary:
         if state.is_main_process:
-            _log_summary_once(spec, root, rows)
+            _log_summary_once(spec, root, rows, locks)
         say(format_table(rows))
+    if failed or given_up:
+        raise StagesFailed(_failure_message(root, failed, given_up))
     return rows
 
 
-def _claim_next(root: Path, pending: list[Stage], forced: set[str]) -> tuple[int | None, FileLock | None]:
-    """The first pending stage that is ready (supervisor finished) and not being trained elsewhere.
+def _failure_message(root: Path, failed: list[Stage], given_up: list[Stage]) -> str:
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} stage{'s' if len(failed) > 1 else ''} failed here ({failed[0].name}"
+                     + (", ..." if len(failed) > 1 else "") + ")")
+    if given_up:
+        parts.append(f"{len(given_up)} not trained because they failed in another process of this sweep "
+                     "or need a stage that failed")
+    return (f"{'; '.join(parts)}; finished stages are kept. `w2s status {root}` shows each error; "
+            "rerun to retry them")
 
-    Returns (index, held lock) to train it, (index, None) if it turned out finished, or
-    (None, None) when every pending stage is blocked or locked by another process.
-    """
+
+def _claim_next(root: Path, locks: Locks, pending: list[Stage], forced: set[str], sweep: str,
+                failed_here: set[str]) -> tuple[int | None, str, Lease | None]:
+    """What to do next: (index, "run", held lock) to train pending[index]; (index, "finished") if it
+    turned out finished; (index, "give up") if it failed in this sweep or needs a stage that did;
+    (None, "wait") while every other pending stage waits for its supervisor or another process."""
+    failed_here = failed_here | {key for key, record in store.failures(root).items() if record.get("sweep") == sweep}
+
+    def doomed(stage: Stage) -> bool:
+        return stage.key in failed_here or any(doomed(r) for r in stage.requires if not finished_folder(root, r))
+
     for i, stage in enumerate(pending):
         if stage.key not in forced and finished_folder(root, stage):
-            return i, None
+            return i, "finished", None
+        if failed_here and doomed(stage):
+            return i, "give up", None
         if not all(finished_folder(root, s) for s in stage.requires):
             continue
-        lock = store.try_lock(root, stage)
-        if lock is None:
+        lease = store.try_lock(locks, stage)
+        if lease is None:
             continue  # another process is training it
         if stage.key not in forced and finished_folder(root, stage):  # finished while we looked
-            lock.release()
-            return i, None
+            lease.release()
+            return i, "finished", None
         store.clear_stale(root, stage)
-        return i, lock
-    return None, None
+        return i, "run", lease
+    return None, "wait", None
 
 
 def _agree(value):
@@ -195,8 +242,9 @@ def _agree(value):
 # one stage
 
 
-def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> None:
-    """Run one stage and, on the main process, write its folder atomically."""
+def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print, sweep: str = "") -> None:
+    """Run one stage and, on the main process, write its folder atomically; if it raises, keep its
+    traceback and log in failed/<folder> (then raise on)."""
     writes = process_state().is_main_process
     tmp = store.temporary_folder(root, stage)
     tracker = None
@@ -215,10 +263,16 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print) -> Non
             references = store.read_metrics(root, stage.weak), store.read_metrics(root, stage.ceiling)
             tracker.finish(metrics, predictions, *references)
             store.publish(tmp, root, stage)
+            store.clear_failure(root, stage)
         process_state().wait_for_everyone()
-    except BaseException:
+    except BaseException as err:
         if tracker:
             tracker.abort()
+        if writes and isinstance(err, Exception) and not isinstance(err, SpecError) and tmp.is_dir():
+            try:
+                store.record_failure(root, stage, tmp, traceback.format_exc(), sweep)
+            except OSError:  # the record is a courtesy; the error itself goes on up
+                pass
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
@@ -255,12 +309,19 @@ class ResultsFile:
         return rows
 
 
-def _log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict]) -> None:
+def _log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict], locks: Locks) -> None:
     """The W&B summary run for these rows, unless one was already logged for exactly them. Remembered
-    in a marker written after the run is logged, so a run killed in between logs it when rerun."""
+    in a marker written after the run is logged, so a run killed in between logs it when rerun; under
+    a lock, so that workers ending together log it once."""
     marker = root / ".summary-logged"
     digest = hashlib.sha256(json.dumps([spec.tracking.model_dump(), rows], sort_keys=True, default=str).encode())
-    if marker.is_file() and marker.read_text() == digest.hexdigest():
+    lease = locks.try_acquire("summary")
+    if lease is None:  # another process is logging it
         return
-    log_experiment_summary(spec, rows)
-    marker.write_text(digest.hexdigest())
+    try:
+        if marker.is_file() and marker.read_text() == digest.hexdigest():
+            return
+        log_experiment_summary(spec, rows)
+        marker.write_text(digest.hexdigest())
+    finally:
+        lease.release()

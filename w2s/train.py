@@ -127,6 +127,12 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
     return factor
 
 
+def _no_bar(accelerator: Accelerator) -> bool:
+    """Progress bars on the main process only, and none under TQDM_DISABLE (workers, Slurm logs):
+    an explicit `disable=` would otherwise override tqdm's own reading of it."""
+    return not accelerator.is_local_main_process or bool(os.environ.get("TQDM_DISABLE"))
+
+
 def train(
     model: torch.nn.Module,
     data: Batches,
@@ -160,7 +166,7 @@ def train(
         optimizer, _lr_lambda(settings.lr_schedule, total_steps, round(settings.warmup_frac * total_steps))
     )
     model.train()
-    bar = tqdm(total=total_steps, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    bar = tqdm(total=total_steps, desc=desc, disable=_no_bar(accelerator), leave=False)
     step, seen, window = 0, 0, {"loss": 0.0, "correct": 0.0, "n": 0}
     start = time.perf_counter()
     for micro, batch in enumerate(loader):
@@ -220,7 +226,7 @@ def batch_outputs(fn: Callable[[dict], torch.Tensor], data: Batches, accelerator
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate))
     result = None
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    for batch in tqdm(loader, desc=desc, disable=_no_bar(accelerator), leave=False):
         out = fn(batch["inputs"]).float()
         index, out = accelerator.pad_across_processes((batch["index"], out), dim=0, pad_index=-1)
         index, out = accelerator.gather((index, out))

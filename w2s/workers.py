@@ -7,8 +7,8 @@ worker gets to it, with the numbers one worker would get. Worker i sees CUDA dev
 of visible devices (several workers per device are allowed: `--workers 8` on 2 GPUs puts 4 on
 each). On a machine without CUDA the workers share the CPU: correct, not faster.
 
-When every worker has finished, a last pass in this process finds every stage cached, writes
-results.jsonl, logs the W&B summary and prints the table, as `w2s run` does.
+When every worker has finished, a last pass in this process (of the same sweep) finds every stage
+cached or failed, writes results.jsonl, logs the W&B summary and prints the table, as `w2s run` does.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def visible_devices() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def worker_command(spec: str, overrides: list[str], only: list[str]) -> list[str]:
-    args = [sys.executable, "-m", "w2s", "run", spec, "--worker"]
+def worker_command(spec: str, overrides: list[str], only: list[str], sweep: str) -> list[str]:
+    """`w2s run` as one worker of a sweep: the sweep id keeps the workers from retrying each other's
+    failed stages."""
+    args = [sys.executable, "-m", "w2s", "run", spec, "--worker", "--sweep", sweep]
     for value in overrides:
         args += ["--set", value]
     for pattern in only:
@@ -38,7 +40,7 @@ def worker_command(spec: str, overrides: list[str], only: list[str]) -> list[str
     return args
 
 
-def run_workers(spec: str, overrides: list[str], only: list[str], n: int, echo=print) -> list[int]:
+def run_workers(spec: str, overrides: list[str], only: list[str], n: int, sweep: str, echo=print) -> list[int]:
     """Start `n` workers on the spec, prefix their output lines with the worker, wait for all; return
     their exit codes."""
     devices = visible_devices()
@@ -48,7 +50,7 @@ def run_workers(spec: str, overrides: list[str], only: list[str], n: int, echo=p
         env = dict(os.environ, TQDM_DISABLE="1")  # progress bars of several processes would garble
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-        proc = subprocess.Popen(worker_command(spec, overrides, only), env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(worker_command(spec, overrides, only, sweep), env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, bufsize=1)
         procs.append(proc)
         # each stream on its own, so that warnings on stderr never land inside a line of stdout

@@ -3,9 +3,11 @@
 An experiment's folder holds `stages/<stage folder>` per finished stage (config.json,
 predictions.jsonl, metrics.json, written in that order: metrics.json marks the folder complete;
 classifiers of more than two classes also write probs.npz, see `prediction_rows`),
-`.locks/<key>.lock` per stage being trained, and results.jsonl. A stage is written into
-`stages/.tmp-<folder>-<pid>` and renamed into place only when complete; a forced rerun first moves
-the old copy aside to `.old-<folder>-<pid>`. Leftovers of a killed run are cleared here too.
+`.locks/<key>.lock` per stage being trained (`w2s.pipeline.locks`), `failed/<folder>` per stage
+whose last try raised, plan.jsonl (the stages of the latest run, for `w2s status`) and results.jsonl.
+A stage is written into `stages/.tmp-<folder>-<pid>` and renamed into place only when complete; a
+forced rerun first moves the old copy aside to `.old-<folder>-<pid>`. Leftovers of a killed run are
+cleared here too.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 
-from filelock import FileLock, Timeout
-
+from w2s.pipeline.locks import Lease, Locks, this_process
 from w2s.plan import Stage
-from w2s.results import read_json, write_json
+from w2s.results import read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec
 
 
@@ -177,11 +179,58 @@ def clear_stale(root: Path, stage: Stage) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def try_lock(root: Path, stage: Stage) -> FileLock | None:
-    """The stage's lock, held, or None when another process holds it (is training the stage)."""
-    lock = FileLock(str(root / ".locks" / f"{stage.key}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return None
-    return lock
+def locks(root: Path) -> Locks:
+    return Locks(root / ".locks")
+
+
+def try_lock(locks: Locks, stage: Stage) -> Lease | None:
+    """The stage's lock, held, or None while another live process holds it (is training the stage)."""
+    return locks.try_acquire(stage.key, {"stage": stage.name})
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan and the failures, for `w2s status`
+
+
+PLAN_FILE = "plan.jsonl"
+
+
+def write_plan(root: Path, stages: list[Stage]) -> None:
+    """plan.jsonl: every stage of the latest run or submission, so `w2s status` needs only the folder."""
+    write_rows(root / PLAN_FILE, [{"stage": s.name, "key": s.key, "folder": s.folder,
+                                   "requires": [r.key for r in s.requires]} for s in stages])
+
+
+def record_failure(root: Path, stage: Stage, tmp: Path, error: str, sweep: str) -> Path:
+    """Keep a failed stage's traceback (traceback.txt), what it had logged, and failure.json (who,
+    when, the last line of the error) in failed/<folder>; replaces an older failure of the stage."""
+    failed = root / "failed" / stage.folder
+    (tmp / "traceback.txt").write_text(error)
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    write_json(tmp / "failure.json", {"stage": stage.name, "key": stage.key, "error": lines[-1] if lines else "",
+                                      "sweep": sweep, "time": time.time(), **_who()})
+    failed.parent.mkdir(exist_ok=True)
+    shutil.rmtree(failed, ignore_errors=True)
+    os.rename(tmp, failed)
+    return failed
+
+
+def _who() -> dict:
+    me = this_process()
+    return {"host": me["host"], "pid": me["pid"], "slurm_job": me["slurm_job"]}
+
+
+def failures(root: Path) -> dict[str, dict]:
+    """failure.json of every recorded failure, by stage key."""
+    found = {}
+    for path in (root / "failed").glob("*/failure.json"):
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue
+        found[record["key"]] = {**record, "folder": str(path.parent)}
+    return found
+
+
+def clear_failure(root: Path, stage: Stage) -> None:
+    shutil.rmtree(root / "failed" / stage.folder, ignore_errors=True)

@@ -13,7 +13,7 @@ Submodules (import from `w2s.spec` itself; every public name is re-exported here
 - `training`: `TrainSpec`.
 - `loss_specs`: the loss union `LossSpec` and its members, `loss_label`, `describe_losses`.
 - `experiment`: `TrackingSpec` and `ExperimentSpec` with its whole-spec checks, `model_pairs`.
-- `loading`: `load_spec`, `apply_override`, `validate_spec`, `describe_error`, `json_schema`.
+- `loading`: `load_spec`, `read_spec`, `apply_override`, `validate_spec`, `describe_error`, `json_schema`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from w2s.spec.datasets import DataSpec
 from w2s.errors import SpecError, first_line
 from w2s.spec.experiment import ExperimentSpec, TrackingSpec, model_pairs
 from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec
-from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, validate_spec
+from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, read_spec, validate_spec
 from w2s.spec.loss_specs import (
     CustomLoss,
     EntropyLoss,
@@ -66,5 +66,6 @@ __all__ = [
     "load_spec",
     "loss_label",
     "model_pairs",
+    "read_spec",
     "validate_spec",
 ]

@@ -15,6 +15,11 @@ from w2s.spec.loss_specs import _LOSS_CLASSES, XentLoss
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
     """Read a YAML spec, apply `key.sub=value` overrides (values parsed as YAML), validate."""
+    return validate_spec(read_spec(path, overrides), source=str(path))
+
+
+def read_spec(path: str | Path, overrides: list[str] = ()) -> dict:
+    """A YAML spec as written, with `key.sub=value` overrides applied; not validated yet."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.y*ml"))[:5]
@@ -34,7 +39,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
         raise SpecError(f"{path}: a spec must be a YAML mapping of keys such as name, datasets, models")
     for item in overrides:
         apply_override(raw, item)
-    return validate_spec(raw, source=str(path))
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:

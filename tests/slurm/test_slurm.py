@@ -1,0 +1,142 @@
+"""`w2s submit` against a real one-node Slurm cluster (tests/slurm/cluster.sh installs and starts it;
+.ci/run starts it before the tests). Where the cluster cannot start, these tests fail: deselect them
+with `-m "not slurm"` on a machine without one.
+
+The tiny 3-model sweep (9 stages) runs once locally with one process, then as 2 Slurm workers: every
+stage trains once, with the local run's numbers. Then a sweep loses both workers to scancel, each in
+the middle of a stage, and a resubmission finishes it, again with the local run's numbers."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_spec, write_spec
+from w2s.pipeline.locks import read_lock
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = Path(__file__).with_name("cluster.sh")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")  # Slurm exports it
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    proc = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=900)
+    if proc.returncode:
+        pytest.fail(f"the one-node Slurm cluster did not start (bash {CLUSTER.relative_to(REPO)} start, as root):\n"
+                    f"{proc.stdout}{proc.stderr}", pytrace=False)
+
+
+def sweep_spec(folder: Path) -> Path:
+    spec = tiny_spec(folder / "runs", name="slurm", ladder=3)
+    spec["datasets"]["n_train"] = 600  # stages of about a second: both workers take part, kills land mid-stage
+    return write_spec(folder / "slurm.yaml", spec)
+
+
+def w2s(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=900)
+
+
+def rows(root: Path) -> list[dict]:
+    """results.jsonl without the timings (they differ between any two runs)."""
+    lines = (root / "results.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("_seconds")} for line in lines]
+
+
+def trained_by_log(root: Path, sweep: str | None = None) -> dict[str, list[str]]:
+    """Each worker log's trained stages ("[i/n] stage  (key ...)" lines), by log file."""
+    pattern = f"submit/{sweep or '*'}/logs/*_log.out"
+    return {log.name: [line.split("] ", 1)[1].split("  (key")[0] for line in log.read_text().splitlines()
+                       if line.startswith("[") and "  (key " in line] for log in sorted(root.glob(pattern))}
+
+
+def submission(root: Path, proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(max(root.glob("submit/*/submission.json")).read_text())
+
+
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory) -> list[dict]:
+    folder = tmp_path_factory.mktemp("local")
+    proc = w2s("run", sweep_spec(folder))
+    assert proc.returncode == 0, proc.stderr
+    return rows(folder / "runs" / "slurm")
+
+
+def test_two_slurm_workers_train_each_stage_once_with_the_local_numbers(cluster, local_rows, tmp_path):
+    root = tmp_path / "runs" / "slurm"
+    proc = w2s("submit", sweep_spec(tmp_path), "--workers", "2", "--time", "15", "--wait")
+    sub = submission(root, proc)
+    job = sub["job_id"]
+    assert f"submitted Slurm job array {job} (2 workers: {job}_0 .. {job}_1)" in proc.stdout
+    assert f"{root}: 9 stages: 9 finished, 0 running, 0 failed, 0 waiting" in proc.stdout
+    by_log = trained_by_log(root)
+    assert sorted(by_log) == [f"{job}_0_0_log.out", f"{job}_1_0_log.out"]
+    everything = [name for names in by_log.values() for name in names]
+    assert len(everything) == len(set(everything)) == 9 and all(by_log.values()), by_log  # once each; both worked
+    assert sorted(rows(root), key=lambda r: r["key"]) == sorted(local_rows, key=lambda r: r["key"])
+    assert not list((root / ".locks").glob("*.lock"))
+
+
+def squeue(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True, text=True).stdout.strip()
+
+
+def holder_mid_stage(root: Path, task: str | None = None, wait: float = 300) -> dict:
+    """The lock holder (a Slurm array task) that is training a stage: its folder being written has
+    training steps logged."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for lock in (root / ".locks").glob("*.lock"):
+            found = read_lock(lock)
+            holder = found[0] if found else {}
+            if not holder.get("slurm_job") or (task and holder["slurm_job"] != task):
+                continue
+            for tmp in (root / "stages").glob(f".tmp-*-{holder['pid']}"):
+                log = tmp / "log.jsonl"
+                if log.is_file() and log.stat().st_size:
+                    return holder
+        time.sleep(0.02)
+    pytest.fail(f"no worker{' ' + task if task else ''} was seen in the middle of a stage")
+
+
+def cancel(task: str) -> None:
+    subprocess.run(["scancel", task], check=True)
+    deadline = time.monotonic() + 60
+    while squeue(task) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not squeue(task), f"{task} still in the queue a minute after scancel"
+
+
+def test_workers_cancelled_mid_stage_and_a_resubmission_finish_the_sweep(cluster, local_rows, tmp_path):
+    spec, root = sweep_spec(tmp_path), tmp_path / "runs" / "slurm"
+    first = submission(root, w2s("submit", spec, "--workers", "2", "--time", "15"))
+    job = first["job_id"]
+    killed = [holder_mid_stage(root)]
+    cancel(killed[0]["slurm_job"])
+    other = next(t for t in (f"{job}_0", f"{job}_1") if t != killed[0]["slurm_job"])
+    killed.append(holder_mid_stage(root, other))
+    cancel(other)
+
+    for holder in killed:  # each stopped at once, dropping its stage and its lock
+        log = (root / "submit" / first["sweep"] / "logs" / f"{holder['slurm_job']}_0_log.err").read_text()
+        assert "w2s: stopped by SIGTERM; finished stages are kept, rerun to resume" in log
+    states = {row["stage"]: row["state"] for row in map(json.loads, w2s("status", root, "--json").stdout.splitlines())}
+    assert states[killed[0]["stage"]] != "running" and states[killed[1]["stage"]] == "waiting"
+    assert "running" not in states.values() and 0 < list(states.values()).count("finished") < 9, states
+    assert not list((root / "stages").glob(".tmp-*")) and not list((root / ".locks").glob("*.lock"))
+    before = {stage for stage, state in states.items() if state == "finished"}
+
+    second = submission(root, w2s("submit", spec, "--workers", "2", "--time", "15", "--wait"))
+    retrained = [name for names in trained_by_log(root, second["sweep"]).values() for name in names]
+    assert sorted(retrained) == sorted(set(states) - before)  # exactly what was missing, once each
+    assert killed[1]["stage"] in retrained
+    assert sorted(rows(root), key=lambda r: r["key"]) == sorted(local_rows, key=lambda r: r["key"])
+    assert len(list((root / "stages").iterdir())) == 9
+    assert not list((root / ".locks").glob("*.lock"))

@@ -1,0 +1,94 @@
+"""A stage that raises is recorded (traceback in failed/<folder>) and the others go on; stages that
+need it wait; `w2s status` says which and why; a rerun picks the failed ones up again. One sweep's
+processes (`--workers`) try a failing stage once between them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import tiny_spec, write_spec
+
+REPO = Path(__file__).resolve().parents[1]
+BOOM = {"name": "custom", "path": "tests.boom_loss:Boom", "label": "boom"}
+
+
+def w2s(*args, boom: bool) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
+    env.pop("W2S_TEST_BOOM", None)
+    if boom:
+        env["W2S_TEST_BOOM"] = "1"
+    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def boom_spec(tmp_path: Path) -> Path:
+    spec = tiny_spec(tmp_path / "runs", name="boom", ladder=3, bootstrap=[["tiny-16", "tiny-24", "tiny-32"]])
+    spec["losses"] = [{"name": "xent"}, BOOM]
+    return write_spec(tmp_path / "boom.yaml", spec)
+
+
+def trained(out: str) -> list[str]:
+    """The stages a run's output says it trained (worker prefixes removed)."""
+    names = []
+    for line in out.splitlines():
+        line = line.split("] ", 1)[1] if line.startswith("[worker ") else line
+        if line.startswith("[") and "  (key " in line:
+            names.append(line.split("] ", 1)[1].split("  (key")[0])
+    return names
+
+
+def states(root: Path) -> dict[str, dict]:
+    proc = w2s("status", root, "--json", boom=False)
+    assert proc.returncode == 0, proc.stderr
+    return {row["stage"]: row for row in map(json.loads, proc.stdout.splitlines())}
+
+
+def test_a_failing_stage_is_recorded_the_others_finish_and_a_rerun_retries_it(tmp_path):
+    spec_path, root = boom_spec(tmp_path), tmp_path / "runs" / "boom"
+    proc = w2s("run", spec_path, boom=True)
+    assert proc.returncode == 1, proc.stderr
+    rows = states(root)
+    boom_transfers = sorted(name for name in rows if name.startswith("transfer/") and "/boom/" in name)
+    chain = "bootstrap/synthetic/tiny-16->tiny-24->tiny-32/boom/s0"
+    assert len(rows) == 17 and len(boom_transfers) == 6  # 3 ground truth, 6 pairs x 2 losses, 2 chains
+    error = proc.stderr.strip().splitlines()
+    assert error == [f"w2s: 6 stages failed here ({boom_transfers[0]}, ...); 1 not trained because they failed in "
+                     "another process of this sweep or need a stage that failed; finished stages are kept. "
+                     f"`w2s status {root}` shows each error; rerun to retry them"]
+    assert sorted(n for n in trained(proc.stdout) if "boom" in n) == boom_transfers  # each tried once
+    assert proc.stdout.count("failed: RuntimeError: boom: the loss diverged") == 6
+
+    assert {name for name, row in rows.items() if row["state"] == "failed"} == set(boom_transfers)
+    assert {name for name, row in rows.items() if row["state"] == "finished"} == {
+        name for name in rows if "boom" not in name}  # ground truth, xent transfers, the xent chain
+    assert rows[chain]["state"] == "waiting" and rows[chain]["needs"] == ["transfer/synthetic/tiny-16->tiny-24/boom/s0"]
+    failed = rows[boom_transfers[0]]
+    assert failed["error"] == "RuntimeError: boom: the loss diverged"
+    traceback = Path(failed["traceback"]).read_text()
+    assert traceback.startswith("Traceback") and "tests/boom_loss.py" in traceback
+    assert (Path(failed["traceback"]).parent / "log.jsonl").is_file()  # what it logged before failing
+    text = w2s("status", root, boom=False).stdout
+    assert text.startswith(f"{root}: 17 stages: 10 finished, 0 running, 6 failed, 1 waiting\n")
+    assert f"  {boom_transfers[0]}  RuntimeError: boom: the loss diverged  ({failed['traceback']})" in text
+    assert f"  {chain}  needs transfer/synthetic/tiny-16->tiny-24/boom/s0" in text
+    assert len((root / "results.jsonl").read_text().splitlines()) == 10
+
+    rerun = w2s("run", spec_path, boom=False)  # the loss fixed: the rerun trains exactly what is missing
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(trained(rerun.stdout)) == sorted(boom_transfers + [chain])
+    assert {row["state"] for row in states(root).values()} == {"finished"}
+    assert not list((root / "failed").iterdir())
+
+
+def test_workers_of_one_sweep_try_a_failing_stage_once_between_them(tmp_path):
+    spec_path, root = boom_spec(tmp_path), tmp_path / "runs" / "boom"
+    proc = w2s("run", spec_path, "--workers", "2", boom=True)
+    assert proc.returncode == 1, proc.stderr
+    names = trained(proc.stdout)
+    assert len(names) == len(set(names)) == 16, names  # all but the chain that needs a failed stage, once
+    assert proc.stdout.count("failed: RuntimeError: boom") == 6
+    assert "not trained because" in proc.stderr.splitlines()[-1]
+    assert sum(row["state"] == "failed" for row in states(root).values()) == 6
+    assert proc.stdout.count("\nkind ") == 1  # the last pass printed the table of what finished

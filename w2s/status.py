@@ -1,0 +1,100 @@
+"""`w2s status RUN_DIR`: where a run or submission stands, read from its folder alone.
+
+Every stage of plan.jsonl (written by the latest `w2s run` or `w2s submit`) is one of
+- finished: its stage folder has metrics.json;
+- running: a process holds its lock (who, since when, its last heartbeat);
+- failed: its last try raised (failed/<folder>: the error's last line, the traceback);
+- waiting: ready to train, or waiting for the stages it needs.
+A lock whose holder is gone (killed on this machine) or silent past the expiry is shown as such:
+the next process that looks takes it over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from w2s.pipeline import store
+from w2s.pipeline.locks import expiry_seconds, holder_gone, read_lock
+from w2s.results import read_json
+from w2s.spec import SpecError
+
+STATES = ("finished", "running", "failed", "waiting")
+
+
+def stage_states(root: Path) -> list[dict]:
+    """One row per stage of the plan: stage, key, state, and what explains it (tidy: pandas reads it)."""
+    plan_file = root / store.PLAN_FILE
+    if not plan_file.is_file():
+        raise SpecError(f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
+                        "write it into <output_dir>/<name>)")
+    plan = [json.loads(line) for line in plan_file.read_text().splitlines() if line.strip()]
+    folders = store.stage_folders(root)
+    finished = {key for key, folder in folders.items() if (folder / "metrics.json").is_file()}
+    failures = store.failures(root)
+    names = {p["key"]: p["stage"] for p in plan}
+    now, expiry = time.time(), expiry_seconds()
+    rows = []
+    for p in plan:
+        row = {"stage": p["stage"], "key": p["key"]}
+        found = None if p["key"] in finished else read_lock(root / ".locks" / f"{p['key']}.lock")
+        if p["key"] in finished:
+            row["state"] = "finished"
+        elif found is not None:
+            holder, (_, _, mtime_ns) = found
+            row.update(state="running", host=holder.get("host"), pid=holder.get("pid"),
+                       slurm_job=holder.get("slurm_job"), since=holder.get("since"),
+                       heartbeat_age=round(now - mtime_ns / 1e9, 1))
+            if holder_gone(holder):
+                row["note"] = "its process is gone: the next worker to look takes the stage over"
+            elif row["heartbeat_age"] > expiry:
+                row["note"] = f"no heartbeat for over {expiry:.0f} s: taken over once a worker has watched it that long"
+        elif p["key"] in failures:
+            record = failures[p["key"]]
+            row.update(state="failed", error=record.get("error"), host=record.get("host"),
+                       slurm_job=record.get("slurm_job"), time=record.get("time"),
+                       traceback=str(Path(record["folder"]) / "traceback.txt"))
+        else:
+            missing = [k for k in p["requires"] if k not in finished]
+            row.update(state="waiting", needs=[names.get(k, k) for k in missing])
+        rows.append(row)
+    return rows
+
+
+def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
+    """The rows as a report: counts, then the running, failed and waiting stages."""
+    counts = {state: sum(r["state"] == state for r in rows) for state in STATES}
+    lines = [f"{root}: {len(rows)} stages: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    for state in ("running", "failed", "waiting"):
+        chosen = [r for r in rows if r["state"] == state]
+        if chosen:
+            lines.append(f"{state}:")
+        for row in chosen[:limit]:
+            lines.append(f"  {row['stage']}  {_explain(row)}")
+        if len(chosen) > limit:
+            lines.append(f"  ... and {len(chosen) - limit} more")
+    submission = latest_submission(root)
+    if submission:
+        lines.append(f"last submission: {submission['describe']} (sweep {submission['sweep']}), "
+                     f"logs in {submission['logs']}")
+    return "\n".join(lines)
+
+
+def _explain(row: dict) -> str:
+    if row["state"] == "running":
+        job = f" (Slurm job {row['slurm_job']})" if row.get("slurm_job") else ""
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["since"])) if row.get("since") else "?"
+        text = f"{row['host']} pid {row['pid']}{job}, since {since}, heartbeat {row['heartbeat_age']:.0f} s ago"
+        return text + (f"; {row['note']}" if row.get("note") else "")
+    if row["state"] == "failed":
+        return f"{row['error']}  ({row['traceback']})"
+    if row["needs"]:
+        return "needs " + ", ".join(row["needs"])
+    return "ready"
+
+
+def latest_submission(root: Path) -> dict | None:
+    """submission.json of the newest `w2s submit` into this folder."""
+    found = sorted((root / "submit").glob("*/submission.json"))
+    return read_json(found[-1]) if found else None
