@@ -133,7 +133,8 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
             jobs = _submit_slurm(submitit, folder / "logs", worker, workers, gpus_per_worker, minutes, partition,
                                  options, spec.name)
             job_id = jobs[0].job_id.split("_")[0]
-            describe = f"Slurm job array {job_id} ({workers} workers: {job_id}_0 .. {job_id}_{workers - 1})"
+            tasks = f"{job_id}_0" if workers == 1 else f"{job_id}_0 .. {job_id}_{workers - 1}"
+            describe = f"Slurm job array {job_id} ({workers} worker{'s' if workers > 1 else ''}: {tasks})"
     except BaseException:  # nothing was submitted: leave no trace of it
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -187,7 +188,7 @@ def _submit_local(submitit, folder: Path, worker: Worker, n: int, gpus: int, min
     return jobs
 
 
-def wait(submission: dict, root: Path, echo=print, poll: float = 5.0) -> None:
+def wait(submission: dict, root: Path, echo=print, poll: float = 2.0) -> None:
     """Until every worker has ended: a line whenever the counts of `w2s status` change."""
     from w2s.status import describe, stage_states
 
