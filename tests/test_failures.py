@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import tiny_spec, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
-BOOM = {"name": "custom", "path": "tests.boom_loss:Boom", "label": "boom"}
+BOOM = {"name": "custom", "path": "tests.custom_losses:Boom", "label": "boom"}
 
 
 def w2s(*args, boom: bool) -> subprocess.CompletedProcess:
@@ -67,7 +67,7 @@ def test_a_failing_stage_is_recorded_the_others_finish_and_a_rerun_retries_it(tm
     failed = rows[boom_transfers[0]]
     assert failed["error"] == "RuntimeError: boom: the loss diverged"
     traceback = Path(failed["traceback"]).read_text()
-    assert traceback.startswith("Traceback") and "tests/boom_loss.py" in traceback
+    assert traceback.startswith("Traceback") and "tests/custom_losses.py" in traceback
     assert (Path(failed["traceback"]).parent / "log.jsonl").is_file()  # what it logged before failing
     text = w2s("status", root, boom=False).stdout
     assert text.startswith(f"{root}: 17 stages: 10 finished, 0 running, 6 failed, 1 waiting\n")

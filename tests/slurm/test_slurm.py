@@ -34,7 +34,10 @@ def cluster():
 
 def sweep_spec(folder: Path) -> Path:
     spec = tiny_spec(folder / "runs", name="slurm", ladder=3)
-    spec["datasets"]["n_train"] = 600  # stages of about a second: both workers take part, kills land mid-stage
+    spec["datasets"]["n_train"] = 600
+    # cross-entropy at 50 ms or more a call: transfers of about 2 s on any CPU, so both workers take
+    # part and a kill lands in the middle of a stage
+    spec["losses"] = [{"name": "custom", "path": "tests.custom_losses:Slow", "label": "xent-slow"}]
     return write_spec(folder / "slurm.yaml", spec)
 
 
@@ -88,7 +91,7 @@ def squeue(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True, text=True).stdout.strip()
 
 
-def holder_mid_stage(root: Path, task: str | None = None, wait: float = 300) -> dict:
+def holder_mid_stage(root: Path, task: str | None = None, wait: float = 120) -> dict:
     """The lock holder (a Slurm array task) that is training a stage: its folder being written has
     training steps logged."""
     deadline = time.monotonic() + wait
