@@ -92,3 +92,16 @@ def test_workers_of_one_sweep_try_a_failing_stage_once_between_them(tmp_path):
     assert "not trained because" in proc.stderr.splitlines()[-1]
     assert sum(row["state"] == "failed" for row in states(root).values()) == 6
     assert proc.stdout.count("\nkind ") == 1  # the last pass printed the table of what finished
+
+
+def test_submitted_workers_record_failures_and_wait_ends_with_one_line(tmp_path):
+    spec = tiny_spec(tmp_path / "runs", name="boom")
+    spec["losses"] = [{"name": "xent"}, BOOM]
+    root = tmp_path / "runs" / "boom"
+    proc = w2s("submit", write_spec(tmp_path / "boom.yaml", spec), "--workers", "2", "--executor", "local", "--wait",
+               boom=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "w2s: the workers ended with 3 stages unfinished (above: which, and why)"
+    assert f"{root}: 8 stages: 5 finished, 0 running, 3 failed, 0 waiting" in proc.stdout
+    logs = "".join(log.read_text() for log in root.glob("submit/*/logs/*_log.out"))
+    assert logs.count("failed: RuntimeError: boom: the loss diverged") == 3  # once each, between the two workers

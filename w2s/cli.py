@@ -167,9 +167,16 @@ def _dispatch(args) -> int:
         if args.wait:
             from w2s.status import stage_states
 
-            root = Path(submission["spec"]).parents[2]
-            submit.wait(submission, root, echo=say)
-            if any(row["state"] != "finished" for row in stage_states(root)):
+            root = Path(submission["root"])
+            try:
+                submit.wait(submission, root, echo=say)
+            except KeyboardInterrupt:
+                print(f"w2s: stopped waiting; the workers go on (w2s status {root})", file=sys.stderr)
+                return 130
+            unfinished = sum(row["state"] != "finished" for row in stage_states(root))
+            if unfinished:
+                print(f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)",
+                      file=sys.stderr)
                 return 1
     elif args.command == "status":
         from w2s.status import describe, stage_states

@@ -138,7 +138,7 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     except BaseException:  # nothing was submitted: leave no trace of it
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    submission = {"sweep": sweep, "executor": executor, "job_id": job_id, "workers": workers,
+    submission = {"sweep": sweep, "root": str(root), "executor": executor, "job_id": job_id, "workers": workers,
                   "gpus_per_worker": gpus_per_worker, "time_minutes": minutes, "describe": describe,
                   "logs": str(folder / "logs"), "spec": str(spec_file), "submitted": time.time()}
     write_json(folder / "submission.json", submission)
