@@ -37,6 +37,20 @@ def tiny_spec(out: Path, name: str = "tiny", ladder: int = 2, losses=("xent",), 
     return spec
 
 
+def save_tiny_vit(folder: Path) -> Path:
+    """A randomly initialised tiny ViT (seed 0) with its image processor, saved to `folder`: an image
+    model that a spec names as a local folder."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64)
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
+    return folder
+
+
 def offline_runs(root: Path, wait: float = 30.0) -> list[dict]:
     """Every offline run of the experiment, once W&B's background writer has finished each file."""
     deadline = time.monotonic() + wait

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import apply_changes, write_spec
+from tests.conftest import apply_changes, save_tiny_vit, write_spec
 from w2s.cli import main
 from w2s.pipeline.store import read_probabilities
 from w2s.report import build_report, load_records
@@ -68,15 +68,7 @@ def centroid_hub(tmp_path_factory, digits10):
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory):
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
-    ViTModel(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
-    return folder
+    return save_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
 
 
 def known_logits(hub, rows) -> np.ndarray:

@@ -4,9 +4,8 @@ a bigger model's embeddings trained on them, PGR against the same probe on groun
 import json
 
 import pytest
-import torch
 
-from tests.conftest import apply_changes, write_spec
+from tests.conftest import apply_changes, save_tiny_vit, write_spec
 from w2s import activations
 from w2s.cli import main
 from w2s.report import build_report, load_records
@@ -18,15 +17,7 @@ from w2s.spec import validate_spec
 @pytest.fixture
 def tiny_vit(tmp_path):
     """A saved tiny ViT (config + image processor) that the spec names as a local folder."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    folder = tmp_path / "tiny-vit"
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
-    ViTModel(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
-    return folder
+    return save_tiny_vit(tmp_path / "tiny-vit")
 
 
 def vision_spec(tmp_path, tiny_vit) -> dict:

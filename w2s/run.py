@@ -82,14 +82,14 @@ def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[st
     for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards
         if stage.key in wanted:
             wanted.update(s.key for s in stage.requires)
-    out = []
+    out, done = [], store.finished_keys(root)
     for stage in stages:
         if stage.key not in wanted:
             out.append(Selection(stage, "skip"))
         elif matches(stage, force):
             out.append(Selection(stage, "force"))
         else:
-            out.append(Selection(stage, "cached" if finished_folder(root, stage) else "run"))
+            out.append(Selection(stage, "cached" if stage.key in done else "run"))
     return out
 
 
@@ -208,16 +208,17 @@ def _claim_next(root: Path, locks: Locks, pending: list[Stage], forced: set[str]
     turned out finished; (index, "give up") if it failed in this sweep or needs a stage that did;
     (None, "wait") while every other pending stage waits for its supervisor or another process."""
     failed_here = failed_here | {key for key, record in store.failures(root).items() if record.get("sweep") == sweep}
+    done = store.finished_keys(root)  # one listing of the stage folders per claim, not one per stage
 
     def doomed(stage: Stage) -> bool:
-        return stage.key in failed_here or any(doomed(r) for r in stage.requires if not finished_folder(root, r))
+        return stage.key in failed_here or any(doomed(r) for r in stage.requires if r.key not in done)
 
     for i, stage in enumerate(pending):
-        if stage.key not in forced and finished_folder(root, stage):
+        if stage.key not in forced and stage.key in done:
             return i, "finished", None
         if failed_here and doomed(stage):
             return i, "give up", None
-        if not all(finished_folder(root, s) for s in stage.requires):
+        if not all(s.key in done for s in stage.requires):
             continue
         lease = store.try_lock(locks, stage)
         if lease is None:

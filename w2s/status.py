@@ -30,15 +30,14 @@ def stage_states(root: Path) -> list[dict]:
         raise SpecError(f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
                         "write it into <output_dir>/<name>)")
     plan = [json.loads(line) for line in plan_file.read_text().splitlines() if line.strip()]
-    folders = store.stage_folders(root)
-    finished = {key for key, folder in folders.items() if (folder / "metrics.json").is_file()}
-    failures = store.failures(root)
+    finished = store.finished_keys(root)
+    failures, locks = store.failures(root), store.locks(root)
     names = {p["key"]: p["stage"] for p in plan}
     now, expiry = time.time(), expiry_seconds()
     rows = []
     for p in plan:
         row = {"stage": p["stage"], "key": p["key"]}
-        found = None if p["key"] in finished else read_lock(root / ".locks" / f"{p['key']}.lock")
+        found = None if p["key"] in finished else read_lock(locks.path(p["key"]))
         if p["key"] in finished:
             row["state"] = "finished"
         elif found is not None:
@@ -64,8 +63,7 @@ def stage_states(root: Path) -> list[dict]:
 
 def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
     """The rows as a report: counts, then the running, failed and waiting stages."""
-    counts = {state: sum(r["state"] == state for r in rows) for state in STATES}
-    lines = [f"{root}: {len(rows)} stages: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    lines = [f"{root}: {len(rows)} stages: {counts(rows)}"]
     for state in ("running", "failed", "waiting"):
         chosen = [r for r in rows if r["state"] == state]
         if chosen:
@@ -79,6 +77,11 @@ def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
         lines.append(f"last submission: {submission['describe']} (sweep {submission['sweep']}), "
                      f"logs in {submission['logs']}")
     return "\n".join(lines)
+
+
+def counts(rows: list[dict]) -> str:
+    """E.g. "5 finished, 1 running, 0 failed, 3 waiting"."""
+    return ", ".join(f"{sum(r['state'] == state for r in rows)} {state}" for state in STATES)
 
 
 def _explain(row: dict) -> str:

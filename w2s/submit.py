@@ -190,22 +190,16 @@ def _submit_local(submitit, folder: Path, worker: Worker, n: int, gpus: int, min
 
 def wait(submission: dict, root: Path, echo=print, poll: float = 2.0) -> None:
     """Until every worker has ended: a line whenever the counts of `w2s status` change."""
-    from w2s.status import describe, stage_states
+    from w2s.status import counts, describe, stage_states
 
     jobs, last = submission["jobs"], None
     while _alive(submission, jobs):
-        counts = _counts(stage_states(root))
-        if counts != last:
-            echo(f"{time.strftime('%H:%M:%S')} {counts}")
-            last = counts
+        now = counts(stage_states(root))
+        if now != last:
+            echo(f"{time.strftime('%H:%M:%S')} {now}")
+            last = now
         time.sleep(poll)
     echo(describe(root, stage_states(root)))
-
-
-def _counts(rows: list[dict]) -> str:
-    from w2s.status import STATES
-
-    return ", ".join(f"{sum(r['state'] == s for r in rows)} {s}" for s in STATES)
 
 
 def _alive(submission: dict, jobs: list) -> bool:

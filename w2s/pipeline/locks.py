@@ -165,9 +165,7 @@ class Locks:
         own.write_text(json.dumps(holder))
         try:
             os.link(own, path)
-        except FileExistsError:
-            pass
-        except OSError:  # NFS: the link may have been made although the reply was lost
+        except OSError:  # held by another; or, on NFS, made although the reply was lost: the count says
             pass
         try:
             return os.stat(own).st_nlink == 2

@@ -53,10 +53,24 @@ def stage_folders(root: Path) -> dict[str, Path]:
     """Every published stage folder by its key, in one listing (whether each finished is its
     metrics.json's to say); folders being written (`.tmp-*`) or replaced (`.old-*`) are left out."""
     folders = {}
+    if not (root / "stages").is_dir():  # nothing has run yet
+        return folders
     for entry in os.scandir(root / "stages"):
         if not entry.name.startswith(".") and "__" in entry.name:
             folders.setdefault(entry.name.rsplit("__", 1)[1], Path(entry.path))
     return folders
+
+
+def finished_keys(root: Path) -> set[str]:
+    """The keys of every finished stage, by the rule of `finished`, from one listing of the folder."""
+    done = set()
+    for key, folder in stage_folders(root).items():
+        try:
+            read_json(folder / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        done.add(key)
+    return done
 
 
 def finished_folder(root: Path, stage: Stage) -> Path | None:
