@@ -85,7 +85,10 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             _check_torchvision(f"models.{i}.name", model.name)
         if not text:
             continue
-        folder = Path(resolve(model)[0])
+        try:
+            folder = Path(resolve(model)[0])  # an alias of a split checkpoint is assembled here, once
+        except SpecError as err:
+            raise SpecError(f"models.{i}.name: {model.name}: {err}") from None
         if folder.is_dir() and not (folder / "config.json").is_file():
             raise SpecError(f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
                             "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")

@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="experiment folder(s) <output_dir>/<name>, or a folder holding several")
     rep.add_argument("--out", help="output folder (default RUN_DIR/report, or ./report with --wandb)")
     rep.add_argument("--metric", choices=["accuracy", "auroc"], default="accuracy", help="metric PGR is computed on")
+    rep.add_argument("--x", choices=["size", "ceiling"], default="size",
+                     help="x-axis of the accuracy and PGR curves: the strong model's size (the paper's Figure 3) or "
+                          "its ceiling accuracy (the reference code's plots)")
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
@@ -193,9 +196,9 @@ def _dispatch(args) -> int:
         if bool(args.wandb) == bool(args.run_dirs):
             raise SpecError("report: give RUN_DIR(s) or --wandb ENTITY/PROJECT (one of the two)")
         if args.wandb:
-            written = report.report_wandb(args.wandb, args.group, args.out, args.metric)
+            written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x)
         else:
-            written = report.report(args.run_dirs, args.out, args.metric)
+            written = report.report(args.run_dirs, args.out, args.metric, x=args.x)
         say((written[0].parent / "summary.md").read_text(), end="")
         say(f"wrote {len(written)} files to {written[0].parent}")
     return 0

@@ -4,6 +4,10 @@
 probabilities (one-hot for ground truth), `step_frac` the share of training done, in [0, 1]. Every
 loss here is defined for any k but `window`, which needs two classes (the spec says so up front).
 A user adds a loss by pointing the spec at any such callable: `{name: custom, path: pkg.mod:Loss}`.
+
+A loss is called on the whole optimizer batch, whatever minibatch_size is (w2s/train.py). A loss
+that is a mean of per-example terms sets `per_example = True`: the trainer may then call it on each
+micro-batch alone, which gives the same gradient without a no-grad pass over the batch first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 class Xent:
     """Plain cross-entropy against the weak supervisor's soft labels."""
 
+    per_example = True
+
     def __call__(self, logits, soft_labels, step_frac):
         return soft_cross_entropy(logits, soft_labels)
 
@@ -56,6 +62,8 @@ class Logconf:
     training. `schedule="reference"`: OpenAI's weak_to_strong/loss.py, `a = aux_coef * step_frac`
     while step_frac <= warmup_frac, then `aux_coef` (a jump from aux_coef * warmup_frac).
     """
+
+    per_example = False  # the hardening threshold and the prior are statistics of the batch
 
     def __init__(self, aux_coef: float = 0.5, warmup_frac: float = 0.2, schedule: str = "w2s"):
         self.aux_coef, self.warmup_frac, self.schedule = aux_coef, warmup_frac, schedule
@@ -93,6 +101,8 @@ class Product:
     weak_to_strong/loss.py (which takes a warmup_frac and never uses it).
     """
 
+    per_example = True
+
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, warmup_frac: float = 0.1, schedule: str = "w2s"):
         self.alpha, self.beta, self.warmup_frac, self.schedule = alpha, beta, warmup_frac, schedule
 
@@ -115,6 +125,8 @@ class Window:
     decision boundary. `radius` is a number in (0, 0.5] or "midweak": the batch's median weak-label
     confidence |p_weak - 0.5|, so the window tracks how sure the supervisor itself is.
     """
+
+    per_example = False  # the median, and the mean over the examples inside the window, are the batch's
 
     def __init__(self, radius: float | str = 0.15):
         self.radius = radius
@@ -144,6 +156,8 @@ class Entropy(Logconf):
     confidence term would do nothing. `a` warms up like `logconf`.
     """
 
+    per_example = True
+
     def __call__(self, logits, soft_labels, step_frac):
         coef = self.coef(step_frac)
         log_p = torch.log_softmax(logits.float(), dim=-1)
@@ -159,6 +173,8 @@ class KL:
     student can remove, so plain cross-entropy values are not comparable across label sources
     (ground truth vs. a weak model); KL values are.
     """
+
+    per_example = True
 
     def __call__(self, logits, soft_labels, step_frac):
         target = soft_labels.float()

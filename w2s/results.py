@@ -79,7 +79,7 @@ def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: 
         **{k: metrics.get(k) for k in LENGTH_METRICS},
     }
     if stage.kind in OWN_KINDS:
-        return row
+        return {**row, "train_split": stage.train_split} if stage.kind == "ground_truth" else row
     weak_acc = weak_metrics["test_accuracy"] if weak_metrics else None
     ceiling_acc = ceiling_metrics["test_accuracy"] if ceiling_metrics else None
     gap_note = None
@@ -142,7 +142,7 @@ def format_table(rows: list[dict]) -> str:
         return "   -  " if v is None else f"{v:6.3f}"
 
     for r in rows:
-        models = r.get("chain") or r["model"]
+        models = r.get("chain") or r["model"] + (" (half B)" if r.get("train_split") == "train_b" else "")
         lines.append(
             f"{r['kind']:<16} {r['dataset'][:12]:<12} {r['seed']:>4}  {models[:28]:<28} "
             f"{(r.get('loss') or '-'):<{width}} "

@@ -41,7 +41,7 @@ from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
 from w2s.precision import auto_precision
 from w2s.results import build_rows, format_table, read_json, write_rows
-from w2s.spec import ExperimentSpec, SpecError
+from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
 
@@ -131,6 +131,8 @@ def run_experiment(
     check_runnable(spec, stages if dry_run else [s.stage for s in todo])
     if spec.train.mixed_precision == "auto":
         say("precision: {} ({})".format(*auto_precision()))
+    if (recipe := describe_recipe(spec)) is not None:
+        say(recipe)
     if dry_run:
         say(describe_plan(selections))
         return []

@@ -1,10 +1,14 @@
 """The one training loop, built on `accelerate.Accelerator`.
 
 The same code runs on a laptop CPU and under `accelerate launch` (DDP, FSDP, DeepSpeed):
-Accelerate shards the batches, syncs gradients every `batch_size / (minibatch_size * processes)`
-micro-batches, applies mixed precision, and gathers predictions for evaluation.
-Batches are padded dynamically; training batches are grouped by length so little compute is
-spent on padding. Everything random is drawn from the stage seed, so a CPU run is reproducible.
+Optimizer batches are drawn first and do not depend on `minibatch_size` or the process count
+(`optimizer_batches`); each process takes its share as micro-batches, Accelerate accumulates their
+gradients and syncs every `batch_size / (minibatch_size * processes)` micro-batches, applies mixed
+precision, and gathers predictions for evaluation. A loss sees the whole optimizer batch
+(`Classification`), so `minibatch_size` is a memory setting only. Batches are padded dynamically
+and grouped by length, so little compute is spent on padding. Dropout is on or off by
+`train.dropout` (off: eval mode while training, as the reference). Everything random is drawn from
+the stage seed, so a CPU run is reproducible.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -28,20 +32,53 @@ from w2s.plan import TrainSettings
 from w2s.spec import SpecError
 
 
-# an objective turns (model, batch, share of training done) into (loss, logits or None); logits feed
-# the logged training accuracy
-Objective = Callable[[torch.nn.Module, dict, float], tuple[torch.Tensor, torch.Tensor | None]]
+# An objective turns (model, micro-batch, share of training done, whole-batch context or None) into
+# (loss, logits or None); logits feed the logged training accuracy. An objective with `whole_batch`
+# set is handed the detached logits of the whole optimizer batch (`WholeBatch`) whenever a step
+# takes more than one micro-batch.
+Objective = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def classification(loss_fn: LossFn) -> Objective:
-    def objective(model, batch, step_frac):
+class WholeBatch(NamedTuple):
+    """The optimizer batch's logits (detached, every process's rows) and labels, and where the
+    current micro-batch's rows sit in them."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    rows: slice
+
+
+class Classification:
+    """A classifier trained with a loss `loss(logits, soft_labels, step_frac)`.
+
+    A loss sees the whole optimizer batch, whatever `minibatch_size` is, so that minibatch_size is
+    only a memory setting (as in the reference, which gathers the logits of all micro-batches and
+    then takes one loss). Losses marked `per_example` (a mean of per-example terms: xent, kl,
+    product, entropy) give that exactly from each micro-batch alone, since every micro-batch of a
+    step has the same size. Any other loss (logconf's quantile and prior, window's median and its
+    mean over the examples inside the window, custom losses) is computed on the batch's logits,
+    with this micro-batch's rows live and the rest from a no-grad pass over the step: the sum of the
+    micro-batches' gradients is then the whole batch's gradient.
+    """
+
+    def __init__(self, loss_fn: LossFn):
+        self.loss_fn = loss_fn
+        self.whole_batch = not getattr(loss_fn, "per_example", False)
+
+    def __call__(self, model, batch, step_frac, whole: WholeBatch | None = None):
         logits = model(**batch["inputs"])
-        return loss_fn(logits, batch["labels"], step_frac), logits
+        if whole is None:
+            return self.loss_fn(logits, batch["labels"], step_frac), logits
+        rows = whole.rows
+        everything = torch.cat([whole.logits[: rows.start], logits.to(whole.logits.dtype), whole.logits[rows.stop :]])
+        return self.loss_fn(everything, whole.labels, step_frac), logits
 
-    return objective
+
+def classification(loss_fn: LossFn) -> Classification:
+    return Classification(loss_fn)
 
 
-def language_modelling(model, batch, step_frac):
+def language_modelling(model, batch, step_frac, whole=None):
     """Next-token loss on the example texts (labels unused): generative finetuning."""
     inputs = batch["inputs"]
     targets = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
@@ -98,21 +135,60 @@ def fused_or_default(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
         return opt_cls(params, **kwargs)
 
 
-def length_grouped_batches(lengths: np.ndarray, size: int, epochs: float, rng: np.random.Generator) -> list[list[int]]:
-    """Micro-batches for `epochs` passes: shuffle, sort within mega-batches of 64 micro-batches by
-    length (so batches pad little), then shuffle the batch order (so lengths do not drift)."""
-    per_epoch = math.ceil(len(lengths) / size)
-    batches = []
-    for _ in range(math.ceil(epochs)):
-        order = rng.permutation(len(lengths))
-        mega = size * 64
-        epoch = []
-        for start in range(0, len(order), mega):
-            chunk = order[start : start + mega]
-            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            epoch += [chunk[i : i + size].tolist() for i in range(0, len(chunk), size)]
-        batches += [epoch[i] for i in rng.permutation(len(epoch))]
-    return batches[: max(1, round(epochs * per_epoch))]
+def optimizer_batches(lengths: np.ndarray, batch_size: int, epochs: float, order: str,
+                      rng: np.random.Generator) -> list[list[int]]:
+    """The examples of every optimizer step, the same whatever minibatch_size and the process count are.
+
+    `epochs` passes over the data make one stream, cut into batches of `batch_size` that run on across
+    an epoch's end, as the reference's; there are floor(epochs x n / batch_size) of them, at least one
+    (a set smaller than a batch is repeated to fill it). `order`: "grouped" reshuffles every epoch and
+    sorts it by length within mega-batches of 64 batches, whose batches are then shuffled (so batches
+    pad little and lengths do not drift); "fixed" shuffles once and repeats that order every epoch,
+    unsorted (the reference's).
+    """
+    n = len(lengths)
+    steps = max(1, math.floor(epochs * n + 1e-9) // batch_size)
+    once = rng.permutation(n).tolist()
+    stream: list[int] = []
+    while len(stream) < steps * batch_size:
+        stream += once if order == "fixed" else _length_grouped_epoch(lengths, batch_size, rng)
+    return [stream[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
+
+
+def _length_grouped_epoch(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[int]:
+    """One shuffled epoch in blocks of `batch_size` similar lengths, the blocks in random order; the
+    short block (n not a multiple of batch_size) goes last, so the epoch's batches stay whole."""
+    order = rng.permutation(len(lengths))
+    mega = batch_size * 64
+    blocks = []
+    for start in range(0, len(order), mega):
+        chunk = order[start : start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        blocks += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    short = [b for b in blocks if len(b) < batch_size]
+    full = [b for b in blocks if len(b) == batch_size]
+    return np.concatenate([full[i] for i in rng.permutation(len(full))] + short).tolist()
+
+
+def micro_batches(batch: list[int], lengths: np.ndarray, processes: int, rank: int, size: int) -> list[list[int]]:
+    """This process's share of an optimizer batch (a contiguous slice), sorted by length and cut into
+    micro-batches of `size` (similar lengths together: little padding)."""
+    share = len(batch) // processes
+    mine = sorted(batch[rank * share : (rank + 1) * share], key=lambda i: -lengths[i])
+    return [mine[i : i + size] for i in range(0, share, size)]
+
+
+def set_dropout(model: torch.nn.Module, enabled: bool) -> None:
+    """Training mode with dropout (`train.dropout: true`), or eval mode, as the reference trains, so no
+    dropout module is active. Layers that checkpoint gradients do so only in training mode, so those
+    layers themselves (not their dropout children) stay in it."""
+    model.train()
+    if enabled:
+        return
+    model.eval()
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) is True:
+            module.training = True
 
 
 def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
@@ -145,6 +221,10 @@ def train(
     echo: Callable[[str], None] = print,
 ) -> tuple[torch.nn.Module, Accelerator]:
     """Train `model` on `data` with `objective` (e.g. `classification(loss)`); return it with its accelerator.
+
+    One optimizer step per batch of `optimizer_batches`; each process takes its share as micro-batches
+    of `minibatch_size`, whose gradients Accelerate accumulates (`accelerator.backward` divides each
+    loss by the micro-batches per step; a whole-batch loss, already the batch's, is scaled back up).
     With `settings.compile` the model is compiled (torch.compile, dynamic shapes: batches vary in
     length); if compiling fails, at the first step, training goes on eager after one line (`echo`)."""
     set_seed(seed)
@@ -152,64 +232,90 @@ def train(
     eager = model
     if settings.compile:
         model = torch.compile(model, dynamic=True)
-    batches = length_grouped_batches(data.lengths(), settings.minibatch_size, settings.epochs, np.random.default_rng(seed))
-    loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate)
+    lengths = data.lengths()
+    steps = optimizer_batches(lengths, settings.batch_size, settings.epochs, settings.data_order,
+                              np.random.default_rng(seed))
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = fused_or_default(opt_cls, params, lr=settings.lr, weight_decay=settings.weight_decay)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-
-    accum = accelerator.gradient_accumulation_steps
-    total_steps = max(1, math.ceil(len(loader) / accum))
+    model, optimizer = accelerator.prepare(model, optimizer)
     # the scheduler is stepped by hand once per optimizer step, whatever the process count
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(settings.lr_schedule, total_steps, round(settings.warmup_frac * total_steps))
+        optimizer, _lr_lambda(settings.lr_schedule, len(steps), round(settings.warmup_frac * len(steps)))
     )
-    model.train()
-    bar = tqdm(total=total_steps, desc=desc, disable=_no_bar(accelerator), leave=False)
-    step, seen, window = 0, 0, {"loss": 0.0, "correct": 0.0, "n": 0}
+    set_dropout(model, settings.dropout)
+    processes, rank, accum = accelerator.num_processes, accelerator.process_index, accelerator.gradient_accumulation_steps
+    whole_batch = getattr(objective, "whole_batch", False) and accum * processes > 1
+    scale = accum * processes if whole_batch else 1  # see the docstring; DDP averages over processes
+    fallback = {"done": not settings.compile or processes > 1}
+
+    def guarded(call):
+        """The first call into a compiled model: a compiler failure trains eager after one line."""
+        nonlocal model
+        try:
+            return call(model)
+        except Exception as err:  # noqa: BLE001 - a compiler failure surfaces at the first call
+            if fallback["done"]:
+                raise
+            echo(f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
+                 "training eager")
+            model = accelerator.prepare(eager)
+            set_dropout(model, settings.dropout)
+            fallback["done"] = True
+            return call(model)
+
+    bar = tqdm(total=len(steps), desc=desc, disable=_no_bar(accelerator), leave=False)
+    seen, window = 0, {"loss": 0.0, "correct": 0.0, "n": 0}
     start = time.perf_counter()
-    for micro, batch in enumerate(loader):
-        with accelerator.accumulate(model):
-            try:
-                loss, logits = objective(model, batch, min(1.0, step / total_steps))
-            except Exception as err:  # noqa: BLE001 - a compiler failure surfaces at the first call
-                if not (settings.compile and micro == 0 and accelerator.num_processes == 1):
-                    raise
-                echo(f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
-                     "training eager")
-                model = accelerator.prepare(eager)
-                loss, logits = objective(model, batch, min(1.0, step / total_steps))
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and settings.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
-        n = len(batch["index"])
-        seen += n * accelerator.num_processes  # this micro-batch, on every process
-        window["loss"] += loss.item() * n
-        if logits is not None:
-            window["correct"] += (logits.argmax(-1) == batch["labels"].argmax(-1)).sum().item()
-        window["n"] += n
-        if accelerator.sync_gradients:
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 or step == total_steps:
-                row = {
-                    "step": step,
-                    "epoch": (micro + 1) / math.ceil(len(data) / settings.minibatch_size / accelerator.num_processes),
-                    "loss": window["loss"] / window["n"],
-                    **({"train_accuracy": window["correct"] / window["n"]} if logits is not None else {}),
-                    "lr": scheduler.get_last_lr()[0],
-                    "examples": seen,
-                    "examples_per_second": seen / (time.perf_counter() - start),
-                }
-                bar.set_postfix({k[:3]: f"{row[k]:.3f}" for k in ("loss", "train_accuracy") if k in row})
-                log(row)
-                window = {"loss": 0.0, "correct": 0.0, "n": 0}
+    for step, batch in enumerate(steps):
+        step_frac = step / len(steps)
+        micro = [send_to_device(data.collate(rows), accelerator.device)
+                 for rows in micro_batches(batch, lengths, processes, rank, settings.minibatch_size)]
+        context = guarded(lambda m: _step_logits(m, micro, accelerator)) if whole_batch else None
+        offset = rank * len(batch) // processes
+        for j, inputs in enumerate(micro):
+            with accelerator.accumulate(model):
+                size = len(inputs["index"])
+                rows = slice(offset + j * size, offset + (j + 1) * size)
+                whole = WholeBatch(*context, rows) if context is not None else None
+                loss, logits = guarded(lambda m: objective(m, inputs, step_frac, whole))
+                fallback["done"] = True
+                accelerator.backward(loss * scale)
+                if accelerator.sync_gradients and settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            window["loss"] += loss.item() * size
+            if logits is not None:
+                window["correct"] += (logits.argmax(-1) == inputs["labels"].argmax(-1)).sum().item()
+            window["n"] += size
+        scheduler.step()
+        seen += len(batch)
+        bar.update(1)
+        if (step + 1) % log_every == 0 or step + 1 == len(steps):
+            row = {
+                "step": step + 1,
+                "epoch": seen / len(data),
+                "loss": window["loss"] / window["n"],
+                **({"train_accuracy": window["correct"] / window["n"]} if logits is not None else {}),
+                "lr": scheduler.get_last_lr()[0],
+                "examples": seen,
+                "examples_per_second": seen / (time.perf_counter() - start),
+            }
+            bar.set_postfix({k[:3]: f"{row[k]:.3f}" for k in ("loss", "train_accuracy") if k in row})
+            log(row)
+            window = {"loss": 0.0, "correct": 0.0, "n": 0}
     bar.close()
     return model, accelerator
+
+
+@torch.no_grad()
+def _step_logits(model, micro: list[dict], accelerator: Accelerator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and labels of a whole optimizer batch, every process's micro-batches in order,
+    without gradients: what a whole-batch loss reads for the rows of the other micro-batches."""
+    logits = torch.cat([model(**inputs["inputs"]) for inputs in micro])
+    labels = torch.cat([inputs["labels"] for inputs in micro])
+    return accelerator.gather((logits.contiguous(), labels.contiguous()))
 
 
 @torch.no_grad()

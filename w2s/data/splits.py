@@ -78,23 +78,31 @@ def _halves(spec: DataSpec, pool_a: list, pool_b: list, test: list, notes: list)
 
 def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: str):
     """Seeded row indices: (pool, test, notes). With no test split (n_test None), a share of the pool
-    is held out and the test indices point into the pool."""
+    is held out and the test indices point into the pool. `sample: random` caps at n_train / n_test
+    with a seeded draw; `sample: first` keeps the first rows in file order (the reference's) and then
+    shuffles the pool, so that halves A and B are still a seeded split."""
     notes = []
+    shuffled = spec.sample == "random"
     pool_idx = list(range(n_pool))
-    random.Random(f"{seed}:pool").shuffle(pool_idx)
+    if shuffled:
+        random.Random(f"{seed}:pool").shuffle(pool_idx)
     if n_test is None:  # no test split: hold out a seeded share of the pool
         n_hold = max(1, round(spec.test_frac * len(pool_idx)))
         test_idx, pool_idx = pool_idx[:n_hold], pool_idx[n_hold:]
         notes.append(f"no test split: held out {n_hold} of {n_pool} pool rows (test_frac={spec.test_frac})")
     else:
         test_idx = list(range(n_test))
-        random.Random(f"{seed}:test").shuffle(test_idx)
+        if shuffled:
+            random.Random(f"{seed}:test").shuffle(test_idx)
+    which = "a seeded sample" if shuffled else "the first rows"
     if spec.n_train and len(pool_idx) > spec.n_train:
-        notes.append(f"capped the training pool at n_train={spec.n_train} of {len(pool_idx)} rows")
+        notes.append(f"capped the training pool at n_train={spec.n_train} of {len(pool_idx)} rows ({which})")
         pool_idx = pool_idx[: spec.n_train]
     if spec.n_test and len(test_idx) > spec.n_test:
-        notes.append(f"capped the test split at n_test={spec.n_test} of {len(test_idx)} rows")
+        notes.append(f"capped the test split at n_test={spec.n_test} of {len(test_idx)} rows ({which})")
         test_idx = test_idx[: spec.n_test]
+    if not shuffled:
+        random.Random(f"{seed}:pool").shuffle(pool_idx)
     if len(pool_idx) < 2:
         raise SpecError(f"{where}: the training pool has {len(pool_idx)} rows; it needs at least 2 (halves A and B)")
     if not test_idx:

@@ -58,7 +58,9 @@ class StageJob:
 class ClassifierStage:
     """Train the classifier (or, on cached activations, its head) and predict half B and test."""
 
-    train_split: str  # which half of the training pool it trains on
+    def train_split(self, stage: Stage) -> str:
+        """Which half of the training pool it trains on."""
+        raise NotImplementedError
 
     def labels(self, job: StageJob, splits) -> tuple[list[dict], np.ndarray, object, dict]:
         """(training rows, their labels, the loss, metrics on what was done to the labels)."""
@@ -72,7 +74,7 @@ class ClassifierStage:
         if stage.activations is not None:  # a linear probe: the head alone, on cached activations
             features_folder = finished_folder(root, stage.activations)
             cached = activations.read(features_folder)
-            train_data, _ = cached[self.train_split].select(train_rows, train_labels)
+            train_data, _ = cached[self.train_split(stage)].select(train_rows, train_labels)
             b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
             test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test, k))
             model = ProbeHead(test_data.array.shape[1], k)
@@ -114,19 +116,22 @@ class ClassifierStage:
 
 
 class GroundTruth(ClassifierStage):
-    """Half A with its true labels, cross-entropy: the weak supervisor and the ceiling."""
+    """Half A with its true labels, cross-entropy: the weak supervisor and the ceiling (`ceiling: half_b`:
+    a student's ceiling trains on half B)."""
 
-    train_split = "train_a"
+    def train_split(self, stage: Stage) -> str:
+        return stage.train_split
 
     def labels(self, job: StageJob, splits):
-        rows = splits.train_a[: job.stage.model.label_budget]  # None: all of half A
+        rows = getattr(splits, job.stage.train_split)[: job.stage.model.label_budget]  # None: the whole half
         return rows, one_hot(rows, job.stage.dataset.num_classes), Xent(), {}
 
 
 class Transfer(ClassifierStage):
     """Half B with the supervisor's soft labels (cleaned by a label probe if the loss has one)."""
 
-    train_split = "train_b"
+    def train_split(self, stage: Stage) -> str:
+        return "train_b"
 
     def labels(self, job: StageJob, splits):
         stage, extra = job.stage, {}

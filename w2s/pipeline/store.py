@@ -151,6 +151,7 @@ def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
         "supervisor": supervisor.key if supervisor else None,
         "weak": stage.weak.key if stage.weak else None,
         "ceiling": stage.ceiling.key if stage.ceiling else None,
+        "train_split": stage.train_split if stage.kind == "ground_truth" else None,
         "requires": [s.key for s in stage.requires],
         # the weak labels this stage trained on: the supervisor run's W&B artifact
         "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s.report.figures import write_figures
+from w2s.report.figures import X_AXES, write_figures
 from w2s.report.records import TRANSFER_KINDS, find_experiments, load_records, record_from_wandb, wandb_records
 from w2s.report.stats import (
     N_RESAMPLES, aggregate_seeds, bootstrap_seed, difference_interval, metric_values, pgr_interval,
@@ -37,10 +37,13 @@ __all__ = [
 METRICS = ("accuracy", "auroc")
 
 
-def build_report(records: list[dict], out: Path, metric: str = "accuracy") -> list[Path]:
-    """Tables and figures for these stage records into `out`; returns the files written."""
+def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: str = "size") -> list[Path]:
+    """Tables and figures for these stage records into `out`; returns the files written. `x`: the
+    curves' x-axis, the strong model's size or its ceiling (`figures.X_AXES`)."""
     if metric not in METRICS:
         raise SpecError(f"report: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if x not in X_AXES:
+        raise SpecError(f"report: unknown x-axis {x!r}; use one of {', '.join(X_AXES)}")
     if not any(r["kind"] in TRANSFER_KINDS and not r.get("superseded") for r in records):
         raise SpecError("report: no finished weak-to-strong stages to report on")
     per_seed, draws = seed_rows(records, metric)
@@ -55,23 +58,24 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy") -> li
     if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
         summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
         truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
-    return written + write_figures(summary, truth, metric, out)
+    return written + write_figures(summary, truth, metric, out, x)
 
 
-def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print) -> list[Path]:
+def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print,
+           x: str = "size") -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
     roots = find_experiments(run_dirs)
     records = [r for root in roots for r in load_records(root, echo)]
     if not records:
         raise SpecError(f"report: no finished stages in {', '.join(map(str, run_dirs))}")
-    return build_report(records, Path(out) if out else Path(run_dirs[0]) / "report", metric)
+    return build_report(records, Path(out) if out else Path(run_dirs[0]) / "report", metric, x)
 
 
-def report_wandb(path: str, group: str | None = None, out=None, metric: str = "accuracy") -> list[Path]:
+def report_wandb(path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size") -> list[Path]:
     """`w2s report --wandb ENTITY/PROJECT [--group G]`: default output folder ./report."""
     if path.count("/") != 1:
         raise SpecError(f"report: --wandb expects ENTITY/PROJECT, got {path!r}")
     records = wandb_records(path, group)
     if not records:
         raise SpecError(f"report: no finished stage runs in W&B {path}" + (f" group {group}" if group else ""))
-    return build_report(records, Path(out or "report"), metric)
+    return build_report(records, Path(out or "report"), metric, x)

@@ -19,16 +19,21 @@ STYLE = {
 PANEL = (3.4, 2.5)
 
 
-def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path) -> list[Path]:
-    """The figures of a summary and its ground truth into `out` (none without direct transfers)."""
+X_AXES = ("size", "ceiling")  # the curves' x: the strong model's size (the paper's), or its ceiling (the reference's)
+
+
+def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, x: str = "size") -> list[Path]:
+    """The figures of a summary and its ground truth into `out` (none without direct transfers). `x`:
+    the curves' x-axis, the strong model's size (accuracy_vs_size, pgr_vs_size: the paper's Figure 3)
+    or its ceiling's test metric (accuracy_vs_ceiling, pgr_vs_ceiling: the reference's notebook)."""
     import matplotlib
 
     written = []
     with matplotlib.rc_context(STYLE):
         if (summary["kind"] == "transfer").any():
             colors = _weak_colors(summary)
-            written += plot_accuracy(summary, truth, metric, out, colors)
-            written += plot_pgr(summary, metric, out, colors)
+            written += plot_accuracy(summary, truth, metric, out, colors, x)
+            written += plot_pgr(summary, metric, out, colors, x)
             written += plot_losses(summary, metric, out)
             written += plot_agreement(summary, out)
     return written
@@ -127,9 +132,20 @@ def _x(frame: pd.DataFrame, column: str, order: list[str], has_sizes: bool, name
     return np.array([order.index(m) for m in frame[name_column]], dtype=float)
 
 
-def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
+def _students_x(lines: pd.DataFrame, x_by: str, metric: str, order: list[str], has_sizes: bool):
+    """One weak model's students in x order, and their x: the strong model's size or its ceiling."""
+    column = f"ceiling_{metric}" if x_by == "ceiling" else "non_embedding_parameters"
+    lines = lines.sort_values(column, kind="stable")
+    if x_by == "ceiling":
+        return lines, lines[column].astype(float).to_numpy()
+    return lines, _x(lines, column, order, has_sizes, "model")
+
+
+def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict,
+                  x_by: str = "size") -> list[Path]:
     """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
-    the ground-truth ceiling in black, each supervisor's own score as a star."""
+    the ground-truth ceiling in black, each supervisor's own score as a star. `x_by="ceiling"`: against
+    the strong model's ceiling instead (the reference's plot), so the ceiling is the diagonal."""
     panels = _panels(summary)
     fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)  # one scale per dataset
     # a log axis needs every size, and above 0 (a zero-shot model may have none: a rule, a lookup table)
@@ -137,22 +153,35 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
     order += [m for m in summary["model"].drop_duplicates() if m not in order]
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
-        gt = truth[truth["dataset"] == dataset].sort_values("params", kind="stable")
-        x = _x(gt, "params", order, has_sizes, "model")
+        here = truth[truth["dataset"] == dataset].sort_values("params", kind="stable")
+        gt, supervisors = here[here["ceiling"]], here[here["train_split"] != "train_b"]
+        ceilings = dict(zip(gt["model"], gt[metric].astype(float)))
+        if x_by == "ceiling":
+            gt = gt.sort_values(metric, kind="stable")
+            x = gt[metric].astype(float).to_numpy()
+        else:
+            x = _x(gt, "params", order, has_sizes, "model")
         ax.plot(x, gt[metric], "o-", color="black", label="ceiling (ground truth)", zorder=3)
         for weak, lines in frame.groupby("weak_model", sort=False):
-            lines = lines.sort_values("non_embedding_parameters", kind="stable")
-            x_strong = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
+            lines, x_strong = _students_x(lines, x_by, metric, order, has_sizes)
             ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
             if f"test_{metric}_low" in lines:  # the student's 95% interval (over test resamples and seeds)
                 y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
                 _interval_band(ax, x_strong, y, low, high, colors[weak], alpha=0.15)
-            own = gt[gt["model"] == weak]
-            ax.plot(_x(own, "params", order, has_sizes, "model"), own[metric], "*", color=colors[weak],
+            own = supervisors[supervisors["model"] == weak]
+            if x_by == "ceiling":  # the supervisor at its own ceiling, where it has one
+                own = own[own["model"].isin(ceilings)]
+                x_own = own["model"].map(ceilings).to_numpy()
+            else:
+                x_own = _x(own, "params", order, has_sizes, "model")
+            ax.plot(x_own, own[metric], "*", color=colors[weak],
                     markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
-        _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["params"].astype(float))))
+        if x_by == "ceiling":
+            _ceiling_axis(ax, ceilings, metric)
+        else:
+            _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["params"].astype(float))))
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     from matplotlib.lines import Line2D
@@ -160,11 +189,25 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     handles.append(Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black", markersize=8))
     labels.append("weak supervisor alone")
     _figure_legend(fig, handles, labels)
-    return _save(fig, out, "accuracy_vs_size")
+    return _save(fig, out, f"accuracy_vs_{x_by}")
 
 
-def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> list[Path]:
-    """PGR against strong size, a line per weak supervisor, shaded 95% interval."""
+def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
+    """The reference's x-axis: the strong model's ceiling, a tick per model at its ceiling."""
+    values = [v for v in ceilings.values() if not math.isnan(v)]
+    if values:
+        span = max(max(values) - min(values), 0.01)
+        ax.set_xlim(min(values) - 0.08 * span, max(values) + 0.08 * span)
+        ticks = sorted(((v, m) for m, v in ceilings.items() if not math.isnan(v)))
+        crowded = len(ticks) > 3
+        ax.set_xticks([v for v, _ in ticks], [f"{m}\n{v:.3f}" for v, m in ticks],
+                      rotation=30 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_xlabel(f"strong student's ceiling (ground-truth test {metric})")
+
+
+def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: str = "size") -> list[Path]:
+    """PGR against strong size (or its ceiling: `x_by="ceiling"`), a line per weak supervisor, shaded 95%
+    interval."""
     has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all()
     order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
     every_size = _x(summary, "non_embedding_parameters", order, has_sizes, "model")  # same x range as the accuracy figure
@@ -177,8 +220,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
         for y in (0, 1):
             ax.axhline(y, color="grey", linewidth=0.6, linestyle="--", zorder=0)
         for weak, lines in frame.groupby("weak_model", sort=False):
-            lines = lines.sort_values("non_embedding_parameters", kind="stable")
-            x = _x(lines, "non_embedding_parameters", order, has_sizes, "model")
+            lines, x = _students_x(lines, x_by, metric, order, has_sizes)
             y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
             unbounded = np.isinf(low) | np.isinf(high)  # no band there: hollow markers say why
             low, high = np.where(unbounded, np.nan, low), np.where(unbounded, np.nan, high)
@@ -192,7 +234,10 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
                     ha="center", va="center", color="grey")
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"PGR ({metric})")
-        _size_axis(ax, has_sizes, every_size, order, {m: v for m, v in sizes.items() if m in set(order)})
+        if x_by == "ceiling":
+            _ceiling_axis(ax, dict(zip(frame["model"], frame[f"ceiling_{metric}"].astype(float))), metric)
+        else:
+            _size_axis(ax, has_sizes, every_size, order, {m: v for m, v in sizes.items() if m in set(order)})
     points = summary["pgr"].astype(float).dropna()
     if len(points):  # the points decide the scale; an interval reaching far beyond runs off the panel
         for ax in axes.flat:
@@ -202,7 +247,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict) -> lis
     if handles:
         _figure_legend(fig, handles, labels)
     _note_missing(fig, summary)
-    return _save(fig, out, "pgr_vs_size")
+    return _save(fig, out, f"pgr_vs_{x_by}")
 
 
 def _pair_label(r, several_datasets: bool) -> str:

@@ -70,6 +70,8 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         "seed": config.get("seed"),
         "loss": _label(config.get("loss"), "loss") if kind in TRANSFER_KINDS else None,
         "chain": chain,
+        # ground-truth stages: the half they trained on (train_b: a `ceiling: half_b` ceiling)
+        "train_split": (config.get("train_split") or "train_a") if kind == "ground_truth" else None,
         "weak_key": config.get("weak"),
         "ceiling_key": config.get("ceiling"),
         "supervisor_key": config.get("supervisor"),
@@ -133,7 +135,8 @@ def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
     """
     best = {}
     for r in records:
-        slot = (r["experiment"], r["kind"], r["dataset"], r["chain"] or (r["model"],), r["loss"], r["seed"])
+        slot = (r["experiment"], r["kind"], r["dataset"], r["chain"] or (r["model"],), r["loss"], r["seed"],
+                r["train_split"])
         rank = (r["key"] in listed, r["finished_at"])
         if slot not in best or rank >= best[slot][0]:  # a tie: the later one read
             best[slot] = (rank, r)
@@ -180,17 +183,18 @@ def _link(records: list[dict]) -> dict[str, dict]:
     """Fill each transfer's weak / ceiling / supervisor keys from its ground-truth stages when the
     source did not name them (W&B), matching by experiment, dataset, model and seed."""
     by_key = {r["key"]: r for r in records}
-    truth = {}
+    truth = {}  # half A (or zero-shot) stages by (experiment, dataset, model, seed), and half B ones
     for r in records:
         if r["kind"] in OWN_KINDS and not r.get("superseded"):
-            truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"]), r)
+            truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"], r["train_split"] == "train_b"), r)
     for r in records:
         if r["kind"] not in TRANSFER_KINDS or r["folder"] is not None:  # a stage folder names its own
             continue
         where = (r["experiment"], r["dataset"])
-        if r["weak_key"] not in by_key and (weak := truth.get((*where, r["chain"][0], r["seed"]))):
+        if r["weak_key"] not in by_key and (weak := truth.get((*where, r["chain"][0], r["seed"], False))):
             r["weak_key"] = weak["key"]
-        if r["ceiling_key"] not in by_key and (ceiling := truth.get((*where, r["model"], r["seed"]))):
+        ceiling = truth.get((*where, r["model"], r["seed"], True)) or truth.get((*where, r["model"], r["seed"], False))
+        if r["ceiling_key"] not in by_key and ceiling:
             r["ceiling_key"] = ceiling["key"]
         if r["supervisor_key"] is None and r["kind"] == "transfer":
             r["supervisor_key"] = r["weak_key"]

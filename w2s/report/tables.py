@@ -162,15 +162,21 @@ def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: s
 
 
 def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
-    """Ground-truth accuracy per dataset and model, mean over seeds: the ceiling curve."""
+    """Ground-truth accuracy per dataset and model, mean over seeds: the ceiling curve, and the weak
+    models' own scores. `train_split` is the half a ground-truth stage trained on (train_b: the
+    ceilings of `ceiling: half_b`; zero-shot models: None); `ceiling` marks the rows that are the
+    models' ceilings (train_b where a model has one, else its half-A stage)."""
+    columns = ["experiment", "dataset", "model", "train_split", "seed", "params", "accuracy", "auroc"]
     frame = pd.DataFrame(
-        [{k: r[k] for k in ("experiment", "dataset", "model", "seed", "params", "accuracy", "auroc")}
-         for r in records if r["kind"] in OWN_KINDS and not r.get("superseded")],
-        columns=["experiment", "dataset", "model", "seed", "params", "accuracy", "auroc"],
+        [{k: r[k] for k in columns} for r in records if r["kind"] in OWN_KINDS and not r.get("superseded")],
+        columns=columns,
     )
-    return frame.groupby(["experiment", "dataset", "model"], sort=False, as_index=False).agg(
-        params=("params", "first"), accuracy=("accuracy", "mean"), auroc=("auroc", "mean")
-    )
+    frame = frame.groupby(["experiment", "dataset", "model", "train_split"], sort=False, as_index=False,
+                          dropna=False).agg(params=("params", "first"), accuracy=("accuracy", "mean"),
+                                            auroc=("auroc", "mean"))
+    on_b = frame.groupby(["experiment", "dataset", "model"])["train_split"].transform(lambda s: (s == "train_b").any())
+    frame["ceiling"] = (frame["train_split"] == "train_b") | ~on_b.astype(bool)
+    return frame
 
 
 def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:

@@ -13,6 +13,7 @@ Submodules (import from `w2s.spec` itself; every public name is re-exported here
 - `training`: `TrainSpec`.
 - `loss_specs`: the loss union `LossSpec` and its members, `loss_label`, `describe_losses`.
 - `experiment`: `TrackingSpec` and `ExperimentSpec` with its whole-spec checks, `model_pairs`.
+- `recipes`: named recipes (`recipe: reference`), expanded before validation; `describe_recipe`.
 - `loading`: `load_spec`, `read_spec`, `apply_override`, `validate_spec`, `describe_error`, `json_schema`.
 """
 
@@ -37,6 +38,7 @@ from w2s.spec.loss_specs import (
     describe_losses,
     loss_label,
 )
+from w2s.spec.recipes import RECIPES, describe_recipe
 from w2s.spec.training import TrainSpec
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "ModelSpec",
     "ProbeSpec",
     "ProductLoss",
+    "RECIPES",
     "SpecError",
     "Strict",
     "TrackingSpec",
@@ -61,6 +64,7 @@ __all__ = [
     "apply_override",
     "describe_error",
     "describe_losses",
+    "describe_recipe",
     "first_line",
     "json_schema",
     "load_spec",

@@ -27,6 +27,10 @@ class DataSpec(Strict):
                                                         "datasets declare their own.")
     n_train: int | None = Field(None, gt=1, description="Cap on the training pool (halves A and B together).")
     n_test: int | None = Field(None, gt=0, description="Cap on the test split.")
+    sample: Literal["random", "first"] = Field(
+        "random", description="Which rows n_train and n_test keep: a seeded random draw, or the first rows of "
+                              "each split in file order (the reference's; the pool is then shuffled)."
+    )
     test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
     data_dir: str | None = Field(None, description="imagenet, imagenet1k: your local copy in ImageFolder layout.")
     halves: Literal["disjoint", "same"] = Field(

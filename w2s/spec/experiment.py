@@ -10,6 +10,7 @@ from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec
 from w2s.spec.ladder import IMAGE_PREFIXES, ModelSpec
 from w2s.spec.loss_specs import LossSpec, XentLoss, loss_label
+from w2s.spec.recipes import RECIPES, expand_recipe
 from w2s.spec.training import TrainSpec
 
 
@@ -24,6 +25,10 @@ class TrackingSpec(Strict):
 
 class ExperimentSpec(Strict):
     name: str = Field(pattern=r"^[\w.\-]+$", description="Experiment name: the results folder and W&B group.")
+    recipe: Literal[tuple(RECIPES)] = Field(
+        "w2s", description="reference: every setting in which OpenAI's weak_to_strong code trains differently, "
+                           "at once (w2s/spec/recipes.py, docs/reference.md); settings the spec writes win."
+    )
     output_dir: str = Field("runs", description="Results land in <output_dir>/<name>/.")
     datasets: list[DataSpec] = Field(min_length=1, description="One dataset or a list.")
     models: list[ModelSpec] = Field(min_length=1, description="The ladder, weakest first.")
@@ -34,9 +39,19 @@ class ExperimentSpec(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     bootstrap: list[list[str]] = Field(default_factory=list, description="Chains such as [m1, m2, m4].")
     strong_to_strong_iters: int = Field(0, ge=0, description="Extra rounds in which the student relabels half B.")
+    ceiling: Literal["half_a", "half_b"] = Field(
+        "half_a", description="Which half the strong ceiling trains on with ground truth: half_a (as the weak "
+                              "supervisor; the reference's sweep.py) or half_b (the rows the students train on "
+                              "with weak labels; the reference's train_weak_to_strong.py)."
+    )
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     save_model: bool = Field(False, description="Keep model weights in every stage folder.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        return expand_recipe(data)
 
     @field_validator("datasets", mode="before", json_schema_input_type=Union[DataSpec, list[DataSpec]])
     @classmethod

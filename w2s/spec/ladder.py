@@ -8,7 +8,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.aliases import MODEL_ALIASES
+from w2s.aliases import MODEL_ALIASES, alias_names
 from w2s.spec.base import Strict
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -122,12 +122,11 @@ class ModelSpec(Strict):
             return name
         near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
         if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
-            raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: "
-                             f"{', '.join(MODEL_ALIASES)}")
+            raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: {alias_names()}")
         if _HUB_ID.match(name):
             return name
         raise ValueError(
-            f"unknown model {name!r}: not an alias ({', '.join(MODEL_ALIASES)}), a checkpoint folder like "
+            f"unknown model {name!r}: not an alias ({alias_names()}), a checkpoint folder like "
             "'./ckpt' or '/abs/ckpt', a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet' "
             "or 'torchhub:facebookresearch/dino:main/dino_vitb8'"
         )

@@ -24,6 +24,14 @@ class TrainSpec(Strict):
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     warmup_frac: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
+    dropout: bool = Field(
+        True, description="Dropout while training. false: the model trains in eval mode, as the reference does "
+                          "('for determinism'); docs/reference.md measures both."
+    )
+    data_order: Literal["grouped", "fixed"] = Field(
+        "grouped", description="grouped: reshuffled every epoch, batches of similar lengths (little padding). "
+                               "fixed: shuffled once, the same order every epoch (the reference's)."
+    )
     compile: bool | Literal["auto"] = Field(
         False, description="torch.compile the model: true, false, or auto (compile where a once-per-machine "
                            "measurement, compile time included, says it is faster; w2s/compiling.py)."
