@@ -285,6 +285,14 @@ CASES = [
     Case("set-list-index-out-of-range", ("models.5",), args=("--set", "models.5.lr=1e-4")),
     Case("set-unknown-key", ("train.lrr",), args=("--set", "train.lrr=1")),
     Case("set-mixed-precision-maybe", ("train.mixed_precision",), args=("--set", "train.mixed_precision=maybe")),
+    # --- the reference's settings
+    Case("recipe-unknown", ("recipe", "'reference'"), _set("recipe", "openai")),
+    Case("ceiling-unknown", ("ceiling", "'half_b'"), _set("ceiling", "half_c")),
+    Case("dropout-not-a-bool", ("train.dropout",), _set("train.dropout", "sometimes")),
+    Case("data-order-unknown", ("train.data_order", "'fixed'"), _set("train.data_order", "sorted")),
+    Case("sample-unknown", ("datasets.0.sample", "'first'"), _set("datasets.sample", "last")),
+    Case("mpnet-alias-out-of-range", ("models.0.name", "mpnet-l13", "mpnet-l1 ... mpnet-l12"),
+         _set("models.0.name", "mpnet-l13")),
     # --- datasets: fields
     Case("n-train-1", ("datasets.0.n_train",), _set("datasets.n_train", 1)),
     Case("n-test-0", ("datasets.0.n_test",), _set("datasets.n_test", 0)),

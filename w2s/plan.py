@@ -56,7 +56,7 @@ class TrainSettings:
     warmup_frac: float
     max_grad_norm: float | None
     mixed_precision: str
-    dropout: bool = True
+    dropout: bool = False
     data_order: str = "grouped"
     compile: bool = False  # torch.compile, as resolved on this machine
 

@@ -247,21 +247,20 @@ def train(
     processes, rank, accum = accelerator.num_processes, accelerator.process_index, accelerator.gradient_accumulation_steps
     whole_batch = getattr(objective, "whole_batch", False) and accum * processes > 1
     scale = accum * processes if whole_batch else 1  # see the docstring; DDP averages over processes
-    fallback = {"done": not settings.compile or processes > 1}
+    may_fall_back = settings.compile and processes == 1  # until the first training forward has run
 
     def guarded(call):
-        """The first call into a compiled model: a compiler failure trains eager after one line."""
-        nonlocal model
+        """A call into the model; in a compiled model's first step a compiler failure trains eager after one line."""
+        nonlocal model, may_fall_back
         try:
             return call(model)
         except Exception as err:  # noqa: BLE001 - a compiler failure surfaces at the first call
-            if fallback["done"]:
+            if not may_fall_back:
                 raise
             echo(f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
                  "training eager")
-            model = accelerator.prepare(eager)
+            model, may_fall_back = accelerator.prepare(eager), False
             set_dropout(model, settings.dropout)
-            fallback["done"] = True
             return call(model)
 
     bar = tqdm(total=len(steps), desc=desc, disable=_no_bar(accelerator), leave=False)
@@ -279,7 +278,7 @@ def train(
                 rows = slice(offset + j * size, offset + (j + 1) * size)
                 whole = WholeBatch(*context, rows) if context is not None else None
                 loss, logits = guarded(lambda m: objective(m, inputs, step_frac, whole))
-                fallback["done"] = True
+                may_fall_back = False
                 accelerator.backward(loss * scale)
                 if accelerator.sync_gradients and settings.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)

@@ -196,8 +196,8 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
 
     def lengths(r):
         """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
-        parts = [f"{r['shortened']:g} ({r['decisive_cut']:g} cut)" if r["shortened"] else "",
-                 f"{r['dropped']:g} dropped" if r["dropped"] else ""]
+        parts = [f"{r['shortened']:.3g} ({r['decisive_cut']:.3g} cut)" if r["shortened"] else "",
+                 f"{r['dropped']:.3g} dropped" if r["dropped"] else ""]
         return ", ".join(p for p in parts if p)
 
     header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
