@@ -176,7 +176,8 @@ def _dispatch(args) -> int:
             except KeyboardInterrupt:
                 print(f"w2s: stopped waiting; the workers go on (w2s status {root})", file=sys.stderr)
                 return 130
-            unfinished = sum(row["state"] != "finished" for row in stage_states(root))
+            rows = stage_states(root)  # none: no worker wrote the plan
+            unfinished = sum(row["state"] != "finished" for row in rows) if rows else submission["stages"]
             if unfinished:
                 print(f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)",
                       file=sys.stderr)

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from w2s.aliases import MODEL_ALIASES
 from w2s.data import fingerprint
@@ -32,6 +33,9 @@ from w2s.compiling import resolve_compile
 from w2s.precision import resolve_precision
 from w2s.results import OWN_KINDS
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label, model_pairs
+
+if TYPE_CHECKING:
+    from w2s.environment import Environment
 
 # The version of what stages compute. Bump it in the same commit as any change to the numbers a
 # stage produces from the same settings and data: the trainer, a loss, a formatter, tokenization,
@@ -172,9 +176,16 @@ def stage_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> TrainSettings:
+def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env: Environment | None = None) -> TrainSettings:
+    """`env`: what `auto` means in the run folder (w2s/environment.py); None: on this machine."""
     t = spec.train
-    precision = resolve_precision(t.mixed_precision)
+    precision = env.mixed_precision if env and env.mixed_precision else resolve_precision(t.mixed_precision)
+    if not model.train:  # zero-shot: nothing trains
+        compiled = False
+    elif env and env.compile is not None:
+        compiled = env.compile
+    else:
+        compiled = resolve_compile(t.compile, precision)
     epochs = model.epochs or ((t.transfer_epochs or t.epochs) if transfer else t.epochs)
     return TrainSettings(
         epochs=epochs,
@@ -190,18 +201,19 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool) -> 
         mixed_precision=precision,
         dropout=t.dropout,
         data_order=t.data_order,
-        compile=resolve_compile(t.compile, precision) if model.train else False,  # zero-shot: nothing trains
+        compile=compiled,
     )
 
 
-def plan(spec: ExperimentSpec) -> list[Stage]:
-    """Every stage of the experiment, dependencies first, each key once."""
+def plan(spec: ExperimentSpec, env: Environment | None = None) -> list[Stage]:
+    """Every stage of the experiment, dependencies first, each key once. `env`: what `auto` means in
+    the run folder (`w2s.environment.resolve`); None: what it means on this machine."""
     stages: dict[str, Stage] = {}
     pairs = model_pairs(spec)
     for index, dataset in enumerate(spec.datasets):
         data = _data_identity(dataset, fingerprint(dataset, f"datasets.{index}"))
         for seed in spec.seeds:
-            _Planner(spec, stages, dataset, data, seed).add_all(pairs)
+            _Planner(spec, stages, dataset, data, seed, env).add_all(pairs)
     return list(stages.values())
 
 
@@ -209,8 +221,10 @@ class _Planner:
     """The stages of one (dataset, seed), each built after the stages it reads, into `stages` (shared by
     all datasets and seeds: equal keys are one stage, the first built)."""
 
-    def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int):
+    def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int,
+                 env: Environment | None):
         self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
+        self.env = env
         self.truth: dict[str, Stage] = {}  # ground-truth (half A) or zero-shot stage per model label
         self.ceilings: dict[str, Stage] = {}  # `ceiling: half_b`: the half-B ground-truth stage per student
 
@@ -251,13 +265,13 @@ class _Planner:
     def lm_finetune(self, model: ModelSpec) -> Stage | None:
         if model.generative_finetune is None:
             return None
-        gen, plain = model.generative_finetune, resolve_settings(self.spec, model, transfer=False)
+        gen, plain = model.generative_finetune, resolve_settings(self.spec, model, False, self.env)
         settings = dataclasses.replace(plain, epochs=gen.epochs, lr=gen.lr or plain.lr)
         identity = {**self._common("lm_finetune", model, settings), "model": _network_identity(model)}
         return self._add(identity, "lm_finetune", model, settings)
 
     def features(self, model: ModelSpec, layer: int | str) -> Stage:
-        settings = resolve_settings(self.spec, model, transfer=False)
+        settings = resolve_settings(self.spec, model, False, self.env)
         base = self.lm_finetune(model)
         network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
         identity = {"kind": "features", "data": self.data, "model": network, "seed": self.seed,
@@ -272,20 +286,20 @@ class _Planner:
         return {"base": base, "activations": activations}
 
     def ground_truth(self, model: ModelSpec, split: str = "train_a") -> Stage:
-        settings = resolve_settings(self.spec, model, transfer=False)
+        settings = resolve_settings(self.spec, model, False, self.env)
         inputs = self._inputs(model)
         identity = {**self._common("ground_truth", model, settings), "train_split": split, **_keys(inputs)}
         return self._add(identity, "ground_truth", model, settings, train_split=split, **inputs)
 
     def zero_shot(self, model: ModelSpec) -> Stage:
-        settings = resolve_settings(self.spec, model, transfer=False)
+        settings = resolve_settings(self.spec, model, False, self.env)
         identity = {"kind": "zero_shot", "data": self.data, "model": _model_identity(model), "seed": self.seed,
                     "mixed_precision": settings.mixed_precision}
         return self._add(identity, "zero_shot", model, settings)
 
     def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
         model = self.spec.model(strong)
-        settings = resolve_settings(self.spec, model, transfer=True)
+        settings = resolve_settings(self.spec, model, True, self.env)
         probe_activations = self.features(model, loss.probe.layer) if loss.probe is not None else None
         inputs = {**self._inputs(model), "probe_activations": probe_activations}
         ceiling = self.ceilings.get(strong) or self.truth[strong]

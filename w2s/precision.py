@@ -16,7 +16,10 @@ Deciding imports torch only where it must: on a machine that may have a GPU (an 
 device node), or to run the CPU probe the first time. Elsewhere the remembered answer is read
 without torch, so `w2s validate` and `w2s run --dry-run` stay instant.
 
-The resolved precision enters every stage key: a stage trained in bf16 is not reused as fp32.
+The resolved precision enters every stage key: a stage trained in bf16 is not reused as fp32; a run
+folder records what `auto` resolved to where it first trained (w2s/environment.py), so a sweep's
+machines agree. `W2S_FAKE_PRECISION=no|bf16|fp16` answers in the hardware's place: a test setting,
+to make one process's hardware differ from another's on one machine.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 from w2s import cache
+from w2s.errors import SpecError
 
 BF16_SPEEDUP = 1.25  # bf16 must beat fp32 by this factor on the probe (measured: >2x native, <0.1x emulated)
 
@@ -46,6 +50,11 @@ def resolve_precision(requested: str) -> str:
 @functools.cache
 def auto_precision() -> tuple[str, str]:
     """(precision, why) for this machine: the choice and a few words to tell the user once."""
+    fake = os.environ.get("W2S_FAKE_PRECISION")
+    if fake:
+        if fake not in ("no", "bf16", "fp16"):
+            raise SpecError(f"W2S_FAKE_PRECISION={fake!r}: give no, bf16 or fp16 (a test setting), or unset it")
+        return fake, f"W2S_FAKE_PRECISION={fake}, a test setting in the hardware's place"
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launched in ("bf16", "fp16"):
         return launched, f"the accelerate config asks for {launched}"

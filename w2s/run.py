@@ -31,6 +31,7 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list, set_seed
 
+from w2s import environment
 from w2s.checks import check_runnable
 from w2s.errors import StagesFailed, first_line
 from w2s.pipeline import store
@@ -39,7 +40,6 @@ from w2s.pipeline.metrics import headline
 from w2s.pipeline.stages import STAGE_KINDS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
-from w2s.precision import auto_precision
 from w2s.results import build_rows, format_table, read_json, write_rows
 from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
@@ -124,13 +124,24 @@ def run_experiment(
     state = process_state()
     say = echo if state.is_main_process else (lambda *a, **k: None)
     root = experiment_dir(spec)
-    stages = plan(spec)
+    env = environment.resolve(spec, root, record=False)
+    stages = plan(spec, env)
     selections = select(stages, root, only, force)
     todo = [s for s in selections if s.action in ("run", "force")]
     # the dry run checks every stage, as `w2s validate` does; a run, the ones it will train
     check_runnable(spec, stages if dry_run else [s.stage for s in todo])
-    if spec.train.mixed_precision == "auto":
-        say("precision: {} ({})".format(*auto_precision()))
+    if not dry_run and not env.final:  # the first to train in this folder: its decisions are the folder's
+        recorded = environment.resolve(spec, root, record=True)
+        if recorded != env:  # another machine recorded first, meanwhile
+            stages = plan(spec, recorded)
+            selections = select(stages, root, only, force)
+            todo = [s for s in selections if s.action in ("run", "force")]
+            check_runnable(spec, [s.stage for s in todo])
+        env = recorded
+    if todo and not dry_run:
+        environment.check_can_train(env, root)
+    for note in env.notes:
+        say(note)
     if (recipe := describe_recipe(spec)) is not None:
         say(recipe)
     if dry_run:

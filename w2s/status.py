@@ -12,9 +12,11 @@ the next process that looks takes it over.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
+from w2s import environment
 from w2s.pipeline import store
 from w2s.pipeline.locks import expiry_seconds, holder_gone, read_lock
 from w2s.results import read_json
@@ -27,9 +29,11 @@ def stage_states(root: Path) -> list[dict]:
     """One row per stage of the plan: stage, key, state, and what explains it (tidy: pandas reads it)."""
     plan_file = root / store.PLAN_FILE
     if not plan_file.is_file():
+        if latest_submission(root):  # submitted; the first worker writes the plan (w2s/environment.py)
+            return []
         raise SpecError(f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
                         "write it into <output_dir>/<name>)")
-    plan = [json.loads(line) for line in plan_file.read_text().splitlines() if line.strip()]
+    plan = _read_plan(plan_file)
     finished = store.finished_keys(root)
     failures, locks = store.failures(root), store.locks(root)
     names = {p["key"]: p["stage"] for p in plan}
@@ -61,9 +65,37 @@ def stage_states(root: Path) -> list[dict]:
     return rows
 
 
+def _read_plan(path: Path) -> list[dict]:
+    """plan.jsonl's stages. It is derived (every `w2s run` rewrites it): a damaged line is one warning
+    on stderr, and the intact stages are shown."""
+    plan, damaged = [], []
+    for number, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not {"stage", "key", "requires"} <= entry.keys():
+                raise ValueError
+        except ValueError:
+            damaged.append(number)
+            continue
+        plan.append(entry)
+    if damaged:
+        lines = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+        print(f"w2s: warning: {path}: {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} ({lines}) left "
+              "out; `w2s run` rewrites the file", file=sys.stderr)
+    return plan
+
+
 def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
     """The rows as a report: counts, then the running, failed and waiting stages."""
-    lines = [f"{root}: {len(rows)} stages: {counts(rows)}"]
+    submission = latest_submission(root)
+    if rows or not submission:
+        lines = [f"{root}: {len(rows)} stages: {counts(rows)}"]
+    else:
+        lines = [f"{root}: {submission.get('stages', '?')} stages submitted; no worker has started yet (the first "
+                 "to start decides `auto` and writes the plan)"]
+    lines += environment.describe(root)
     for state in ("running", "failed", "waiting"):
         chosen = [r for r in rows if r["state"] == state]
         if chosen:
@@ -72,7 +104,6 @@ def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
             lines.append(f"  {row['stage']}  {_explain(row)}")
         if len(chosen) > limit:
             lines.append(f"  ... and {len(chosen) - limit} more")
-    submission = latest_submission(root)
     if submission:
         lines.append(f"last submission: {submission['describe']} (sweep {submission['sweep']}), "
                      f"logs in {submission['logs']}")

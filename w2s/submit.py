@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from w2s import environment
 from w2s.pipeline import store
 from w2s.results import write_json
 from w2s.spec import SpecError, read_spec, validate_spec
@@ -111,17 +112,24 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
         raise SpecError("sbatch not found: submit from a Slurm login node, or run the workers here with --executor local")
     raw = read_spec(spec_path, overrides)
     spec = validate_spec(raw, source=spec_path)
-    stages = plan(spec)
-    check_runnable(spec, stages)  # a bad spec fails here, not in every queued worker
-
     root = store.experiment_dir(spec)
+    # `auto` is the folder's, decided where its first stage trains: on a login node the keys are only
+    # provisional, and plan.jsonl is left to the first worker (w2s/environment.py)
+    env = environment.resolve(spec, root, record=False)
+    stages = plan(spec, env)
+    check_runnable(spec, stages)  # a bad spec fails here, not in every queued worker
+    if executor == "local":
+        _check_local_gpus(gpus_per_worker)
+    # every check is done: from here on, the submission is written
+
     sweep = new_sweep()
     folder = (root / "submit" / sweep).resolve()
     folder.mkdir(parents=True)
     spec_file = folder / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     store.prepare(root)
-    store.write_plan(root, stages)
+    if env.final:
+        store.write_plan(root, stages)
     worker = Worker(worker_command(spec_file, sweep, gpus_per_worker), os.getcwd())
 
     try:
@@ -138,11 +146,18 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     except BaseException:  # nothing was submitted: leave no trace of it
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    submission = {"sweep": sweep, "root": str(root), "executor": executor, "job_id": job_id, "workers": workers,
+    submission = {"sweep": sweep, "root": str(root), "stages": len(stages), "executor": executor, "job_id": job_id,
+                  "workers": workers,
                   "gpus_per_worker": gpus_per_worker, "time_minutes": minutes, "describe": describe,
                   "logs": str(folder / "logs"), "spec": str(spec_file), "submitted": time.time()}
     write_json(folder / "submission.json", submission)
     echo(f"{spec.name}: {len(stages)} stages; sweep {sweep}")
+    if env.final:
+        for note in env.notes:
+            echo(note)
+    else:
+        echo(f"auto settings (precision, compile) are decided by the first worker to start, on its hardware, "
+             f"and recorded in {root / environment.FOLDER}")
     echo(f"submitted {describe}")
     echo(f"logs:     {folder / 'logs'}")
     echo(f"progress: w2s status {root}")
@@ -178,14 +193,20 @@ def _submit_local(submitit, folder: Path, worker: Worker, n: int, gpus: int, min
 
     executor = submitit.LocalExecutor(folder=folder)
     devices = [int(d) for d in visible_devices() if d.isdigit()]
-    if gpus and len(devices) < gpus:
-        raise SpecError(f"--gpus-per-worker {gpus}: this machine has {len(devices)} visible CUDA devices")
     jobs = []
     for i in range(n):
         mine = [devices[(i * gpus + j) % len(devices)] for j in range(gpus)] if gpus else []
         executor.update_parameters(timeout_min=minutes, gpus_per_node=gpus, visible_gpus=mine)
         jobs.append(executor.submit(worker, i))
     return jobs
+
+
+def _check_local_gpus(gpus: int) -> None:
+    from w2s.workers import visible_devices
+
+    devices = [d for d in visible_devices() if d.isdigit()]
+    if gpus and len(devices) < gpus:
+        raise SpecError(f"--gpus-per-worker {gpus}: this machine has {len(devices)} visible CUDA devices")
 
 
 def wait(submission: dict, root: Path, echo=print, poll: float = 2.0) -> None:

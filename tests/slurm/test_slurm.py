@@ -143,3 +143,35 @@ def test_workers_cancelled_mid_stage_and_a_resubmission_finish_the_sweep(cluster
     assert sorted(rows(root), key=lambda r: r["key"]) == sorted(local_rows, key=lambda r: r["key"])
     assert len(list((root / "stages").iterdir())) == 9
     assert not list((root / ".locks").glob("*.lock"))
+
+
+def test_workers_on_other_hardware_than_the_submitting_node_train_each_stage_once_and_it_finds_them(cluster,
+                                                                                                     tmp_path):
+    """The login node's `auto` is fp32, the workers' bf16 (W2S_FAKE_PRECISION, exported to the job only):
+    the first worker decides for the folder, and status, --wait, report and a rerun on the login node
+    all see the workers' stages."""
+    spec, root = sweep_spec(tmp_path), tmp_path / "runs" / "slurm"
+    login = dict(ENV, W2S_FAKE_PRECISION="no")
+
+    def on_login(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=login,
+                              capture_output=True, text=True, timeout=900)
+
+    proc = on_login("submit", spec, "--workers", "2", "--time", "15", "--wait",
+                    "--slurm", "export=ALL,W2S_FAKE_PRECISION=bf16")
+    sub = submission(root, proc)
+    assert "auto settings (precision, compile) are decided by the first worker to start" in proc.stdout
+    assert f"{root}: 9 stages: 9 finished, 0 running, 0 failed, 0 waiting" in proc.stdout  # --wait's last word
+    everything = [name for names in trained_by_log(root, sub["sweep"]).values() for name in names]
+    assert len(everything) == len(set(everything)) == 9, everything
+    assert json.loads((root / "environment" / "mixed_precision.json").read_text())["value"] == "bf16"
+    assert {json.loads(p.read_text())["mixed_precision"] for p in (root / "stages").glob("*/metrics.json")} == {"bf16"}
+
+    status = on_login("status", root)
+    assert f"{root}: 9 stages: 9 finished, 0 running, 0 failed, 0 waiting" in status.stdout
+    assert "mixed_precision: bf16 (W2S_FAKE_PRECISION=bf16" in status.stdout
+    report = on_login("report", root, "--out", tmp_path / "report")
+    assert report.returncode == 0 and "precision: bf16 (9 stages)" in report.stdout, report.stdout + report.stderr
+    rerun = on_login("run", spec)
+    assert rerun.returncode == 0 and "9 stages, 0 to train" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert len(list((root / "stages").iterdir())) == 9  # nothing trained twice, nothing trained on the login node
