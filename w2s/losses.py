@@ -206,12 +206,30 @@ def build_loss(spec, key: str = "loss") -> LossFn:
         raise SpecError(f"{key}.path: {spec.path!r} is not callable")
     # a class (or factory) is called with the spec's extra keys; a plain function is used as is
     if not (isinstance(obj, type) or params):
-        return obj
+        return _check_call(obj, spec.path, key)
     _check_keywords(obj, params, spec.path, key)
     try:
-        return obj(**params)
+        built = obj(**params)
     except Exception as err:  # noqa: BLE001 - the user's constructor rejecting a value
         raise SpecError(f"{key}: {spec.path}(...) failed: {type(err).__name__}: {first_line(err)}") from None
+    if not callable(built):
+        raise SpecError(f"{key}.path: {spec.path}(...) returned a {type(built).__name__}, not a loss callable")
+    return _check_call(built, spec.path, key)
+
+
+def _check_call(loss, path: str, key: str):
+    """The trainer calls loss(logits, soft_labels, step_frac): a callable that cannot take that is
+    named now, not at the first training step."""
+    try:
+        signature = inspect.signature(loss)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return loss
+    try:
+        signature.bind(None, None, 0.0)
+    except TypeError as err:
+        raise SpecError(f"{key}.path: {path} cannot be called as loss(logits, soft_labels, step_frac) ({err}); "
+                        "see README, Losses") from None
+    return loss
 
 
 def _check_keywords(obj, params: dict, path: str, key: str) -> None:

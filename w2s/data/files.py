@@ -81,13 +81,19 @@ _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".
 def _read_file(spec: DataSpec, split: str, key: str):
     """A split's local file(s) -> one datasets.Dataset; each file parsed once per process for its
     contents and read options. Several files (a list) are concatenated in their order."""
-    parts = []
+    parts, first = [], None
     for name, where in split_files(spec, split, key):
         path = Path(name).expanduser()
         memo = (file_digest(path, where), path.name, tuple(spec.column_names or ()))
         if memo not in _FILES:
             _FILES[memo] = _parse_file(path, spec, where, key)
         parts.append(_FILES[memo])
+        columns = sorted(map(str, parts[-1].column_names))
+        if first is None:
+            first = (path, columns)
+        elif columns != first[1]:  # concatenated, the missing cells would be None: name the file instead
+            raise SpecError(f"{where}: {path.name} has columns {', '.join(columns)}, but {first[0].name} (the "
+                            f"split's first file) has {', '.join(first[1])}; a split's files need the same columns")
     if len(parts) == 1:
         return parts[0]
     import datasets

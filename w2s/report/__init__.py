@@ -15,6 +15,10 @@ The modules, in the order the report uses them:
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 from w2s.report.figures import X_AXES, write_figures
@@ -46,29 +50,43 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
         raise SpecError(f"report: unknown x-axis {x!r}; use one of {', '.join(X_AXES)}")
     if not any(r["kind"] in TRANSFER_KINDS and not r.get("superseded") for r in records):
         raise SpecError("report: no finished weak-to-strong stages to report on")
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"report: --out {out} is a file; give a folder (it is created if missing)")
     per_seed, draws = seed_rows(records, metric)
     summary = summary_rows(per_seed, draws, metric)
     truth = ground_truth_rows(records)
+    # whole or not at all: every file is made in a temporary folder beside `out`, then moved in
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
-        frame.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(markdown(frame, metric, seeds))
-        written += [out / f"{name}.csv", out / f"{name}.md"]
-    if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
-        summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
-        truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
-    return written + write_figures(summary, truth, metric, out, x)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.report-", dir=out.parent))
+    try:
+        for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+            (tmp / f"{name}.md").write_text(markdown(frame, metric, seeds))
+        if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
+            summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
+            truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
+        figures = write_figures(summary, truth, metric, tmp, x)
+        names = [f"{n}.{ext}" for n in ("per_seed", "summary") for ext in ("csv", "md")] + [f.name for f in figures]
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / name for name in names]
 
 
 def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print,
            x: str = "size") -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
+    out = Path(out) if out else Path(run_dirs[0]) / "report"
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"report: --out {out} is a file; give a folder (it is created if missing)")
     roots = find_experiments(run_dirs)
     records = [r for root in roots for r in load_records(root, echo)]
     if not records:
         raise SpecError(f"report: no finished stages in {', '.join(map(str, run_dirs))}")
-    return build_report(records, Path(out) if out else Path(run_dirs[0]) / "report", metric, x)
+    precisions = Counter(r["mixed_precision"] or "unrecorded" for r in records)
+    echo("precision: " + ", ".join(f"{p} ({n} stage{'s' if n > 1 else ''})" for p, n in sorted(precisions.items())))
+    return build_report(records, out, metric, x)
 
 
 def report_wandb(path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size") -> list[Path]:

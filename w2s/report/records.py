@@ -80,6 +80,7 @@ def _record(experiment: str, config: dict, metrics: dict, kind: str | None = Non
         "agreement": metrics.get("agreement"),
         "supervisor_accuracy": metrics.get("supervisor_accuracy"),
         "ece": metrics.get("ece"),
+        "mixed_precision": metrics.get("mixed_precision"),  # as the stage trained (w2s/environment.py)
         **{k: metrics.get(k) for k in PROBE_METRICS + LENGTH_METRICS},
         # only where written: a stage folder from before the split existed lacks both keys (the table
         # then recomputes it from predictions); W&B summaries leave out a split that was None
@@ -101,6 +102,8 @@ def load_records(root: Path, echo=print) -> list[dict]:
         try:
             config = json.loads((folder / "config.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text())
+            if not isinstance(config, dict) or not isinstance(metrics, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError):
             echo(f"warning: {folder}: unreadable config.json or metrics.json; left out (w2s run reruns it)")
             continue

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from w2s.errors import first_line
 from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
 from w2s.report.stats import (
     _interval, _undefined_reason, aggregate_seeds, bootstrap_seed, difference_interval, pgr_interval,
@@ -53,8 +54,16 @@ def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
     if folder is None or not (folder / "predictions.jsonl").is_file():
         return None
     if folder not in cache:
-        frame = pd.read_json(folder / "predictions.jsonl", lines=True, dtype={"id": str})
-        frame = frame[frame["split"] == "test"].set_index("id")
+        try:
+            frame = pd.read_json(folder / "predictions.jsonl", lines=True, dtype={"id": str})
+            frame = frame[frame["split"] == "test"].set_index("id")
+            if "hard_label" not in frame or ("p_pos" not in frame and "predicted" not in frame):
+                raise ValueError("no hard_label, predicted or p_pos column")
+        except (OSError, ValueError, KeyError) as err:  # damaged: the stage's points are still reported
+            print(f"warning: {folder / 'predictions.jsonl'} is damaged ({first_line(err)[:80]}); the intervals "
+                  "that need it are left out (w2s run --force on its stage rewrites it)")
+            cache[folder] = None
+            return None
         if "p_pos" not in frame:
             frame["p_pos"] = np.nan
         if "predicted" not in frame:  # written before k classes: binary, p_pos > 0.5

@@ -1,4 +1,4 @@
-"""`Strict`: the base of every spec model; unknown keys are errors and specs are immutable."""
+"""`Strict`: the base of every spec model; unknown keys are errors, numbers finite, specs immutable."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,7 +24,8 @@ class TrackingSpec(Strict):
 
 
 class ExperimentSpec(Strict):
-    name: str = Field(pattern=r"^[\w.\-]+$", description="Experiment name: the results folder and W&B group.")
+    name: str = Field(pattern=r"^[\w.\-]+$", max_length=100,
+                      description="Experiment name: the results folder and W&B group.")
     recipe: Literal[tuple(RECIPES)] = Field(
         "w2s", description="reference: every setting in which OpenAI's weak_to_strong code trains differently, "
                            "at once (w2s/spec/recipes.py, docs/reference.md); settings the spec writes win."
@@ -36,7 +37,7 @@ class ExperimentSpec(Strict):
         "upward", description="upward: every weak <= strong on the ladder; all; or explicit [weak, strong] labels."
     )
     losses: list[LossSpec] = Field(default_factory=lambda: [XentLoss()], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(default_factory=lambda: [0], min_length=1)
     bootstrap: list[list[str]] = Field(default_factory=list, description="Chains such as [m1, m2, m4].")
     strong_to_strong_iters: int = Field(0, ge=0, description="Extra rounds in which the student relabels half B.")
     ceiling: Literal["half_a", "half_b"] = Field(
@@ -58,6 +59,13 @@ class ExperimentSpec(Strict):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if value.strip(".") == "":
+            raise ValueError(f"{value!r} is not a folder name; results go to <output_dir>/<name>/")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
         _unique("datasets", [d.label for d in self.datasets])
@@ -74,6 +82,9 @@ class ExperimentSpec(Strict):
         for chain in self.bootstrap:
             if len(chain) < 3:
                 raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
+        if not model_pairs(self) and not self.bootstrap:
+            raise ValueError("pairs: no weak -> strong pair to train: every student must train, and here "
+                             "every model is zero-shot (train: false) or pairs is empty")
         self._check_modality()
         self._check_zero_shot()
         self._check_classes()
@@ -94,6 +105,9 @@ class ExperimentSpec(Strict):
             if model.train and model.class_map is not None:
                 raise ValueError(f"models.{i}.class_map: only for zero-shot models (train: false), whose own "
                                  "outputs become the weak labels")
+            if not model.train and model.label_budget is not None:
+                raise ValueError(f"models.{i}.label_budget: {model.display} is zero-shot (train: false): it trains "
+                                 "on no labels, so a budget means nothing")
         for i, dataset in enumerate(self.datasets):
             if dataset.halves != "same":
                 continue
@@ -107,6 +121,10 @@ class ExperimentSpec(Strict):
         """What is defined for two classes only: the window loss and the label probes."""
         for i, dataset in enumerate(self.datasets):
             k = dataset.num_classes
+            for j, model in enumerate(self.models):
+                if model.class_map is not None and max(model.class_map) >= k:
+                    raise ValueError(f"models.{j}.class_map: class {max(model.class_map)} is out of range; "
+                                     f"datasets.{i} ({dataset.label}) has classes 0..{k - 1}")
             if k == 2:
                 continue
             for j, loss in enumerate(self.losses):
@@ -116,10 +134,6 @@ class ExperimentSpec(Strict):
                 if loss.probe is not None:
                     raise ValueError(f"losses.{j}.probe: label probes clean binary labels; datasets.{i} "
                                      f"({dataset.label}) has {k} classes")
-            for j, model in enumerate(self.models):
-                if model.class_map is not None and max(model.class_map) >= k:
-                    raise ValueError(f"models.{j}.class_map: class {max(model.class_map)} is out of range; "
-                                     f"datasets.{i} ({dataset.label}) has classes 0..{k - 1}")
 
     def _check_modality(self) -> None:
         """Image and text experiments use different models and methods: say so before anything runs."""

@@ -13,6 +13,25 @@ from w2s.spec.experiment import ExperimentSpec
 from w2s.spec.loss_specs import _LOSS_CLASSES, XentLoss
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a mapping that names a key twice is an error: the second would
+    silently win (`train:` written twice loses the first block)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str):
+    """YAML as w2s reads it (no duplicate keys); ValueError for a number too long to convert."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
     """Read a YAML spec, apply `key.sub=value` overrides (values parsed as YAML), validate."""
     return validate_spec(read_spec(path, overrides), source=str(path))
@@ -28,13 +47,15 @@ def read_spec(path: str | Path, overrides: list[str] = ()) -> dict:
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _yaml(path.read_text())
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file; a spec is YAML (see experiments/quickstart.yaml)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise SpecError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        raise SpecError(f"{path}: a value cannot be read: {err}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping of keys such as name, datasets, models")
     for item in overrides:
@@ -48,9 +69,12 @@ def apply_override(raw: dict, item: str) -> None:
     if not sep or not key:
         raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4 or seeds=[0,1]")
     try:
-        value = yaml.safe_load(text)
+        value = _yaml(text)
     except yaml.YAMLError:
-        raise SpecError(f"--set {key}: value {text!r} is not valid YAML") from None
+        raise SpecError(f"--set {key}: value {text[:40]!r} is not valid YAML") from None
+    except ValueError:
+        raise SpecError(f"--set {key}: value {text[:20]}... ({len(text)} characters) is not a number w2s can "
+                        "read; write it shorter (e.g. 1e-4)") from None
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
