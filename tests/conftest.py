@@ -51,8 +51,10 @@ def save_tiny_vit(folder: Path) -> Path:
     return folder
 
 
-def offline_runs(root: Path, wait: float = 30.0) -> list[dict]:
-    """Every offline run of the experiment, once W&B's background writer has finished each file."""
+def offline_runs(root: Path, wait: float = 300.0) -> list[dict]:
+    """Every offline run of the experiment, once W&B's background writer has finished each file (it
+    returns as soon as they have; `wait` only bounds a writer that never finishes, on a loaded machine
+    too)."""
     deadline = time.monotonic() + wait
     while True:
         runs = [read_offline_run(d) for d in sorted((root / "wandb").glob("offline-run-*"))]

@@ -75,30 +75,36 @@ def test_a_lock_of_a_killed_process_on_this_machine_is_taken_over_at_once(tmp_pa
     lease.release()
 
 
-def test_a_silent_lock_from_another_node_expires_after_the_observers_own_wait(tmp_path):
+def test_a_silent_lock_from_another_node_expires_after_the_observers_own_wait(tmp_path, monkeypatch):
+    from w2s.pipeline import locks as module
+
+    now = [1000.0]  # the observer's clock, moved by the test: the outcome cannot depend on the machine's load
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
     (tmp_path / "stage.lock").write_text(json.dumps({"host": "node-17", "pid": 4242, "since": 0}))
     locks = Locks(tmp_path, expiry=1.0)
     assert locks.try_acquire("stage") is None  # first sight starts the observer's clock
-    time.sleep(0.5)
+    now[0] += 0.99
     assert locks.try_acquire("stage") is None
-    time.sleep(0.7)
+    now[0] += 0.02
     lease = locks.try_acquire("stage")
     assert lease is not None and read_lock(tmp_path / "stage.lock")[0]["host"] != "node-17"
     lease.release()
 
 
 def test_a_heartbeat_keeps_a_lock_past_the_expiry_and_a_frozen_holder_loses_it(tmp_path):
-    holder = hold_in_another_process(tmp_path, expiry=1.0, seconds=4)  # heartbeat every 0.2 s
-    locks = Locks(tmp_path, expiry=1.0)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # three expiries: the heartbeat keeps changing the file
+    # a real heartbeat thread: it beats every 0.5 s against an expiry of 2.5 s, so a holder slowed by
+    # a loaded machine still keeps its lock (it would have to stall for seconds to lose it)
+    holder = hold_in_another_process(tmp_path, expiry=2.5, seconds=9)
+    locks = Locks(tmp_path, expiry=2.5)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # two expiries: the heartbeat keeps changing the file
         assert locks.try_acquire("stage") is None
         time.sleep(0.1)
     holder.send_signal(signal.SIGSTOP)  # alive but silent, as a hung node
     try:
-        time.sleep(0.3)  # a heartbeat in flight lands
+        time.sleep(0.6)  # a heartbeat in flight lands
         assert locks.try_acquire("stage") is None
-        time.sleep(1.2)
+        time.sleep(2.6)
         lease = locks.try_acquire("stage")
         assert lease is not None
     finally:
