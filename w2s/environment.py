@@ -51,7 +51,7 @@ def resolve(spec, root: Path, record: bool) -> Environment:
     t = spec.train
     precision, compile_, notes, final = None, None, [], True
     if t.mixed_precision == "auto":
-        decision, final = _decide(root, "mixed_precision", record, lambda: auto_precision())
+        decision, final = _decide(root, "mixed_precision", record, auto_precision)
         precision, note = decision["value"], _note(decision)
         notes.append(f"precision: {precision} ({note})")
     if t.compile == "auto":
