@@ -239,6 +239,9 @@ def _claim_next(root: Path, locks: Locks, pending: list[Stage], forced: set[str]
         if stage.key not in forced and finished_folder(root, stage):  # finished while we looked
             lease.release()
             return i, "finished", None
+        if store.failed_in_sweep(root, stage, sweep):  # failed in another process while we looked
+            lease.release()
+            return i, "give up", None
         store.clear_stale(root, stage)
         return i, "run", lease
     return None, "wait", None

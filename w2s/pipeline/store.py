@@ -247,5 +247,13 @@ def failures(root: Path) -> dict[str, dict]:
     return found
 
 
+def failed_in_sweep(root: Path, stage: Stage, sweep: str) -> bool:
+    """Whether this stage's recorded failure is from `sweep` (read from its own folder: one file)."""
+    try:
+        return read_json(root / "failed" / stage.folder / "failure.json").get("sweep") == sweep
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def clear_failure(root: Path, stage: Stage) -> None:
     shutil.rmtree(root / "failed" / stage.folder, ignore_errors=True)
