@@ -99,3 +99,12 @@ def tiny_causal_lm(tmp_path):
                         architectures=["GPT2LMHeadModel"], bos_token_id=101, eos_token_id=102)
     config.save_pretrained(folder)
     return folder
+
+
+def accuracy_from_predictions(root: Path, key: str) -> float:
+    """A stage's test accuracy recomputed from its predictions.jsonl (what metrics.json must say)."""
+    import json
+
+    folder = next((root / "stages").glob(f"*__{key}"))
+    rows = [r for r in map(json.loads, (folder / "predictions.jsonl").read_text().splitlines()) if r["split"] == "test"]
+    return sum(r["predicted"] == r["hard_label"] for r in rows) / len(rows)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.conftest import tiny_spec
+from tests.conftest import accuracy_from_predictions, tiny_spec
 from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.run import run_experiment
 from w2s.spec import ModelSpec, validate_spec
@@ -75,7 +75,9 @@ def test_lora_trains_only_adapters_and_head(tmp_path):
     run_spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
     run_spec["models"][1]["lora"] = {"r": 2, "target_modules": "all-linear"}
     rows = run_experiment(validate_spec(run_spec), echo=lambda *a: None)
-    assert len(rows) == 3 and all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    assert len(rows) == 3
+    for r in rows:
+        assert r["test_accuracy"] == pytest.approx(accuracy_from_predictions(tmp_path / "tiny", r["key"]))
 
 
 def test_lora_with_unknown_target_module_is_a_one_line_error():

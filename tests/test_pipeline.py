@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_spec
+from tests.conftest import accuracy_from_predictions, tiny_spec
 from w2s.results import pgr
 from w2s.run import run_experiment
 from w2s.spec import validate_spec
@@ -31,7 +31,8 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
                      ("transfer", "tiny-24", "logconf"), ("transfer", "tiny-24", "xent")]
     weak, ceiling = (next(r for r in rows if r["model"] == m and r["kind"] == "ground_truth") for m in ("tiny-16", "tiny-24"))
     for row in rows:
-        assert 0 <= row["test_accuracy"] <= 1 and row["dataset"] == "synthetic" and row["seed"] == 0
+        assert row["test_accuracy"] == pytest.approx(accuracy_from_predictions(root, row["key"]))
+        assert row["dataset"] == "synthetic" and row["seed"] == 0
         if row["kind"] == "transfer":
             assert row["weak_model"] == "tiny-16"
             assert row["weak_accuracy"] == weak["test_accuracy"]
