@@ -1,6 +1,7 @@
 """w2s against OpenAI's weak-to-strong code on the same setting: the side-by-side table of docs/reference.md.
 
     python benchmarks/compare_reference.py REFERENCE_RESULTS runs/reference-minilm [--weak minilm-l1 --strong minilm-l6]
+        [--out plots/reference_minilm/compare.md]
 
 REFERENCE_RESULTS is the folder the reference's train_simple.py wrote (`--results_folder`, then its
 `sweep_subfolder`, e.g. /tmp/results/default): one folder per run with config.json and
@@ -18,6 +19,8 @@ import json
 import math
 import statistics
 from pathlib import Path
+
+from w2s.report import load_records, provenance
 
 
 def reference_runs(folder: Path, weak: str, strong: str) -> dict[int, dict[str, float]]:
@@ -64,6 +67,23 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan)
 
 
+def table(sides: dict[str, dict[int, dict[str, float]]], columns: list[str]) -> list[str]:
+    """The markdown lines: per seed and mean +- s.e. for both sides, then the verdict per number."""
+    lines = ["| code | seed | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for name, seeds in sides.items():
+        for seed, row in sorted(seeds.items()):
+            lines.append(f"| {name} | {seed} | " + " | ".join(f"{row[c]:.3f}" if c in row else "–" for c in columns) + " |")
+        means = [mean_se([row[c] for row in seeds.values() if c in row]) for c in columns]
+        lines.append(f"| {name} | mean ± s.e. ({len(seeds)} seeds) | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in means)
+                     + " |")
+    lines += ["", "| number | w2s − reference | 2 × s.e. of the difference | within seed noise |", "|---|---|---|---|"]
+    for c in columns:
+        (a, sa), (b, sb) = (mean_se([row[c] for row in sides[side].values() if c in row]) for side in ("w2s", "reference"))
+        bound = 2 * math.hypot(sa, sb)
+        lines.append(f"| {c} | {a - b:+.3f} | {bound:.3f} | {'yes' if abs(a - b) <= bound else 'no'} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path)
@@ -71,25 +91,19 @@ def main() -> None:
     parser.add_argument("--weak", default="minilm-l1")
     parser.add_argument("--strong", default="minilm-l6")
     parser.add_argument("--losses", default="xent,logconf")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     losses = args.losses.split(",")
     sides = {"reference": with_pgr(reference_runs(args.reference, args.weak, args.strong), losses),
              "w2s": with_pgr(w2s_runs(args.w2s, args.weak, args.strong), losses)}
     columns = ["weak", "ceiling", *losses, *(f"pgr_{loss}" for loss in losses)]
-    print("| code | seed | " + " | ".join(columns) + " |")
-    print("|---|---|" + "---|" * len(columns))
-    for name, seeds in sides.items():
-        for seed, row in sorted(seeds.items()):
-            print(f"| {name} | {seed} | " + " | ".join(f"{row[c]:.3f}" if c in row else "–" for c in columns) + " |")
-        means = [mean_se([row[c] for row in seeds.values() if c in row]) for c in columns]
-        print(f"| {name} | mean ± s.e. ({len(seeds)} seeds) | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in means) + " |")
-    print()
-    print("| number | w2s − reference | 2 × s.e. of the difference | within seed noise |")
-    print("|---|---|---|---|")
-    for c in columns:
-        (a, sa), (b, sb) = (mean_se([row[c] for row in sides[side].values() if c in row]) for side in ("w2s", "reference"))
-        bound = 2 * math.hypot(sa, sb)
-        print(f"| {c} | {a - b:+.3f} | {bound:.3f} | {'yes' if abs(a - b) <= bound else 'no'} |")
+    # where the w2s side ran (its stage folders), as `w2s report` writes it under its tables
+    w2s_side = provenance(load_records(args.w2s, echo=lambda *a: None))
+    text = "\n".join([*table(sides, columns), "", f"w2s side: {w2s_side}", f"reference side: the run folders of openai/weak-to-strong's train_simple.py in {args.reference.name}/"])
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -133,12 +133,12 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool) -> dict:
 
     from w2s.batches import Encoded
     from w2s.data import load_splits
+    from w2s.environment import plan_here
     from w2s.models import count_parameters, load_classifier, load_tokenizer
     from w2s.pipeline.inputs import LengthLog, encode, one_hot
-    from w2s.plan import plan
 
     spec = validate_spec(minilm_spec(tmp, sst2))
-    stage = next(s for s in plan(spec) if s.kind == "ground_truth")
+    stage = next(s for s in plan_here(spec) if s.kind == "ground_truth")
     rows = load_splits(stage.dataset, stage.seed).train_a
     data: Encoded = encode(rows, stage, one_hot(rows, 2), LengthLog(), "train")[0]
     labels = data.labels.argmax(1)

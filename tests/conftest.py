@@ -101,10 +101,58 @@ def tiny_causal_lm(tmp_path):
     return folder
 
 
-def accuracy_from_predictions(root: Path, key: str) -> float:
-    """A stage's test accuracy recomputed from its predictions.jsonl (what metrics.json must say)."""
+def stage_folder(root: Path, key: str) -> Path:
+    """The published folder of the stage with this key, under an experiment folder `root`."""
+    (folder,) = [p for p in (root / "stages").glob(f"*__{key}") if not p.name.startswith(".")]
+    return folder
+
+
+def split_predictions(root: Path, key: str, split: str = "test") -> list[dict]:
+    """One split's rows of a stage's predictions.jsonl."""
     import json
 
-    folder = next((root / "stages").glob(f"*__{key}"))
-    rows = [r for r in map(json.loads, (folder / "predictions.jsonl").read_text().splitlines()) if r["split"] == "test"]
+    text = (stage_folder(root, key) / "predictions.jsonl").read_text()
+    return [r for r in map(json.loads, text.splitlines()) if r["split"] == split]
+
+
+def accuracy_from_predictions(root: Path, key: str) -> float:
+    """A stage's test accuracy recomputed from its predictions.jsonl (what metrics.json must say)."""
+    rows = split_predictions(root, key)
     return sum(r["predicted"] == r["hard_label"] for r in rows) / len(rows)
+
+
+def agreement_from_predictions(root: Path, key: str) -> float:
+    """A transfer stage's agreement recomputed from predictions.jsonl files: the fraction of test
+    examples (those the supervisor also predicted) on which the student's predicted class is the
+    supervisor's. The supervisor is the one its config.json names."""
+    import json
+
+    supervisor = json.loads((stage_folder(root, key) / "config.json").read_text())["supervisor"]
+    says = {r["id"]: r["predicted"] for r in split_predictions(root, supervisor)}
+    both = [(r["predicted"], says[r["id"]]) for r in split_predictions(root, key) if r["id"] in says]
+    assert both, f"no test example that both {key} and its supervisor {supervisor} predicted"
+    return sum(a == b for a, b in both) / len(both)
+
+
+def calibration_error(confidence: list[float], correct: list[bool], bins: int = 10) -> float:
+    """Expected calibration error, written out on its own: equal-width confidence bins [i/bins,
+    (i+1)/bins) (the last one closed at 1), each |accuracy - mean confidence| weighted by its share."""
+    assert len(confidence) == len(correct) > 0
+    total = 0.0
+    for i in range(bins):
+        lo, hi = i / bins, (i + 1) / bins
+        members = [(c, ok) for c, ok in zip(confidence, correct) if lo <= c < hi or (i == bins - 1 and c == hi)]
+        if members:
+            accuracy = sum(ok for _, ok in members) / len(members)
+            mean_confidence = sum(c for c, _ in members) / len(members)
+            total += len(members) / len(confidence) * abs(accuracy - mean_confidence)
+    return total
+
+
+def ece_from_predictions(root: Path, key: str, bins: int = 10) -> float:
+    """A stage's test ECE recomputed from its predictions.jsonl: the predicted class's probability
+    (p_pos or 1 - p_pos for two classes, `confidence` for more) against whether it was right."""
+    rows = split_predictions(root, key)
+    confidence = [r["confidence"] if "confidence" in r else (r["p_pos"] if r["predicted"] == 1 else 1 - r["p_pos"])
+                  for r in rows]
+    return calibration_error(confidence, [r["predicted"] == r["hard_label"] for r in rows], bins)

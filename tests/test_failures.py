@@ -111,12 +111,12 @@ def test_a_stage_that_fails_in_another_process_while_this_one_looks_is_not_tried
     """The race of two workers: this one lists the sweep's failures (none yet), the other records its
     failure and releases the lock, then this one takes the lock: it must give the stage up."""
     from w2s import run as run_mod
+    from w2s.environment import plan_here
     from w2s.pipeline import store
-    from w2s.plan import plan
     from w2s.spec import validate_spec
 
     spec = validate_spec(tiny_spec(tmp_path / "runs", name="race", ladder=1))
-    stage = plan(spec)[0]
+    stage = plan_here(spec)[0]
     root = tmp_path / "runs" / "race"
     store.prepare(root)
     tmp = store.temporary_folder(root, stage)

@@ -20,6 +20,7 @@ LIGHT_COMMANDS = [
     ["list", "losses"],
     ["list", "datasets"],
     ["list", "models"],
+    ["list", "kinds"],
     ["schema"],
 ]
 

@@ -7,14 +7,13 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
-from tests.conftest import offline_runs, tiny_spec, write_spec
-from w2s import activations
-from w2s import probes
+from tests.conftest import accuracy_from_predictions, ece_from_predictions, offline_runs, tiny_spec, write_spec
+from w2s import activations, probes
 from w2s.cli import main
 from w2s.data import load_dataset_rows, tokenize
+from w2s.environment import plan_here
 from w2s.losses import LOSSES
 from w2s.models import load_backbone, load_classifier, load_tokenizer
-from w2s.plan import plan
 from w2s.report import load_records, seed_rows
 from w2s.run import run_experiment
 from w2s.spec import SpecError, validate_spec
@@ -82,7 +81,7 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
     root = tmp_path / "tiny"
     transfers = {r["loss"]: r for r in rows if r["kind"] == "transfer"}
     assert set(transfers) == {"xent+knn_relabel", "xent+logreg_filter"}
-    for label, row in transfers.items():
+    for row in transfers.values():
         folder = next((root / "stages").glob(f"*__{row['key']}"))
         cfg = config(folder)
         supervisor = next((root / "stages").glob(f"*__{cfg['supervisor']}"))
@@ -131,7 +130,8 @@ def test_every_loss_and_probe_runs_from_a_spec(tmp_path):
     transfers = {r["loss"]: r for r in rows if r["kind"] == "transfer"}
     assert sorted(transfers) == sorted([*names, "window-midweak", "logconf+topo_filter", "xent+topo_relabel"])
     for row in transfers.values():
-        assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["ece"] <= 1
+        assert row["test_accuracy"] == pytest.approx(accuracy_from_predictions(tmp_path / "tiny", row["key"]))
+        assert row["ece"] == pytest.approx(ece_from_predictions(tmp_path / "tiny", row["key"]), abs=1e-6)
         assert row["pgr"] == (None if row["pgr_note"] else pytest.approx(
             (row["test_accuracy"] - row["weak_accuracy"]) / (row["ceiling_accuracy"] - row["weak_accuracy"])))
     assert transfers["logconf+topo_filter"]["probe_removed"] == 7  # ceil(0.2 * 32 rows of half B)
@@ -147,11 +147,11 @@ def test_probe_settings_are_validated_and_keyed(tmp_path):
     with pytest.raises(SpecError, match=r"losses\.1\.probe\.contamination: "):
         validate_spec(spec)
     spec["losses"][1]["probe"] = {"method": "knn"}
-    names = {s.name: s.key for s in plan(validate_spec(spec))}
+    names = {s.name: s.key for s in plan_here(validate_spec(spec))}
     assert "transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0" in names
     assert "features/synthetic/tiny-24/layer-middle/s0" in names
     spec["losses"][1]["probe"]["k"] = 3  # a new k: a new transfer, the same features
-    changed = {s.name: s.key for s in plan(validate_spec(spec))}
+    changed = {s.name: s.key for s in plan_here(validate_spec(spec))}
     assert [n for n in names if names[n] != changed[n]] == ["transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0"]
 
 
@@ -215,9 +215,9 @@ def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path,
     said.clear()
     run_experiment(validate_spec(spec), echo=said.append)
     assert any("0 to train" in line for line in said)
-    before = {s.name: s.key for s in plan(validate_spec(spec))}
+    before = {s.name: s.key for s in plan_here(validate_spec(spec))}
     spec["models"][1]["generative_finetune"]["lr"] = 1e-3  # new finetuning: gpt's stages rerun, tiny-16's do not
-    after = {s.name: s.key for s in plan(validate_spec(spec))}
+    after = {s.name: s.key for s in plan_here(validate_spec(spec))}
     assert sorted(n for n in after if before[n] != after[n]) == [
         "ground_truth/synthetic/gpt/s0", "lm_finetune/synthetic/gpt/s0", "transfer/synthetic/tiny-16->gpt/xent/s0",
     ]

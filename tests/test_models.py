@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.conftest import accuracy_from_predictions, tiny_spec
+from tests.conftest import accuracy_from_predictions, split_predictions, tiny_spec
 from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.run import run_experiment
 from w2s.spec import ModelSpec, validate_spec
@@ -52,6 +52,24 @@ def test_tiny_causal_lm_runs_end_to_end(tmp_path, tiny_causal_lm):
     spec["models"].append({"name": str(tiny_causal_lm), "label": "gpt", "random_init": True})
     rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
     assert {r["model"] for r in rows} == {"tiny-16", "gpt"} and len(rows) == 3
+    root = tmp_path / "tiny"
+    for row in rows:  # each number is what the stage's own predictions say
+        assert row["test_accuracy"] == pytest.approx(accuracy_from_predictions(root, row["key"]))
+    for row in (r for r in rows if r["model"] == "gpt"):  # the causal LM's stages: ground truth and transfer
+        test = split_predictions(root, row["key"])
+        assert len(test) == row["n_test"] == 32 and len({p["id"] for p in test}) == 32
+        for p in test:  # two classes: p_pos and 1 - p_pos are the distribution, the prediction its argmax
+            assert 0 < p["p_pos"] < 1 and p["predicted"] == int(p["p_pos"] > 0.5)
+        assert len({p["p_pos"] for p in test}) > 1  # the output depends on the input text
+    weak, ceiling = (next(r for r in rows if r["kind"] == "ground_truth" and r["model"] == m) for m in ("tiny-16", "gpt"))
+    (transfer,) = [r for r in rows if r["kind"] == "transfer"]
+    assert (transfer["weak_accuracy"], transfer["ceiling_accuracy"]) == (weak["test_accuracy"], ceiling["test_accuracy"])
+    gap = ceiling["test_accuracy"] - weak["test_accuracy"]
+    if gap >= 0.01:
+        assert transfer["pgr_note"] is None
+        assert transfer["pgr"] == pytest.approx((transfer["test_accuracy"] - weak["test_accuracy"]) / gap)
+    else:  # the ratio means nothing: left out, and the row says why
+        assert transfer["pgr"] is None and transfer["pgr_note"].startswith("ceiling - weak")
 
 
 def test_unloadable_model_is_a_one_line_error(tmp_path):
@@ -88,11 +106,11 @@ def test_lora_with_unknown_target_module_is_a_one_line_error():
 
 
 def test_lora_settings_enter_the_stage_key(tmp_path):
-    from w2s.plan import plan
+    from w2s.environment import plan_here
 
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
-    base = {s.name: s.key for s in plan(validate_spec(spec))}
+    base = {s.name: s.key for s in plan_here(validate_spec(spec))}
     spec["models"][1]["lora"] = {"r": 2}
-    with_lora = {s.name: s.key for s in plan(validate_spec(spec))}
+    with_lora = {s.name: s.key for s in plan_here(validate_spec(spec))}
     changed = sorted(name for name in base if base[name] != with_lora[name])
     assert changed == ["ground_truth/synthetic/tiny-24/s0", "transfer/synthetic/tiny-16->tiny-24/xent/s0"]

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import accuracy_from_predictions, tiny_spec
-from w2s.results import pgr
+from tests.conftest import (
+    accuracy_from_predictions,
+    agreement_from_predictions,
+    ece_from_predictions,
+    tiny_spec,
+)
+from w2s.pgr import pgr
 from w2s.run import run_experiment
 from w2s.spec import validate_spec
 
@@ -38,7 +43,7 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
             assert row["weak_accuracy"] == weak["test_accuracy"]
             assert row["ceiling_accuracy"] == ceiling["test_accuracy"]
             assert row["pgr"] == pgr(row["test_accuracy"], weak["test_accuracy"], ceiling["test_accuracy"])
-            assert 0 <= row["agreement"] <= 1
+            assert row["agreement"] == pytest.approx(agreement_from_predictions(root, row["key"]))
     folders = sorted(p.name for p in (root / "stages").iterdir())
     assert len(folders) == 4 and not any(name.startswith(".") for name in folders)
     for folder in (root / "stages").iterdir():
@@ -70,8 +75,8 @@ def test_stage_rows_carry_calibration_and_the_agreement_split(tmp_path):
     losses = [{"name": "window", "radius": "midweak"}, {"name": "entropy"}, {"name": "kl"}]
     rows, _ = run(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], losses=()) | {"losses": losses})
     assert sorted(r.get("loss") or "" for r in rows) == ["", "", "entropy", "kl", "window"]
-    for row in rows:
-        assert 0 <= row["ece"] <= 1
+    for row in rows:  # recomputed from the stage's test predictions with 10 equal-width bins
+        assert row["ece"] == pytest.approx(ece_from_predictions(tmp_path / "tiny", row["key"]), abs=1e-6)
     root = tmp_path / "tiny" / "stages"
     weak = next(root.glob("ground_truth__*tiny-16*"))
     weak_test = [p for p in read_jsonl(weak / "predictions.jsonl") if p["split"] == "test"]
@@ -170,8 +175,8 @@ def test_label_budget_trains_the_ground_truth_stage_on_the_first_rows_of_half_a(
     assert (truth["tiny-16"]["n_train"], truth["tiny-24"]["n_train"]) == (10, 32)  # half A of 64: 32
     transfer = next(r for r in rows if r["kind"] == "transfer")
     assert transfer["n_train"] == 32  # the student still learns from all of half B
-    from w2s.plan import plan
+    from w2s.environment import plan_here
 
-    keys = {s.name: s.key for s in plan(validate_spec(spec))}
+    keys = {s.name: s.key for s in plan_here(validate_spec(spec))}
     spec["models"][0]["label_budget"] = 11
-    assert {s.name: s.key for s in plan(validate_spec(spec))} != keys  # the budget enters the keys
+    assert {s.name: s.key for s in plan_here(validate_spec(spec))} != keys  # the budget enters the keys

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from w2s import metrics as w2s_metrics
 from w2s import report
 from w2s.cli import main
+from w2s.pgr import pgr_interval
 from w2s.spec import SpecError
 
 
@@ -54,7 +56,7 @@ def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float,
     y = np.array([r["hard_label"] for r in rows[1:]])
     p = np.array([r["p_pos"] for r in rows[1:]])
     metrics = {
-        "test_accuracy": accuracy, "test_auroc": float(report.metric_values(y, p, "auroc")), "n_train": 100,
+        "test_accuracy": accuracy, "test_auroc": float(w2s_metrics.metric_values(y, p, "auroc")), "n_train": 100,
         "n_test": n, "non_embedding_parameters": params, "agreement": agreement,
         "supervisor_accuracy": supervisor_accuracy,
     }
@@ -114,10 +116,10 @@ def test_pgr_interval_contains_known_value_and_narrows_with_more_examples(metric
         y, weak = columns(predictions(n, 0.6), metric)
         _, ceiling = columns(predictions(n, 0.9), metric)
         _, student = columns(predictions(n, 0.75), metric)
-        result = report.bootstrap_seed(y, weak, ceiling, student, metric)
-        values = [float(report.metric_values(y, p, metric)) for p in (weak, ceiling, student)]
+        result = w2s_metrics.bootstrap_seed(y, weak, ceiling, student, metric)
+        values = [float(w2s_metrics.metric_values(y, p, metric)) for p in (weak, ceiling, student)]
         point = (values[2] - values[0]) / (values[1] - values[0])
-        low, high = report.pgr_interval(result.bootstrap_distribution, *values)
+        low, high = pgr_interval(result.bootstrap_distribution, *values)
         assert low < point < high
         if metric == "accuracy":
             assert point == pytest.approx(0.5)
@@ -130,8 +132,8 @@ def test_interval_is_reproducible():
     y, weak = columns(predictions(200, 0.6))
     _, ceiling = columns(predictions(200, 0.9))
     _, student = columns(predictions(200, 0.75))
-    first = report.bootstrap_seed(y, weak, ceiling, student).confidence_interval
-    again = report.bootstrap_seed(y, weak, ceiling, student).confidence_interval
+    first = w2s_metrics.bootstrap_seed(y, weak, ceiling, student).confidence_interval
+    again = w2s_metrics.bootstrap_seed(y, weak, ceiling, student).confidence_interval
     assert np.array_equal(first.low, again.low) and np.array_equal(first.high, again.high)
 
 
@@ -199,7 +201,7 @@ def test_fieller_interval_matches_its_formula_and_brackets_the_ratio():
     ceiling = weak + 0.2 + 0.01 * rng.standard_normal(4000)
     student = weak + 0.1 + 0.01 * rng.standard_normal(4000)
     draws = np.stack([weak, ceiling, student])
-    low, high = report.pgr_interval(draws, 0.6, 0.8, 0.7)
+    low, high = pgr_interval(draws, 0.6, 0.8, 0.7)
     num, den = student - weak, ceiling - weak
     z2 = 1.959963984540054 ** 2
     # (N - rD)^2 = z^2 (Var N - 2r Cov + r^2 Var D)  <=>  a r^2 - 2 b r + c = 0
@@ -227,8 +229,8 @@ def test_seeds_that_agree_give_a_finite_interval_despite_a_small_gap(tmp_path):
 
 def test_aggregate_over_seeds_averages_whole_seeds():
     draws = [np.array([[0.6], [0.9], [0.75]]), np.array([[0.6], [0.8], [0.76]])]
-    means = report.aggregate_seeds(draws)
-    assert means.shape == (3, report.N_RESAMPLES)
+    means = w2s_metrics.aggregate_seeds(draws)
+    assert means.shape == (3, w2s_metrics.N_RESAMPLES)
     assert set(np.round(means[1], 6)) == {0.9, 0.8, 0.85}  # seed 0 twice, seed 1 twice, one of each
 
 
@@ -353,7 +355,7 @@ def test_wandb_records_convert_and_aggregate_over_seeds(tmp_path):
     records = [r for r in map(report.record_from_wandb, recorded_runs()) if r]
     assert len(records) == 6
     transfer = next(r for r in records if r["kind"] == "transfer")
-    assert transfer["chain"] == ("small", "large") and transfer["loss"] == "xent" and transfer["experiment"] == "sweep"
+    assert transfer["chain"] == "small->large" and transfer["loss"] == "xent" and transfer["experiment"] == "sweep"
     per_seed, draws = report.seed_rows(records)
     assert per_seed["pgr"].round(6).tolist() == [0.5, round(0.15 / 0.26, 6)]
     assert per_seed["pgr_low"].isna().all()  # no predictions in W&B: no within-seed interval
@@ -399,13 +401,13 @@ def test_metrics_match_sklearn_and_counts_match_repeating_examples():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 300)
     p = np.round(rng.random(300), 1)  # many ties
-    assert report.metric_values(y, p, "auroc") == pytest.approx(roc_auc_score(y, p))
+    assert w2s_metrics.metric_values(y, p, "auroc") == pytest.approx(roc_auc_score(y, p))
     counts = rng.integers(0, 3, 300)
     repeated = np.repeat(np.arange(300), counts)
     predicted = (p > 0.5).astype(int)
     for metric, scores, reference in (("auroc", p, roc_auc_score(y[repeated], p[repeated])),
                                       ("accuracy", predicted, np.mean(predicted[repeated] == y[repeated]))):
-        assert report.metric_values(y, scores, metric, counts[None, :])[0] == pytest.approx(reference)
+        assert w2s_metrics.metric_values(y, scores, metric, counts[None, :])[0] == pytest.approx(reference)
 
 
 def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
@@ -431,15 +433,15 @@ def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
 def test_wandb_runs_in_the_stage_config_layout_link_by_key(tmp_path):
     """w2s logs each run's config with the serialiser that writes config.json: supervisors by key,
     so a ground truth with the same model label but other settings is not taken as the weak model."""
+    from w2s.environment import plan_here
     from w2s.pipeline.store import stage_config
-    from w2s.plan import plan
     from w2s.spec import validate_spec
 
     spec = validate_spec({"name": "g", "output_dir": str(tmp_path), "datasets": {"name": "synthetic"},
                           "models": [{"name": "minilm-l1"}, {"name": "minilm-l2"}], "losses": [{"name": "xent"}],
                           "pairs": [["minilm-l1", "minilm-l2"]],
                           "train": {"mixed_precision": "no"}})
-    stages = plan(spec)
+    stages = plan_here(spec)
     accuracy = {"ground_truth/synthetic/minilm-l1/s0": 0.6, "ground_truth/synthetic/minilm-l2/s0": 0.9,
                 "transfer/synthetic/minilm-l1->minilm-l2/xent/s0": 0.75}
     runs = [{"config": stage_config(s, spec), "summary": {"test_accuracy": accuracy[s.name]},

@@ -14,9 +14,9 @@ from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
 
 from tests.conftest import tiny_model, write_spec
 from w2s import aliases, cli, split_checkpoint
+from w2s.environment import plan_here
 from w2s.errors import SpecError
 from w2s.models import load_classifier, load_tokenizer
-from w2s.plan import plan
 from w2s.run import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
@@ -157,5 +157,5 @@ def test_a_minilm_supervisor_teaches_an_mpnet_student(parts, tmp_path):
     # the student's stage key names MPNet's checkpoint, the supervisor's MiniLM's: a family never shares keys
     same_shape = validate_spec({**spec, "models": [tiny_model("tiny-minilm", 16, 1), {"name": "minilm-l1"}],
                                 "pairs": [["tiny-minilm", "minilm-l1"]]})
-    assert {s.key for s in plan(validate_spec(spec))} & {s.key for s in plan(same_shape)} == {
-        s.key for s in plan(same_shape) if s.model.label == "tiny-minilm"}
+    assert {s.key for s in plan_here(validate_spec(spec))} & {s.key for s in plan_here(same_shape)} == {
+        s.key for s in plan_here(same_shape) if s.model.label == "tiny-minilm"}

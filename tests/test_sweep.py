@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import tiny_spec, write_spec
-from w2s.plan import plan
+from w2s.environment import plan_here
 from w2s.run import run_experiment, select
 from w2s.spec import validate_spec
 
@@ -34,23 +34,28 @@ def finished_stage_folders(root: Path) -> list[str]:
 
 def test_grid_trains_each_stage_once_then_reruns_nothing(tmp_path):
     spec = grid(tmp_path)
-    stages = plan(validate_spec(spec))
+    stages = plan_here(validate_spec(spec))
     kinds = [s.kind for s in stages]
     assert kinds.count("ground_truth") == 3 * 2 and kinds.count("transfer") == 6 * 2 * 2
 
-    start = time.perf_counter()
     trained = run(spec)
-    first = time.perf_counter() - start
     assert len(trained) == len(set(trained)) == 30
     root = tmp_path / "grid"
     assert len(finished_stage_folders(root)) == 30
     rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 30 and len({r["key"] for r in rows}) == 30
 
-    start = time.perf_counter()
-    assert run(spec) == []
-    rerun = time.perf_counter() - start
-    assert rerun < first / 5, (first, rerun)
+    def snapshot() -> dict:  # stages/ and everything in it (temporary folders too), each with its mtime
+        top = root / "stages"
+        return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (top, *top.rglob("*"))}
+
+    before = snapshot()
+    said: list[str] = []
+    again = run_experiment(validate_spec(spec), echo=said.append)
+    assert not [line for line in said if line.startswith("[")]  # no stage started training
+    assert any(line.startswith("grid: 30 stages, 0 to train") for line in said), said
+    assert snapshot() == before  # no folder added or rewritten: nothing was trained
+    assert again == rows
     assert [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()] == rows
 
 
@@ -67,7 +72,7 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
     spec = grid(tmp_path)
     run(spec)
     spec["models"][1]["lr"] = 5e-4  # tiny-24
-    selections = select(plan(validate_spec(spec)), tmp_path / "grid")
+    selections = select(plan_here(validate_spec(spec)), tmp_path / "grid")
     to_run = sorted(s.stage.name for s in selections if s.action == "run")
     expected = sorted(
         [f"ground_truth/synthetic/tiny-24/s{seed}" for seed in (0, 1)]
@@ -79,7 +84,7 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
 
 
 def test_keys_ignore_paths_tracking_and_per_device_batch(tmp_path):
-    keys = lambda spec: [s.key for s in plan(validate_spec(spec))]  # noqa: E731
+    keys = lambda spec: [s.key for s in plan_here(validate_spec(spec))]  # noqa: E731
     base = keys(grid(tmp_path))
     moved = grid(tmp_path / "elsewhere", tracking={"mode": "offline", "project": "other"})
     moved["train"]["minibatch_size"] = 4  # same effective batch of 16
@@ -101,7 +106,7 @@ def test_only_and_force_select_stages(tmp_path):
 def test_bootstrap_and_strong_to_strong_reuse_existing_stages(tmp_path):
     spec = tiny_spec(tmp_path, name="boot", ladder=3, pairs=[["tiny-16", "tiny-24"]],
                      bootstrap=[["tiny-16", "tiny-24", "tiny-32"]], strong_to_strong_iters=1)
-    stages = plan(validate_spec(spec))
+    stages = plan_here(validate_spec(spec))
     names = [s.name for s in stages]
     assert names.count("transfer/synthetic/tiny-16->tiny-24/xent/s0") == 1  # shared by the pair and the chain
     assert "bootstrap/synthetic/tiny-16->tiny-24->tiny-32/xent/s0" in names
@@ -176,7 +181,7 @@ def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     trained = [line.split("] ", 1)[1].split("  (key")[0] for out in outs for line in out.splitlines() if line.startswith("[")]
     assert len(trained) == len(set(trained)) == 3 + 6 * 2, trained
-    assert all(trained_by_each for trained_by_each in [[l for l in o.splitlines() if l.startswith("[")] for o in outs])
+    assert all(trained_by_each for trained_by_each in [[line for line in o.splitlines() if line.startswith("[")] for o in outs])
     assert len(finished_stage_folders(tmp_path / "grid")) == 15
 
 
@@ -224,7 +229,7 @@ def test_keys_follow_data_contents_not_paths(tmp_path):
     first = sst2_like(tmp_path, "a/train.tsv", rows)
     spec = lambda path: tiny_spec(tmp_path, datasets={  # noqa: E731
         "name": "sst2", "data_files": {"train": str(path)}, "column_names": ["sentence", "label"]})
-    keys = lambda path: [s.key for s in plan(validate_spec(spec(path)))]  # noqa: E731
+    keys = lambda path: [s.key for s in plan_here(validate_spec(spec(path)))]  # noqa: E731
     base = keys(first)
     assert keys(sst2_like(tmp_path, "b/copy.tsv", rows)) == base  # the same bytes elsewhere: same stages
     time.sleep(0.01)
@@ -235,7 +240,7 @@ def test_keys_follow_data_contents_not_paths(tmp_path):
 def test_key_version_and_resolved_precision_enter_every_key(tmp_path, monkeypatch):
     from w2s import plan as plan_mod
 
-    keys = lambda spec: [s.key for s in plan(validate_spec(spec))]  # noqa: E731
+    keys = lambda spec: [s.key for s in plan_here(validate_spec(spec))]  # noqa: E731
     base = keys(grid(tmp_path))
     monkeypatch.setattr(plan_mod, "KEY_VERSION", plan_mod.KEY_VERSION + 1)
     assert set(keys(grid(tmp_path))).isdisjoint(base)  # new code: every stage reruns once

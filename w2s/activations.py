@@ -10,7 +10,7 @@ them reads that file instead of running the model again:
 - label probes (`probe:` on a loss) fit kNN / logistic regression / TopoCC on a chosen layer.
 
 Text models are pooled like the classifier (mean, or the last token for causal LMs); image models
-give the input of their classification layer or their pooled output (w2s/vision.py).
+give the input of their classification layer or their pooled output (w2s/vision/encoders.py).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def of_text(model, data: Encoded, layer: int | None, accelerator, batch_size: in
 
 
 def of_images(encoder, rows: list[dict], accelerator, batch_size: int, desc: str) -> np.ndarray:
-    """Embeddings of an image encoder (w2s/vision.py) for image rows."""
+    """Embeddings of an image encoder (w2s/vision/encoders.py) for image rows."""
     encoder.to(accelerator.device)
 
     def embed(inputs: dict) -> torch.Tensor:

@@ -21,9 +21,8 @@ import os
 from pathlib import Path
 
 from w2s import data
-from w2s.aliases import resolve
+from w2s.aliases import parse_model_name, resolve
 from w2s.spec import CustomLoss, ExperimentSpec, SpecError, first_line
-from w2s.spec.ladder import looks_like_path
 
 
 def check_runnable(spec: ExperimentSpec, stages: list) -> None:
@@ -77,12 +76,12 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
     for i, model in enumerate(spec.models):
         if model.display not in used:
             continue
-        if looks_like_path(model.name) and not Path(model.name).expanduser().is_dir():
+        name = parse_model_name(model.name)  # spelled right (validation); what exists is checked here
+        if name.kind == "folder" and not name.folder.is_dir():
             raise SpecError(f"models.{i}.name: no such checkpoint folder: {model.name}")
-        hub_repo = model.name.split(":", 1)[1].rpartition("/")[0] if model.name.startswith("torchhub:") else ""
-        if hub_repo.startswith(("/", ".", "~")) and not (Path(hub_repo).expanduser() / "hubconf.py").is_file():
-            raise SpecError(f"models.{i}.name: no hubconf.py in {hub_repo} (a torch.hub folder needs one)")
-        if model.name.startswith("torchvision:"):
+        if name.kind == "torchhub" and name.folder is not None and not (name.folder / "hubconf.py").is_file():
+            raise SpecError(f"models.{i}.name: no hubconf.py in {name.repo} (a torch.hub folder needs one)")
+        if name.kind == "torchvision":
             _check_torchvision(f"models.{i}.name", model.name)
         if not text:
             continue
@@ -142,7 +141,7 @@ def _check_torchvision(key: str, name: str) -> None:
         importlib.import_module("torchvision")
     except Exception as err:  # noqa: BLE001 - ImportError, or RuntimeError "operator torchvision::nms does not exist"
         raise SpecError(f"{key}: {name} needs torchvision, which does not import here ({first_line(err)}); install "
-                        "the torchvision built for your torch (README: Vision)") from None
+                        "the torchvision built for your torch (docs/datasets_and_models.md, installing torchvision)") from None
 
 
 def _check_tokenizer(model, folder: Path, key: str) -> None:
@@ -186,7 +185,7 @@ def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> No
     for i, model in enumerate(spec.models):
         if model.label_budget is None or model.display not in budgeted:
             continue
-        for (d, seed), split in splits.items():
+        for (d, _seed), split in splits.items():
             if model.label_budget > len(split.train_a):
                 raise SpecError(f"models.{i}.label_budget: {model.label_budget} labels, but half A of "
                                 f"{spec.datasets[d].label} has {len(split.train_a)} rows; give at most "
@@ -199,7 +198,7 @@ def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
         probe = loss.probe
         if probe is None or probe.method == "logreg":
             continue
-        for (d, seed), split in splits.items():
+        for (d, _seed), split in splits.items():
             if len(split.train_b) <= probe.k:
                 raise SpecError(f"losses.{i}.probe.k: {probe.k} neighbours, but half B of "
                                 f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k")
@@ -207,7 +206,7 @@ def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
 
 def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
     """With ctx_policy: drop, some rows of every split must fit max_ctx (truncation always leaves them)."""
-    for (d, seed), split in splits.items():
+    for (d, _seed), split in splits.items():
         dataset = spec.datasets[d]
         if dataset.ctx_policy != "drop" or dataset.is_image:
             continue

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="check the spec alone, not its data and models (a spec for another machine)")
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
-    lister.add_argument("what", choices=["datasets", "models", "losses"])
+    lister.add_argument("what", choices=["datasets", "models", "losses", "kinds"])
     rep = sub.add_parser("report", help="PGR tables with confidence intervals, and figures, from finished stages")
     rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
                      help="experiment folder(s) <output_dir>/<name>, or a folder holding several")
@@ -144,9 +144,9 @@ def _dispatch(args) -> int:
             say(f"{args.spec}: valid spec (its data and models were not checked here)")
             return 0
         from w2s.checks import check_runnable
-        from w2s.plan import plan
+        from w2s.environment import plan_here
 
-        stages = plan(spec)
+        stages = plan_here(spec)
         check_runnable(spec, stages)
         say(f"{args.spec}: valid ({len(stages)} stages), runnable here")
     elif args.command == "run":
@@ -211,10 +211,10 @@ def _run_workers(args, spec, sweep: str) -> int:
     if args.force:
         raise SpecError("--force: retrain with one process (w2s run SPEC --force PATTERN), then resume with --workers")
     from w2s.checks import check_runnable
-    from w2s.plan import plan
+    from w2s.environment import plan_here
     from w2s.workers import run_workers
 
-    check_runnable(spec, plan(spec))  # a bad spec fails here once, not in every worker
+    check_runnable(spec, plan_here(spec))  # a bad spec fails here once, not in every worker
     codes = run_workers(args.spec, args.overrides, args.only, args.workers, sweep, echo=say)
     crashed = [(i, code) for i, code in enumerate(codes) if code not in (0, 1)]
     for i, code in crashed:
@@ -233,6 +233,10 @@ def _registry(what: str) -> list[tuple[str, str]]:
         from w2s.aliases import describe_models
 
         return describe_models()
+    if what == "kinds":
+        from w2s.kinds import KINDS
+
+        return [(name, f"trains {kind.trains}; result row: {kind.row or 'none'}") for name, kind in KINDS.items()]
     from w2s.spec import describe_losses
 
     return describe_losses()

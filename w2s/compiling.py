@@ -22,7 +22,7 @@ import time
 from importlib import metadata
 
 from w2s import cache
-from w2s.precision import _cpu_model, _may_have_gpu
+from w2s.precision import device_name
 
 MIN_SPEEDUP = 1.1  # compiling must beat eager by this much, compile time included, for `auto`
 
@@ -36,7 +36,7 @@ def resolve_compile(requested: bool | str, precision: str) -> bool:
 @functools.cache
 def auto_compile(precision: str) -> tuple[bool, str]:
     """(compile?, why) for this machine and precision, measured once and remembered."""
-    device = _device_name()
+    device = device_name()
     machine = {"device": device, "torch": metadata.version("torch"), "precision": precision,
                "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
                "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "")}
@@ -50,15 +50,6 @@ def auto_compile(precision: str) -> tuple[bool, str]:
         return False, f"torch.compile failed on this machine ({cached.get('error')})"
     verdict = speedup >= MIN_SPEEDUP
     return verdict, f"{'compiled' if verdict else 'eager'}: compiling measured {speedup:.2f}x eager on {device}"
-
-
-def _device_name() -> str:
-    if _may_have_gpu():
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name()
-    return _cpu_model()
 
 
 def compile_speedup(precision: str, steps: int = 40) -> dict:

@@ -30,36 +30,54 @@ from pathlib import Path
 
 from w2s.compiling import auto_compile
 from w2s.errors import SpecError
-from w2s.precision import auto_precision
+from w2s.precision import auto_precision, device_name
 
 FOLDER = "environment"
 
 
 @dataclass(frozen=True)
 class Environment:
-    """The values `auto` resolves to for one run folder (None: the spec's value is explicit)."""
+    """How stages run: the resolved precision and compile setting (what enters stage keys, so that
+    `w2s.plan.plan` is a pure function of the spec, the data and this), and notes on how `auto` was decided."""
 
-    mixed_precision: str | None = None
-    compile: bool | None = None
-    notes: tuple[str, ...] = field(default=(), compare=False)  # one line per decision, for the user
+    mixed_precision: str  # no | bf16 | fp16
+    compile: bool  # torch.compile for stages that train
+    notes: tuple[str, ...] = field(default=(), compare=False)  # one line per `auto` decision, for the user
     final: bool = field(default=True, compare=False)  # False: decided here unrecorded; the first trainer decides
 
 
-def resolve(spec, root: Path, record: bool) -> Environment:
-    """The run folder's decisions for `spec`'s `auto` settings: recorded ones read, missing ones made
-    here (and recorded when `record`, i.e. this process is about to train in the folder)."""
+def resolve(spec, root: Path | None = None, record: bool = False) -> Environment:
+    """The environment of `spec`'s stages: explicit settings as they are; `auto` as the run folder
+    `root` recorded it, else decided here (and recorded when `record`, i.e. this process is about to
+    train in the folder). `root=None`: as this machine decides, nothing read or recorded."""
     t = spec.train
-    precision, compile_, notes, final = None, None, [], True
+    precision, compile_, notes, final = t.mixed_precision, t.compile, [], True
     if t.mixed_precision == "auto":
         decision, final = _decide(root, "mixed_precision", record, auto_precision)
         precision, note = decision["value"], _note(decision)
         notes.append(f"precision: {precision} ({note})")
     if t.compile == "auto":
-        resolved = precision or t.mixed_precision
-        decision, known = _decide(root, f"compile-{resolved}", record, lambda: auto_compile(resolved))
+        decision, known = _decide(root, f"compile-{precision}", record, lambda: auto_compile(precision))
         compile_, final = bool(decision["value"]), final and known
         notes.append(f"compile: {'on' if compile_ else 'off'} ({_note(decision)})")
-    return Environment(precision, compile_, tuple(notes), final)
+    return Environment(precision, bool(compile_), tuple(notes), final)
+
+
+def plan_here(spec):
+    """The stages `spec` plans to on this machine, nothing recorded (a preview; `w2s run` plans with
+    its run folder's environment)."""
+    from w2s.data import fingerprints
+    from w2s.plan import plan
+
+    return plan(spec, resolve(spec), fingerprints(spec))
+
+
+def provenance() -> dict:
+    """Where a stage ran, for its metrics.json and every table the report makes of it."""
+    from w2s import __version__
+    from w2s.plan import KEY_VERSION
+
+    return {"machine": device_name(), "w2s_version": __version__, "key_version": KEY_VERSION}
 
 
 def check_can_train(env: Environment, root: Path) -> None:
@@ -84,15 +102,15 @@ def describe(root: Path) -> list[str]:
     return lines
 
 
-def _decide(root: Path, name: str, record: bool, here) -> tuple[dict, bool]:
+def _decide(root: Path | None, name: str, record: bool, here) -> tuple[dict, bool]:
     """(decision, recorded?) for one setting: the folder's record, else this machine's answer."""
-    path = root / FOLDER / f"{name}.json"
-    recorded = _read(path)
+    path = root / FOLDER / f"{name}.json" if root is not None else None
+    recorded = _read(path) if path is not None else None
     if recorded is not None and recorded is not DAMAGED:
         return recorded, True
     value, why = here()
     decision = {"value": value, "why": why, "host": socket.gethostname(), "time": time.time()}
-    if not record:
+    if not record or path is None:
         return {**decision, "unrecorded": True}, False
     path.parent.mkdir(parents=True, exist_ok=True)
     own = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}")

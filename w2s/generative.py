@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+from w2s.batches import Encoded
 from w2s.models import is_causal, load_backbone, read_config
 from w2s.spec import SpecError
-from w2s.batches import Encoded
 from w2s.train import batch_outputs, language_modelling, make_accelerator, train
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -228,7 +228,7 @@ def _check_call(loss, path: str, key: str):
         signature.bind(None, None, 0.0)
     except TypeError as err:
         raise SpecError(f"{key}.path: {path} cannot be called as loss(logits, soft_labels, step_frac) ({err}); "
-                        "see README, Losses") from None
+                        "see docs/spec.md, Losses") from None
     return loss
 
 

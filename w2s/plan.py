@@ -27,11 +27,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from w2s.aliases import MODEL_ALIASES
-from w2s.data import fingerprint
-from w2s.compiling import resolve_compile
-from w2s.precision import resolve_precision
-from w2s.results import OWN_KINDS
+from w2s.aliases import parse_model_name
+from w2s.kinds import KINDS
 from w2s.spec import DataSpec, ExperimentSpec, ModelSpec, loss_label, model_pairs
 
 if TYPE_CHECKING:
@@ -62,14 +59,14 @@ class TrainSettings:
     mixed_precision: str
     dropout: bool = False
     data_order: str = "grouped"
-    compile: bool = False  # torch.compile, as resolved on this machine
+    compile: bool = False  # torch.compile, as the run folder's environment resolved it
 
 
 @dataclass(eq=False, frozen=True)
 class Stage:
     """One stage, built whole (dependencies first) and never changed afterwards."""
 
-    kind: str  # ground_truth | zero_shot | transfer | bootstrap | strong_to_strong | features | lm_finetune
+    kind: str  # a name in w2s.kinds.KINDS
     dataset: DataSpec
     model: ModelSpec  # the model this stage trains
     seed: int
@@ -80,8 +77,8 @@ class Stage:
     weak_truth: Stage | None = None  # transfers: ground-truth stage of the original weak model (PGR baseline)
     ceiling_truth: Stage | None = None  # transfers: ground-truth stage of this stage's model (PGR ceiling)
     chain: tuple[str, ...] = ()  # model labels from the original weak model to this one
-    activations: Stage | None = None  # the features stage whose activations this stage trains a linear probe on
-    probe_activations: Stage | None = None  # the features stage the loss's label probe is fitted on
+    features: Stage | None = None  # the features stage whose activations this stage trains a linear probe on
+    probe_features: Stage | None = None  # the features stage the loss's label probe is fitted on
     base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
     layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
     train_split: str = "train_a"  # ground-truth stages: the half they train on (train_b: a `ceiling: half_b` ceiling)
@@ -90,7 +87,7 @@ class Stage:
     def weak(self) -> Stage | None:
         """The PGR baseline: a ground-truth or zero-shot stage is its own; features and lm_finetune stages
         have none."""
-        return self if self.kind in OWN_KINDS else self.weak_truth
+        return self if KINDS[self.kind].is_baseline else self.weak_truth
 
     @property
     def ceiling(self) -> Stage | None:
@@ -100,12 +97,13 @@ class Stage:
     @property
     def requires(self) -> list[Stage]:
         """Stages that must be finished before this one can run."""
-        deps = (self.supervisor, self.activations, self.probe_activations, self.base)
+        deps = (self.supervisor, self.features, self.probe_features, self.base)
         return [s for s in deps if s is not None]
 
     @property
-    def trains_classifier(self) -> bool:
-        return self.kind not in ("features", "lm_finetune")
+    def has_predictions(self) -> bool:
+        """It predicts half B and test, and writes a result row (w2s/kinds.py)."""
+        return KINDS[self.kind].has_predictions
 
     @property
     def loss_label(self) -> str | None:
@@ -131,9 +129,9 @@ class Stage:
 def _network_identity(model: ModelSpec) -> dict:
     """What makes two ladder rungs the same network before any training (not labels or memory settings)."""
     checkpoint, layers = model.name, model.num_layers
-    if model.name in MODEL_ALIASES:
-        family, alias_layers = MODEL_ALIASES[model.name]
-        checkpoint, layers = family.checkpoint, model.num_layers or alias_layers
+    name = parse_model_name(model.name)
+    if name.kind == "alias":  # its family's checkpoint: two families never share keys
+        checkpoint, layers = name.family.checkpoint, model.num_layers or name.layers
     fields = model.model_dump(include={"random_init", "config_overrides", "dtype", "trust_remote_code"})
     return {"checkpoint": checkpoint, "layers": layers, **fields}
 
@@ -176,16 +174,9 @@ def stage_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env: Environment | None = None) -> TrainSettings:
-    """`env`: what `auto` means in the run folder (w2s/environment.py); None: on this machine."""
+def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env: Environment) -> TrainSettings:
+    """The spec's `train` with the model's overrides, in the run folder's environment."""
     t = spec.train
-    precision = env.mixed_precision if env and env.mixed_precision else resolve_precision(t.mixed_precision)
-    if not model.train:  # zero-shot: nothing trains
-        compiled = False
-    elif env and env.compile is not None:
-        compiled = env.compile
-    else:
-        compiled = resolve_compile(t.compile, precision)
     epochs = model.epochs or ((t.transfer_epochs or t.epochs) if transfer else t.epochs)
     return TrainSettings(
         epochs=epochs,
@@ -198,20 +189,22 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env
         lr_schedule=t.lr_schedule,
         warmup_frac=t.warmup_frac,
         max_grad_norm=t.max_grad_norm,
-        mixed_precision=precision,
+        mixed_precision=env.mixed_precision,
         dropout=t.dropout,
         data_order=t.data_order,
-        compile=compiled,
+        compile=env.compile and model.train,  # zero-shot: nothing trains, nothing to compile
     )
 
 
-def plan(spec: ExperimentSpec, env: Environment | None = None) -> list[Stage]:
-    """Every stage of the experiment, dependencies first, each key once. `env`: what `auto` means in
-    the run folder (`w2s.environment.resolve`); None: what it means on this machine."""
+def plan(spec: ExperimentSpec, env: Environment, contents: list[dict]) -> list[Stage]:
+    """Every stage of the experiment, dependencies first, each key once: a pure function of the spec,
+    the run folder's environment (`w2s.environment.resolve`) and what each dataset holds
+    (`w2s.data.fingerprints`), so every machine that plans a run folder plans the same stages.
+    `w2s.environment.plan_here` plans as this machine would."""
     stages: dict[str, Stage] = {}
     pairs = model_pairs(spec)
-    for index, dataset in enumerate(spec.datasets):
-        data = _data_identity(dataset, fingerprint(dataset, f"datasets.{index}"))
+    for dataset, fingerprint in zip(spec.datasets, contents, strict=True):
+        data = _data_identity(dataset, fingerprint)
         for seed in spec.seeds:
             _Planner(spec, stages, dataset, data, seed, env).add_all(pairs)
     return list(stages.values())
@@ -222,7 +215,7 @@ class _Planner:
     all datasets and seeds: equal keys are one stage, the first built)."""
 
     def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int,
-                 env: Environment | None):
+                 env: Environment):
         self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
         self.env = env
         self.truth: dict[str, Stage] = {}  # ground-truth (half A) or zero-shot stage per model label
@@ -282,8 +275,8 @@ class _Planner:
     def _inputs(self, model: ModelSpec) -> dict[str, Stage | None]:
         """What a classifier stage starts from (as Stage fields): finetuned weights, cached activations."""
         base = self.lm_finetune(model)
-        activations = self.features(model, "last") if uses_features(model, self.dataset) else None
-        return {"base": base, "activations": activations}
+        features = self.features(model, "last") if uses_features(model, self.dataset) else None
+        return {"base": base, "features": features}
 
     def ground_truth(self, model: ModelSpec, split: str = "train_a") -> Stage:
         settings = resolve_settings(self.spec, model, False, self.env)
@@ -300,8 +293,8 @@ class _Planner:
     def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
         model = self.spec.model(strong)
         settings = resolve_settings(self.spec, model, True, self.env)
-        probe_activations = self.features(model, loss.probe.layer) if loss.probe is not None else None
-        inputs = {**self._inputs(model), "probe_activations": probe_activations}
+        probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
+        inputs = {**self._inputs(model), "probe_features": probe_features}
         ceiling = self.ceilings.get(strong) or self.truth[strong]
         # the ceiling does not change how a student trains, but its stage folder names the ceiling it is
         # measured against (the report reads that link): another ceiling is another stage
@@ -311,10 +304,6 @@ class _Planner:
                          weak_truth=supervisor.weak, ceiling_truth=ceiling, chain=chain, **inputs)
 
 
-# Stage fields -> the names stage identities give them (older names, kept: renaming changes every key)
-_IDENTITY_NAMES = {"activations": "features", "probe_activations": "probe_features"}
-
-
 def _keys(stages: dict[str, Stage | None]) -> dict[str, str | None]:
     """The keys of the stages a stage reads (Stage field -> stage), as its identity names them."""
-    return {_IDENTITY_NAMES.get(field, field): s.key if s is not None else None for field, s in stages.items()}
+    return {field: s.key if s is not None else None for field, s in stages.items()}

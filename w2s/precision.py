@@ -114,6 +114,17 @@ def _may_have_gpu() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
 
 
+def device_name() -> str:
+    """What computes here: the GPU's name where torch sees one, else the CPU model (without a GPU
+    device node, torch is not imported)."""
+    if _may_have_gpu():
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name()
+    return _cpu_model()
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

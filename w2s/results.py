@@ -1,134 +1,113 @@
-"""Results: one row per finished stage, with performance gap recovered for transfers.
+"""Result rows: one per finished stage that predicts, in one vocabulary for every reader.
 
-`results.jsonl` is always rebuilt from the finished stage folders (never appended), so it can
-never be half-written or hold a row twice.
+A row is built from what a finished stage folder holds, its config.json (`store.stage_config`: the
+same dict is its W&B run's config) and its metrics.json (or the W&B run's summary), by `stage_row`;
+`link` adds to each transfer the scores of its weak model and ceiling and its PGR. results.jsonl
+holds these rows for the run's plan, the W&B summary run logs them, and the report reads the same
+rows (from the stage folders or from W&B) before it adds intervals: a column has one name
+everywhere (docs/outputs.md lists them).
+
+results.jsonl is always rebuilt from the finished stage folders (never appended), so it can never
+be half-written or hold a row twice.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
-from pathlib import Path
+from w2s.kinds import kind_of
+from w2s.pgr import pgr, undefined_note
+from w2s.spec import dataset_label, loss_label, model_label
 
-import numpy as np
-
-PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe_label_accuracy")
+# what every row holds from the stage's metrics.json (None where it did not record one)
+SCORE_COLUMNS = ("test_accuracy", "test_auroc", "ece")
+SIZE_COLUMNS = ("n_train", "n_test", "non_embedding_parameters", "train_seconds")
 # over-long examples of the stage's splits: shortened (to max_ctx), dropped (ctx_policy: drop), and
 # shortened with the decisive part itself cut (w2s/data/tokens.py); linear probes count in their features stage
 LENGTH_METRICS = ("shortened", "dropped", "decisive_cut")
-# stages whose accuracy is a model's own (not a transfer): the weak and ceiling points of PGR
-OWN_KINDS = ("ground_truth", "zero_shot")
-MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
+# where and how the stage ran (w2s/environment.py): the provenance of every table the report writes
+PROVENANCE_COLUMNS = ("mixed_precision", "machine", "w2s_version", "key_version")
+# transfers: how the student relates to its supervisor (w2s/pipeline/evaluation.py)
+AGREEMENT_METRICS = ("agreement", "supervisor_accuracy")
+# agreement where the supervisor was right / wrong: does the student copy its mistakes?
+AGREEMENT_SPLIT = ("agreement_supervisor_right", "agreement_supervisor_wrong")
+# transfers whose loss has a label probe: what the probe did to half B before training
+PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe_label_accuracy")
+# transfers, from their weak model's and ceiling's rows (`link`)
+REFERENCE_COLUMNS = ("weak_accuracy", "ceiling_accuracy", "weak_auroc", "ceiling_auroc", "pgr", "pgr_note")
 
 
-def pgr(student: float, weak: float, ceiling: float, min_gap: float = MIN_GAP) -> float | None:
-    """(student - weak) / (ceiling - weak); None when the gap is too small for the ratio to mean anything."""
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (student, weak, ceiling)):
+def stage_row(config: dict, metrics: dict) -> dict | None:
+    """The row of one finished stage from its config.json and metrics.json; None for a kind that
+    writes no row (features, lm_finetune) or a stage without a score. Labels may be spec dicts (stage
+    folders) or strings (older W&B runs); a chain a list or 'a->b'."""
+    kind = kind_of(config.get("kind"))
+    if kind is None or not kind.has_predictions or metrics.get("test_accuracy") is None:
         return None
-    if ceiling - weak < min_gap:
-        return None
-    return (student - weak) / (ceiling - weak)
-
-
-def expected_calibration_error(probs, labels, bins: int = 10) -> float:
-    """ECE of the top label: the gap between confidence and accuracy, averaged over equal-width
-    confidence bins weighted by their size (Guo et al. 2017).
-
-    `probs` are (n, k) class probabilities; confidence is that of the predicted (top) class. A student
-    trained on weak labels can be as accurate as another yet far more over- or under-confident, which
-    accuracy and AUROC do not show.
-    """
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
-    predicted = probs.argmax(axis=1)  # the same rule as test_accuracy: a tie goes to the lower class
-    confidence = probs[np.arange(len(probs)), predicted]
-    correct = predicted == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        members = which == b
-        total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def write_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def stage_row(stage, metrics: dict, weak_metrics: dict | None, ceiling_metrics: dict | None) -> dict:
+    model = _label(config.get("model"), model_label)
     row = {
-        "kind": stage.kind,
-        "stage": stage.name,
-        "key": stage.key,
-        "dataset": stage.dataset.label,
-        "seed": stage.seed,
-        "model": stage.model.display,
-        "test_accuracy": metrics["test_accuracy"],
-        "test_auroc": metrics["test_auroc"],
+        "kind": kind.name, "stage": config.get("stage"), "key": config.get("key"),
+        "dataset": _label(config.get("dataset"), dataset_label), "seed": config.get("seed"), "model": model,
+        **{k: metrics.get(k) for k in SCORE_COLUMNS},
         **({"test_auroc_macro_ovr": metrics["test_auroc_macro_ovr"]} if "test_auroc_macro_ovr" in metrics else {}),
-        "ece": metrics.get("ece"),
-        "n_train": metrics["n_train"],
-        "n_test": metrics["n_test"],
-        "non_embedding_parameters": metrics["non_embedding_parameters"],
-        "train_seconds": metrics["train_seconds"],
-        **{k: metrics.get(k) for k in LENGTH_METRICS},
+        **{k: metrics.get(k) for k in SIZE_COLUMNS + LENGTH_METRICS + PROVENANCE_COLUMNS},
     }
-    if stage.kind in OWN_KINDS:
-        return {**row, "train_split": stage.train_split} if stage.kind == "ground_truth" else row
-    weak_acc = weak_metrics["test_accuracy"] if weak_metrics else None
-    ceiling_acc = ceiling_metrics["test_accuracy"] if ceiling_metrics else None
-    gap_note = None
-    value = pgr(metrics["test_accuracy"], weak_acc, ceiling_acc) if weak_acc is not None and ceiling_acc is not None else None
-    if value is None:
-        gap_note = "ceiling not finished" if ceiling_acc is None else f"ceiling - weak < {MIN_GAP}"
+    if kind.is_baseline:
+        if kind.name == "ground_truth":  # the half it trained on (train_b: a `ceiling: half_b` ceiling)
+            row["train_split"] = config.get("train_split") or "train_a"
+        return row
+    chain = _chain(config.get("chain")) or (config.get("weak_model") or model, model)
+    loss = config.get("loss")
     row.update(
-        weak_model=stage.chain[0],
-        chain="->".join(stage.chain),
-        loss=stage.loss_label,
-        weak_accuracy=weak_acc,
-        ceiling_accuracy=ceiling_acc,
-        weak_auroc=weak_metrics["test_auroc"] if weak_metrics else None,
-        ceiling_auroc=ceiling_metrics["test_auroc"] if ceiling_metrics else None,
-        pgr=value,
-        pgr_note=gap_note,
-        agreement=metrics["agreement"],
-        supervisor_accuracy=metrics["supervisor_accuracy"],
-        agreement_supervisor_right=metrics.get("agreement_supervisor_right"),
-        agreement_supervisor_wrong=metrics.get("agreement_supervisor_wrong"),
+        weak_model=chain[0], chain="->".join(chain), loss=_label(loss, loss_label),
+        weak_key=config.get("weak"), ceiling_key=config.get("ceiling"), supervisor_key=config.get("supervisor"),
+        **{k: None for k in REFERENCE_COLUMNS},
+        # only where recorded: a stage folder from before the split existed lacks both agreement
+        # splits (the report recomputes them from predictions); a W&B summary leaves out a None
+        **{k: metrics.get(k) for k in AGREEMENT_METRICS}, **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
     )
-    if stage.loss.probe is not None:  # what the label probe did to half B before training
+    if isinstance(loss, dict) and loss.get("probe") is not None:
         row.update({k: metrics.get(k) for k in PROBE_METRICS})
     return row
 
 
-def build_rows(stages, metrics: dict[str, dict]) -> list[dict]:
-    """Rows for the finished stages of a plan; `metrics` maps stage key -> its metrics.json."""
-    def of(stage):
-        return metrics.get(stage.key) if stage is not None else None  # a zero-shot stage has no ceiling
-
-    return [stage_row(s, metrics[s.key], of(s.weak), of(s.ceiling)) for s in stages
-            if s.key in metrics and s.trains_classifier]
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """Atomic rewrite: a reader sees the old file or the new one, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed writer's; a live one's is ms old
-        try:
-            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
-                stale.unlink()
-        except OSError:
-            pass
+def link(rows: list[dict]) -> list[dict]:
+    """Each transfer row with its weak model's and ceiling's scores and its PGR (accuracy), found by
+    key among `rows`; a reference that is not among them is not finished."""
+    by_key = {r["key"]: r for r in rows}
+    for row in rows:
+        if kind_of(row["kind"]).is_transfer:
+            with_references(row, by_key.get(row["weak_key"]), by_key.get(row["ceiling_key"]))
+    return rows
 
 
-STALE_SECONDS = 600
+def with_references(row: dict, weak: dict | None, ceiling: dict | None) -> dict:
+    """Fill a transfer row's REFERENCE_COLUMNS from its weak model's and ceiling's rows (None: not finished)."""
+    scores = {who: ref and ref["test_accuracy"] for who, ref in (("weak", weak), ("ceiling", ceiling))}
+    row.update(weak_accuracy=scores["weak"], ceiling_accuracy=scores["ceiling"],
+               weak_auroc=weak and weak["test_auroc"], ceiling_auroc=ceiling and ceiling["test_auroc"])
+    row["pgr"] = pgr(row["test_accuracy"], scores["weak"], scores["ceiling"])
+    absent = tuple(who for who, ref in (("weak", weak), ("ceiling", ceiling)) if ref is None)
+    row["pgr_note"] = None if row["pgr"] is not None else undefined_note(
+        scores["weak"], scores["ceiling"], row["test_accuracy"], absent)
+    return row
+
+
+def stage_seconds(metrics: dict) -> float | None:
+    """A stage's own wall time from its metrics: training and prediction (untrained stages: all of it)."""
+    if metrics.get("seconds") is not None:
+        return metrics["seconds"]
+    parts = [metrics.get(k) for k in ("train_seconds", "predict_seconds")]
+    return None if parts[0] is None else round(sum(p or 0 for p in parts), 2)
+
+
+def _label(value, from_fields) -> str | None:
+    """A dataset's, model's or loss's label, given as a dumped spec (a dict) or already as a string."""
+    return from_fields(value) if isinstance(value, dict) else value
+
+
+def _chain(value) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(value.split("->")) if isinstance(value, str) else tuple(value)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -33,14 +33,16 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from w2s import environment
 from w2s.checks import check_runnable
+from w2s.data import fingerprints
 from w2s.errors import StagesFailed, first_line
+from w2s.jsonfiles import read_json, write_jsonl
 from w2s.pipeline import store
+from w2s.pipeline.evaluation import headline
 from w2s.pipeline.locks import Lease, Locks
-from w2s.pipeline.metrics import headline
-from w2s.pipeline.stages import STAGE_KINDS, StageJob
+from w2s.pipeline.stages import RUNNERS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
-from w2s.results import build_rows, format_table, read_json, write_rows
+from w2s.results import format_table, link, stage_row
 from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
@@ -125,7 +127,8 @@ def run_experiment(
     say = echo if state.is_main_process else (lambda *a, **k: None)
     root = experiment_dir(spec)
     env = environment.resolve(spec, root, record=False)
-    stages = plan(spec, env)
+    contents = fingerprints(spec)
+    stages = plan(spec, env, contents)
     selections = select(stages, root, only, force)
     todo = [s for s in selections if s.action in ("run", "force")]
     # the dry run checks every stage, as `w2s validate` does; a run, the ones it will train
@@ -133,7 +136,7 @@ def run_experiment(
     if not dry_run and not env.final:  # the first to train in this folder: its decisions are the folder's
         recorded = environment.resolve(spec, root, record=True)
         if recorded != env:  # another machine recorded first, meanwhile
-            stages = plan(spec, recorded)
+            stages = plan(spec, recorded, contents)
             selections = select(stages, root, only, force)
             todo = [s for s in selections if s.action in ("run", "force")]
             check_runnable(spec, [s.stage for s in todo])
@@ -155,7 +158,7 @@ def run_experiment(
     sweep = sweep or new_sweep()
     locks = store.locks(root)
 
-    results = ResultsFile(root, stages)
+    results = ResultsFile(root, stages, spec)
     pending = [s.stage for s in todo]
     forced = {s.stage.key for s in todo if s.action == "force"}
     trained, failed, given_up = 0, [], []
@@ -271,9 +274,10 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print, sweep:
     try:
         set_seed(stage.seed)  # random-init weights must not depend on what this process ran before
         job = StageJob(stage, spec, root, tmp, writes, tracker, echo)
-        metrics, predictions = STAGE_KINDS[stage.kind]().run(job)
+        metrics, predictions = RUNNERS[stage.kind]().run(job)
         if writes:
-            metrics["mixed_precision"] = stage.settings.mixed_precision  # as resolved on this machine
+            # as resolved for the run folder, and where it ran: the provenance of the report's tables
+            metrics.update(mixed_precision=stage.settings.mixed_precision, **environment.provenance())
             store.write_stage(tmp, stage, spec, metrics, predictions)
             # the weak and ceiling stages' metrics, None where not finished yet (a transfer's ceiling
             # can still be training in another process)
@@ -303,9 +307,9 @@ class ResultsFile:
     folder's metrics.json is read once, and again only when it changed (a forced rerun): one listing
     of the stage folders per update, instead of reading every finished stage after every stage."""
 
-    def __init__(self, root: Path, stages: list[Stage]):
-        self.root, self.stages = root, stages
-        self.metrics: dict[str, dict] = {}
+    def __init__(self, root: Path, stages: list[Stage], spec: ExperimentSpec):
+        self.root, self.stages, self.spec = root, [s for s in stages if s.has_predictions], spec
+        self.rows: dict[str, dict] = {}  # key -> its row (w2s.results.stage_row)
         self.read_as: dict[str, tuple[str, int]] = {}  # key -> (folder, metrics.json mtime) it was read from
 
     def update(self) -> list[dict]:
@@ -317,12 +321,13 @@ class ResultsFile:
             try:
                 version = (str(folder), os.stat(folder / "metrics.json").st_mtime_ns)
                 if self.read_as.get(stage.key) != version:
-                    self.metrics[stage.key] = read_json(folder / "metrics.json")
+                    config = store.stage_config(stage, self.spec)
+                    self.rows[stage.key] = stage_row(config, read_json(folder / "metrics.json"))
                     self.read_as[stage.key] = version
             except (OSError, ValueError):  # not finished (or damaged): as store.finished says
                 continue
-        rows = build_rows(self.stages, self.metrics)
-        write_rows(self.root / "results.jsonl", rows)
+        rows = link([dict(self.rows[s.key]) for s in self.stages if self.rows.get(s.key) is not None])
+        write_jsonl(self.root / "results.jsonl", rows)
         return rows
 
 

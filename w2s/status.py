@@ -11,15 +11,14 @@ the next process that looks takes it over.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from w2s import environment
+from w2s.jsonfiles import read_json, read_jsonl
 from w2s.pipeline import store
 from w2s.pipeline.locks import expiry_seconds, holder_gone, read_lock
-from w2s.results import read_json
 from w2s.spec import SpecError
 
 STATES = ("finished", "running", "failed", "waiting")
@@ -68,18 +67,7 @@ def stage_states(root: Path) -> list[dict]:
 def _read_plan(path: Path) -> list[dict]:
     """plan.jsonl's stages. It is derived (every `w2s run` rewrites it): a damaged line is one warning
     on stderr, and the intact stages are shown."""
-    plan, damaged = [], []
-    for number, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            if not isinstance(entry, dict) or not {"stage", "key", "requires"} <= entry.keys():
-                raise ValueError
-        except ValueError:
-            damaged.append(number)
-            continue
-        plan.append(entry)
+    plan, damaged = read_jsonl(path, {"stage", "key", "requires"})
     if damaged:
         lines = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
         print(f"w2s: warning: {path}: {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} ({lines}) left "

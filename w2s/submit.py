@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from w2s import environment
+from w2s.jsonfiles import write_json
 from w2s.pipeline import store
-from w2s.results import write_json
 from w2s.spec import SpecError, read_spec, validate_spec
 
 EXECUTORS = ("slurm", "local")
@@ -101,6 +101,7 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     import submitit
 
     from w2s.checks import check_runnable
+    from w2s.data import fingerprints
     from w2s.plan import plan
     from w2s.run import new_sweep
 
@@ -116,7 +117,7 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     # `auto` is the folder's, decided where its first stage trains: on a login node the keys are only
     # provisional, and plan.jsonl is left to the first worker (w2s/environment.py)
     env = environment.resolve(spec, root, record=False)
-    stages = plan(spec, env)
+    stages = plan(spec, env, fingerprints(spec))
     check_runnable(spec, stages)  # a bad spec fails here, not in every queued worker
     if executor == "local":
         _check_local_gpus(gpus_per_worker)

@@ -91,7 +91,7 @@ RARE_HELDOUT_FRAC = 0.5  # share of each rare list reserved for test only
 HELDOUT_FRAC = 0.35  # share of each adjective list reserved for test only
 # Which words are held out is drawn once, not per seed: with a per-seed split the ceiling's
 # margin swung from +9 to -3 points across seeds 0-2, depending on which rare words it had to
-# know. This draw is the one measured in the README (it equals the old per-seed draw of seed 1).
+# know. This draw is the one measured in docs/results.md (it equals the old per-seed draw of seed 1).
 VOCAB_SEED = "w2s-synthetic-1"
 P_HELDOUT_AT_TEST = 0.5  # share of test clauses that use held-out adjectives
 

@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from w2s.kinds import KINDS
 from w2s.pipeline.store import PROBS_FILE, stage_config
-from w2s.results import OWN_KINDS, stage_row
+from w2s.results import PROVENANCE_COLUMNS, stage_row, with_references
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
 _state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed
@@ -135,7 +136,7 @@ class StageTracker:
         self.spec = spec
         self._log = open(folder / "log.jsonl", "w")
         self.run = start_run(
-            spec, job_type=stage.kind, name=run_name(stage), tags=stage_tags(stage), config=stage_config(stage, spec)
+            spec, job_type=KINDS[stage.kind].job_type, name=run_name(stage), tags=stage_tags(stage), config=stage_config(stage, spec)
         )
 
     def _safely(self, action) -> None:
@@ -172,10 +173,11 @@ class StageTracker:
         import wandb
 
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        summary.update({k: metrics[k] for k in PROVENANCE_COLUMNS if metrics.get(k) is not None})  # `w2s report --wandb`
         for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
             summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
-        if self.stage.kind not in OWN_KINDS + ("features", "lm_finetune"):
-            row = stage_row(self.stage, metrics, weak_metrics, ceiling_metrics)
+        if KINDS[self.stage.kind].is_transfer:  # its PGR, where its weak model and ceiling are finished
+            row = with_references(stage_row(stage_config(self.stage, self.spec), metrics), weak_metrics, ceiling_metrics)
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
                 if row.get(key) is not None:
                     summary[key] = row[key]

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,6 @@ from w2s.batches import Batches
 from w2s.losses import LossFn
 from w2s.plan import TrainSettings
 from w2s.spec import SpecError
-
 
 # An objective turns (model, micro-batch, share of training done, whole-batch context or None) into
 # (loss, logits or None); logits feed the logged training accuracy. An objective with `whole_batch`
@@ -270,14 +270,14 @@ def train(
         step_frac = step / len(steps)
         micro = [send_to_device(data.collate(rows), accelerator.device)
                  for rows in micro_batches(batch, lengths, processes, rank, settings.minibatch_size)]
-        context = guarded(lambda m: _step_logits(m, micro, accelerator)) if whole_batch else None
+        context = guarded(lambda m: _step_logits(m, micro, accelerator)) if whole_batch else None  # noqa: B023 (called at once)
         offset = rank * len(batch) // processes
         for j, inputs in enumerate(micro):
             with accelerator.accumulate(model):
                 size = len(inputs["index"])
                 rows = slice(offset + j * size, offset + (j + 1) * size)
                 whole = WholeBatch(*context, rows) if context is not None else None
-                loss, logits = guarded(lambda m: objective(m, inputs, step_frac, whole))
+                loss, logits = guarded(lambda m: objective(m, inputs, step_frac, whole))  # noqa: B023 (called at once)
                 may_fall_back = False
                 accelerator.backward(loss * scale)
                 if accelerator.sync_gradients and settings.max_grad_norm:

@@ -8,7 +8,7 @@ strong student (`halves: same` makes both the whole pool, for zero-shot supervis
 function of the seed, so a rerun reproduces the same split and the same random formatting.
 
 - registry.py: DatasetInfo, DATASETS, register, describe_datasets, the formatters
-- contents.py: what the data is, for stage keys: fingerprint, file_digest, hub_revision
+- contents.py: what the data is, for stage keys: fingerprint(s), file_digest, hub_revision
 - files.py: reading the raw splits: generated, local files (csv, tsv, json, jsonl, parquet), the hub
 - splits.py: Splits, load_splits, load_dataset_rows: seeded samples, halves A and B, formatted rows
 - tokens.py: Tokenized, tokenize: drop or truncate examples over max_ctx tokens
@@ -16,7 +16,7 @@ function of the seed, so a rerun reproduces the same split and the same random f
 Importing this package imports no torch, transformers or datasets (`datasets` loads inside functions).
 """
 
-from w2s.data.contents import file_digest, fingerprint, hub_revision
+from w2s.data.contents import file_digest, fingerprint, fingerprints, hub_revision
 from w2s.data.files import quiet_datasets
 from w2s.data.registry import (
     DATASETS,
@@ -44,6 +44,7 @@ __all__ = [
     "describe_datasets",
     "file_digest",
     "fingerprint",
+    "fingerprints",
     "format_amazon_polarity",
     "format_anthropic_hh",
     "format_boolq",

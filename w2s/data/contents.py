@@ -36,6 +36,11 @@ def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
     return {}
 
 
+def fingerprints(spec) -> list[dict]:
+    """The `fingerprint` of each of an experiment spec's datasets, in order: what `w2s.plan.plan` keys on."""
+    return [fingerprint(dataset, f"datasets.{i}") for i, dataset in enumerate(spec.datasets)]
+
+
 def split_files(spec: DataSpec, split: str, key: str) -> list[tuple[str, str]]:
     """(path, spec key for messages) of each file of a split: one file, or a list read as one split."""
     paths = spec.data_files[split]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
     from w2s.spec import DataSpec
@@ -33,7 +34,7 @@ class DatasetInfo:
     columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
     label_column: str | None = None  # a source column of class indices (checked over the whole split)
     classes: int = 2  # labels are 0..classes-1; heads have this many outputs
-    modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision.py)
+    modality: str = "text"  # "image": rows carry an image instead of a text (w2s/vision/datasets.py)
     # "module:function", called as function(spec, seed) -> (pool rows, test rows; [] for none): for
     # generated and image datasets, which read no hub and no data_files. Image loaders ignore the seed
     # (the rows are fixed; splitting is seeded) and run once per process.
@@ -146,20 +147,23 @@ def format_synthetic(row: dict, rng: random.Random) -> dict:
 
 
 # image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
-# (or, with `train: false`, classifiers used as they are)
-for _name, _description, _info in (
-    ("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.", {}),
-    ("digits10", "scikit-learn's bundled 8x8 digits: which digit (10 classes)? Offline, no files needed.",
-     {"classes": 10}),
-    ("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?", {"hub": "uoft-cs/cifar10"}),
-    ("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?",
-     {"data_dir": "train/ and val/ class folders"}),
-    ("imagenet1k", "ImageNet-1k's 1000 classes on its 50,000 validation images, your own copy (data_dir: val/ in "
-                   "ImageFolder layout); test is held out of them, as in Burns et al.'s vision experiment.",
-     {"data_dir": "val/ and its 1000 class folders", "classes": 1000}),
+# (or, with `train: false`, classifiers used as they are). Loaders: w2s/vision/datasets.py.
+for _info in (
+    DatasetInfo("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.",
+                formatter=None, modality="image", loader="w2s.vision.datasets:digits_rows"),
+    DatasetInfo("digits10", "scikit-learn's bundled 8x8 digits: which digit (10 classes)? Offline, no files needed.",
+                formatter=None, modality="image", loader="w2s.vision.datasets:digits10_rows", classes=10),
+    DatasetInfo("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?",
+                formatter=None, modality="image", loader="w2s.vision.datasets:cifar10_rows", hub="uoft-cs/cifar10"),
+    DatasetInfo("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or "
+                            "not?", formatter=None, modality="image", loader="w2s.vision.datasets:imagenet_rows",
+                data_dir="train/ and val/ class folders"),
+    DatasetInfo("imagenet1k", "ImageNet-1k's 1000 classes on its 50,000 validation images, your own copy (data_dir: "
+                              "val/ in ImageFolder layout); test is held out of them, as in Burns et al.'s vision "
+                              "experiment.", formatter=None, modality="image",
+                loader="w2s.vision.datasets:imagenet1k_rows", data_dir="val/ and its 1000 class folders", classes=1000),
 ):
-    DATASETS[_name] = DatasetInfo(_name, _description, formatter=None, modality="image",
-                                  loader=f"w2s.vision:{_name}_rows", **_info)
+    DATASETS[_info.name] = _info
 
 DATASETS["local"] = DatasetInfo(
     "local", "Your own files (data_files): text_columns joined by newlines, a label_column of class indices "

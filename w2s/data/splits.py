@@ -114,7 +114,7 @@ _IMAGES: dict[tuple, tuple[list, list]] = {}  # (name, data_dir) -> (pool, test)
 
 
 def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
-    """Image rows {"id", "image", "hard_label"} (w2s/vision.py), split like the text datasets."""
+    """Image rows {"id", "image", "hard_label"} (w2s/vision/datasets.py), split like the text datasets."""
     where = f"{key} ({spec.label})"
     if spec.data_files or spec.column_names:
         raise SpecError(f"{key}.data_files: image datasets read no data_files; imagenet and imagenet1k take data_dir")

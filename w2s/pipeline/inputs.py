@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from w2s import activations, probes
 from w2s import data as data_mod
-from w2s import activations
-from w2s import probes
+from w2s.batches import Encoded
 from w2s.models import load_tokenizer
 from w2s.pipeline.store import finished_folder, read_probabilities
 from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
-from w2s.batches import Encoded
+
 
 class LengthLog:
     """What tokenization did to a stage's over-long examples, per split: a note for the log, and
@@ -79,7 +79,7 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     ground truth, which only the toolkit sees (the student trains on the cleaned weak labels). Binary
     tasks only (the spec says so for more classes)."""
     probe = stage.loss.probe
-    cached = activations.read(finished_folder(root, stage.probe_activations))["train_b"]
+    cached = activations.read(finished_folder(root, stage.probe_features))["train_b"]
     data, rows = cached.select(rows, labels)
     weak_p = data.labels[:, 1]
     try:
@@ -104,6 +104,6 @@ def base_weights(root: Path, stage: Stage) -> str | None:
     return str(finished_folder(root, stage.base) / "model") if stage.base is not None else None
 
 
-def model_key(spec: ExperimentSpec, stage: Stage) -> str:
+def model_location(spec: ExperimentSpec, stage: Stage) -> str:
     """Where the stage's model is in the spec, for messages: `models.<index>`."""
     return f"models.{[m.display for m in spec.models].index(stage.model.display)}"

@@ -1,4 +1,4 @@
-"""One class per stage kind, each with `run(job) -> (metrics, predictions)`.
+"""One class per stage kind (w2s/kinds.py), each with `run(job) -> (metrics, predictions)`.
 
 Under `accelerate launch` every process runs a stage's work together (training and prediction are
 collective); only the writer (the main process) writes the stage folder, logs and computes metrics.
@@ -16,18 +16,23 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from w2s import activations, generative
 from w2s import data as data_mod
-from w2s import activations
-from w2s import generative
+from w2s.jsonfiles import read_json
+from w2s.kinds import KINDS
 from w2s.losses import Xent, build_loss
 from w2s.models import (
-    ProbeHead, count_parameters, load_classifier, load_zero_shot_classifier, map_classes, resolve_layer,
+    ProbeHead,
+    count_parameters,
+    load_classifier,
+    load_zero_shot_classifier,
+    map_classes,
+    resolve_layer,
 )
-from w2s.pipeline.inputs import LengthLog, base_weights, clean_with_probe, encode, model_key, one_hot, supervisor_labels
-from w2s.pipeline.metrics import classifier_metrics
+from w2s.pipeline.evaluation import classifier_metrics
+from w2s.pipeline.inputs import LengthLog, base_weights, clean_with_probe, encode, model_location, one_hot, supervisor_labels
 from w2s.pipeline.store import finished_folder, prediction_rows, write_probabilities
 from w2s.plan import Stage
-from w2s.results import read_json
 from w2s.spec import ExperimentSpec, SpecError, first_line
 from w2s.train import batch_outputs, canonical_probabilities, classification, make_accelerator, predict, train
 
@@ -71,8 +76,8 @@ class ClassifierStage:
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         lengths, k = LengthLog(), stage.dataset.num_classes
         train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
-        if stage.activations is not None:  # a linear probe: the head alone, on cached activations
-            features_folder = finished_folder(root, stage.activations)
+        if stage.features is not None:  # a linear probe: the head alone, on cached activations
+            features_folder = finished_folder(root, stage.features)
             cached = activations.read(features_folder)
             train_data, _ = cached[self.train_split(stage)].select(train_rows, train_labels)
             b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
@@ -84,7 +89,7 @@ class ClassifierStage:
             train_data, _ = encode(train_rows, stage, train_labels, lengths, "train")
             b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
             test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
-            model = load_classifier(stage.model, key=model_key(spec, stage), weights_from=base_weights(root, stage),
+            model = load_classifier(stage.model, key=model_location(spec, stage), weights_from=base_weights(root, stage),
                                     classes=k)
             sizes = count_parameters(model)
         job.echo_notes(lengths.notes)
@@ -154,7 +159,7 @@ class ZeroShot:
         stage, spec = job.stage, job.spec
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         accelerator = make_accelerator(stage.settings)
-        lengths, key, k = LengthLog(), model_key(spec, stage), stage.dataset.num_classes
+        lengths, key, k = LengthLog(), model_location(spec, stage), stage.dataset.num_classes
         start = time.perf_counter()
         if stage.dataset.is_image:
             from w2s import vision
@@ -210,7 +215,7 @@ class Features:
         stage, root = job.stage, job.root
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         accelerator = make_accelerator(stage.settings)
-        batch, key = stage.settings.eval_batch_size, model_key(job.spec, stage)
+        batch, key = stage.settings.eval_batch_size, model_location(job.spec, stage)
         start = time.perf_counter()
         arrays, lengths = {}, LengthLog()
         split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
@@ -261,13 +266,15 @@ class LMFinetune:
         texts, _ = encode(rows, stage, one_hot(rows, k), lengths, "train")
         test, _ = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
         job.echo_notes(lengths.notes)
-        metrics = generative.finetune(stage, texts, test, key=model_key(job.spec, stage),
+        metrics = generative.finetune(stage, texts, test, key=model_location(job.spec, stage),
                                       log=job.log, log_every=job.spec.tracking.log_every,
                                       out=job.folder / "model" if job.writes else None)
         return (dict(metrics, **lengths.metrics()), []) if job.writes else (None, None)
 
 
-STAGE_KINDS: dict[str, type] = {
+# the class that runs each kind of w2s/kinds.py's table (a kind there without a class here is an
+# error at import, not at the first stage of that kind)
+RUNNERS: dict[str, type] = {
     "ground_truth": GroundTruth,
     "zero_shot": ZeroShot,
     "transfer": Transfer,
@@ -276,3 +283,4 @@ STAGE_KINDS: dict[str, type] = {
     "features": Features,
     "lm_finetune": LMFinetune,
 }
+assert RUNNERS.keys() == KINDS.keys(), set(RUNNERS) ^ set(KINDS)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from w2s.jsonfiles import read_json, write_json, write_jsonl
 from w2s.pipeline.locks import Lease, Locks, this_process
 from w2s.plan import Stage
-from w2s.results import read_json, write_json, write_rows
 from w2s.spec import ExperimentSpec
 
 
@@ -212,7 +212,7 @@ PLAN_FILE = "plan.jsonl"
 
 def write_plan(root: Path, stages: list[Stage]) -> None:
     """plan.jsonl: every stage of the latest run or submission, so `w2s status` needs only the folder."""
-    write_rows(root / PLAN_FILE, [{"stage": s.name, "key": s.key, "folder": s.folder,
+    write_jsonl(root / PLAN_FILE, [{"stage": s.name, "key": s.key, "folder": s.folder,
                                    "requires": [r.key for r in s.requires]} for s in stages])
 
 

@@ -6,9 +6,10 @@ with `--wandb`, from the runs a project logged (points only: W&B holds no per-ex
 predictions, so its intervals come from seeds alone).
 
 The modules, in the order the report uses them:
-- `records`: finding experiment folders and reading their stages (or W&B runs) into records;
-- `stats`: metric values, PGR, bootstrap intervals within a seed and across seeds;
-- `tables`: the per-seed, summary and ground-truth tables and their markdown;
+- `records`: finding experiment folders and reading their stages (or W&B runs) as result rows
+  (w2s/results.py);
+- `tables`: the per-seed, summary and ground-truth tables, their markdown and provenance line, with
+  intervals from resampled scores (w2s/metrics.py) and PGR from w2s/pgr.py;
 - `figures`: the paper-style figures (the only module that imports matplotlib);
 - here: `build_report`, `report` and `report_wandb`, which tie them together.
 """
@@ -21,21 +22,25 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from w2s.kinds import TRANSFER_KINDS
 from w2s.report.figures import X_AXES, write_figures
-from w2s.report.records import TRANSFER_KINDS, find_experiments, load_records, record_from_wandb, wandb_records
-from w2s.report.stats import (
-    N_RESAMPLES, aggregate_seeds, bootstrap_seed, difference_interval, metric_values, pgr_interval,
-)
+from w2s.report.records import find_experiments, load_records, record_from_wandb, wandb_records
 from w2s.report.tables import (
-    SEED_COLUMNS, SUMMARY_COLUMNS, ground_truth_rows, markdown, seed_rows, summary_columns, summary_rows,
+    SEED_COLUMNS,
+    SUMMARY_COLUMNS,
+    ground_truth_rows,
+    markdown,
+    provenance,
+    seed_rows,
+    summary_columns,
+    summary_rows,
 )
 from w2s.spec import SpecError
 
 # what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
 __all__ = [
     "build_report", "report", "report_wandb", "load_records", "record_from_wandb", "seed_rows", "summary_rows",
-    "SEED_COLUMNS", "SUMMARY_COLUMNS", "summary_columns", "metric_values", "bootstrap_seed", "aggregate_seeds",
-    "pgr_interval", "difference_interval", "N_RESAMPLES",
+    "SEED_COLUMNS", "SUMMARY_COLUMNS", "summary_columns", "provenance",
 ]
 
 METRICS = ("accuracy", "auroc")
@@ -53,6 +58,7 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
     if out.exists() and not out.is_dir():
         raise SpecError(f"report: --out {out} is a file; give a folder (it is created if missing)")
     per_seed, draws = seed_rows(records, metric)
+    line = provenance(records)
     summary = summary_rows(per_seed, draws, metric)
     truth = ground_truth_rows(records)
     # whole or not at all: every file is made in a temporary folder beside `out`, then moved in
@@ -61,7 +67,7 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
     try:
         for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
             frame.to_csv(tmp / f"{name}.csv", index=False)
-            (tmp / f"{name}.md").write_text(markdown(frame, metric, seeds))
+            (tmp / f"{name}.md").write_text(markdown(frame, metric, seeds, line))
         if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
             summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
             truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
@@ -78,8 +84,6 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: st
            x: str = "size") -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
     out = Path(out) if out else Path(run_dirs[0]) / "report"
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"report: --out {out} is a file; give a folder (it is created if missing)")
     roots = find_experiments(run_dirs)
     records = [r for root in roots for r in load_records(root, echo)]
     if not records:

@@ -149,19 +149,20 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
     panels = _panels(summary)
     fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)  # one scale per dataset
     # a log axis needs every size, and above 0 (a zero-shot model may have none: a rule, a lookup table)
-    has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all() and (truth["params"].fillna(0) > 0).all()
-    order = list(truth.sort_values("params", kind="stable")["model"].drop_duplicates())
+    sizes = summary["non_embedding_parameters"], truth["non_embedding_parameters"]
+    has_sizes = all((s.fillna(0) > 0).all() for s in sizes)
+    order = list(truth.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
     order += [m for m in summary["model"].drop_duplicates() if m not in order]
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
-        here = truth[truth["dataset"] == dataset].sort_values("params", kind="stable")
+        here = truth[truth["dataset"] == dataset].sort_values("non_embedding_parameters", kind="stable")
         gt, supervisors = here[here["ceiling"]], here[here["train_split"] != "train_b"]
-        ceilings = dict(zip(gt["model"], gt[metric].astype(float)))
+        ceilings = dict(zip(gt["model"], gt[f"test_{metric}"].astype(float)))
         if x_by == "ceiling":
-            gt = gt.sort_values(metric, kind="stable")
-            x = gt[metric].astype(float).to_numpy()
+            gt = gt.sort_values(f"test_{metric}", kind="stable")
+            x = gt[f"test_{metric}"].astype(float).to_numpy()
         else:
-            x = _x(gt, "params", order, has_sizes, "model")
-        ax.plot(x, gt[metric], "o-", color="black", label="ceiling (ground truth)", zorder=3)
+            x = _x(gt, "non_embedding_parameters", order, has_sizes, "model")
+        ax.plot(x, gt[f"test_{metric}"], "o-", color="black", label="ceiling (ground truth)", zorder=3)
         for weak, lines in frame.groupby("weak_model", sort=False):
             lines, x_strong = _students_x(lines, x_by, metric, order, has_sizes)
             ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
@@ -173,15 +174,15 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
                 own = own[own["model"].isin(ceilings)]
                 x_own = own["model"].map(ceilings).to_numpy()
             else:
-                x_own = _x(own, "params", order, has_sizes, "model")
-            ax.plot(x_own, own[metric], "*", color=colors[weak],
+                x_own = _x(own, "non_embedding_parameters", order, has_sizes, "model")
+            ax.plot(x_own, own[f"test_{metric}"], "*", color=colors[weak],
                     markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
         if x_by == "ceiling":
             _ceiling_axis(ax, ceilings, metric)
         else:
-            _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["params"].astype(float))))
+            _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["non_embedding_parameters"].astype(float))))
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     from matplotlib.lines import Line2D

@@ -1,8 +1,9 @@
-"""Reading stages: one record per finished stage, the same shape from folders and from W&B.
+"""Reading stages: the result row (w2s/results.py) of every finished stage, from stage folders or
+from the runs a W&B project logged, with what the report adds: the experiment it belongs to, its
+folder, when it finished, and whether a newer stage of the same slot supersedes it.
 
-Records come from the finished stage folders (config.json, metrics.json), never from
-results.jsonl, so they are right even when that file is stale; or from the runs a W&B project
-logged.
+Rows come from the finished stage folders (config.json, metrics.json), never from results.jsonl,
+so they are right even when that file is stale.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from w2s.results import LENGTH_METRICS, OWN_KINDS, PROBE_METRICS
-from w2s.spec import SpecError, loss_label
-
-TRANSFER_KINDS = ("transfer", "bootstrap", "strong_to_strong")
-# agreement where the supervisor was right / wrong, as the run computed it (w2s.pipeline.metrics)
-AGREEMENT_SPLIT = ("agreement_supervisor_right", "agreement_supervisor_wrong")
+from w2s.jsonfiles import read_jsonl
+from w2s.kinds import kind_of
+from w2s.results import stage_row, stage_seconds
+from w2s.spec import SpecError
 
 
 def find_experiments(paths: list[str | Path]) -> list[Path]:
@@ -34,67 +33,16 @@ def find_experiments(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def _label(value, kind: str) -> str | None:
-    """The display label of a dataset, model or loss, given its spec as a dict or already as a string."""
-    if value is None or isinstance(value, str):
-        return value
-    if kind == "loss":
-        return loss_label(value)
-    if value.get("label") or value.get("id"):
-        return value.get("label") or value.get("id")
-    name = value.get("name")
-    if kind == "model" and value.get("num_layers"):
-        return f"{name}@{value['num_layers']}L"
-    return name
-
-
-def _chain(value) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(value.split("->")) if isinstance(value, str) else tuple(value)
-
-
-def _record(experiment: str, config: dict, metrics: dict, kind: str | None = None, folder: Path | None = None) -> dict:
-    kind = config.get("kind") or kind
-    model = _label(config.get("model"), "model")
-    chain = _chain(config.get("chain"))
-    if kind in TRANSFER_KINDS and not chain:
-        chain = (config.get("weak_model") or model, model)
-    return {
-        "experiment": experiment,
-        "key": config.get("key"),
-        "stage": config.get("stage"),
-        "kind": kind,
-        "dataset": _label(config.get("dataset"), "dataset"),
-        "model": model,
-        "seed": config.get("seed"),
-        "loss": _label(config.get("loss"), "loss") if kind in TRANSFER_KINDS else None,
-        "chain": chain,
-        # ground-truth stages: the half they trained on (train_b: a `ceiling: half_b` ceiling)
-        "train_split": (config.get("train_split") or "train_a") if kind == "ground_truth" else None,
-        "weak_key": config.get("weak"),
-        "ceiling_key": config.get("ceiling"),
-        "supervisor_key": config.get("supervisor"),
-        "accuracy": metrics.get("test_accuracy"),
-        "auroc": metrics.get("test_auroc"),
-        "agreement": metrics.get("agreement"),
-        "supervisor_accuracy": metrics.get("supervisor_accuracy"),
-        "ece": metrics.get("ece"),
-        "mixed_precision": metrics.get("mixed_precision"),  # as the stage trained (w2s/environment.py)
-        **{k: metrics.get(k) for k in PROBE_METRICS + LENGTH_METRICS},
-        # only where written: a stage folder from before the split existed lacks both keys (the table
-        # then recomputes it from predictions); W&B summaries leave out a split that was None
-        **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
-        "params": metrics.get("non_embedding_parameters"),
-        "n_test": metrics.get("n_test"),
-        "folder": folder,
-        "finished_at": (folder / "metrics.json").stat().st_mtime if folder else 0.0,
-    }
+def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = None) -> dict:
+    """A result row with what the report adds: its experiment, folder, when it finished, its wall time."""
+    finished_at = (folder / "metrics.json").stat().st_mtime if folder else 0.0
+    return {**row, "experiment": experiment, "folder": folder, "finished_at": finished_at,
+            "seconds": stage_seconds(metrics)}
 
 
 def load_records(root: Path, echo=print) -> list[dict]:
     """The finished stages of one experiment folder (metrics.json marks a stage finished), one per
-    dataset x models x loss x seed (see `current`)."""
+    dataset x models x loss x seed (see `mark_superseded`)."""
     records = []
     for folder in sorted((root / "stages").iterdir()):
         if folder.name.startswith(".") or not (folder / "metrics.json").is_file():
@@ -107,9 +55,9 @@ def load_records(root: Path, echo=print) -> list[dict]:
         except (OSError, ValueError):
             echo(f"warning: {folder}: unreadable config.json or metrics.json; left out (w2s run reruns it)")
             continue
-        if config.get("kind") in ("features", "lm_finetune"):
-            continue  # inputs of other stages: no predictions to report
-        records.append(_record(root.name, config, metrics, folder=folder))
+        row = stage_row(config, metrics)
+        if row is not None:  # features and lm_finetune stages are inputs of others: nothing to report
+            records.append(_record(row, metrics, root.name, folder))
     n_old = mark_superseded(records, _listed_keys(root / "results.jsonl", echo))
     if n_old:
         echo(f"{root.name}: left out {n_old} superseded stage folders (same slot, older settings)")
@@ -118,14 +66,18 @@ def load_records(root: Path, echo=print) -> list[dict]:
 
 def _listed_keys(path: Path, echo) -> set[str]:
     """The stage keys results.jsonl lists (the last run's plan). It is derived data: a damaged file
-    is ignored with one warning, and the tables are built from the stage folders all the same."""
+    is ignored with one warning (a partial list would rank stages wrongly), and the tables are built
+    from the stage folders all the same."""
     if not path.is_file():
         return set()
     try:
-        return {json.loads(line)["key"] for line in path.read_text().splitlines() if line.strip()}
-    except (OSError, ValueError, KeyError, TypeError):
+        rows, damaged = read_jsonl(path, {"key"})
+    except OSError:
+        rows, damaged = [], [0]
+    if damaged:
         echo(f"warning: {path} is damaged; ignored (the report reads the stage folders; w2s run rewrites it)")
         return set()
+    return {r["key"] for r in rows}
 
 
 def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
@@ -138,8 +90,8 @@ def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
     """
     best = {}
     for r in records:
-        slot = (r["experiment"], r["kind"], r["dataset"], r["chain"] or (r["model"],), r["loss"], r["seed"],
-                r["train_split"])
+        slot = (r["experiment"], r["kind"], r["dataset"], r.get("chain") or r["model"], r.get("loss"), r["seed"],
+                r.get("train_split"))
         rank = (r["key"] in listed, r["finished_at"])
         if slot not in best or rank >= best[slot][0]:  # a tie: the later one read
             best[slot] = (rank, r)
@@ -160,12 +112,10 @@ def record_from_wandb(run) -> dict | None:
     summary = get("summary_metrics") if not isinstance(run, dict) else None
     summary = summary or get("summary") or {}
     summary = dict(getattr(summary, "_json_dict", summary))
-    kind = config.get("kind") or get("job_type")
-    if kind not in OWN_KINDS + TRANSFER_KINDS or summary.get("test_accuracy") is None:
-        return None
-    config.setdefault("key", get("id"))
-    experiment = get("group") or config.get("experiment") or "wandb"
-    return _record(experiment, config, summary, kind=kind)
+    config["kind"] = config.get("kind") or get("job_type")
+    config["key"] = config.get("key") or get("id")
+    row = stage_row(config, summary)
+    return None if row is None else _record(row, summary, get("group") or config.get("experiment") or "wandb")
 
 
 def wandb_records(path: str, group: str | None = None) -> list[dict]:
@@ -182,19 +132,21 @@ def wandb_records(path: str, group: str | None = None) -> list[dict]:
     return records
 
 
-def _link(records: list[dict]) -> dict[str, dict]:
-    """Fill each transfer's weak / ceiling / supervisor keys from its ground-truth stages when the
-    source did not name them (W&B), matching by experiment, dataset, model and seed."""
+def link_references(records: list[dict]) -> dict[str, dict]:
+    """The records by key, each transfer's weak / ceiling / supervisor keys filled from its
+    ground-truth stages where the source did not name them (W&B runs of older versions), matching by
+    experiment, dataset, model and seed."""
     by_key = {r["key"]: r for r in records}
     truth = {}  # half A (or zero-shot) stages by (experiment, dataset, model, seed), and half B ones
     for r in records:
-        if r["kind"] in OWN_KINDS and not r.get("superseded"):
-            truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"], r["train_split"] == "train_b"), r)
+        if kind_of(r["kind"]).is_baseline and not r.get("superseded"):
+            on_b = r.get("train_split") == "train_b"
+            truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"], on_b), r)
     for r in records:
-        if r["kind"] not in TRANSFER_KINDS or r["folder"] is not None:  # a stage folder names its own
+        if not kind_of(r["kind"]).is_transfer or r["folder"] is not None:  # a stage folder names its own
             continue
         where = (r["experiment"], r["dataset"])
-        if r["weak_key"] not in by_key and (weak := truth.get((*where, r["chain"][0], r["seed"], False))):
+        if r["weak_key"] not in by_key and (weak := truth.get((*where, r["weak_model"], r["seed"], False))):
             r["weak_key"] = weak["key"]
         ceiling = truth.get((*where, r["model"], r["seed"], True)) or truth.get((*where, r["model"], r["seed"], False))
         if r["ceiling_key"] not in by_key and ceiling:

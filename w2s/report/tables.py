@@ -1,30 +1,35 @@
 """Tables: one row per transfer stage and seed, the seed-mean summary with its intervals, the
-ground-truth ceiling per model, and their markdown."""
+ground-truth ceiling per model, their markdown, and the provenance line under each table.
+
+Columns are the result rows' (w2s/results.py): the student's own scores are test_accuracy,
+test_auroc, ece, its size non_embedding_parameters; the report adds intervals (`*_low`, `*_high`),
+student_minus_weak and the weak model's size.
+"""
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from w2s.errors import first_line
-from w2s.report.records import AGREEMENT_SPLIT, TRANSFER_KINDS, _link
-from w2s.report.stats import (
-    _interval, _undefined_reason, aggregate_seeds, bootstrap_seed, difference_interval, pgr_interval,
-)
-from w2s.results import LENGTH_METRICS, OWN_KINDS, PROBE_METRICS, pgr
+from w2s.kinds import kind_of
+from w2s.metrics import aggregate_seeds, bootstrap_seed, percentile_interval
+from w2s.pgr import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
+from w2s.report.records import link_references
+from w2s.results import AGREEMENT_SPLIT, LENGTH_METRICS, PROBE_METRICS, PROVENANCE_COLUMNS, SCORE_COLUMNS
 
-# Columns are named as in results.jsonl (w2s.results.stage_row) wherever they are the same quantity:
-# the student's own scores are test_accuracy, test_auroc, ece; its size non_embedding_parameters.
+SCORES = ["weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc"]
+# the student's other scores (ece, and any metric added to the result row), as its row has them
+OTHER_SCORES = [c for c in SCORE_COLUMNS if c not in SCORES]
 SEED_COLUMNS = [
     "experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "seed",
-    "weak_non_embedding_parameters", "non_embedding_parameters", "n_test",
-    "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
+    "weak_non_embedding_parameters", "non_embedding_parameters", "n_test", *SCORES,
     "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
     "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
-    "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
-    *PROBE_METRICS, *LENGTH_METRICS, "stage", "key",
+    "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", *OTHER_SCORES,
+    *PROBE_METRICS, *LENGTH_METRICS, *PROVENANCE_COLUMNS, "stage", "key",
 ]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
@@ -35,11 +40,10 @@ def summary_columns(metric: str = "accuracy") -> list[str]:
     """The summary's columns: the seed-mean of each per-seed score, and the interval of the
     student's `test_<metric>` as test_<metric>_low / _high."""
     return GROUP_COLUMNS + [
-        "n_seeds", "weak_non_embedding_parameters", "non_embedding_parameters",
-        "weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc",
+        "n_seeds", "weak_non_embedding_parameters", "non_embedding_parameters", *SCORES,
         "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
         "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
-        "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", "ece",
+        "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", *OTHER_SCORES,
         *PROBE_METRICS, *LENGTH_METRICS,
     ]
 
@@ -74,7 +78,7 @@ def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
 
 def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[float | None, float | None]:
     """Agreement on the test examples the supervisor got right, and on those it got wrong: for
-    stage folders written before metrics.json held this split (their records lack its keys)."""
+    stage folders written before metrics.json held this split (their rows lack its keys)."""
     both = student.join(supervisor, rsuffix="_sup", how="inner")
     if both.empty:
         return None, None
@@ -86,15 +90,17 @@ def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[f
 def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """One row per transfer stage (dataset x weak x strong x loss x seed), and per stage key the
     3 x N test-set resamples of (weak, ceiling, student) metric for the aggregate."""
-    by_key = _link(records)
+    by_key = link_references(records)
     rows, draws, cache = [], {}, {}
+    score = f"test_{metric}"
     for r in records:
-        if r["kind"] not in TRANSFER_KINDS or r.get("superseded"):
+        if not kind_of(r["kind"]).is_transfer or r.get("superseded"):
             continue
         weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
-        point = [x[metric] if x else None for x in (weak, ceiling, r)]
+        point = [x[score] if x else None for x in (weak, ceiling, r)]
+        absent = tuple(who for who, x in (("weak", weak), ("ceiling", ceiling)) if x is None)
         value = pgr(point[2], point[0], point[1])
-        note = None if value is not None else _undefined_reason(*point)
+        note = None if value is not None else undefined_note(*point, absent=absent)
         low = high = diff_low = diff_high = None
         frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
         column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
@@ -106,39 +112,27 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             diff_low, diff_high = difference_interval(result.bootstrap_distribution)
             if value is not None:
                 low, high = pgr_interval(result.bootstrap_distribution, *point)
-                note = _unbounded_note(low, note)
+                note = unbounded_note(low, note)
         elif None not in point:
             draws[r["key"]] = np.array(point, dtype=float)[:, None]
-        right, wrong = (r.get(k) for k in AGREEMENT_SPLIT)  # as the run wrote them into metrics.json
-        if not any(k in r for k in AGREEMENT_SPLIT):
+        split = {k: r[k] for k in AGREEMENT_SPLIT if k in r}  # as the run wrote them into metrics.json
+        if not split:
             supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
             if frames[2] is not None and supervisor is not None:
-                right, wrong = _agreement_split(frames[2], supervisor)
+                split = dict(zip(AGREEMENT_SPLIT, _agreement_split(frames[2], supervisor)))
         rows.append({
-            "experiment": r["experiment"], "dataset": r["dataset"], "kind": r["kind"], "chain": "->".join(r["chain"]),
-            "weak_model": r["chain"][0], "model": r["model"], "loss": r["loss"], "seed": r["seed"],
-            "weak_non_embedding_parameters": weak and weak["params"], "non_embedding_parameters": r["params"],
-            "n_test": r["n_test"],
-            "weak_accuracy": weak and weak["accuracy"], "ceiling_accuracy": ceiling and ceiling["accuracy"],
-            "test_accuracy": r["accuracy"], "weak_auroc": weak and weak["auroc"],
-            "ceiling_auroc": ceiling and ceiling["auroc"], "test_auroc": r["auroc"],
+            **{k: r.get(k) for k in SEED_COLUMNS}, **split,
+            "weak_non_embedding_parameters": weak and weak["non_embedding_parameters"],
+            "weak_accuracy": weak and weak["test_accuracy"], "ceiling_accuracy": ceiling and ceiling["test_accuracy"],
+            "weak_auroc": weak and weak["test_auroc"], "ceiling_auroc": ceiling and ceiling["test_auroc"],
             "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
             "student_minus_weak": None if None in point[::2] else point[2] - point[0],
             "student_minus_weak_low": diff_low, "student_minus_weak_high": diff_high,
-            "agreement": r["agreement"], "agreement_supervisor_right": right, "agreement_supervisor_wrong": wrong,
-            "supervisor_accuracy": r["supervisor_accuracy"], "ece": r.get("ece"),
-            **{k: r.get(k) for k in PROBE_METRICS + LENGTH_METRICS}, "stage": r["stage"], "key": r["key"],
         })
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
              "seed"]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
-
-
-def _unbounded_note(low: float | None, note: str | None) -> str | None:
-    if low is not None and math.isinf(low):
-        return "CI unbounded: ceiling - weak is within noise of 0 (see student_minus_weak)"
-    return note
 
 
 def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy") -> pd.DataFrame:
@@ -156,46 +150,73 @@ def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: s
         value = pgr(student, weak, ceiling) if complete else None
         row["pgr"], row["pgr_note"] = value, None
         if value is None:
-            row["pgr_note"] = _undefined_reason(weak, ceiling, student) if complete else "PGR undefined: a seed lacks a score"
+            row["pgr_note"] = undefined_note(weak, ceiling, student) if complete else "a seed lacks a score"
         row["student_minus_weak"] = None if None in (weak, student) else student - weak
         seed_draws = [draws[k] for k in frame["key"] if k in draws]
         if len(seed_draws) == len(frame) and (len(frame) > 1 or seed_draws[0].shape[1] > 1):
             means = aggregate_seeds(seed_draws)
-            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = _interval(means[2])
+            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = percentile_interval(means[2])
             row["student_minus_weak_low"], row["student_minus_weak_high"] = difference_interval(means)
             if value is not None:
                 row["pgr_low"], row["pgr_high"] = pgr_interval(means, weak, ceiling, student)
-                row["pgr_note"] = _unbounded_note(row["pgr_low"], row["pgr_note"])
+                row["pgr_note"] = unbounded_note(row["pgr_low"], row["pgr_note"])
         rows.append(row)
     return pd.DataFrame(rows, columns=columns).astype(_INTEGERS)
 
 
 def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
-    """Ground-truth accuracy per dataset and model, mean over seeds: the ceiling curve, and the weak
+    """Ground-truth scores per dataset and model, mean over seeds: the ceiling curve, and the weak
     models' own scores. `train_split` is the half a ground-truth stage trained on (train_b: the
     ceilings of `ceiling: half_b`; zero-shot models: None); `ceiling` marks the rows that are the
     models' ceilings (train_b where a model has one, else its half-A stage)."""
-    columns = ["experiment", "dataset", "model", "train_split", "seed", "params", "accuracy", "auroc"]
+    columns = ["experiment", "dataset", "model", "train_split", "seed", "non_embedding_parameters", "test_accuracy",
+               "test_auroc"]
     frame = pd.DataFrame(
-        [{k: r[k] for k in columns} for r in records if r["kind"] in OWN_KINDS and not r.get("superseded")],
+        [{k: r.get(k) for k in columns} for r in records if kind_of(r["kind"]).is_baseline and not r.get("superseded")],
         columns=columns,
     )
     frame = frame.groupby(["experiment", "dataset", "model", "train_split"], sort=False, as_index=False,
-                          dropna=False).agg(params=("params", "first"), accuracy=("accuracy", "mean"),
-                                            auroc=("auroc", "mean"))
+                          dropna=False).agg(non_embedding_parameters=("non_embedding_parameters", "first"),
+                                            test_accuracy=("test_accuracy", "mean"), test_auroc=("test_auroc", "mean"))
     on_b = frame.groupby(["experiment", "dataset", "model"])["train_split"].transform(lambda s: (s == "train_b").any())
     frame["ceiling"] = (frame["train_split"] == "train_b") | ~on_b.astype(bool)
     return frame
 
 
-def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
-    """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets."""
+def provenance(records: list[dict]) -> str:
+    """Where the reported stages came from, a line per experiment: w2s version, KEY_VERSION, machine,
+    precision, seeds and their summed wall time, so that a stale table shows itself."""
+    used = [r for r in records if not r.get("superseded")]
+    experiments = list(dict.fromkeys(r["experiment"] for r in used))
+    if len(experiments) > 1:
+        return "\n".join(f"{name}: " + _provenance([r for r in used if r["experiment"] == name]) for name in experiments)
+    return _provenance(used)
+
+
+def _provenance(used: list[dict]) -> str:
+
+    def counted(column: str) -> str:
+        counts = Counter("unrecorded" if r.get(column) is None else str(r[column]) for r in used)
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{value} ({n})" for value, n in sorted(counts.items()))
+
+    seconds = sum(r.get("seconds") or 0 for r in used)
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in used if r.get("seed") is not None}))
+    return (f"w2s {counted('w2s_version')} · KEY_VERSION {counted('key_version')} · machine: {counted('machine')} · "
+            f"precision: {counted('mixed_precision')} · seeds {seeds} · {len(used)} stages, "
+            f"{seconds / 60:.1f} min of stage wall time")
+
+
+def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: str | None = None) -> str:
+    """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets; the
+    provenance line under it."""
 
     def num(v):
         return "–" if v is None or pd.isna(v) else f"{v:.3f}"
 
     def bound(v):
-        return "−∞" if v == -math.inf else "∞" if v == math.inf else num(v)
+        return "−∞" if v == -np.inf else "∞" if v == np.inf else num(v)
 
     def with_ci(r, column="pgr"):
         if r[column] is None or pd.isna(r[column]):
@@ -217,11 +238,14 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
-        cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"], r["seed"] if per_seed else r["n_seeds"],
+        cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"],
+                 r["seed"] if per_seed else r["n_seeds"],
                  num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
                  with_ci(r), with_ci(r, "student_minus_weak"), num(r["agreement"]), num(r["ece"]),
                  "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
         if long:
             cells.insert(-1, lengths(r.fillna(0)))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    for line in (provenance_line or "").splitlines():  # a paragraph per experiment
+        lines += ["", line]
     return "\n".join(lines) + "\n"

@@ -19,11 +19,11 @@ Submodules (import from `w2s.spec` itself; every public name is re-exported here
 
 from __future__ import annotations
 
-from w2s.spec.base import Strict
-from w2s.spec.datasets import DataSpec
 from w2s.errors import SpecError, first_line
+from w2s.spec.base import Strict
+from w2s.spec.datasets import DataSpec, dataset_label
 from w2s.spec.experiment import ExperimentSpec, TrackingSpec, model_pairs
-from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec
+from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec, model_label
 from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, read_spec, validate_spec
 from w2s.spec.loss_specs import (
     CustomLoss,
@@ -62,6 +62,7 @@ __all__ = [
     "WindowLoss",
     "XentLoss",
     "apply_override",
+    "dataset_label",
     "describe_error",
     "describe_losses",
     "describe_recipe",
@@ -69,6 +70,7 @@ __all__ = [
     "json_schema",
     "load_spec",
     "loss_label",
+    "model_label",
     "model_pairs",
     "read_spec",
     "validate_spec",

@@ -11,6 +11,11 @@ from w2s.data.registry import DATASETS
 from w2s.spec.base import Strict
 
 
+def dataset_label(fields: dict) -> str:
+    """A dataset's label from its spec fields (a DataSpec's, or a dumped one): its `id`, else its name."""
+    return fields.get("id") or fields.get("name")
+
+
 class DataSpec(Strict):
     """One dataset: a registered name, optionally read from local files instead of the hub."""
 
@@ -51,7 +56,7 @@ class DataSpec(Strict):
 
     @property
     def label(self) -> str:
-        return self.id or self.name
+        return dataset_label(self.model_dump(include={"id", "name"}))
 
     @field_validator("name")
     @classmethod

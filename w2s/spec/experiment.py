@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from w2s.aliases import parse_model_name
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec
-from w2s.spec.ladder import IMAGE_PREFIXES, ModelSpec
+from w2s.spec.ladder import ModelSpec
 from w2s.spec.loss_specs import LossSpec, XentLoss, loss_label
 from w2s.spec.recipes import RECIPES, expand_recipe
 from w2s.spec.training import TrainSpec
@@ -151,7 +152,7 @@ class ExperimentSpec(Strict):
                     raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")
         else:
             for i, model in enumerate(self.models):
-                if model.name.startswith(IMAGE_PREFIXES):
+                if parse_model_name(model.name).is_image:
                     raise ValueError(f"models.{i}.name: {model.name!r} is an image model; the datasets here are text")
 
     def model(self, label: str) -> ModelSpec:

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-import re
 from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.aliases import MODEL_ALIASES, alias_names
+from w2s.aliases import parse_model_name
 from w2s.spec.base import Strict
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-# torch.hub: owner/repo[:ref]/entrypoint (GitHub), or a local folder with a hubconf.py, then /entrypoint
-_TORCH_HUB = re.compile(r"^torchhub:(?:[\w.\-]+/[\w.\-]+(?::[\w.\-/]+)?|[/.~].*)/\w+$")
-
-
-IMAGE_PREFIXES = ("torchvision:", "torchhub:")  # image models by their loader (w2s/vision.py)
-
-
-def looks_like_path(name: str) -> bool:
-    """A model name meant as a local folder, by its spelling alone: /abs, ./rel, ../rel, ~user, a/b/c.
-    Whether it exists is checked before a run (w2s/checks.py), not here: a spec may be written for
-    another machine. A bare relative folder (my-ckpt, runs/ckpt) looks like a hub id instead and is
-    resolved when loaded (w2s.models.resolve: the folder if it exists, else the hub)."""
-    if name.startswith(IMAGE_PREFIXES):
-        return False
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
 
 
 class LoraSpec(Strict):
@@ -45,6 +26,15 @@ class GenerativeSpec(Strict):
 
     epochs: float = Field(1, gt=0)
     lr: float | None = Field(None, gt=0, description="Default: the model's training lr.")
+
+
+def model_label(fields: dict) -> str:
+    """A model's display label from its spec fields (a ModelSpec's, or a dumped one from a stage
+    config or W&B run): its `label`, else its name, with `@<n>L` when cut to n layers."""
+    if fields.get("label"):
+        return fields["label"]
+    name, layers = fields.get("name"), fields.get("num_layers")
+    return name if layers is None else f"{name}@{layers}L"
 
 
 class ModelSpec(Strict):
@@ -98,35 +88,17 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _hub_code_is_trusted(self) -> ModelSpec:
-        if self.name.startswith("torchhub:") and not self.trust_remote_code:
+        if parse_model_name(self.name).kind == "torchhub" and not self.trust_remote_code:
             raise ValueError(f"{self.name}: torch.hub runs the repository's hubconf.py; set trust_remote_code: true "
                              "if you trust it")
         return self
 
     @property
     def display(self) -> str:
-        if self.label:
-            return self.label
-        return self.name if self.num_layers is None else f"{self.name}@{self.num_layers}L"
+        return model_label(self.model_dump(include={"name", "label", "num_layers"}))
 
     @field_validator("name")
     @classmethod
     def _plausible_model(cls, name: str) -> str:
-        if name.startswith(IMAGE_PREFIXES):
-            if re.fullmatch(r"torchvision:\w+", name) or _TORCH_HUB.match(name):
-                return name
-            raise ValueError(f"image model {name!r}: write torchvision:<arch> (torchvision:alexnet) or "
-                             "torchhub:<owner>/<repo>[:<ref>]/<entrypoint> (torchhub:facebookresearch/dino:main/dino_vitb8; "
-                             "a local folder with a hubconf.py in place of owner/repo)")
-        if name in MODEL_ALIASES or looks_like_path(name):  # syntax only: folders are checked before a run
-            return name
-        near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
-        if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
-            raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: {alias_names()}")
-        if _HUB_ID.match(name):
-            return name
-        raise ValueError(
-            f"unknown model {name!r}: not an alias ({alias_names()}), a checkpoint folder like "
-            "'./ckpt' or '/abs/ckpt', a hub id like 'gpt2' or 'org/name', or an image model like 'torchvision:alexnet' "
-            "or 'torchhub:facebookresearch/dino:main/dino_vitb8'"
-        )
+        parse_model_name(name)  # syntax only: whether a folder exists is checked before a run (w2s/checks.py)
+        return name

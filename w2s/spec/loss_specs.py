@@ -44,7 +44,7 @@ class _ConfidenceLoss(_Loss):
     warmup_frac: float = Field(0.2, ge=0, le=1, description="Share of training over which the weight rises from 0.")
 
 
-# `schedule: reference` reproduces OpenAI's weak_to_strong/loss.py exactly (README, "Losses and the reference")
+# `schedule: reference` reproduces OpenAI's weak_to_strong/loss.py exactly (docs/spec.md, Losses; docs/reference.md)
 Schedule = Literal["w2s", "reference"]
 
 

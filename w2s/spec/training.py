@@ -8,7 +8,6 @@ from pydantic import Field, field_validator
 
 from w2s.spec.base import Strict
 
-
 _PRECISION_NAMES = Literal["auto", "no", "fp32", "bf16", "fp16"]
 
 

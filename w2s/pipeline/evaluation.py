@@ -1,50 +1,38 @@
-"""What a classifier stage reports: top-1 accuracy, AUROC, calibration, and agreement with its supervisor.
-
-Predictions are (n, k) class probabilities. AUROC is the plain binary one for two classes
-(`test_auroc`); with more, `test_auroc` is None and `test_auroc_macro_ovr` holds the macro average of
-the one-vs-rest AUROCs (None where a class is missing from the test split).
-"""
+"""What a classifier stage reports in its metrics.json: its scores (w2s/metrics.py) on test and
+half B, and its agreement with its supervisor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from w2s import metrics as scores
 from w2s.pipeline.store import finished_folder, read_probabilities
 from w2s.plan import Stage
-from w2s.results import expected_calibration_error
 
 
 def hard_labels(rows: list[dict]) -> np.ndarray:
     return np.array([r["hard_label"] for r in rows])
 
 
-def accuracy(probs: np.ndarray, rows: list[dict]) -> float:
-    """Top-1 accuracy (for two classes: p_pos > 0.5, a tie predicting class 0)."""
-    return float((probs.argmax(axis=1) == hard_labels(rows)).mean())
-
-
 def auroc(probs: np.ndarray, rows: list[dict]) -> dict:
     """{"test_auroc": binary AUROC or None, "test_auroc_macro_ovr": for k > 2 (else absent)}."""
-    y, k = hard_labels(rows), probs.shape[1]
-    if k == 2:
-        return {"test_auroc": float(roc_auc_score(y, probs[:, 1])) if len(set(y.tolist())) == 2 else None}
-    present = len(set(y.tolist())) == k
-    macro = roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))) if present else None
-    return {"test_auroc": None, "test_auroc_macro_ovr": None if macro is None else float(macro)}
+    y = hard_labels(rows)
+    if probs.shape[1] == 2:
+        return {"test_auroc": scores.auroc(probs, y)}
+    return {"test_auroc": None, "test_auroc_macro_ovr": scores.macro_ovr_auroc(probs, y)}
 
 
 def classifier_metrics(stage: Stage, root: Path, p_b, b_rows, p_test, test_rows, n_train, train_seconds) -> dict:
     metrics = {
-        "test_accuracy": accuracy(p_test, test_rows),
+        "test_accuracy": scores.accuracy(p_test, hard_labels(test_rows)),
         **auroc(p_test, test_rows),
-        "train_b_accuracy": accuracy(p_b, b_rows),
+        "train_b_accuracy": scores.accuracy(p_b, hard_labels(b_rows)),
         "n_train": n_train,
         "n_test": len(test_rows),
         "train_seconds": round(train_seconds, 2),
-        "ece": expected_calibration_error(p_test, hard_labels(test_rows)),
+        "ece": scores.expected_calibration_error(p_test, hard_labels(test_rows)),
         "agreement": None,
         "supervisor_accuracy": None,
         "agreement_supervisor_right": None,

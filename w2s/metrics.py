@@ -1,36 +1,74 @@
-"""Statistics: metric values, PGR elementwise, bootstrap intervals and seed aggregation.
+"""Every score w2s reports, in one place: accuracy, AUROC and ECE of a stage's predictions, and
+their resampled forms for the report's intervals.
 
-Uncertainty has two sources and the intervals cover both:
-- within a seed, the test set is a sample: `scipy.stats.bootstrap` resamples test examples
-  jointly for the weak model, the ceiling and the student (matched by example id), so the
-  three accuracies move together, as they do in reality;
-- across seeds, training is noisy: the aggregate resamples seeds, and within each drawn seed
-  one of its test-set resamples, then takes PGR of the averaged metrics.
+Predictions are (n, k) class probabilities; the predicted class is the top one (a tie goes to the
+lower class, so two classes predict positive only when p_pos > 0.5). AUROC is the binary one for two
+classes; with more, `auroc` returns None and `macro_ovr_auroc` the macro average of the one-vs-rest
+AUROCs. Resampling (the report's within-seed intervals) weighs each test example by how often a
+bootstrap draw picked it: `metric_values`, `bootstrap_seed`, `aggregate_seeds`.
 
-PGR is (student - weak) / (ceiling - weak), a ratio whose denominator can come near zero. Its
-interval is Fieller's (1954): the set of r for which student - weak - r (ceiling - weak) is
-indistinguishable from 0, with the variances and covariance of numerator and denominator taken
-from the resamples above. It is exact for a ratio of (approximately) normal quantities and stays
-honest when the gap is small: it widens as the gap shrinks, and once the gap itself is within noise
-of zero it is unbounded (reported as -inf / inf), where a percentile interval of the ratio would be
-undefined (the ratio is undefined in some resamples). The student-minus-weak difference, which needs no ratio,
-gets a plain percentile interval beside it. When the point estimate of the gap is below
-`results.MIN_GAP`, PGR itself is reported as missing, with the reason.
+Adding a metric: a function here, its entry in the stage's metrics (`w2s/pipeline/evaluation.py`),
+and its name in the result row (`w2s/results.py`); docs/extending.md.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
-from scipy import stats
-
-from w2s.results import MIN_GAP
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed random state: the same stages give the same intervals
+
+
+def accuracy(probs, labels) -> float:
+    """Top-1 accuracy of (n, k) probabilities against integer labels."""
+    return float((np.asarray(probs).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def auroc(probs, labels) -> float | None:
+    """Binary AUROC of p_pos (two classes, both present in `labels`); None otherwise."""
+    from sklearn.metrics import roc_auc_score
+
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    if probs.shape[1] != 2 or len(set(labels.tolist())) != 2:
+        return None
+    return float(roc_auc_score(labels, probs[:, 1]))
+
+
+def macro_ovr_auroc(probs, labels) -> float | None:
+    """Macro average of the one-vs-rest AUROCs (k > 2 classes); None where a class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    k = probs.shape[1]
+    if len(set(labels.tolist())) != k:
+        return None
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+
+
+def expected_calibration_error(probs, labels, bins: int = 10) -> float:
+    """ECE of the top label: the gap between confidence and accuracy, averaged over equal-width
+    confidence bins weighted by their size (Guo et al. 2017).
+
+    A student trained on weak labels can be as accurate as another yet far more over- or
+    under-confident, which accuracy and AUROC do not show.
+    """
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    predicted = probs.argmax(axis=1)  # the same rule as accuracy: a tie goes to the lower class
+    confidence = probs[np.arange(len(probs)), predicted]
+    correct = predicted == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        members = which == b
+        total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+# ---------------------------------------------------------------------------------------------
+# resampled forms (the report's intervals; w2s/pgr.py turns them into PGR intervals)
 
 
 def metric_values(y: np.ndarray, p: np.ndarray, metric: str, counts: np.ndarray | None = None) -> np.ndarray:
@@ -63,9 +101,11 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
     indices, so one draw is the same examples for weak, ceiling and student (a paired bootstrap).
 
     Returns scipy's BootstrapResult for the statistic [weak, ceiling, student]: its
-    `bootstrap_distribution` (3 x N_RESAMPLES) feeds `pgr_interval`, `difference_interval` and the
-    across-seed aggregate (percentile intervals; BCa's jackknife would cost n fits more).
+    `bootstrap_distribution` (3 x N_RESAMPLES) feeds the PGR and difference intervals (w2s/pgr.py)
+    and the across-seed aggregate (percentile intervals; BCa's jackknife would cost n fits more).
     """
+    from scipy import stats
+
     y, scores = np.asarray(y), [np.asarray(p, dtype=float) for p in (weak, ceiling, student)]
     n = len(y)
 
@@ -100,49 +140,10 @@ def aggregate_seeds(draws: list[np.ndarray]) -> np.ndarray:
     return stacked[seed_pick, :, draw_pick].mean(axis=1).T  # (3, N)
 
 
-def pgr_interval(draws: np.ndarray, weak: float, ceiling: float, student: float) -> tuple[float, float] | tuple[None, None]:
-    """Fieller's 95% interval for PGR = (student - weak) / (ceiling - weak): every r with
-    (N - r D)^2 <= z^2 Var(N - r D), N = student - weak and D = ceiling - weak at the point values,
-    Var and Cov from the resamples `draws` (rows weak, ceiling, student). A quadratic in r: bounded
-    when D is clearly non-zero (D^2 > z^2 Var D), otherwise unbounded, returned as (-inf, inf).
-    (None, None) when the draws do not vary (a single seed without predictions)."""
-    finite = np.isfinite(draws).all(axis=0)
-    w, c, s = draws[:, finite]
-    if w.size < 2:
-        return None, None
-    cov = np.cov(s - w, c - w)
-    if not cov.any():
-        return None, None
-    z2 = stats.norm.ppf(0.5 + CONFIDENCE / 2) ** 2
-    num, den = student - weak, ceiling - weak
-    a = den**2 - z2 * cov[1, 1]
-    b = num * den - z2 * cov[0, 1]
-    c_ = num**2 - z2 * cov[0, 0]
-    if a <= 0:  # the gap is within noise of zero: the confidence set is unbounded
-        return -math.inf, math.inf
-    root = math.sqrt(max(b * b - a * c_, 0.0))
-    return (b - root) / a, (b + root) / a
-
-
-def difference_interval(draws: np.ndarray) -> tuple[float, float] | tuple[None, None]:
-    """Percentile 95% interval of student - weak over the resamples (rows weak, ceiling, student)."""
-    diff = draws[2] - draws[0]
-    diff = diff[np.isfinite(diff)]
-    return _interval(diff) if diff.size > 1 else (None, None)
-
-
-def _interval(values: np.ndarray) -> tuple[float, float] | tuple[None, None]:
+def percentile_interval(values: np.ndarray) -> tuple[float, float] | tuple[None, None]:
+    """The central CONFIDENCE interval of resampled values; (None, None) if any is NaN."""
     if np.isnan(values).any():
         return None, None
     alpha = (1 - CONFIDENCE) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return float(low), float(high)
-
-
-def _undefined_reason(weak, ceiling, student) -> str:
-    """Why `results.pgr` gave None: a missing number, or too small a gap."""
-    values = {"weak": weak, "ceiling": ceiling, "student": student}
-    missing = [who for who, v in values.items() if v is None or (isinstance(v, float) and math.isnan(v))]
-    if missing:
-        return f"PGR undefined: no score for {', '.join(missing)} (stage not finished, or AUROC on one class)"
-    return f"PGR undefined: ceiling - weak = {ceiling - weak:.3f} < {MIN_GAP}"
