@@ -72,13 +72,20 @@ def table(sides: dict[str, dict[int, dict[str, float]]], columns: list[str]) -> 
     lines = ["| code | seed | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, seeds in sides.items():
         for seed, row in sorted(seeds.items()):
-            lines.append(f"| {name} | {seed} | " + " | ".join(f"{row[c]:.3f}" if c in row else "–" for c in columns) + " |")
+            lines.append(
+                f"| {name} | {seed} | " + " | ".join(f"{row[c]:.3f}" if c in row else "–" for c in columns) + " |"
+            )
         means = [mean_se([row[c] for row in seeds.values() if c in row]) for c in columns]
-        lines.append(f"| {name} | mean ± s.e. ({len(seeds)} seeds) | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in means)
-                     + " |")
+        lines.append(
+            f"| {name} | mean ± s.e. ({len(seeds)} seeds) | "
+            + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in means)
+            + " |"
+        )
     lines += ["", "| number | w2s − reference | 2 × s.e. of the difference | within seed noise |", "|---|---|---|---|"]
     for c in columns:
-        (a, sa), (b, sb) = (mean_se([row[c] for row in sides[side].values() if c in row]) for side in ("w2s", "reference"))
+        (a, sa), (b, sb) = (
+            mean_se([row[c] for row in sides[side].values() if c in row]) for side in ("w2s", "reference")
+        )
         bound = 2 * math.hypot(sa, sb)
         lines.append(f"| {c} | {a - b:+.3f} | {bound:.3f} | {'yes' if abs(a - b) <= bound else 'no'} |")
     return lines
@@ -94,12 +101,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     losses = args.losses.split(",")
-    sides = {"reference": with_pgr(reference_runs(args.reference, args.weak, args.strong), losses),
-             "w2s": with_pgr(w2s_runs(args.w2s, args.weak, args.strong), losses)}
+    sides = {
+        "reference": with_pgr(reference_runs(args.reference, args.weak, args.strong), losses),
+        "w2s": with_pgr(w2s_runs(args.w2s, args.weak, args.strong), losses),
+    }
     columns = ["weak", "ceiling", *losses, *(f"pgr_{loss}" for loss in losses)]
     # where the w2s side ran (its stage folders), as `w2s report` writes it under its tables
     w2s_side = provenance(load_records(args.w2s, echo=lambda *a: None))
-    text = "\n".join([*table(sides, columns), "", f"w2s side: {w2s_side}", f"reference side: the run folders of openai/weak-to-strong's train_simple.py in {args.reference.name}/"])
+    text = "\n".join(
+        [
+            *table(sides, columns),
+            "",
+            f"w2s side: {w2s_side}",
+            f"reference side: the run folders of openai/weak-to-strong's train_simple.py in {args.reference.name}/",
+        ]
+    )
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

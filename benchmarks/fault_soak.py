@@ -63,8 +63,12 @@ RUN_TIMEOUT = 600  # seconds any single uninterrupted run may take
 
 def tiny_model(label: str, hidden: int, layers: int) -> dict:
     """A randomly initialised BERT with the MiniLM tokenizer (as tests/conftest.py tiny_model)."""
-    overrides = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
-                 "intermediate_size": 2 * hidden}
+    overrides = {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * hidden,
+    }
     return {"name": "minilm-l6", "label": label, "random_init": True, "config_overrides": overrides}
 
 
@@ -102,11 +106,20 @@ def child_env(out: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     home = out / "wandb-home"
     env.update(
-        WANDB_SILENT="true", WANDB_MODE="offline", WANDB_DIR=str(home / "dir"),
-        WANDB_CONFIG_DIR=str(home / "config"), WANDB_CACHE_DIR=str(home / "cache"),
-        WANDB_DATA_DIR=str(home / "data"), WANDB_ARTIFACT_DIR=str(home / "artifacts"), NETRC=str(home / "no-netrc"),
-        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-        TQDM_DISABLE="1", W2S_CACHE_DIR=str(out / "w2s-cache"),  # w2s's per-machine facts, kept inside OUT too
+        WANDB_SILENT="true",
+        WANDB_MODE="offline",
+        WANDB_DIR=str(home / "dir"),
+        WANDB_CONFIG_DIR=str(home / "config"),
+        WANDB_CACHE_DIR=str(home / "cache"),
+        WANDB_DATA_DIR=str(home / "data"),
+        WANDB_ARTIFACT_DIR=str(home / "artifacts"),
+        NETRC=str(home / "no-netrc"),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        TQDM_DISABLE="1",
+        W2S_CACHE_DIR=str(out / "w2s-cache"),  # w2s's per-machine facts, kept inside OUT too
     )
     return env
 
@@ -133,8 +146,14 @@ class Soak:
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{self.n_runs:03d}-{label}.log"
         with open(log, "w") as stdout, open(log.with_suffix(".err"), "w") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_path)], cwd=self.code, env=self.env,
-                                    stdout=stdout, stderr=stderr, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "w2s", "run", str(spec_path)],
+                cwd=self.code,
+                env=self.env,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
         proc.log = log
         proc.started = time.monotonic()
         return proc
@@ -314,8 +333,11 @@ def wandb_state(root: Path) -> dict:
             continue
     complete = [r for r in runs if r["exited"]]
     keys = {r["config"].get("key") for r in complete if r["job_type"] != "summary"}
-    return {"runs": len(runs), "stages_with_complete_run": len(keys - {None}),
-            "summary_run": any(r["job_type"] == "summary" for r in complete)}
+    return {
+        "runs": len(runs),
+        "stages_with_complete_run": len(keys - {None}),
+        "summary_run": any(r["job_type"] == "summary" for r in complete),
+    }
 
 
 def comparison_problems(label: str, c: dict) -> list[str]:
@@ -446,8 +468,11 @@ def kill_soak(soak: Soak, kills: int, rng: random.Random, problems: list[str]) -
         target = schedule[len(records)]
         remaining = soak.n_stages - len(published(watch.root))
         delay = rng.uniform(0, soak.ref_seconds)
-        nth = rng.randint(1, max(1, remaining)) if target in ("publish-tmp", "published") else (
-            rng.randint(1, max(1, soak.wandb_files * remaining // soak.n_stages)))
+        nth = (
+            rng.randint(1, max(1, remaining))
+            if target in ("publish-tmp", "published")
+            else (rng.randint(1, max(1, soak.wandb_files * remaining // soak.n_stages)))
+        )
         at_start = finished(watch.root)
         proc = soak.start(spec_path, f"round{rounds}-kill{len(records) + 1}-{target}")
         landed = aim(proc, watch.root, target, delay, nth)
@@ -455,10 +480,18 @@ def kill_soak(soak: Soak, kills: int, rng: random.Random, problems: list[str]) -
             soak.kill(proc)
             where = moment(proc, watch.root)  # read from what the killed run left behind
             idle_runs = 0
-            records.append({"target": target, "delay_s": round(delay, 2) if target == "random" else None,
-                            "nth": nth if target != "random" else None, "landed": where,
-                            "after_s": round(time.monotonic() - proc.started, 2), "round": rounds,
-                            "stages_before": len(at_start), "stages_after": len(published(watch.root))})
+            records.append(
+                {
+                    "target": target,
+                    "delay_s": round(delay, 2) if target == "random" else None,
+                    "nth": nth if target != "random" else None,
+                    "landed": where,
+                    "after_s": round(time.monotonic() - proc.started, 2),
+                    "round": rounds,
+                    "stages_before": len(at_start),
+                    "stages_after": len(published(watch.root)),
+                }
+            )
             leftover_seen.update(leftovers(watch.root))
             watch.account(proc, at_start)
             watch.check(f"after kill {len(records)} ({target})")
@@ -487,9 +520,14 @@ def kill_soak(soak: Soak, kills: int, rng: random.Random, problems: list[str]) -
     for w in watches:
         problems.extend(w.problems)
         lost += len(w.lost)
-    return {"kills": records, "rounds": rounds, "comparisons": compared, "lost": lost,
-            "trainings": sum(w.trainings() for w in watches),
-            "leftovers_seen_after_kills": len(leftover_seen)}
+    return {
+        "kills": records,
+        "rounds": rounds,
+        "comparisons": compared,
+        "lost": lost,
+        "trainings": sum(w.trainings() for w in watches),
+        "leftovers_seen_after_kills": len(leftover_seen),
+    }
 
 
 def concurrent_soak(soak: Soak, kills: int, rng: random.Random, problems: list[str]) -> dict:
@@ -511,8 +549,14 @@ def concurrent_soak(soak: Soak, kills: int, rng: random.Random, problems: list[s
             break
         for i in victims:
             soak.kill(procs[i])
-            records.append({"target": "concurrent-random", "process": i, "landed": moment(procs[i], watch.root),
-                            "after_s": round(time.monotonic() - procs[i].started, 2)})
+            records.append(
+                {
+                    "target": "concurrent-random",
+                    "process": i,
+                    "landed": moment(procs[i], watch.root),
+                    "after_s": round(time.monotonic() - procs[i].started, 2),
+                }
+            )
         for i in victims:
             watch.account(procs[i], starts[i])
         watch.check(f"concurrent kill {len(records)}")
@@ -529,14 +573,22 @@ def concurrent_soak(soak: Soak, kills: int, rng: random.Random, problems: list[s
     return {"kills": records, "comparison": c, "lost": len(watch.lost), "trainings": watch.trainings()}
 
 
-def soak_run(out: Path, kills: int = 20, seed: int = 0, concurrent_kills: int = 4, ladder: int = 3,
-             losses=("xent", "logconf"), strict_wandb: bool = False) -> dict:
+def soak_run(
+    out: Path,
+    kills: int = 20,
+    seed: int = 0,
+    concurrent_kills: int = 4,
+    ladder: int = 3,
+    losses=("xent", "logconf"),
+    strict_wandb: bool = False,
+) -> dict:
     """All three parts; returns the summary (also written to OUT/fault_soak.json). W&B runs are
     reported; with strict_wandb a stage without a complete run, or a missing summary run, fails too."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    soak = Soak(out=out, code=snapshot_code(out), env=child_env(out),
-                spec_args={"ladder": ladder, "losses": tuple(losses)})
+    soak = Soak(
+        out=out, code=snapshot_code(out), env=child_env(out), spec_args={"ladder": ladder, "losses": tuple(losses)}
+    )
     rng = random.Random(seed)
     problems: list[str] = []
     reference(soak, problems)
@@ -570,8 +622,8 @@ def finish_summary(out, start, soak, problems, killed, concurrent, strict_wandb=
         "rounds": killed["rounds"] if killed else 0,
         "stage_trainings": (killed["trainings"] if killed else 0) + (concurrent["trainings"] if concurrent else 0),
         "stages_lost": (killed["lost"] if killed else 0) + (concurrent["lost"] if concurrent else 0),
-        "metrics_identical": bool(comparisons) and all(not c["differing"] and not c["missing"] and c["results_equal"]
-                                                       for c in comparisons),
+        "metrics_identical": bool(comparisons)
+        and all(not c["differing"] and not c["missing"] and c["results_equal"] for c in comparisons),
         "leftover_temp_folders": sum(len(c["leftovers"]) for c in comparisons),
         "leftover_results_tmp_files": sum(len(c["results_tmp_files"]) for c in comparisons),
         "wandb_core_stuck": stuck,
@@ -605,8 +657,10 @@ def format_summary(s: dict) -> str:
         ("metrics identical", "yes" if s["metrics_identical"] else "NO"),
         ("leftover temp folders", s["leftover_temp_folders"]),
         ("leftover results tmp files", s["leftover_results_tmp_files"]),
-        ("W&B: a run for every stage", f"{sum(w.get('stages_with_complete_run') == s['stages'] for w in wandb)} of "
-                                       f"{n} finished folders"),
+        (
+            "W&B: a run for every stage",
+            f"{sum(w.get('stages_with_complete_run') == s['stages'] for w in wandb)} of {n} finished folders",
+        ),
         ("W&B: summary run", f"{sum(bool(w.get('summary_run')) for w in wandb)} of {n} finished folders{missing}"),
         ("wall time", f"{s['wall_seconds']} s"),
         ("result", "OK" if s["ok"] else f"FAILED ({len(s['problems'])} problems)"),
@@ -621,12 +675,20 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrent-kills", type=int, default=4, help="kills with two processes side by side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
-    parser.add_argument("--strict-wandb", action="store_true",
-                        help="fail also when a finished folder lacks a complete W&B run per stage or the summary run")
+    parser.add_argument(
+        "--strict-wandb",
+        action="store_true",
+        help="fail also when a finished folder lacks a complete W&B run per stage or the summary run",
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="fault_soak-"))
-    summary = soak_run(out.resolve(), kills=args.kills, seed=args.seed, concurrent_kills=args.concurrent_kills,
-                       strict_wandb=args.strict_wandb)
+    summary = soak_run(
+        out.resolve(),
+        kills=args.kills,
+        seed=args.seed,
+        concurrent_kills=args.concurrent_kills,
+        strict_wandb=args.strict_wandb,
+    )
     print(format_summary(summary))
     print(f"details: {out / 'fault_soak.json'}")
     return 0 if summary["ok"] else 1

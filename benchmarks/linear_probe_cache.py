@@ -36,8 +36,13 @@ from w2s.train import classification, predict, train
 def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dict:
     data = {"name": "synthetic", "n_train": n_train, "n_test": 1000}
     if sst2 is not None:
-        data = {"name": "sst2", "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
-                "column_names": ["sentence", "label"], "n_train": n_train, "max_ctx": 64}
+        data = {
+            "name": "sst2",
+            "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
+            "column_names": ["sentence", "label"],
+            "n_train": n_train,
+            "max_ctx": 64,
+        }
     return {
         "name": "probe-bench",
         "output_dir": str(out),
@@ -55,7 +60,9 @@ def recompute_baseline(spec) -> tuple[float, int]:
     start = time.perf_counter()
     for stage in stages:
         splits = load_splits(stage.dataset, stage.seed)
-        rows = splits.train_a if stage.kind == "ground_truth" else splits.train_b  # timing only: labels are ground truth
+        rows = (
+            splits.train_a if stage.kind == "ground_truth" else splits.train_b
+        )  # timing only: labels are ground truth
         lengths, k = LengthLog(), stage.dataset.num_classes
         data, _ = encode(rows, stage, one_hot(rows, k), lengths, "train")
         b_data, _ = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
@@ -83,9 +90,13 @@ def main() -> None:
         extraction = sum(json.loads((f / "metrics.json").read_text())["seconds"] for f in root.glob("features__*"))
         baseline, n_stages = recompute_baseline(spec)
     accuracy = np.mean([r["test_accuracy"] for r in rows])
-    print(f"linear-probe sweep: {n_stages} classifier stages, {args.epochs:g} epochs, n_train={args.n_train}, "
-          f"data={'sst2' if args.sst2 else 'synthetic'}")
-    print(f"  cached features : {cached:7.1f} s  (feature extraction {extraction:.1f} s; mean test accuracy {accuracy:.3f})")
+    print(
+        f"linear-probe sweep: {n_stages} classifier stages, {args.epochs:g} epochs, n_train={args.n_train}, "
+        f"data={'sst2' if args.sst2 else 'synthetic'}"
+    )
+    print(
+        f"  cached features : {cached:7.1f} s  (feature extraction {extraction:.1f} s; mean test accuracy {accuracy:.3f})"
+    )
     print(f"  recompute/epoch : {baseline:7.1f} s")
     print(f"  speed-up        : {baseline / cached:7.1f}x")
 

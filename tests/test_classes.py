@@ -59,8 +59,12 @@ def centroid_hub(tmp_path_factory, digits10):
     """A torch.hub folder (hubconf.py + its 'pretrained weights'): a nearest-centroid digit classifier."""
     folder = tmp_path_factory.mktemp("centroid-hub")
     (folder / "hubconf.py").write_text(HUBCONF)
-    features = torch.cat([blocks(imagenet_eval_preprocess([r["image"] for r in digits10[i:i + 256]]))
-                          for i in range(0, len(digits10), 256)])
+    features = torch.cat(
+        [
+            blocks(imagenet_eval_preprocess([r["image"] for r in digits10[i : i + 256]]))
+            for i in range(0, len(digits10), 256)
+        ]
+    )
     labels = torch.tensor([r["hard_label"] for r in digits10])
     torch.save(torch.stack([features[labels == c].mean(dim=0) for c in range(10)]), folder / "centroids.pt")
     return folder
@@ -75,8 +79,9 @@ def known_logits(hub, rows) -> np.ndarray:
     """The supervisor's logits computed here, without w2s's stages: torch.hub, the transform, forward."""
     model = torch.hub.load(str(hub), "centroid_digits", source="local").eval()
     with torch.no_grad():
-        return torch.cat([model(imagenet_eval_preprocess([r["image"] for r in rows[i:i + 256]]))
-                          for i in range(0, len(rows), 256)]).numpy()
+        return torch.cat(
+            [model(imagenet_eval_preprocess([r["image"] for r in rows[i : i + 256]])) for i in range(0, len(rows), 256)]
+        ).numpy()
 
 
 def ten_way_spec(tmp_path, hub, tiny_vit, **dataset) -> dict:
@@ -123,8 +128,9 @@ def test_ten_way_digits_from_a_zero_shot_supervisor(tmp_path, centroid_hub, tiny
     assert zero_shot["test_auroc"] is None and 0.5 < zero_shot["test_auroc_macro_ovr"] <= 1
     for row in (r for r in rows if r["kind"] == "transfer"):
         assert row["n_train"] == 1438 and row["weak_accuracy"] == zero_shot["test_accuracy"]
-        assert row["pgr"] == pytest.approx(pgr(row["test_accuracy"], zero_shot["test_accuracy"],
-                                               ceiling["test_accuracy"]))
+        assert row["pgr"] == pytest.approx(
+            pgr(row["test_accuracy"], zero_shot["test_accuracy"], ceiling["test_accuracy"])
+        )
         assert 0.1 < row["test_accuracy"] and 0.1 < row["agreement"] <= 1  # above chance (10 classes)
     # the students learn from the weak labels (measured: xent 0.44, logconf 0.39, agreement 0.52 and 0.46),
     # though their random features do not carry them past the supervisor (0.52): PGR < 0 in this toy setting
@@ -160,26 +166,47 @@ def test_class_map_folds_a_zero_shot_models_outputs_into_the_tasks_classes(tmp_p
     assert np.allclose([p["p_pos"] for p in lines], expected[:, 5:].sum(1).numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"losses": [{"name": "window"}]},
-     "losses.0: window trains where |p_student - 0.5| < radius, which is defined for two classes; datasets.0 "
-     "(digits10) has 10"),
-    ({"losses": [{"name": "xent", "probe": {"method": "knn", "layer": "last"}}]},
-     "losses.0.probe: label probes clean binary labels; datasets.0 (digits10) has 10 classes"),
-    ({"pairs": [["vit-128", "centroid"]]},
-     "models.0.train: centroid is zero-shot (train: false), so it can only supervise, but pairs ['vit-128', "
-     "'centroid'] makes it a student"),
-    ({"models.1.train": True, "pairs": [["vit-128", "vit-128"]], "datasets": {"name": "digits10", "halves": "same"}},
-     "datasets.0.halves: same trains every model on the whole pool, so vit-128 would label the rows it trained on; "
-     "it needs zero-shot supervisors (train: false) only, or halves: disjoint"),
-    ({"models.0.class_map": [0] * 9 + [12]},
-     "models.0.class_map: class 12 is out of range; datasets.0 (digits10) has classes 0..9"),
-    ({"models.1.class_map": [0, 1]},
-     "models.1.class_map: only for zero-shot models (train: false), whose own outputs become the weak labels"),
-    ({"models.0.trust_remote_code": False},
-     "models.0: torchhub:HUB/centroid_digits: torch.hub runs the repository's hubconf.py; set "
-     "trust_remote_code: true if you trust it"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"losses": [{"name": "window"}]},
+            "losses.0: window trains where |p_student - 0.5| < radius, which is defined for two classes; datasets.0 "
+            "(digits10) has 10",
+        ),
+        (
+            {"losses": [{"name": "xent", "probe": {"method": "knn", "layer": "last"}}]},
+            "losses.0.probe: label probes clean binary labels; datasets.0 (digits10) has 10 classes",
+        ),
+        (
+            {"pairs": [["vit-128", "centroid"]]},
+            "models.0.train: centroid is zero-shot (train: false), so it can only supervise, but pairs ['vit-128', "
+            "'centroid'] makes it a student",
+        ),
+        (
+            {
+                "models.1.train": True,
+                "pairs": [["vit-128", "vit-128"]],
+                "datasets": {"name": "digits10", "halves": "same"},
+            },
+            "datasets.0.halves: same trains every model on the whole pool, so vit-128 would label the rows it trained on; "
+            "it needs zero-shot supervisors (train: false) only, or halves: disjoint",
+        ),
+        (
+            {"models.0.class_map": [0] * 9 + [12]},
+            "models.0.class_map: class 12 is out of range; datasets.0 (digits10) has classes 0..9",
+        ),
+        (
+            {"models.1.class_map": [0, 1]},
+            "models.1.class_map: only for zero-shot models (train: false), whose own outputs become the weak labels",
+        ),
+        (
+            {"models.0.trust_remote_code": False},
+            "models.0: torchhub:HUB/centroid_digits: torch.hub runs the repository's hubconf.py; set "
+            "trust_remote_code: true if you trust it",
+        ),
+    ],
+)
 def test_class_and_zero_shot_mistakes_are_one_line_errors(tmp_path, centroid_hub, tiny_vit, capsys, change, expected):
     spec = ten_way_spec(tmp_path, centroid_hub, tiny_vit)
     apply_changes(spec, change)
@@ -196,8 +223,10 @@ def test_a_zero_shot_model_whose_outputs_are_not_the_tasks_classes_is_named(tmp_
     path = write_spec(tmp_path / "spec.yaml", spec)
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("w2s: error: models.0: the model has 10 outputs and the task 2 classes; set "
-                       "models.0.class_map to say which class each output stands for")
+    assert err[-1] == (
+        "w2s: error: models.0: the model has 10 outputs and the task 2 classes; set "
+        "models.0.class_map to say which class each output stands for"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +277,9 @@ def test_the_reference_imagenet_spec_is_valid_and_checks_what_this_machine_lacks
     from PIL import Image
 
     assert main(["validate", "--spec-only", REFERENCE_SPEC]) == 0
-    assert capsys.readouterr().out.strip() == f"{REFERENCE_SPEC}: valid spec (its data and models were not checked here)"
+    assert (
+        capsys.readouterr().out.strip() == f"{REFERENCE_SPEC}: valid spec (its data and models were not checked here)"
+    )
     # the full check on a stand-in for ImageNet's validation images: 1000 class folders, one image each
     for c in range(1000):
         folder = tmp_path / "imagenet" / "val" / f"n{c:08d}"
@@ -262,8 +293,9 @@ def test_the_reference_imagenet_spec_is_valid_and_checks_what_this_machine_lacks
     else:  # AlexNet comes from torchvision: the check says so before anything runs
         assert code == 2 and out == ""
         (line,) = err.strip().splitlines()
-        assert line.startswith("w2s: error: models.0.name: torchvision:alexnet needs torchvision, "
-                               "which does not import here (")
+        assert line.startswith(
+            "w2s: error: models.0.name: torchvision:alexnet needs torchvision, which does not import here ("
+        )
     assert not (tmp_path / "runs").exists()
 
 
@@ -283,8 +315,9 @@ def test_a_text_classifier_used_as_it_is_supervises_with_its_own_head(tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, judge / name)
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=32, num_labels=2))
+    model = BertForSequenceClassification(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=2)
+    )
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor([0.0, 1.0]))

@@ -91,8 +91,14 @@ def test_missing_column_names_hints_header_less():
 
 def test_sciq_formatter_jsonl(tmp_path):
     rows = [
-        {"question": f"q{i}?", "correct_answer": f"right{i}", "distractor1": f"w{i}a",
-         "distractor2": f"w{i}b", "distractor3": f"w{i}c", "support": ""}
+        {
+            "question": f"q{i}?",
+            "correct_answer": f"right{i}",
+            "distractor1": f"w{i}a",
+            "distractor2": f"w{i}b",
+            "distractor3": f"w{i}c",
+            "support": "",
+        }
         for i in range(60)
     ]
     spec = DataSpec(name="sciq", data_files={"train": write_jsonl(tmp_path / "sciq.jsonl", rows)})
@@ -115,8 +121,10 @@ def test_sciq_formatter_jsonl(tmp_path):
 
 def test_boolq_formatter_gzipped_jsonl(tmp_path):
     rows = [{"question": f"is it {i}", "passage": f"passage {i}", "answer": i % 3 == 0} for i in range(9)]
-    files = {"train": write_jsonl(tmp_path / "train.jsonl.gz", rows),
-             "validation": write_jsonl(tmp_path / "dev.jsonl", rows[:3])}
+    files = {
+        "train": write_jsonl(tmp_path / "train.jsonl.gz", rows),
+        "validation": write_jsonl(tmp_path / "dev.jsonl", rows[:3]),
+    }
     s = load_dataset_rows(DataSpec(name="boolq", data_files=files), seed=0)
     assert len(s.train_a) + len(s.train_b) == 9 and len(s.test) == 3
     for r in s.train_a + s.train_b + s.test:
@@ -133,8 +141,15 @@ def test_cosmos_qa_formatter_parquet_none_of_the_above(tmp_path):
         answers = [f"ans{i}-{k}" for k in range(4)]
         if i % 4 == 0:
             answers[2] = nota
-        rows.append({"id": f"x{i}", "context": f"ctx{i}", "question": f"q{i}",
-                     **{f"answer{k}": a for k, a in enumerate(answers)}, "label": 2})
+        rows.append(
+            {
+                "id": f"x{i}",
+                "context": f"ctx{i}",
+                "question": f"q{i}",
+                **{f"answer{k}": a for k, a in enumerate(answers)},
+                "label": 2,
+            }
+        )
     path = tmp_path / "cosmos.parquet"
     pd.DataFrame(rows).to_parquet(path)
     out = load_all(DataSpec(name="cosmos_qa", data_files={"train": str(path)}))
@@ -176,9 +191,13 @@ def test_anthropic_hh_formatter(tmp_path):
 
 def test_local_dataset_joins_text_columns(tmp_path):
     path = tmp_path / "mine.tsv"
-    path.write_text("premise\thypothesis\ty\nit rains\tthe ground is wet\ttrue\nsun\t\"dark\" it's not\tfalse\n")
-    spec = DataSpec(name="local", data_files={"train": str(path), "test": str(path)},
-                    text_columns=["premise", "hypothesis"], label_column="y")
+    path.write_text('premise\thypothesis\ty\nit rains\tthe ground is wet\ttrue\nsun\t"dark" it\'s not\tfalse\n')
+    spec = DataSpec(
+        name="local",
+        data_files={"train": str(path), "test": str(path)},
+        text_columns=["premise", "hypothesis"],
+        label_column="y",
+    )
     s = load_dataset_rows(spec, seed=0)
     test = {r["id"]: r for r in s.test}
     assert test["test-0"]["txt"] == "it rains\nthe ground is wet" and test["test-0"]["hard_label"] == 1
@@ -192,7 +211,9 @@ def test_a_list_of_files_is_read_as_one_split_and_keyed_by_each_files_contents(t
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     dev = write_jsonl(tmp_path / "dev.jsonl", [{"t": f"dev {i}", "y": i % 2} for i in range(6)])
     test = write_jsonl(tmp_path / "test.jsonl", [{"t": f"test {i}", "y": i % 2} for i in range(9)])
-    spec = DataSpec(name="local", data_files={"train": train, "test": [dev, test]}, text_columns=["t"], label_column="y")
+    spec = DataSpec(
+        name="local", data_files={"train": train, "test": [dev, test]}, text_columns=["t"], label_column="y"
+    )
     split = load_dataset_rows(spec, seed=0)
     assert len(split.test) == 15 and {r["txt"].split()[0] for r in split.test} == {"dev", "test"}
     files = fingerprint(spec)["files"]
@@ -200,8 +221,15 @@ def test_a_list_of_files_is_read_as_one_split_and_keyed_by_each_files_contents(t
     Path(test).write_text(Path(test).read_text().replace("test 0", "test zero"))
     assert fingerprint(spec)["files"]["test"][1] != files["test"][1]
     with pytest.raises(SpecError, match=r"datasets\.0\.data_files\.test\.1: file not found"):
-        load_dataset_rows(DataSpec(name="local", data_files={"train": train, "test": [dev, str(tmp_path / "no.jsonl")]},
-                                   text_columns=["t"], label_column="y"), seed=0)
+        load_dataset_rows(
+            DataSpec(
+                name="local",
+                data_files={"train": train, "test": [dev, str(tmp_path / "no.jsonl")]},
+                text_columns=["t"],
+                label_column="y",
+            ),
+            seed=0,
+        )
     with pytest.raises(ValueError, match="split 'test': give a file path or a non-empty list of paths"):
         DataSpec(name="local", data_files={"train": train, "test": []}, text_columns=["t"], label_column="y")
 
@@ -257,13 +285,21 @@ def test_non_binary_labels_name_the_key(tmp_path):
 def test_a_local_dataset_of_many_classes_reads_class_indices(tmp_path):
     path = tmp_path / "four.tsv"
     path.write_text("".join(f"text {i}\t{i % 4}\n" for i in range(40)))
-    spec = DataSpec(name="local", data_files={"train": str(path)}, column_names=["t", "y"], text_columns=["t"],
-                    label_column="y", classes=4)
+    spec = DataSpec(
+        name="local",
+        data_files={"train": str(path)},
+        column_names=["t", "y"],
+        text_columns=["t"],
+        label_column="y",
+        classes=4,
+    )
     splits = load_dataset_rows(spec, seed=0)
     assert spec.num_classes == 4
     assert sorted({r["hard_label"] for r in splits.train_a + splits.train_b + splits.test}) == [0, 1, 2, 3]
     three = spec.model_copy(update={"classes": 3})
-    with pytest.raises(SpecError, match=r"has values \[3\] that are not class indices; labels must be 0..2 \(classes: 3\)"):
+    with pytest.raises(
+        SpecError, match=r"has values \[3\] that are not class indices; labels must be 0..2 \(classes: 3\)"
+    ):
         load_dataset_rows(three, seed=0)
 
 
@@ -348,15 +384,35 @@ LONG = " ".join(f"filler{i} sentence about nothing in particular." for i in rang
 
 def _hub_rows() -> dict[str, list[dict]]:
     return {
-        "cosmos_qa": [{"context": LONG, "question": "What did the narrator eat?", "answer0": "a green apple",
-                       "answer1": "soup", "answer2": "bread", "answer3": "None of the above choices .", "label": 0}],
+        "cosmos_qa": [
+            {
+                "context": LONG,
+                "question": "What did the narrator eat?",
+                "answer0": "a green apple",
+                "answer1": "soup",
+                "answer2": "bread",
+                "answer3": "None of the above choices .",
+                "label": 0,
+            }
+        ],
         "boolq": [{"passage": LONG, "question": "is the sky blue at noon", "answer": True}],
-        "sciq": [{"question": LONG + " Which gas do plants absorb?", "correct_answer": "carbon dioxide",
-                  "distractor1": "helium", "distractor2": "neon", "distractor3": "argon"}],
-        "anthropic_hh": [{"chosen": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
-                                    "\n\nAssistant: Here is a careful answer.",
-                          "rejected": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
-                                      "\n\nAssistant: Go away."}],
+        "sciq": [
+            {
+                "question": LONG + " Which gas do plants absorb?",
+                "correct_answer": "carbon dioxide",
+                "distractor1": "helium",
+                "distractor2": "neon",
+                "distractor3": "argon",
+            }
+        ],
+        "anthropic_hh": [
+            {
+                "chosen": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
+                "\n\nAssistant: Here is a careful answer.",
+                "rejected": f"\n\nHuman: {LONG}\n\nAssistant: I can help.\n\nHuman: Thanks, and now?"
+                "\n\nAssistant: Go away.",
+            }
+        ],
     }
 
 
@@ -378,7 +434,7 @@ def test_shortening_keeps_the_decisive_part_of_hub_rows(tokenizer, name):
     for row, ids in zip(rows, result.input_ids):
         decisive = tokenizer(row["decisive"], add_special_tokens=False)["input_ids"]
         assert len(ids) == 48 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
-        assert ids[-1 - len(decisive):-1] == decisive, tokenizer.decode(ids)
+        assert ids[-1 - len(decisive) : -1] == decisive, tokenizer.decode(ids)
     if name == "anthropic_hh":  # right truncation made 32% of real pairs identical; the final turns differ here
         assert len({tuple(ids) for ids in result.input_ids}) == 2
         assert "thanks" in tokenizer.decode(result.input_ids[0])  # cut from the left: the latest turns stay

@@ -35,7 +35,7 @@ def links(text: str):
             continue
         prose = re.sub(r"`[^`]*`", lambda m: " " * len(m.group()), line)  # `[a](b)` in code is no link
         for match in LINK.finditer(prose):
-            yield number, line[match.start():match.end()], match.group("target")
+            yield number, line[match.start() : match.end()], match.group("target")
 
 
 def broken_links(path: Path, root: Path = ROOT) -> list[str]:
@@ -80,8 +80,10 @@ def test_extending_is_linked(page):
 def test_the_link_checker_finds_a_broken_link(tmp_path):
     (tmp_path / "there.md").write_text("x")
     page = tmp_path / "page.md"
-    page.write_text("[ok](there.md#part) ![gone](missing.png) [web](https://example.org) [top](#top)\n"
-                    "`[code](nowhere.md)`\n```\n[fenced](nowhere.md)\n```\n")
+    page.write_text(
+        "[ok](there.md#part) ![gone](missing.png) [web](https://example.org) [top](#top)\n"
+        "`[code](nowhere.md)`\n```\n[fenced](nowhere.md)\n```\n"
+    )
     found = [target for _, _, target in links(page.read_text())]
     assert found == ["there.md#part", "missing.png", "https://example.org", "#top"]
     assert broken_links(page, tmp_path) == ["page.md:1: ![gone](missing.png) -> missing.png does not exist"]
@@ -92,16 +94,16 @@ def test_the_link_checker_finds_a_broken_link(tmp_path):
 # command wrote (`w2s report ... --out`, a benchmark's --out), and must equal that file, which ends
 # in its provenance line (w2s version, KEY_VERSION, machine, precision, seeds, wall time)
 
-GENERATED = re.compile(r"<!-- generated: (?P<file>\S+) by `(?P<command>[^`]+)` -->\n(?P<body>.*?)<!-- end generated -->",
-                       re.S)
+GENERATED = re.compile(
+    r"<!-- generated: (?P<file>\S+) by `(?P<command>[^`]+)` -->\n(?P<body>.*?)<!-- end generated -->", re.S
+)
 # the header of a table of measured PGRs (not of a table that only names PGR, or shows figures)
 TABLE_HEADER = re.compile(r"^\|.*(PGR \[|\bpgr_\w+|\|\s*PGR\s*\|)")
 SEPARATOR = re.compile(r"^\|(\s*:?-+:?\s*\|)+\s*$")
 
 
 def generated_blocks(path: Path):
-    for match in GENERATED.finditer(path.read_text(encoding="utf-8")):
-        yield match
+    yield from GENERATED.finditer(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -110,7 +112,8 @@ def test_generated_tables_equal_the_files_their_commands_wrote(path):
         source = ROOT / block["file"]
         assert source.is_file(), f"{path.name}: {block['file']} (from `{block['command']}`) does not exist"
         assert block["body"].strip() == source.read_text(encoding="utf-8").strip(), (
-            f"{path.name}: the block from {block['file']} differs from the file; copy it again after `{block['command']}`")
+            f"{path.name}: the block from {block['file']} differs from the file; copy it again after `{block['command']}`"
+        )
         assert "KEY_VERSION" in block["body"] and "machine:" in block["body"], f"{block['file']}: no provenance line"
 
 
@@ -129,10 +132,14 @@ def test_no_measured_pgr_table_is_typed_by_hand(path):
 
 
 def test_a_stale_generated_table_is_caught(tmp_path, monkeypatch):
-    (tmp_path / "summary.md").write_text("| a | PGR |\n|---|---|\n| x | 0.5 |\n\nw2s 0.1.0 · KEY_VERSION 5 · machine: m\n")
+    (tmp_path / "summary.md").write_text(
+        "| a | PGR |\n|---|---|\n| x | 0.5 |\n\nw2s 0.1.0 · KEY_VERSION 5 · machine: m\n"
+    )
     page = tmp_path / "page.md"
-    page.write_text("<!-- generated: summary.md by `w2s report r` -->\n| a | PGR |\n|---|---|\n| x | 0.6 |\n\n"
-                    "w2s 0.1.0 · KEY_VERSION 5 · machine: m\n<!-- end generated -->\n| b | PGR |\n|---|---|\n")
+    page.write_text(
+        "<!-- generated: summary.md by `w2s report r` -->\n| a | PGR |\n|---|---|\n| x | 0.6 |\n\n"
+        "w2s 0.1.0 · KEY_VERSION 5 · machine: m\n<!-- end generated -->\n| b | PGR |\n|---|---|\n"
+    )
     monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     with pytest.raises(AssertionError, match="differs from the file"):
         test_generated_tables_equal_the_files_their_commands_wrote(page)

@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def w2s(*args, precision: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, W2S_FAKE_PRECISION=precision, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "w2s", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def spec_file(tmp_path: Path) -> Path:
@@ -67,13 +68,15 @@ def test_a_machine_that_cannot_compute_the_recorded_precision_refuses_in_one_lin
     spec, root = spec_file(tmp_path), tmp_path / "runs" / "env"
     (root / "environment").mkdir(parents=True)
     (root / "environment" / "mixed_precision.json").write_text(
-        json.dumps({"value": "fp16", "why": "Tesla V100 has no bf16", "host": "gpu07", "time": 0}))
+        json.dumps({"value": "fp16", "why": "Tesla V100 has no bf16", "host": "gpu07", "time": 0})
+    )
     proc = w2s("run", spec, precision="no", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"w2s: error: {root / 'environment' / 'mixed_precision.json'}: this run folder trains in fp16 (decided where "
         "it first trained), which needs a CUDA device and this machine has none; train it there, or set "
-        "train.mixed_precision to train stages of another precision here"]
+        "train.mixed_precision to train stages of another precision here"
+    ]
     assert not (root / "stages").exists() and not (root / "plan.jsonl").exists()
 
 
@@ -91,5 +94,6 @@ def test_a_damaged_record_is_decided_again_and_replaced(tmp_path):
 def test_a_bad_fake_precision_is_one_line(tmp_path):
     proc = w2s("run", spec_file(tmp_path), "--dry-run", precision="fp8", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("w2s: error: W2S_FAKE_PRECISION='fp8': give no, bf16 or fp16 (a test setting), "
-                                   "or unset it")
+    assert proc.stderr.strip() == (
+        "w2s: error: W2S_FAKE_PRECISION='fp8': give no, bf16 or fp16 (a test setting), or unset it"
+    )

@@ -19,8 +19,9 @@ def w2s(*args, boom: bool) -> subprocess.CompletedProcess:
     env.pop("W2S_TEST_BOOM", None)
     if boom:
         env["W2S_TEST_BOOM"] = "1"
-    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def boom_spec(tmp_path: Path) -> Path:
@@ -54,15 +55,18 @@ def test_a_failing_stage_is_recorded_the_others_finish_and_a_rerun_retries_it(tm
     chain = "bootstrap/synthetic/tiny-16->tiny-24->tiny-32/boom/s0"
     assert len(rows) == 17 and len(boom_transfers) == 6  # 3 ground truth, 6 pairs x 2 losses, 2 chains
     error = proc.stderr.strip().splitlines()
-    assert error == [f"w2s: 6 stages failed here ({boom_transfers[0]}, ...); 1 not trained because they failed in "
-                     "another process of this sweep or need a stage that failed; finished stages are kept. "
-                     f"`w2s status {root}` shows each error; rerun to retry them"]
+    assert error == [
+        f"w2s: 6 stages failed here ({boom_transfers[0]}, ...); 1 not trained because they failed in "
+        "another process of this sweep or need a stage that failed; finished stages are kept. "
+        f"`w2s status {root}` shows each error; rerun to retry them"
+    ]
     assert sorted(n for n in trained(proc.stdout) if "boom" in n) == boom_transfers  # each tried once
     assert proc.stdout.count("failed: RuntimeError: boom: the loss diverged") == 6
 
     assert {name for name, row in rows.items() if row["state"] == "failed"} == set(boom_transfers)
     assert {name for name, row in rows.items() if row["state"] == "finished"} == {
-        name for name in rows if "boom" not in name}  # ground truth, xent transfers, the xent chain
+        name for name in rows if "boom" not in name
+    }  # ground truth, xent transfers, the xent chain
     assert rows[chain]["state"] == "waiting" and rows[chain]["needs"] == ["transfer/synthetic/tiny-16->tiny-24/boom/s0"]
     failed = rows[boom_transfers[0]]
     assert failed["error"] == "RuntimeError: boom: the loss diverged"
@@ -98,8 +102,9 @@ def test_submitted_workers_record_failures_and_wait_ends_with_one_line(tmp_path)
     spec = tiny_spec(tmp_path / "runs", name="boom")
     spec["losses"] = [{"name": "xent"}, BOOM]
     root = tmp_path / "runs" / "boom"
-    proc = w2s("submit", write_spec(tmp_path / "boom.yaml", spec), "--workers", "2", "--executor", "local", "--wait",
-               boom=True)
+    proc = w2s(
+        "submit", write_spec(tmp_path / "boom.yaml", spec), "--workers", "2", "--executor", "local", "--wait", boom=True
+    )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines()[-1] == "w2s: the workers ended with 3 stages unfinished (above: which, and why)"
     assert f"{root}: 8 stages: 5 finished, 0 running, 3 failed, 0 waiting" in proc.stdout

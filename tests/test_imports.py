@@ -36,8 +36,9 @@ assert not heavy, heavy
 
 @pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=" ".join)
 def test_light_command_imports_no_heavy_library(argv):
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True, text=True, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 
@@ -51,11 +52,16 @@ def test_full_validate_of_the_quickstart_imports_no_heavy_library(tmp_path):
         pytest.skip("a GPU device node: deciding the precision asks torch.cuda, by design")
     env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path)}
     env.pop("ACCELERATE_MIXED_PRECISION", None)
-    subprocess.run([sys.executable, "-c", "from w2s.precision import auto_precision; auto_precision()"],
-                   env=env, check=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-c", "from w2s.precision import auto_precision; auto_precision()"],
+        env=env,
+        check=True,
+        cwd=REPO,
+    )
     argv = ["validate", "experiments/quickstart.yaml"]
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
-                          capture_output=True, text=True, cwd=REPO, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)], capture_output=True, text=True, cwd=REPO, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "valid (4 stages), runnable here" in proc.stdout
 
@@ -64,8 +70,13 @@ def _w2s_imports(path: Path) -> set[str]:
     """Every w2s module `path` imports, at the top or inside a function (not under TYPE_CHECKING).
     Importing a.b.c also runs package a.b's __init__, so that counts as an import of a.b too."""
     tree = ast.parse(path.read_text())
-    typing_only = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(branch.test) for part in branch.body for node in ast.walk(part)}
+    typing_only = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+        for part in branch.body
+        for node in ast.walk(part)
+    }
     names = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -81,17 +92,21 @@ def test_no_import_cycle_between_modules():
     """The layers import one way (spec -> data.registry; data, models, checks -> spec; pipeline -> all):
     no chain of imports, lazy ones included, leads from a module back to itself. A module importing
     the package it lives in (for a sibling) is not counted: its __init__ is the package's own."""
-    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
-               for p in (REPO / "w2s").rglob("*.py")}
-    graph = {m: {d for d in _w2s_imports(p) if d in modules and d != m and not m.startswith(d + ".")}
-             for m, p in modules.items()}
+    modules = {
+        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (REPO / "w2s").rglob("*.py")
+    }
+    graph = {
+        m: {d for d in _w2s_imports(p) if d in modules and d != m and not m.startswith(d + ".")}
+        for m, p in modules.items()
+    }
     state = {}  # module -> "open" while on the current path, "done" after
 
     def visit(module: str, path: list[str]) -> None:
         state[module] = "open"
         for dep in sorted(graph[module]):
             if state.get(dep) == "open":
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep) :] + [dep]))
             if dep not in state:
                 visit(dep, path + [dep])
         state[module] = "done"

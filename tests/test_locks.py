@@ -25,8 +25,12 @@ print("released", flush=True)
 
 
 def hold_in_another_process(folder, expiry: float, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(expiry), str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), str(expiry), str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -54,8 +58,15 @@ print(got)
 
 def test_processes_racing_for_one_lock_never_hold_it_together(tmp_path):
     (tmp_path / "locks").mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", CONTEND, str(tmp_path / "locks"), str(tmp_path / "go")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONTEND, str(tmp_path / "locks"), str(tmp_path / "go")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     time.sleep(1)  # every process is importing or waiting
     (tmp_path / "go").touch()
     results = [p.communicate(timeout=120) for p in procs]

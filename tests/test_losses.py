@@ -89,8 +89,14 @@ def test_product_reference_schedule_has_no_warmup():
 
 
 def test_reference_schedules_are_named_apart():
-    spec = validate_spec({"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}],
-                          "losses": [{"name": "logconf"}, {"name": "logconf", "schedule": "reference"}]})
+    spec = validate_spec(
+        {
+            "name": "x",
+            "datasets": {"name": "synthetic"},
+            "models": [{"name": "minilm-l1"}],
+            "losses": [{"name": "logconf"}, {"name": "logconf", "schedule": "reference"}],
+        }
+    )
     assert [loss_label(loss) for loss in spec.losses] == ["logconf", "logconf-reference"]
 
 
@@ -163,7 +169,9 @@ def test_entropy_gradient_pushes_the_student_towards_confidence():
 def test_kl_is_cross_entropy_minus_the_weak_entropy():
     # 0.2 log(0.2 / s(-1)) + 0.8 log(0.8 / s(1)) = -0.05923 + 0.07209 = 0.01286
     loss = KL()(LOGITS[:1], WEAK[:1], 0.5)
-    assert loss.item() == pytest.approx(0.2 * math.log(0.2) - 0.2 * LOG_S_1 + 0.8 * math.log(0.8) - 0.8 * LOG_S1, abs=1e-5)
+    assert loss.item() == pytest.approx(
+        0.2 * math.log(0.2) - 0.2 * LOG_S_1 + 0.8 * math.log(0.8) - 0.8 * LOG_S1, abs=1e-5
+    )
     assert loss.item() == pytest.approx(0.01286, abs=1e-4)
 
 
@@ -174,11 +182,23 @@ def test_kl_of_a_perfect_fit_is_zero_and_equals_xent_on_one_hot_labels():
 
 
 def spec_with(loss: dict) -> dict:
-    return {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], "losses": [{"name": "xent"}, loss]}
+    return {
+        "name": "x",
+        "datasets": {"name": "synthetic"},
+        "models": [{"name": "minilm-l1"}],
+        "losses": [{"name": "xent"}, loss],
+    }
 
 
-@pytest.mark.parametrize("loss", [{"name": "window", "radius": "midweak"}, {"name": "window", "radius": 0.5},
-                                  {"name": "entropy", "aux_coef": 0.25}, {"name": "kl"}])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"name": "window", "radius": "midweak"},
+        {"name": "window", "radius": 0.5},
+        {"name": "entropy", "aux_coef": 0.25},
+        {"name": "kl"},
+    ],
+)
 def test_new_losses_validate_and_build(loss):
     built = build_loss(validate_spec(spec_with(loss)).losses[1])
     assert type(built).__name__.lower() == loss["name"]
@@ -188,12 +208,18 @@ def test_new_losses_validate_and_build(loss):
 @pytest.mark.parametrize(
     "loss, expected",
     [
-        ({"name": "window", "radius": 0.7}, "losses.1.radius: radius must be a number in (0, 0.5] or 'midweak', got 0.7"),
+        (
+            {"name": "window", "radius": 0.7},
+            "losses.1.radius: radius must be a number in (0, 0.5] or 'midweak', got 0.7",
+        ),
         ({"name": "window", "radius": 0}, "losses.1.radius: radius must be"),
         ({"name": "window", "radius": "median"}, "losses.1.radius: radius must be"),
         ({"name": "entropy", "aux_coef": 2}, "losses.1.aux_coef: Input should be less than or equal to 1"),
         ({"name": "kl", "radius": 0.1}, "losses.1.radius: unknown key; valid keys here: name, label, probe"),
-        ({"name": "window", "aux_coef": 0.1}, "losses.1.aux_coef: unknown key; valid keys here: name, label, probe, radius"),
+        (
+            {"name": "window", "aux_coef": 0.1},
+            "losses.1.aux_coef: unknown key; valid keys here: name, label, probe, radius",
+        ),
     ],
 )
 def test_bad_new_loss_settings_are_one_line_errors(loss, expected):

@@ -63,8 +63,9 @@ def test_linear_probes_share_one_features_stage_per_model(tmp_path):
     with torch.no_grad():
         for i, seq in enumerate(ids):
             direct = model.pooled(torch.tensor([seq]), torch.ones(1, len(seq), dtype=torch.long))[0].numpy()
-            np.testing.assert_allclose(cached["test"].array[cached["test"].ids.index(test_rows[i]["id"])], direct,
-                                       rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                cached["test"].array[cached["test"].ids.index(test_rows[i]["id"])], direct, rtol=1e-4, atol=1e-5
+            )
 
     said.clear()
     run_experiment(validate_spec(spec), echo=said.append)
@@ -97,8 +98,15 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
         cached = activations.read(feature_folder)["train_b"]
         weak_p = np.array([weak[i][0] for i in cached.ids], dtype=np.float32)
         truth = np.array([weak[i][1] for i in cached.ids])
-        cleaned = probes.clean_labels(cached.array, weak_p, probe["method"], probe["mode"], k=probe["k"],
-                                      contamination=probe["contamination"], seed=0)
+        cleaned = probes.clean_labels(
+            cached.array,
+            weak_p,
+            probe["method"],
+            probe["mode"],
+            k=probe["k"],
+            contamination=probe["contamination"],
+            seed=0,
+        )
         assert row["probe_changed"] == cleaned.n_changed
         assert row["probe_removed"] == cleaned.n_removed
         assert row["weak_label_accuracy"] == pytest.approx(((weak_p > 0.5) == truth).mean())
@@ -132,8 +140,13 @@ def test_every_loss_and_probe_runs_from_a_spec(tmp_path):
     for row in transfers.values():
         assert row["test_accuracy"] == pytest.approx(accuracy_from_predictions(tmp_path / "tiny", row["key"]))
         assert row["ece"] == pytest.approx(ece_from_predictions(tmp_path / "tiny", row["key"]), abs=1e-6)
-        assert row["pgr"] == (None if row["pgr_note"] else pytest.approx(
-            (row["test_accuracy"] - row["weak_accuracy"]) / (row["ceiling_accuracy"] - row["weak_accuracy"])))
+        assert row["pgr"] == (
+            None
+            if row["pgr_note"]
+            else pytest.approx(
+                (row["test_accuracy"] - row["weak_accuracy"]) / (row["ceiling_accuracy"] - row["weak_accuracy"])
+            )
+        )
     assert transfers["logconf+topo_filter"]["probe_removed"] == 7  # ceil(0.2 * 32 rows of half B)
     assert transfers["logconf+topo_filter"]["n_train"] == 32 - transfers["logconf+topo_filter"]["probe_removed"]
 
@@ -181,8 +194,12 @@ def test_save_model_keeps_the_trained_weights(tmp_path):
 
 def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path, tiny_causal_lm):
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "gpt"]])
-    spec["models"][1] = {"name": str(tiny_causal_lm), "label": "gpt", "random_init": True,
-                         "generative_finetune": {"epochs": 6, "lr": 1e-2}}
+    spec["models"][1] = {
+        "name": str(tiny_causal_lm),
+        "label": "gpt",
+        "random_init": True,
+        "generative_finetune": {"epochs": 6, "lr": 1e-2},
+    }
     spec["models"] = spec["models"][:2]
     spec["tracking"] = {"mode": "offline"}
     said = []
@@ -219,7 +236,9 @@ def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path,
     spec["models"][1]["generative_finetune"]["lr"] = 1e-3  # new finetuning: gpt's stages rerun, tiny-16's do not
     after = {s.name: s.key for s in plan_here(validate_spec(spec))}
     assert sorted(n for n in after if before[n] != after[n]) == [
-        "ground_truth/synthetic/gpt/s0", "lm_finetune/synthetic/gpt/s0", "transfer/synthetic/tiny-16->gpt/xent/s0",
+        "ground_truth/synthetic/gpt/s0",
+        "lm_finetune/synthetic/gpt/s0",
+        "transfer/synthetic/tiny-16->gpt/xent/s0",
     ]
 
 
@@ -229,6 +248,8 @@ def test_generative_finetuning_of_an_encoder_is_a_one_line_error(tmp_path, capsy
     path = write_spec(tmp_path / "spec.yaml", spec)
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["w2s: error: models.1.generative_finetune: 'minilm-l6' is not a causal language model "
-                   "(BertModel); use it with e.g. gpt2 or Qwen models"]
+    assert err == [
+        "w2s: error: models.1.generative_finetune: 'minilm-l6' is not a causal language model "
+        "(BertModel); use it with e.g. gpt2 or Qwen models"
+    ]
     assert not (tmp_path / "tiny").exists()

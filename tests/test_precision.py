@@ -80,7 +80,9 @@ def test_a_remembered_cpu_answer_is_read_without_importing_torch(tmp_path):
     env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path)}
     env.pop("ACCELERATE_MIXED_PRECISION", None)
     code = "import sys; from w2s import precision; print(precision._may_have_gpu(), precision.resolve_precision('auto'), 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
     if out[0] == "True":
         pytest.skip("this machine has a GPU device node, so deciding asks torch")
     assert out[1] in ("bf16", "no") and out[2] == "False", out

@@ -37,7 +37,9 @@ def learning_spec(out: Path, **train) -> dict:
     spec = tiny_spec(out, losses=("logconf",), pairs=[["tiny-16", "tiny-24"]])
     spec["datasets"]["n_train"] = 400
     spec["losses"].append({"name": "window", "radius": "midweak"})
-    spec["train"].update({"epochs": 4, "lr": 3e-3, "batch_size": 32, "mixed_precision": "no", "dropout": False, **train})
+    spec["train"].update(
+        {"epochs": 4, "lr": 3e-3, "batch_size": 32, "mixed_precision": "no", "dropout": False, **train}
+    )
     return spec
 
 
@@ -50,7 +52,14 @@ def test_the_reference_recipe_sets_every_row_and_the_spec_wins_where_it_writes()
     s = validate_spec({**spec, "recipe": "reference"})
     t = s.train
     assert (t.dropout, t.optimizer, t.weight_decay, t.lr_schedule, t.warmup_frac, t.max_grad_norm, t.data_order) == (
-        False, "adam", 0.0, "cosine", 0.0, None, "fixed")
+        False,
+        "adam",
+        0.0,
+        "cosine",
+        0.0,
+        None,
+        "fixed",
+    )
     assert s.ceiling == "half_a" and (s.datasets[0].sample, s.datasets[0].ctx_policy) == ("first", "drop")
     assert [getattr(loss, "schedule", None) for loss in s.losses] == [None, "reference", "reference"]
     assert s.losses[1].warmup_frac == 0.1  # the reference's logconf warm-up, as `schedule: reference` alone gives
@@ -63,10 +72,22 @@ def test_the_reference_recipe_sets_every_row_and_the_spec_wins_where_it_writes()
 def test_a_recipe_is_its_settings_the_keys_are_those_of_the_spec_written_out(tmp_path):
     spec = tiny_spec(tmp_path, losses=("xent", "logconf"))
     by_recipe = keys({**spec, "recipe": "reference"})
-    by_hand = {**spec, "ceiling": "half_a", "datasets": {**spec["datasets"], "sample": "first", "ctx_policy": "drop"},
-               "losses": [{"name": "xent"}, {"name": "logconf", "schedule": "reference"}],
-               "train": {**spec["train"], "dropout": False, "optimizer": "adam", "weight_decay": 0.0,
-                         "lr_schedule": "cosine", "warmup_frac": 0.0, "max_grad_norm": None, "data_order": "fixed"}}
+    by_hand = {
+        **spec,
+        "ceiling": "half_a",
+        "datasets": {**spec["datasets"], "sample": "first", "ctx_policy": "drop"},
+        "losses": [{"name": "xent"}, {"name": "logconf", "schedule": "reference"}],
+        "train": {
+            **spec["train"],
+            "dropout": False,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "lr_schedule": "cosine",
+            "warmup_frac": 0.0,
+            "max_grad_norm": None,
+            "data_order": "fixed",
+        },
+    }
     assert keys(by_hand) == by_recipe
     assert set(by_recipe.values()).isdisjoint(keys(spec).values())
 
@@ -175,7 +196,10 @@ def test_sample_first_keeps_the_first_rows_in_file_order(tmp_path, sst2_dir):
     pool = sorted(int(r["id"].split("-")[1]) for r in splits.train_a + splits.train_b)
     assert pool == list(range(300)) and sorted(int(r["id"].split("-")[1]) for r in splits.test) == list(range(50))
     assert [r["id"] for r in splits.train_a] != [r["id"] for r in load_splits(first, 1).train_a]  # halves seeded
-    assert sorted(int(r["id"].split("-")[1]) for r in load_splits(drawn, 0).train_a + load_splits(drawn, 0).train_b) != pool
+    assert (
+        sorted(int(r["id"].split("-")[1]) for r in load_splits(drawn, 0).train_a + load_splits(drawn, 0).train_b)
+        != pool
+    )
 
 
 def test_ceiling_on_half_b_trains_the_students_ceilings_on_their_rows(tmp_path):
@@ -184,14 +208,20 @@ def test_ceiling_on_half_b_trains_the_students_ceilings_on_their_rows(tmp_path):
     on_b = tiny_spec(tmp_path / "b", ladder=3, pairs=pairs, ceiling="half_b")
     stages = {s.name: s for s in plan_here(validate_spec(on_b))}
     truth = sorted(n for n in stages if n.startswith("ground_truth"))
-    assert truth == ["ground_truth/synthetic/tiny-16/s0", "ground_truth/synthetic/tiny-24/half-b/s0",
-                     "ground_truth/synthetic/tiny-24/s0", "ground_truth/synthetic/tiny-32/half-b/s0"]
+    assert truth == [
+        "ground_truth/synthetic/tiny-16/s0",
+        "ground_truth/synthetic/tiny-24/half-b/s0",
+        "ground_truth/synthetic/tiny-24/s0",
+        "ground_truth/synthetic/tiny-32/half-b/s0",
+    ]
     transfer = stages["transfer/synthetic/tiny-24->tiny-32/xent/s0"]
     assert transfer.ceiling.name == "ground_truth/synthetic/tiny-32/half-b/s0"
     assert transfer.supervisor.name == "ground_truth/synthetic/tiny-24/s0"
     # the supervisors' stages are the same stages as with ceilings on half A; every transfer's key moves
     a_keys, b_keys = keys(on_a), keys(on_b)
-    assert all(a_keys[n] == b_keys[n] for n in ("ground_truth/synthetic/tiny-16/s0", "ground_truth/synthetic/tiny-24/s0"))
+    assert all(
+        a_keys[n] == b_keys[n] for n in ("ground_truth/synthetic/tiny-16/s0", "ground_truth/synthetic/tiny-24/s0")
+    )
     assert all(a_keys[n] != b_keys[n] for n in b_keys if n.startswith("transfer"))
     rows = run_experiment(validate_spec(on_b), echo=lambda *a: None)
     by_stage = {r["stage"]: r for r in rows}
@@ -208,9 +238,13 @@ def test_ceiling_on_half_b_trains_the_students_ceilings_on_their_rows(tmp_path):
     import pandas as pd
 
     frame = pd.read_csv(tmp_path / "rep" / "summary.csv")
-    assert summary and frame.loc[frame["chain"] == "tiny-24->tiny-32", "ceiling_accuracy"].item() == row["ceiling_accuracy"]
-    files = {p.name for p in report.report([tmp_path / "b" / "tiny"], tmp_path / "rep2", echo=lambda *a: None,
-                                           x="ceiling")}
+    assert (
+        summary
+        and frame.loc[frame["chain"] == "tiny-24->tiny-32", "ceiling_accuracy"].item() == row["ceiling_accuracy"]
+    )
+    files = {
+        p.name for p in report.report([tmp_path / "b" / "tiny"], tmp_path / "rep2", echo=lambda *a: None, x="ceiling")
+    }
     assert {"accuracy_vs_ceiling.png", "pgr_vs_ceiling.png"} <= files and "accuracy_vs_size.png" not in files
 
 

@@ -33,8 +33,21 @@ def predictions(n: int, accuracy: float, shift: int = 0) -> list[dict]:
     return rows
 
 
-def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float, seed: int = 0, n: int = 200,
-                dataset: str = "toy", loss: str | None = None, chain=(), weak=None, ceiling=None, shift: int = 0) -> str:
+def write_stage(
+    root: Path,
+    kind: str,
+    model: str,
+    params: int,
+    accuracy: float,
+    seed: int = 0,
+    n: int = 200,
+    dataset: str = "toy",
+    loss: str | None = None,
+    chain=(),
+    weak=None,
+    ceiling=None,
+    shift: int = 0,
+) -> str:
     """One finished stage folder in the layout `w2s run` writes; returns its key."""
     name = "/".join([kind, dataset, "->".join(chain) or model] + ([loss] if loss else []) + [f"s{seed}"])
     key = f"k{zlib.crc32(name.encode()):010d}"
@@ -48,16 +61,27 @@ def write_stage(root: Path, kind: str, model: str, params: int, accuracy: float,
         test = [r for r in rows if r["split"] == "test"]
         agreement = float(np.mean([(r["p_pos"] > 0.5) == (supervisor[r["id"]]["p_pos"] > 0.5) for r in test]))
     config = {
-        "stage": name, "kind": kind, "key": key, "dataset": {"name": "synthetic", "id": dataset},
-        "model": {"name": "minilm-l6", "label": model, "num_layers": None}, "seed": seed,
-        "loss": {"name": loss, "label": None} if loss else None, "chain": list(chain),
-        "supervisor": weak, "weak": weak or key, "ceiling": ceiling or key,
+        "stage": name,
+        "kind": kind,
+        "key": key,
+        "dataset": {"name": "synthetic", "id": dataset},
+        "model": {"name": "minilm-l6", "label": model, "num_layers": None},
+        "seed": seed,
+        "loss": {"name": loss, "label": None} if loss else None,
+        "chain": list(chain),
+        "supervisor": weak,
+        "weak": weak or key,
+        "ceiling": ceiling or key,
     }
     y = np.array([r["hard_label"] for r in rows[1:]])
     p = np.array([r["p_pos"] for r in rows[1:]])
     metrics = {
-        "test_accuracy": accuracy, "test_auroc": float(w2s_metrics.metric_values(y, p, "auroc")), "n_train": 100,
-        "n_test": n, "non_embedding_parameters": params, "agreement": agreement,
+        "test_accuracy": accuracy,
+        "test_auroc": float(w2s_metrics.metric_values(y, p, "auroc")),
+        "n_train": 100,
+        "n_test": n,
+        "non_embedding_parameters": params,
+        "agreement": agreement,
         "supervisor_accuracy": supervisor_accuracy,
     }
     (folder / "config.json").write_text(json.dumps(config))
@@ -70,9 +94,19 @@ def write_pair(root: Path, weak_acc: float, ceiling_acc: float, student_acc: flo
     """small (weak) and large (ceiling) ground truths and one xent transfer small->large; returns its key."""
     weak = write_stage(root, "ground_truth", "small", 1000, weak_acc, seed, n=n)
     strong = write_stage(root, "ground_truth", "large", 10**6, ceiling_acc, seed, n=n)
-    return write_stage(root, "transfer", "large", 10**6, student_acc, seed, n=n, loss="xent", chain=("small", "large"),
-                       weak=weak, ceiling=strong)
-
+    return write_stage(
+        root,
+        "transfer",
+        "large",
+        10**6,
+        student_acc,
+        seed,
+        n=n,
+        loss="xent",
+        chain=("small", "large"),
+        weak=weak,
+        ceiling=strong,
+    )
 
 
 def json_lines(root: Path, key: str) -> list[dict]:
@@ -87,15 +121,29 @@ RECOVERED = {"xent": 0.5, "logconf": 0.8}  # share of the gap each loss recovers
 def write_experiment(root: Path, ladder=LADDER, seeds=(0, 1), losses=RECOVERED, n: int = 200) -> Path:
     """A finished upward sweep whose students recover a known share of the gap, exactly."""
     for seed in seeds:
-        truth = {m: write_stage(root, "ground_truth", m, size, acc, seed, n, shift=seed) for m, (size, acc) in ladder.items()}
+        truth = {
+            m: write_stage(root, "ground_truth", m, size, acc, seed, n, shift=seed) for m, (size, acc) in ladder.items()
+        }
         models = list(ladder)
         for loss, share in losses.items():
             for i, weak in enumerate(models):
                 for strong in models[i:]:
                     w, c = ladder[weak][1], ladder[strong][1]
                     accuracy = round((w + share * (c - w)) * n) / n
-                    write_stage(root, "transfer", strong, ladder[strong][0], accuracy, seed, n, loss=loss,
-                                chain=(weak, strong), weak=truth[weak], ceiling=truth[strong], shift=seed)
+                    write_stage(
+                        root,
+                        "transfer",
+                        strong,
+                        ladder[strong][0],
+                        accuracy,
+                        seed,
+                        n,
+                        loss=loss,
+                        chain=(weak, strong),
+                        weak=truth[weak],
+                        ceiling=truth[strong],
+                        shift=seed,
+                    )
     return root
 
 
@@ -203,7 +251,7 @@ def test_fieller_interval_matches_its_formula_and_brackets_the_ratio():
     draws = np.stack([weak, ceiling, student])
     low, high = pgr_interval(draws, 0.6, 0.8, 0.7)
     num, den = student - weak, ceiling - weak
-    z2 = 1.959963984540054 ** 2
+    z2 = 1.959963984540054**2
     # (N - rD)^2 = z^2 (Var N - 2r Cov + r^2 Var D)  <=>  a r^2 - 2 b r + c = 0
     a = 0.2**2 - z2 * den.var(ddof=1)
     b = 0.1 * 0.2 - z2 * np.cov(num, den)[0, 1]
@@ -328,8 +376,14 @@ def test_report_raises_spec_error_without_transfers(tmp_path):
 
 
 def wandb_run(kind, model, acc, seed, weak_model=None, loss=None, auroc=None, as_object=False, **summary):
-    config = {"key": f"{kind}-{model}-{weak_model}-{loss}-{seed}", "stage": f"{kind}/toy/{model}", "kind": kind,
-              "dataset": "toy", "model": model, "seed": seed}
+    config = {
+        "key": f"{kind}-{model}-{weak_model}-{loss}-{seed}",
+        "stage": f"{kind}/toy/{model}",
+        "kind": kind,
+        "dataset": "toy",
+        "model": model,
+        "seed": seed,
+    }
     if kind != "ground_truth":
         config.update(weak_model=weak_model, loss=loss, chain=f"{weak_model}->{model}")
     summary = {"test_accuracy": acc, "test_auroc": auroc or acc, **summary}
@@ -368,9 +422,12 @@ def test_wandb_records_convert_and_aggregate_over_seeds(tmp_path):
 
 def test_wandb_spec_dicts_and_single_seed_have_no_interval():
     run = wandb_run("transfer", "large", 0.75, 0, "small", "xent")
-    run["config"].update(model={"name": "Qwen/Qwen2.5-0.5B", "label": None, "num_layers": 12},
-                         loss={"name": "custom", "path": "pkg.mod:MyLoss"}, chain=["small", "Qwen/Qwen2.5-0.5B@12L"],
-                         dataset={"name": "sst2", "id": None})
+    run["config"].update(
+        model={"name": "Qwen/Qwen2.5-0.5B", "label": None, "num_layers": 12},
+        loss={"name": "custom", "path": "pkg.mod:MyLoss"},
+        chain=["small", "Qwen/Qwen2.5-0.5B@12L"],
+        dataset={"name": "sst2", "id": None},
+    )
     record = report.record_from_wandb(run)
     assert (record["model"], record["loss"], record["dataset"]) == ("Qwen/Qwen2.5-0.5B@12L", "MyLoss", "sst2")
     records = [r for r in map(report.record_from_wandb, recorded_runs()[:3]) if r]
@@ -405,8 +462,10 @@ def test_metrics_match_sklearn_and_counts_match_repeating_examples():
     counts = rng.integers(0, 3, 300)
     repeated = np.repeat(np.arange(300), counts)
     predicted = (p > 0.5).astype(int)
-    for metric, scores, reference in (("auroc", p, roc_auc_score(y[repeated], p[repeated])),
-                                      ("accuracy", predicted, np.mean(predicted[repeated] == y[repeated]))):
+    for metric, scores, reference in (
+        ("auroc", p, roc_auc_score(y[repeated], p[repeated])),
+        ("accuracy", predicted, np.mean(predicted[repeated] == y[repeated])),
+    ):
         assert w2s_metrics.metric_values(y, scores, metric, counts[None, :])[0] == pytest.approx(reference)
 
 
@@ -437,18 +496,38 @@ def test_wandb_runs_in_the_stage_config_layout_link_by_key(tmp_path):
     from w2s.pipeline.store import stage_config
     from w2s.spec import validate_spec
 
-    spec = validate_spec({"name": "g", "output_dir": str(tmp_path), "datasets": {"name": "synthetic"},
-                          "models": [{"name": "minilm-l1"}, {"name": "minilm-l2"}], "losses": [{"name": "xent"}],
-                          "pairs": [["minilm-l1", "minilm-l2"]],
-                          "train": {"mixed_precision": "no"}})
+    spec = validate_spec(
+        {
+            "name": "g",
+            "output_dir": str(tmp_path),
+            "datasets": {"name": "synthetic"},
+            "models": [{"name": "minilm-l1"}, {"name": "minilm-l2"}],
+            "losses": [{"name": "xent"}],
+            "pairs": [["minilm-l1", "minilm-l2"]],
+            "train": {"mixed_precision": "no"},
+        }
+    )
     stages = plan_here(spec)
-    accuracy = {"ground_truth/synthetic/minilm-l1/s0": 0.6, "ground_truth/synthetic/minilm-l2/s0": 0.9,
-                "transfer/synthetic/minilm-l1->minilm-l2/xent/s0": 0.75}
-    runs = [{"config": stage_config(s, spec), "summary": {"test_accuracy": accuracy[s.name]},
-             "job_type": s.kind, "group": "g"} for s in stages]
+    accuracy = {
+        "ground_truth/synthetic/minilm-l1/s0": 0.6,
+        "ground_truth/synthetic/minilm-l2/s0": 0.9,
+        "transfer/synthetic/minilm-l1->minilm-l2/xent/s0": 0.75,
+    }
+    runs = [
+        {
+            "config": stage_config(s, spec),
+            "summary": {"test_accuracy": accuracy[s.name]},
+            "job_type": s.kind,
+            "group": "g",
+        }
+        for s in stages
+    ]
     decoy = stage_config(stages[0], spec) | {"key": "other"}  # same label, other settings: must not be used
-    runs = [{"config": decoy, "summary": {"test_accuracy": 0.5}, "job_type": "ground_truth", "group": "g"}, *runs,
-            {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"}]
+    runs = [
+        {"config": decoy, "summary": {"test_accuracy": 0.5}, "job_type": "ground_truth", "group": "g"},
+        *runs,
+        {"config": {"spec": {}}, "summary": {"pgr_mean/xent": 0.5}, "job_type": "summary", "group": "g"},
+    ]
     records = [r for r in map(report.record_from_wandb, runs) if r]
     assert len(records) == 4
     (row,) = report.seed_rows(records)[0].to_dict("records")

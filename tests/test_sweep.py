@@ -29,7 +29,9 @@ def grid(tmp_path, **extra) -> dict:
 
 def finished_stage_folders(root: Path) -> list[str]:
     """Published stage folders (a `.tmp-*` folder can hold metrics.json for a moment before its rename)."""
-    return sorted(p.name for p in (root / "stages").iterdir() if not p.name.startswith(".") and (p / "metrics.json").is_file())
+    return sorted(
+        p.name for p in (root / "stages").iterdir() if not p.name.startswith(".") and (p / "metrics.json").is_file()
+    )
 
 
 def test_grid_trains_each_stage_once_then_reruns_nothing(tmp_path):
@@ -76,8 +78,12 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
     to_run = sorted(s.stage.name for s in selections if s.action == "run")
     expected = sorted(
         [f"ground_truth/synthetic/tiny-24/s{seed}" for seed in (0, 1)]
-        + [f"transfer/synthetic/{pair}/{loss}/s{seed}" for seed in (0, 1) for loss in ("xent", "logconf")
-           for pair in ("tiny-16->tiny-24", "tiny-24->tiny-24", "tiny-24->tiny-32")]
+        + [
+            f"transfer/synthetic/{pair}/{loss}/s{seed}"
+            for seed in (0, 1)
+            for loss in ("xent", "logconf")
+            for pair in ("tiny-16->tiny-24", "tiny-24->tiny-24", "tiny-24->tiny-32")
+        ]
     )
     assert to_run == expected
     assert sorted(run(spec)) == expected
@@ -99,13 +105,20 @@ def test_only_and_force_select_stages(tmp_path):
     trained = run(spec, only=["transfer/*tiny-16->tiny-24/logconf/s0"])
     assert trained == ["ground_truth/synthetic/tiny-16/s0", "transfer/synthetic/tiny-16->tiny-24/logconf/s0"]
     trained = run(spec, only=["ground_truth/*"], force=["ground_truth/*/tiny-16/s0"])
-    assert sorted(trained) == sorted(f"ground_truth/synthetic/{m}/s{s}" for m in ("tiny-16", "tiny-24", "tiny-32")
-                                     for s in (0, 1))
+    assert sorted(trained) == sorted(
+        f"ground_truth/synthetic/{m}/s{s}" for m in ("tiny-16", "tiny-24", "tiny-32") for s in (0, 1)
+    )
 
 
 def test_bootstrap_and_strong_to_strong_reuse_existing_stages(tmp_path):
-    spec = tiny_spec(tmp_path, name="boot", ladder=3, pairs=[["tiny-16", "tiny-24"]],
-                     bootstrap=[["tiny-16", "tiny-24", "tiny-32"]], strong_to_strong_iters=1)
+    spec = tiny_spec(
+        tmp_path,
+        name="boot",
+        ladder=3,
+        pairs=[["tiny-16", "tiny-24"]],
+        bootstrap=[["tiny-16", "tiny-24", "tiny-32"]],
+        strong_to_strong_iters=1,
+    )
     stages = plan_here(validate_spec(spec))
     names = [s.name for s in stages]
     assert names.count("transfer/synthetic/tiny-16->tiny-24/xent/s0") == 1  # shared by the pair and the chain
@@ -128,10 +141,17 @@ def run_and_rows(spec, root):
 # ---------------------------------------------------------------------------------------------
 # separate processes: SIGKILL mid-stage, and two runs side by side
 
+
 def w2s_process(spec_path: Path, *args) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # two processes share the cores
-    return subprocess.Popen([sys.executable, "-m", "w2s", "run", str(spec_path), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "w2s", "run", str(spec_path), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def slow_spec(out: Path, name: str) -> dict:
@@ -147,8 +167,11 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path):
     stages_dir = tmp_path / "killed" / "exp" / "stages"
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until the second stage is half written
-        partial = [p for p in stages_dir.glob(".tmp-*")
-                   if (p / "log.jsonl").is_file() and (p / "log.jsonl").stat().st_size and not (p / "metrics.json").exists()]
+        partial = [
+            p
+            for p in stages_dir.glob(".tmp-*")
+            if (p / "log.jsonl").is_file() and (p / "log.jsonl").stat().st_size and not (p / "metrics.json").exists()
+        ]
         if partial and finished_stage_folders(stages_dir.parent):
             break
         time.sleep(0.05)
@@ -179,9 +202,13 @@ def test_two_processes_on_one_spec_train_each_stage_once(tmp_path):
     procs = [w2s_process(spec_path) for _ in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    trained = [line.split("] ", 1)[1].split("  (key")[0] for out in outs for line in out.splitlines() if line.startswith("[")]
+    trained = [
+        line.split("] ", 1)[1].split("  (key")[0] for out in outs for line in out.splitlines() if line.startswith("[")
+    ]
     assert len(trained) == len(set(trained)) == 3 + 6 * 2, trained
-    assert all(trained_by_each for trained_by_each in [[line for line in o.splitlines() if line.startswith("[")] for o in outs])
+    assert all(
+        trained_by_each for trained_by_each in [[line for line in o.splitlines() if line.startswith("[")] for o in outs]
+    )
     assert len(finished_stage_folders(tmp_path / "grid")) == 15
 
 
@@ -207,8 +234,10 @@ def test_workers_share_the_queue_and_give_one_workers_numbers(tmp_path):
     assert sum(line.startswith("kind ") for line in lines) == 1  # one table, from the last pass
     assert "15 stages, 0 to train" in out
     strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
-    rows = {w: [json.loads(line) for line in (tmp_path / w / "grid" / "results.jsonl").read_text().splitlines()]
-            for w in ("w1", "w2")}
+    rows = {
+        w: [json.loads(line) for line in (tmp_path / w / "grid" / "results.jsonl").read_text().splitlines()]
+        for w in ("w1", "w2")
+    }
     assert len(rows["w2"]) == 15 and strip(rows["w2"]) == strip(rows["w1"])
     assert len(finished_stage_folders(tmp_path / "w2" / "grid")) == 15
 
@@ -227,8 +256,14 @@ def sst2_like(tmp_path, name: str, rows: list[tuple[str, int]]) -> Path:
 def test_keys_follow_data_contents_not_paths(tmp_path):
     rows = [(f"sentence number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(40)]
     first = sst2_like(tmp_path, "a/train.tsv", rows)
-    spec = lambda path: tiny_spec(tmp_path, datasets={  # noqa: E731
-        "name": "sst2", "data_files": {"train": str(path)}, "column_names": ["sentence", "label"]})
+    spec = lambda path: tiny_spec(
+        tmp_path,
+        datasets={  # noqa: E731
+            "name": "sst2",
+            "data_files": {"train": str(path)},
+            "column_names": ["sentence", "label"],
+        },
+    )
     keys = lambda path: [s.key for s in plan_here(validate_spec(spec(path)))]  # noqa: E731
     base = keys(first)
     assert keys(sst2_like(tmp_path, "b/copy.tsv", rows)) == base  # the same bytes elsewhere: same stages
@@ -272,7 +307,9 @@ def test_only_or_force_matching_nothing_is_an_error_naming_the_nearest_stages(tm
 
     from w2s.spec import SpecError
 
-    with pytest.raises(SpecError, match=r"--only 'transfer/\*tiny-16->tiny-99\*': matches no stage; nearest: .*tiny-16"):
+    with pytest.raises(
+        SpecError, match=r"--only 'transfer/\*tiny-16->tiny-99\*': matches no stage; nearest: .*tiny-16"
+    ):
         run(grid(tmp_path), only=["transfer/*tiny-16->tiny-99*"])
     with pytest.raises(SpecError, match="--force 'ground_truth/nothing'"):
         run(grid(tmp_path), force=["ground_truth/nothing"])

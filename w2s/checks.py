@@ -66,8 +66,10 @@ def _check_batches(spec: ExperimentSpec, stages: list) -> None:
             i = [m.display for m in spec.models].index(stage.model.display)
             model = stage.model
             key = f"models.{i}.batch_size" if model.batch_size or model.minibatch_size else "train.batch_size"
-            raise SpecError(f"{key}: {settings.batch_size} is not a multiple of minibatch_size x processes = "
-                            f"{settings.minibatch_size} x {processes}; pick sizes that divide")
+            raise SpecError(
+                f"{key}: {settings.batch_size} is not a multiple of minibatch_size x processes = "
+                f"{settings.minibatch_size} x {processes}; pick sizes that divide"
+            )
 
 
 def _check_models(spec: ExperimentSpec, stages: list) -> None:
@@ -90,16 +92,22 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
         except SpecError as err:
             raise SpecError(f"models.{i}.name: {model.name}: {err}") from None
         if folder.is_dir() and not (folder / "config.json").is_file():
-            raise SpecError(f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
-                            "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)")
+            raise SpecError(
+                f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
+                "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)"
+            )
         _check_tokenizer(model, folder, f"models.{i}")
         if model.generative_finetune is not None:
             from w2s import generative
 
             generative.check_causal(model, f"models.{i}")
-        probes = [(j, loss.probe) for j, loss in enumerate(spec.losses)  # probe layers given as numbers
-                  if loss.probe is not None and isinstance(loss.probe.layer, int)
-                  and any(s.loss == loss and s.model.display == model.display for s in stages)]
+        probes = [
+            (j, loss.probe)
+            for j, loss in enumerate(spec.losses)  # probe layers given as numbers
+            if loss.probe is not None
+            and isinstance(loss.probe.layer, int)
+            and any(s.loss == loss and s.model.display == model.display for s in stages)
+        ]
         if model.lora is None and not probes and model.train:
             continue
         from w2s.models import read_config
@@ -113,8 +121,10 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             _check_lora_targets(model, config, f"models.{i}.lora.target_modules")
         for j, probe in probes:  # a probe layer the student model does not have
             if probe.layer > config.num_hidden_layers:
-                raise SpecError(f"losses.{j}.probe.layer: {probe.layer} is out of range; "
-                                f"{model.display} has hidden states 0..{config.num_hidden_layers}")
+                raise SpecError(
+                    f"losses.{j}.probe.layer: {probe.layer} is out of range; "
+                    f"{model.display} has hidden states 0..{config.num_hidden_layers}"
+                )
 
 
 def _check_zero_shot_head(spec: ExperimentSpec, model, config, key: str) -> None:
@@ -123,16 +133,22 @@ def _check_zero_shot_head(spec: ExperimentSpec, model, config, key: str) -> None
     heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
     if not heads:
         found = ", ".join(config.architectures or []) or "no architectures in its config"
-        raise SpecError(f"{key}.train: {model.display} is zero-shot (train: false), but its checkpoint has no "
-                        f"classification head ({found}); give a sequence classifier, or train it (train: true)")
+        raise SpecError(
+            f"{key}.train: {model.display} is zero-shot (train: false), but its checkpoint has no "
+            f"classification head ({found}); give a sequence classifier, or train it (train: true)"
+        )
     outputs = config.num_labels
     if model.class_map is not None and len(model.class_map) != outputs:
-        raise SpecError(f"{key}.class_map: lists {len(model.class_map)} classes, but {model.display} has {outputs} "
-                        "outputs (id2label in its config): give one task class per output")
+        raise SpecError(
+            f"{key}.class_map: lists {len(model.class_map)} classes, but {model.display} has {outputs} "
+            "outputs (id2label in its config): give one task class per output"
+        )
     for dataset in spec.datasets:
         if model.class_map is None and outputs != dataset.num_classes:
-            raise SpecError(f"{key}.class_map: {model.display} has {outputs} outputs and {dataset.label} "
-                            f"{dataset.num_classes} classes; set class_map to say which class each output stands for")
+            raise SpecError(
+                f"{key}.class_map: {model.display} has {outputs} outputs and {dataset.label} "
+                f"{dataset.num_classes} classes; set class_map to say which class each output stands for"
+            )
 
 
 def _check_torchvision(key: str, name: str) -> None:
@@ -140,8 +156,10 @@ def _check_torchvision(key: str, name: str) -> None:
     try:
         importlib.import_module("torchvision")
     except Exception as err:  # noqa: BLE001 - ImportError, or RuntimeError "operator torchvision::nms does not exist"
-        raise SpecError(f"{key}: {name} needs torchvision, which does not import here ({first_line(err)}); install "
-                        "the torchvision built for your torch (docs/datasets_and_models.md, installing torchvision)") from None
+        raise SpecError(
+            f"{key}: {name} needs torchvision, which does not import here ({first_line(err)}); install "
+            "the torchvision built for your torch (docs/datasets_and_models.md, installing torchvision)"
+        ) from None
 
 
 def _check_tokenizer(model, folder: Path, key: str) -> None:
@@ -174,9 +192,12 @@ def _check_lora_targets(model, config, key: str) -> None:
         names = [name for name, _ in AutoModel.from_config(config).named_modules()]
     for target in [targets] if isinstance(targets, str) else targets:
         if not any(name == target or name.endswith(f".{target}") for name in names):
-            leaves = sorted({name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()})
-            raise SpecError(f"{key}: {model.display} has no module {target!r}; its modules include "
-                            f"{', '.join(leaves[:12])}")
+            leaves = sorted(
+                {name.rsplit(".", 1)[-1] for name in names if name and not name.rsplit(".", 1)[-1].isdigit()}
+            )
+            raise SpecError(
+                f"{key}: {model.display} has no module {target!r}; its modules include {', '.join(leaves[:12])}"
+            )
 
 
 def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> None:
@@ -187,9 +208,11 @@ def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> No
             continue
         for (d, _seed), split in splits.items():
             if model.label_budget > len(split.train_a):
-                raise SpecError(f"models.{i}.label_budget: {model.label_budget} labels, but half A of "
-                                f"{spec.datasets[d].label} has {len(split.train_a)} rows; give at most "
-                                f"{len(split.train_a)}, or leave it out to use them all")
+                raise SpecError(
+                    f"models.{i}.label_budget: {model.label_budget} labels, but half A of "
+                    f"{spec.datasets[d].label} has {len(split.train_a)} rows; give at most "
+                    f"{len(split.train_a)}, or leave it out to use them all"
+                )
 
 
 def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
@@ -200,8 +223,10 @@ def _check_probes(spec: ExperimentSpec, splits: dict) -> None:
             continue
         for (d, _seed), split in splits.items():
             if len(split.train_b) <= probe.k:
-                raise SpecError(f"losses.{i}.probe.k: {probe.k} neighbours, but half B of "
-                                f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k")
+                raise SpecError(
+                    f"losses.{i}.probe.k: {probe.k} neighbours, but half B of "
+                    f"{spec.datasets[d].label} has {len(split.train_b)} rows; use a smaller k"
+                )
 
 
 def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
@@ -215,5 +240,10 @@ def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
         for model in {s.model.display: s.model for s in stages if s.dataset is dataset}.values():
             tokenizer = load_tokenizer(model)
             for name in ("train_a", "train_b", "test"):
-                data.tokenize(getattr(split, name), tokenizer, dataset.max_ctx, "drop",
-                              where=f"datasets.{d}.max_ctx ({name}, {model.display})")
+                data.tokenize(
+                    getattr(split, name),
+                    tokenizer,
+                    dataset.max_ctx,
+                    "drop",
+                    where=f"datasets.{d}.max_ctx ({name}, {model.display})",
+                )

@@ -32,49 +32,97 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_spec(p):
         p.add_argument("spec", help="experiment spec (YAML)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]",
+        )
         return p
 
     run = with_spec(sub.add_parser("run", help="run an experiment (finished stages are reused)"))
     run.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
-    run.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                     help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'")
-    run.add_argument("--force", action="append", default=[], metavar="PATTERN",
-                     help="retrain matching stages even if finished")
-    run.add_argument("--workers", type=_positive, default=1, metavar="N",
-                     help="N processes share the stage queue (on CUDA, round-robin over the visible devices)")
+    run.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only stages whose name matches (glob), e.g. 'transfer/*logconf*'",
+    )
+    run.add_argument(
+        "--force", action="append", default=[], metavar="PATTERN", help="retrain matching stages even if finished"
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="N processes share the stage queue (on CUDA, round-robin over the visible devices)",
+    )
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
     run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (see w2s.run.new_sweep)
     sub_ = with_spec(sub.add_parser("submit", help="run the sweep as N workers on Slurm (or local processes)"))
     sub_.add_argument("--workers", type=_positive, required=True, metavar="N", help="N workers share the stage queue")
-    sub_.add_argument("--executor", choices=["slurm", "local"], default="slurm",
-                      help="slurm: a job array (default); local: processes on this machine")
+    sub_.add_argument(
+        "--executor",
+        choices=["slurm", "local"],
+        default="slurm",
+        help="slurm: a job array (default); local: processes on this machine",
+    )
     sub_.add_argument("--partition", help="Slurm partition")
-    sub_.add_argument("--gpus-per-worker", type=_whole, default=0, metavar="G",
-                      help="GPUs per worker (default 0: CPUs); above 1, the worker trains under accelerate launch")
-    sub_.add_argument("--time", default="24:00:00", metavar="LIMIT",
-                      help="time limit per worker, as Slurm writes it (default 24:00:00); the worker is requeued at it")
-    sub_.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
-                      help="any other sbatch option, e.g. --slurm account=lab --slurm cpus_per_task=8")
+    sub_.add_argument(
+        "--gpus-per-worker",
+        type=_whole,
+        default=0,
+        metavar="G",
+        help="GPUs per worker (default 0: CPUs); above 1, the worker trains under accelerate launch",
+    )
+    sub_.add_argument(
+        "--time",
+        default="24:00:00",
+        metavar="LIMIT",
+        help="time limit per worker, as Slurm writes it (default 24:00:00); the worker is requeued at it",
+    )
+    sub_.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm account=lab --slurm cpus_per_task=8",
+    )
     sub_.add_argument("--wait", action="store_true", help="wait for the workers to end, then show the status")
     stat = sub.add_parser("status", help="stages finished / running / failed / waiting of a run folder")
     stat.add_argument("run_dir", metavar="RUN_DIR", help="the experiment folder <output_dir>/<name>")
-    stat.add_argument("--json", action="store_true", help="one JSON object per stage (pandas.read_json(..., lines=True))")
+    stat.add_argument(
+        "--json", action="store_true", help="one JSON object per stage (pandas.read_json(..., lines=True))"
+    )
     check = with_spec(sub.add_parser("validate", help="check that a spec can run here, without running it"))
-    check.add_argument("--spec-only", action="store_true",
-                       help="check the spec alone, not its data and models (a spec for another machine)")
+    check.add_argument(
+        "--spec-only",
+        action="store_true",
+        help="check the spec alone, not its data and models (a spec for another machine)",
+    )
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
     lister.add_argument("what", choices=["datasets", "models", "losses", "kinds"])
     rep = sub.add_parser("report", help="PGR tables with confidence intervals, and figures, from finished stages")
-    rep.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
-                     help="experiment folder(s) <output_dir>/<name>, or a folder holding several")
+    rep.add_argument(
+        "run_dirs",
+        nargs="*",
+        metavar="RUN_DIR",
+        help="experiment folder(s) <output_dir>/<name>, or a folder holding several",
+    )
     rep.add_argument("--out", help="output folder (default RUN_DIR/report, or ./report with --wandb)")
     rep.add_argument("--metric", choices=["accuracy", "auroc"], default="accuracy", help="metric PGR is computed on")
-    rep.add_argument("--x", choices=["size", "ceiling"], default="size",
-                     help="x-axis of the accuracy and PGR curves: the strong model's size (the paper's Figure 3) or "
-                          "its ceiling accuracy (the reference code's plots)")
+    rep.add_argument(
+        "--x",
+        choices=["size", "ceiling"],
+        default="size",
+        help="x-axis of the accuracy and PGR curves: the strong model's size (the paper's Figure 3) or "
+        "its ceiling accuracy (the reference code's plots)",
+    )
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
@@ -127,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 def _stop_on_signal(signum, frame) -> None:
     """SIGTERM (scancel, preemption) or USR2 (submitit: the time limit is near): stop now, the way
     Ctrl-C does: the stage being trained is dropped and its lock released, finished stages are kept."""
-    print(f"w2s: stopped by {signal.Signals(signum).name}; finished stages are kept, rerun to resume",
-          file=sys.stderr, flush=True)
+    print(
+        f"w2s: stopped by {signal.Signals(signum).name}; finished stages are kept, rerun to resume",
+        file=sys.stderr,
+        flush=True,
+    )
     raise SystemExit(128 + signum)
 
 
@@ -160,13 +211,23 @@ def _dispatch(args) -> int:
             code = _run_workers(args, spec, sweep)
             if code:
                 return code
-        run_experiment(spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say,
-                       summary=not args.worker, sweep=sweep)
+        run_experiment(
+            spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say, summary=not args.worker, sweep=sweep
+        )
     elif args.command == "submit":
         from w2s import submit
 
-        submission = submit.submit(args.spec, args.overrides, args.workers, args.executor, args.partition,
-                                   args.gpus_per_worker, args.time, args.slurm, echo=say)
+        submission = submit.submit(
+            args.spec,
+            args.overrides,
+            args.workers,
+            args.executor,
+            args.partition,
+            args.gpus_per_worker,
+            args.time,
+            args.slurm,
+            echo=say,
+        )
         if args.wait:
             from w2s.status import stage_states
 
@@ -179,8 +240,10 @@ def _dispatch(args) -> int:
             rows = stage_states(root)  # none: no worker wrote the plan
             unfinished = sum(row["state"] != "finished" for row in rows) if rows else submission["stages"]
             if unfinished:
-                print(f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)",
-                      file=sys.stderr)
+                print(
+                    f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)",
+                    file=sys.stderr,
+                )
                 return 1
     elif args.command == "status":
         from w2s.status import describe, stage_states
@@ -218,8 +281,7 @@ def _run_workers(args, spec, sweep: str) -> int:
     codes = run_workers(args.spec, args.overrides, args.only, args.workers, sweep, echo=say)
     crashed = [(i, code) for i, code in enumerate(codes) if code not in (0, 1)]
     for i, code in crashed:
-        print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume",
-              file=sys.stderr)
+        print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume", file=sys.stderr)
     return crashed[0][1] if crashed else 0
 
 

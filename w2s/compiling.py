@@ -37,9 +37,13 @@ def resolve_compile(requested: bool | str, precision: str) -> bool:
 def auto_compile(precision: str) -> tuple[bool, str]:
     """(compile?, why) for this machine and precision, measured once and remembered."""
     device = device_name()
-    machine = {"device": device, "torch": metadata.version("torch"), "precision": precision,
-               "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
-               "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "")}
+    machine = {
+        "device": device,
+        "torch": metadata.version("torch"),
+        "precision": precision,
+        "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
+    }
     name = f"compile-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
     cached = cache.read(name)
     if cached is None or "speedup" not in cached:

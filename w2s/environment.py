@@ -87,9 +87,11 @@ def check_can_train(env: Environment, root: Path) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise SpecError(f"{root / FOLDER / 'mixed_precision.json'}: this run folder trains in fp16 (decided where "
-                        "it first trained), which needs a CUDA device and this machine has none; train it there, "
-                        "or set train.mixed_precision to train stages of another precision here")
+        raise SpecError(
+            f"{root / FOLDER / 'mixed_precision.json'}: this run folder trains in fp16 (decided where "
+            "it first trained), which needs a CUDA device and this machine has none; train it there, "
+            "or set train.mixed_precision to train stages of another precision here"
+        )
 
 
 def describe(root: Path) -> list[str]:

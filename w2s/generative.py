@@ -62,13 +62,20 @@ def finetune(stage, texts: Encoded, test: Encoded, key: str, log, log_every: int
     accelerator = make_accelerator(stage.settings)
     before = lm_loss(model.to(accelerator.device), test, accelerator, stage.settings.eval_batch_size)
     start = time.perf_counter()
-    model, accelerator = train(model, texts, language_modelling, stage.settings, stage.seed, log=log,
-                               log_every=log_every, desc=stage.name)
+    model, accelerator = train(
+        model, texts, language_modelling, stage.settings, stage.seed, log=log, log_every=log_every, desc=stage.name
+    )
     seconds = time.perf_counter() - start
     after = lm_loss(model, test, accelerator, stage.settings.eval_batch_size)
     state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
     if out is not None:
         accelerator.unwrap_model(model).save_pretrained(out, state_dict=state, safe_serialization=True)
     accelerator.wait_for_everyone()
-    return {"lm_loss_test_before": before, "lm_loss_test": after, "n_train": len(texts), "n_test": len(test),
-            "train_seconds": round(seconds, 2), "tokens_train": int(np.sum(texts.lengths()))}
+    return {
+        "lm_loss_test_before": before,
+        "lm_loss_test": after,
+        "n_train": len(texts),
+        "n_test": len(test),
+        "train_seconds": round(seconds, 2),
+        "tokens_train": int(np.sum(texts.lengths())),
+    }

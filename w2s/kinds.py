@@ -36,17 +36,28 @@ class Kind:
         return self.row is not None
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("ground_truth", "a classifier on ground truth (half A; half B for a `ceiling: half_b` ceiling)",
-         "baseline", "ground_truth"),
-    Kind("zero_shot", "nothing: the model predicts as it is (`train: false`)", "baseline", "zero_shot"),
-    Kind("transfer", "the student on its supervisor's labels of half B, with a loss", "transfer", "transfer"),
-    Kind("bootstrap", "the next rung of a bootstrap chain, on the previous rung's labels", "transfer", "bootstrap"),
-    Kind("strong_to_strong", "the student again, on its own labels (`strong_to_strong_iters`)", "transfer",
-         "strong_to_strong"),
-    Kind("features", "nothing: the frozen model's pooled activations of every split", None, "features"),
-    Kind("lm_finetune", "a causal LM on the task's texts, without labels", None, "lm_finetune"),
-)}
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "ground_truth",
+            "a classifier on ground truth (half A; half B for a `ceiling: half_b` ceiling)",
+            "baseline",
+            "ground_truth",
+        ),
+        Kind("zero_shot", "nothing: the model predicts as it is (`train: false`)", "baseline", "zero_shot"),
+        Kind("transfer", "the student on its supervisor's labels of half B, with a loss", "transfer", "transfer"),
+        Kind("bootstrap", "the next rung of a bootstrap chain, on the previous rung's labels", "transfer", "bootstrap"),
+        Kind(
+            "strong_to_strong",
+            "the student again, on its own labels (`strong_to_strong_iters`)",
+            "transfer",
+            "strong_to_strong",
+        ),
+        Kind("features", "nothing: the frozen model's pooled activations of every split", None, "features"),
+        Kind("lm_finetune", "a causal LM on the task's texts, without labels", None, "lm_finetune"),
+    )
+}
 
 BASELINE_KINDS = tuple(name for name, kind in KINDS.items() if kind.is_baseline)
 TRANSFER_KINDS = tuple(name for name, kind in KINDS.items() if kind.is_transfer)

@@ -183,7 +183,12 @@ class KL:
 
 
 LOSSES: dict[type, type] = {  # spec model (w2s.spec) -> the callable it builds; custom losses name theirs by path
-    XentLoss: Xent, LogconfLoss: Logconf, ProductLoss: Product, WindowLoss: Window, EntropyLoss: Entropy, KLLoss: KL,
+    XentLoss: Xent,
+    LogconfLoss: Logconf,
+    ProductLoss: Product,
+    WindowLoss: Window,
+    EntropyLoss: Entropy,
+    KLLoss: KL,
 }
 
 
@@ -227,8 +232,10 @@ def _check_call(loss, path: str, key: str):
     try:
         signature.bind(None, None, 0.0)
     except TypeError as err:
-        raise SpecError(f"{key}.path: {path} cannot be called as loss(logits, soft_labels, step_frac) ({err}); "
-                        "see docs/spec.md, Losses") from None
+        raise SpecError(
+            f"{key}.path: {path} cannot be called as loss(logits, soft_labels, step_frac) ({err}); "
+            "see docs/spec.md, Losses"
+        ) from None
     return loss
 
 

@@ -120,8 +120,14 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # NaN intervals are handled by the caller
         return stats.bootstrap(
-            (np.arange(n),), statistic, vectorized=True, n_resamples=N_RESAMPLES, batch=500,
-            method="percentile", confidence_level=CONFIDENCE, rng=np.random.default_rng(SEED),
+            (np.arange(n),),
+            statistic,
+            vectorized=True,
+            n_resamples=N_RESAMPLES,
+            batch=500,
+            method="percentile",
+            confidence_level=CONFIDENCE,
+            rng=np.random.default_rng(SEED),
         )
 
 

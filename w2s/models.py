@@ -76,8 +76,9 @@ def read_config(spec: ModelSpec):
     """The config a ladder rung will have, or None when it cannot be read here (e.g. a hub id offline)."""
     try:
         with quiet_transformers():
-            return AutoConfig.from_pretrained(resolve(spec)[0], trust_remote_code=spec.trust_remote_code,
-                                              **_config_overrides(spec))
+            return AutoConfig.from_pretrained(
+                resolve(spec)[0], trust_remote_code=spec.trust_remote_code, **_config_overrides(spec)
+            )
     except (OSError, ValueError):
         return None
 
@@ -136,8 +137,9 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
         raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line(err)}") from None
 
 
-def load_classifier(spec: ModelSpec, key: str = "model", weights_from: str | None = None,
-                    classes: int = 2) -> Classifier:
+def load_classifier(
+    spec: ModelSpec, key: str = "model", weights_from: str | None = None, classes: int = 2
+) -> Classifier:
     """Build the classifier of `classes` outputs for one ladder rung. Errors name the spec key (`key`)."""
     backbone = load_backbone(spec, key, weights_from)
     config = backbone.config
@@ -187,8 +189,10 @@ def map_classes(logits: np.ndarray, class_map: list[int] | None, classes: int, k
     m = probs.shape[1]
     if class_map is None:
         if m != classes:
-            raise SpecError(f"{key}: the model has {m} outputs and the task {classes} classes; set {key}.class_map "
-                            "to say which class each output stands for")
+            raise SpecError(
+                f"{key}: the model has {m} outputs and the task {classes} classes; set {key}.class_map "
+                "to say which class each output stands for"
+            )
         return probs
     if len(class_map) != m:
         raise SpecError(f"{key}.class_map: lists {len(class_map)} classes, the model has {m} outputs")

@@ -57,7 +57,9 @@ def undefined_note(weak, ceiling, student, absent: tuple[str, ...] = ()) -> str 
     return None
 
 
-def pgr_interval(draws: np.ndarray, weak: float, ceiling: float, student: float) -> tuple[float, float] | tuple[None, None]:
+def pgr_interval(
+    draws: np.ndarray, weak: float, ceiling: float, student: float
+) -> tuple[float, float] | tuple[None, None]:
     """Fieller's interval for PGR at CONFIDENCE: every r with (N - r D)^2 <= z^2 Var(N - r D),
     N = student - weak and D = ceiling - weak at the point values, Var and Cov from the resamples
     `draws` (rows weak, ceiling, student). A quadratic in r: bounded when D is clearly non-zero

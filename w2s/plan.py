@@ -160,8 +160,11 @@ def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
 
 def _data_identity(dataset: DataSpec, contents: dict) -> dict:
     """How the rows are read and split, and what the files hold (`data.fingerprint`), not where they are."""
-    return {**dataset.model_dump(exclude={"id", "data_files", "data_dir"}), "contents": contents,
-            "splits": sorted(dataset.data_files or ())}
+    return {
+        **dataset.model_dump(exclude={"id", "data_files", "data_dir"}),
+        "contents": contents,
+        "splits": sorted(dataset.data_files or ()),
+    }
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
@@ -214,8 +217,9 @@ class _Planner:
     """The stages of one (dataset, seed), each built after the stages it reads, into `stages` (shared by
     all datasets and seeds: equal keys are one stage, the first built)."""
 
-    def __init__(self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int,
-                 env: Environment):
+    def __init__(
+        self, spec: ExperimentSpec, stages: dict[str, Stage], dataset: DataSpec, data: dict, seed: int, env: Environment
+    ):
         self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
         self.env = env
         self.truth: dict[str, Stage] = {}  # ground-truth (half A) or zero-shot stage per model label
@@ -252,8 +256,13 @@ class _Planner:
         return self.stages[key]
 
     def _common(self, kind: str, model: ModelSpec, settings: TrainSettings) -> dict:
-        return {"kind": kind, "data": self.data, "model": _model_identity(model),
-                "train": _settings_identity(settings), "seed": self.seed}
+        return {
+            "kind": kind,
+            "data": self.data,
+            "model": _model_identity(model),
+            "train": _settings_identity(settings),
+            "seed": self.seed,
+        }
 
     def lm_finetune(self, model: ModelSpec) -> Stage | None:
         if model.generative_finetune is None:
@@ -267,9 +276,15 @@ class _Planner:
         settings = resolve_settings(self.spec, model, False, self.env)
         base = self.lm_finetune(model)
         network = {**_network_identity(model), "pooling": model.pooling}  # not how the head is trained
-        identity = {"kind": "features", "data": self.data, "model": network, "seed": self.seed,
-                    "layer": layer, "mixed_precision": settings.mixed_precision,
-                    "base": base.key if base else None}
+        identity = {
+            "kind": "features",
+            "data": self.data,
+            "model": network,
+            "seed": self.seed,
+            "layer": layer,
+            "mixed_precision": settings.mixed_precision,
+            "base": base.key if base else None,
+        }
         return self._add(identity, "features", model, settings, base=base, layer=layer)
 
     def _inputs(self, model: ModelSpec) -> dict[str, Stage | None]:
@@ -286,8 +301,13 @@ class _Planner:
 
     def zero_shot(self, model: ModelSpec) -> Stage:
         settings = resolve_settings(self.spec, model, False, self.env)
-        identity = {"kind": "zero_shot", "data": self.data, "model": _model_identity(model), "seed": self.seed,
-                    "mixed_precision": settings.mixed_precision}
+        identity = {
+            "kind": "zero_shot",
+            "data": self.data,
+            "model": _model_identity(model),
+            "seed": self.seed,
+            "mixed_precision": settings.mixed_precision,
+        }
         return self._add(identity, "zero_shot", model, settings)
 
     def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
@@ -298,10 +318,25 @@ class _Planner:
         ceiling = self.ceilings.get(strong) or self.truth[strong]
         # the ceiling does not change how a student trains, but its stage folder names the ceiling it is
         # measured against (the report reads that link): another ceiling is another stage
-        identity = {**self._common("transfer", model, settings), "loss": _loss_identity(loss),
-                    "supervisor": supervisor.key, "ceiling": ceiling.key, **_keys(inputs)}
-        return self._add(identity, kind, model, settings, loss=loss, supervisor=supervisor,
-                         weak_truth=supervisor.weak, ceiling_truth=ceiling, chain=chain, **inputs)
+        identity = {
+            **self._common("transfer", model, settings),
+            "loss": _loss_identity(loss),
+            "supervisor": supervisor.key,
+            "ceiling": ceiling.key,
+            **_keys(inputs),
+        }
+        return self._add(
+            identity,
+            kind,
+            model,
+            settings,
+            loss=loss,
+            supervisor=supervisor,
+            weak_truth=supervisor.weak,
+            ceiling_truth=ceiling,
+            chain=chain,
+            **inputs,
+        )
 
 
 def _keys(stages: dict[str, Stage | None]) -> dict[str, str | None]:

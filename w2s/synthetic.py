@@ -76,13 +76,33 @@ CATEGORIES = {
 SYLLABLES = "vel mor qua tin bar lo zen ri dak sul fen ora mi tusk pel gar nix ambo cre".split()
 VERBS = ["was", "felt", "seemed", "looked", "turned out"]
 INTENS = ["", "", "", "truly ", "rather ", "quite ", "really ", "somewhat ", "utterly "]
-NEG_VERBS = ["was not", "was never", "was far from", "was hardly", "was in no way",
-             "never felt", "did not seem", "never looked", "was not at all"]
-OPENERS = ["{name} {cat}: ", "Review of the {name} {cat}. ", "About {name} {cat}: ",
-           "My take on the {name} {cat}: ", ""]
+NEG_VERBS = [
+    "was not",
+    "was never",
+    "was far from",
+    "was hardly",
+    "was in no way",
+    "never felt",
+    "did not seem",
+    "never looked",
+    "was not at all",
+]
+OPENERS = [
+    "{name} {cat}: ",
+    "Review of the {name} {cat}. ",
+    "About {name} {cat}: ",
+    "My take on the {name} {cat}: ",
+    "",
+]
 # two-clause frames; {d} = clause that decides the label, {c} = conceded clause.
-FRAMES = ["{c}, but {d}.", "Although {c}, {d}.", "{d}, even though {c}.",
-          "{c}; however, {d}.", "{d}, despite the fact that {c}.", "{c}, yet {d}."]
+FRAMES = [
+    "{c}, but {d}.",
+    "Although {c}, {d}.",
+    "{d}, even though {c}.",
+    "{c}; however, {d}.",
+    "{d}, despite the fact that {c}.",
+    "{c}, yet {d}.",
+]
 P_NEG = 0.0  # chance a clause is negated
 P_SINGLE = 1.0  # chance of a single-clause example
 P_RARE_TRAIN = 0.3  # share of train clauses using a (seen) rare adjective
@@ -166,8 +186,10 @@ def generate(n_train: int, n_test: int, seed: int) -> dict[str, list[dict]]:
     for split, n, heldout in (("train", n_train, False), ("test", n_test, True)):
         labels = [i % 2 for i in range(n)]
         rng.shuffle(labels)
-        out[split] = [{"id": f"{split}-{i}", "txt": _example(rng, y, samplers, heldout),
-                       "hard_label": y} for i, y in enumerate(labels)]
+        out[split] = [
+            {"id": f"{split}-{i}", "txt": _example(rng, y, samplers, heldout), "hard_label": y}
+            for i, y in enumerate(labels)
+        ]
     return out
 
 

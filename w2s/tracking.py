@@ -70,7 +70,9 @@ def wandb_dir(spec) -> Path:
 def _go_offline(folder: Path, reason: str) -> None:
     """Remember that this experiment logs offline (its later runs skip the online attempt); warn once."""
     _state["offline"].add(str(folder))
-    _warn_once(f"online:{folder}", f"{reason}; logging offline instead. Upload later with: wandb sync {folder}/offline-run-*")
+    _warn_once(
+        f"online:{folder}", f"{reason}; logging offline instead. Upload later with: wandb sync {folder}/offline-run-*"
+    )
 
 
 def start_run(spec, **init_kwargs):
@@ -83,8 +85,12 @@ def start_run(spec, **init_kwargs):
     folder = wandb_dir(spec)
     folder.mkdir(parents=True, exist_ok=True)
     common = dict(  # wandb writes into <dir>/wandb/
-        project=spec.tracking.project, entity=spec.tracking.entity, group=spec.name, dir=str(folder.parent),
-        reinit="create_new", **init_kwargs,
+        project=spec.tracking.project,
+        entity=spec.tracking.entity,
+        group=spec.name,
+        dir=str(folder.parent),
+        reinit="create_new",
+        **init_kwargs,
     )
     # console="off": our training rows are logged as metrics; wrapping stdout would copy progress bars
     timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT))
@@ -99,7 +105,9 @@ def start_run(spec, **init_kwargs):
             text = str(err).strip()
             _go_offline(folder, f"W&B online logging failed ({text.splitlines()[0] if text else type(err).__name__})")
     if mode == "offline":
-        _note_once(f"offline:{folder}", f"W&B runs are saved offline; upload later with: wandb sync {folder}/offline-run-*")
+        _note_once(
+            f"offline:{folder}", f"W&B runs are saved offline; upload later with: wandb sync {folder}/offline-run-*"
+        )
     try:  # offline: silent, w2s has said once where the runs are and how to upload them
         return wandb.init(mode="offline", settings=wandb.Settings(**settings, silent=True), **common)
     except Exception as err:
@@ -136,7 +144,11 @@ class StageTracker:
         self.spec = spec
         self._log = open(folder / "log.jsonl", "w")
         self.run = start_run(
-            spec, job_type=KINDS[stage.kind].job_type, name=run_name(stage), tags=stage_tags(stage), config=stage_config(stage, spec)
+            spec,
+            job_type=KINDS[stage.kind].job_type,
+            name=run_name(stage),
+            tags=stage_tags(stage),
+            config=stage_config(stage, spec),
         )
 
     def _safely(self, action) -> None:
@@ -158,8 +170,13 @@ class StageTracker:
         self._log.flush()
         self._safely(lambda run: run.log({f"train/{k}": v for k, v in row.items()}, step=row["step"]))
 
-    def finish(self, metrics: dict, predictions: list[dict], weak_metrics: dict | None = None,
-               ceiling_metrics: dict | None = None) -> None:
+    def finish(
+        self,
+        metrics: dict,
+        predictions: list[dict],
+        weak_metrics: dict | None = None,
+        ceiling_metrics: dict | None = None,
+    ) -> None:
         """Close the local log; on W&B, write summary metrics, prediction tables and the artifact.
 
         `weak_metrics`/`ceiling_metrics` are the finished ground-truth stages' metrics, or None when
@@ -173,11 +190,15 @@ class StageTracker:
         import wandb
 
         summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
-        summary.update({k: metrics[k] for k in PROVENANCE_COLUMNS if metrics.get(k) is not None})  # `w2s report --wandb`
+        summary.update(
+            {k: metrics[k] for k in PROVENANCE_COLUMNS if metrics.get(k) is not None}
+        )  # `w2s report --wandb`
         for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
             summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
         if KINDS[self.stage.kind].is_transfer:  # its PGR, where its weak model and ceiling are finished
-            row = with_references(stage_row(stage_config(self.stage, self.spec), metrics), weak_metrics, ceiling_metrics)
+            row = with_references(
+                stage_row(stage_config(self.stage, self.spec), metrics), weak_metrics, ceiling_metrics
+            )
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
                 if row.get(key) is not None:
                     summary[key] = row[key]
@@ -186,7 +207,8 @@ class StageTracker:
             return
 
         artifact = wandb.Artifact(
-            f"preds-{self.stage.key}", type="predictions",
+            f"preds-{self.stage.key}",
+            type="predictions",
             description=f"Predictions of stage {self.stage.name}: train_b holds the weak labels it gives its students.",
             metadata={"stage": self.stage.name, "stage_key": self.stage.key, "test_accuracy": metrics["test_accuracy"]},
         )
@@ -218,8 +240,13 @@ class StageTracker:
 
 def log_experiment_summary(spec, rows: list[dict]) -> None:
     """One `summary` run per experiment: the PGR table (results.jsonl rows) and mean PGR per loss."""
-    run = start_run(spec, job_type="summary", name=f"summary {spec.name}", config={"spec": spec.model_dump(mode="json")},
-                    tags=[d.label for d in spec.datasets])
+    run = start_run(
+        spec,
+        job_type="summary",
+        name=f"summary {spec.name}",
+        config={"spec": spec.model_dump(mode="json")},
+        tags=[d.label for d in spec.datasets],
+    )
     if run is None:
         return
     try:

@@ -110,7 +110,9 @@ def make_accelerator(settings: TrainSettings) -> Accelerator:
     if processes == 1 and state and state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
         # one process running experiments with different precisions (tests, notebooks): start afresh
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=settings.mixed_precision, gradient_accumulation_steps=settings.batch_size // per_step)
+    return Accelerator(
+        mixed_precision=settings.mixed_precision, gradient_accumulation_steps=settings.batch_size // per_step
+    )
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -135,8 +137,9 @@ def fused_or_default(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
         return opt_cls(params, **kwargs)
 
 
-def optimizer_batches(lengths: np.ndarray, batch_size: int, epochs: float, order: str,
-                      rng: np.random.Generator) -> list[list[int]]:
+def optimizer_batches(
+    lengths: np.ndarray, batch_size: int, epochs: float, order: str, rng: np.random.Generator
+) -> list[list[int]]:
     """The examples of every optimizer step, the same whatever minibatch_size and the process count are.
 
     `epochs` passes over the data make one stream, cut into batches of `batch_size` that run on across
@@ -233,8 +236,9 @@ def train(
     if settings.compile:
         model = torch.compile(model, dynamic=True)
     lengths = data.lengths()
-    steps = optimizer_batches(lengths, settings.batch_size, settings.epochs, settings.data_order,
-                              np.random.default_rng(seed))
+    steps = optimizer_batches(
+        lengths, settings.batch_size, settings.epochs, settings.data_order, np.random.default_rng(seed)
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = fused_or_default(opt_cls, params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -244,7 +248,11 @@ def train(
         optimizer, _lr_lambda(settings.lr_schedule, len(steps), round(settings.warmup_frac * len(steps)))
     )
     set_dropout(model, settings.dropout)
-    processes, rank, accum = accelerator.num_processes, accelerator.process_index, accelerator.gradient_accumulation_steps
+    processes, rank, accum = (
+        accelerator.num_processes,
+        accelerator.process_index,
+        accelerator.gradient_accumulation_steps,
+    )
     whole_batch = getattr(objective, "whole_batch", False) and accum * processes > 1
     scale = accum * processes if whole_batch else 1  # see the docstring; DDP averages over processes
     may_fall_back = settings.compile and processes == 1  # until the first training forward has run
@@ -257,8 +265,10 @@ def train(
         except Exception as err:  # noqa: BLE001 - a compiler failure surfaces at the first call
             if not may_fall_back:
                 raise
-            echo(f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
-                 "training eager")
+            echo(
+                f"  torch.compile failed ({type(err).__name__}: {str(err).strip().splitlines()[0][:160]}); "
+                "training eager"
+            )
             model, may_fall_back = accelerator.prepare(eager), False
             set_dropout(model, settings.dropout)
             return call(model)
@@ -268,8 +278,10 @@ def train(
     start = time.perf_counter()
     for step, batch in enumerate(steps):
         step_frac = step / len(steps)
-        micro = [send_to_device(data.collate(rows), accelerator.device)
-                 for rows in micro_batches(batch, lengths, processes, rank, settings.minibatch_size)]
+        micro = [
+            send_to_device(data.collate(rows), accelerator.device)
+            for rows in micro_batches(batch, lengths, processes, rank, settings.minibatch_size)
+        ]
         context = guarded(lambda m: _step_logits(m, micro, accelerator)) if whole_batch else None  # noqa: B023 (called at once)
         offset = rank * len(batch) // processes
         for j, inputs in enumerate(micro):
@@ -318,8 +330,9 @@ def _step_logits(model, micro: list[dict], accelerator: Accelerator) -> tuple[to
 
 
 @torch.no_grad()
-def batch_outputs(fn: Callable[[dict], torch.Tensor], data: Batches, accelerator: Accelerator, batch_size: int,
-                  desc: str) -> np.ndarray:
+def batch_outputs(
+    fn: Callable[[dict], torch.Tensor], data: Batches, accelerator: Accelerator, batch_size: int, desc: str
+) -> np.ndarray:
     """`fn(inputs) -> (b, d)` over every example of `data`, as an (n, d) float32 array on every process.
 
     Processes can hold batches of different sizes (the short last batch); all_gather needs equal
@@ -346,8 +359,9 @@ def batch_outputs(fn: Callable[[dict], torch.Tensor], data: Batches, accelerator
 def predict(model, data: Batches, accelerator: Accelerator, batch_size: int, desc: str = "predict") -> np.ndarray:
     """Class probabilities (n, k) for every example, each counted once across processes."""
     model.eval()
-    probs = batch_outputs(lambda inputs: torch.softmax(model(**inputs).float(), dim=-1), data, accelerator,
-                          batch_size, desc)
+    probs = batch_outputs(
+        lambda inputs: torch.softmax(model(**inputs).float(), dim=-1), data, accelerator, batch_size, desc
+    )
     model.train()
     return canonical_probabilities(probs)
 

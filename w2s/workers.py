@@ -50,8 +50,14 @@ def run_workers(spec: str, overrides: list[str], only: list[str], n: int, sweep:
         env = dict(os.environ, TQDM_DISABLE="1")  # progress bars of several processes would garble
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-        proc = subprocess.Popen(worker_command(spec, overrides, only, sweep), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            worker_command(spec, overrides, only, sweep),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         procs.append(proc)
         # each stream on its own, so that warnings on stderr never land inside a line of stdout
         for stream, say in ((proc.stdout, echo), (proc.stderr, _to_stderr)):

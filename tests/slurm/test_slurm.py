@@ -28,8 +28,11 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM
 def cluster():
     proc = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=900)
     if proc.returncode:
-        pytest.fail(f"the one-node Slurm cluster did not start (bash {CLUSTER.relative_to(REPO)} start, as root):\n"
-                    f"{proc.stdout}{proc.stderr}", pytrace=False)
+        pytest.fail(
+            f"the one-node Slurm cluster did not start (bash {CLUSTER.relative_to(REPO)} start, as root):\n"
+            f"{proc.stdout}{proc.stderr}",
+            pytrace=False,
+        )
 
 
 def sweep_spec(folder: Path) -> Path:
@@ -42,8 +45,9 @@ def sweep_spec(folder: Path) -> Path:
 
 
 def w2s(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=ENV, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900
+    )
 
 
 def rows(root: Path) -> list[dict]:
@@ -55,8 +59,14 @@ def rows(root: Path) -> list[dict]:
 def trained_by_log(root: Path, sweep: str | None = None) -> dict[str, list[str]]:
     """Each worker log's trained stages ("[i/n] stage  (key ...)" lines), by log file."""
     pattern = f"submit/{sweep or '*'}/logs/*_log.out"
-    return {log.name: [line.split("] ", 1)[1].split("  (key")[0] for line in log.read_text().splitlines()
-                       if line.startswith("[") and "  (key " in line] for log in sorted(root.glob(pattern))}
+    return {
+        log.name: [
+            line.split("] ", 1)[1].split("  (key")[0]
+            for line in log.read_text().splitlines()
+            if line.startswith("[") and "  (key " in line
+        ]
+        for log in sorted(root.glob(pattern))
+    }
 
 
 def submission(root: Path, proc: subprocess.CompletedProcess) -> dict:
@@ -145,8 +155,7 @@ def test_workers_cancelled_mid_stage_and_a_resubmission_finish_the_sweep(cluster
     assert not list((root / ".locks").glob("*.lock"))
 
 
-def test_workers_on_other_hardware_than_the_submitting_node_train_each_stage_once_and_it_finds_them(cluster,
-                                                                                                     tmp_path):
+def test_workers_on_other_hardware_than_the_submitting_node_train_each_stage_once_and_it_finds_them(cluster, tmp_path):
     """The login node's `auto` is fp32, the workers' bf16 (W2S_FAKE_PRECISION, exported to the job only):
     the first worker decides for the folder, and status, --wait, report and a rerun on the login node
     all see the workers' stages."""
@@ -154,11 +163,18 @@ def test_workers_on_other_hardware_than_the_submitting_node_train_each_stage_onc
     login = dict(ENV, W2S_FAKE_PRECISION="no")
 
     def on_login(*args) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=login,
-                              capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "w2s", *map(str, args)],
+            cwd=REPO,
+            env=login,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
-    proc = on_login("submit", spec, "--workers", "2", "--time", "15", "--wait",
-                    "--slurm", "export=ALL,W2S_FAKE_PRECISION=bf16")
+    proc = on_login(
+        "submit", spec, "--workers", "2", "--time", "15", "--wait", "--slurm", "export=ALL,W2S_FAKE_PRECISION=bf16"
+    )
     sub = submission(root, proc)
     assert "auto settings (precision, compile) are decided by the first worker to start" in proc.stdout
     assert f"{root}: 9 stages: 9 finished, 0 running, 0 failed, 0 waiting" in proc.stdout  # --wait's last word

@@ -105,5 +105,7 @@ def hub_revision(repo: str, where: str) -> str:
         ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / "main"
         if ref.is_file():
             return ref.read_text().strip()
-        raise SpecError(f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
-                        "is cached; give data_files with a local copy") from None
+        raise SpecError(
+            f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
+            "is cached; give data_files with a local copy"
+        ) from None

@@ -66,8 +66,10 @@ def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
         with quiet_datasets():
             dd = datasets.load_dataset(info.hub, info.config, revision=revision)
     except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
-        raise SpecError(f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
-                        "give data_files with a local copy") from None
+        raise SpecError(
+            f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
+            "give data_files with a local copy"
+        ) from None
     if info.pool not in dd:
         raise SpecError(f"{key} ({spec.label}): hub dataset {info.hub} has no split {info.pool!r}: {list(dd)}")
     test_name = info.test if info.test in dd else None
@@ -92,8 +94,10 @@ def _read_file(spec: DataSpec, split: str, key: str):
         if first is None:
             first = (path, columns)
         elif columns != first[1]:  # concatenated, the missing cells would be None: name the file instead
-            raise SpecError(f"{where}: {path.name} has columns {', '.join(columns)}, but {first[0].name} (the "
-                            f"split's first file) has {', '.join(first[1])}; a split's files need the same columns")
+            raise SpecError(
+                f"{where}: {path.name} has columns {', '.join(columns)}, but {first[0].name} (the "
+                f"split's first file) has {', '.join(first[1])}; a split's files need the same columns"
+            )
     if len(parts) == 1:
         return parts[0]
     import datasets
@@ -170,8 +174,10 @@ def _check_columns(ds, columns, label_column, split, spec, where) -> None:
         bad = [v for v in ds.unique(label_column) if not is_class_index(v, k)]
         if bad:
             shown = sorted(bad, key=str)[:5]
-            raise SpecError(f"{where}: label column {label_column!r} has values {shown} that are not class indices; "
-                            f"labels must be {class_range(k)}")
+            raise SpecError(
+                f"{where}: label column {label_column!r} has values {shown} that are not class indices; "
+                f"labels must be {class_range(k)}"
+            )
 
 
 def is_class_index(value, classes: int) -> bool:

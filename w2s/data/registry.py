@@ -74,8 +74,10 @@ def describe_datasets() -> list[tuple[str, str]]:
 
 
 @register(
-    "sciq", "SciQ science questions: is the shown answer the correct one (or a distractor)?",
-    hub="allenai/sciq", columns=("question", "correct_answer", "distractor1", "distractor2", "distractor3"),
+    "sciq",
+    "SciQ science questions: is the shown answer the correct one (or a distractor)?",
+    hub="allenai/sciq",
+    columns=("question", "correct_answer", "distractor1", "distractor2", "distractor3"),
 )
 def format_sciq(row: dict, rng: random.Random) -> dict:
     label = int(rng.random() < 0.5)
@@ -86,8 +88,12 @@ def format_sciq(row: dict, rng: random.Random) -> dict:
 
 
 @register(
-    "boolq", "BoolQ: yes/no questions about a Wikipedia passage.",
-    hub="google/boolq", test="validation", columns=("passage", "question", "answer"), label_column="answer",
+    "boolq",
+    "BoolQ: yes/no questions about a Wikipedia passage.",
+    hub="google/boolq",
+    test="validation",
+    columns=("passage", "question", "answer"),
+    label_column="answer",
 )
 def format_boolq(row: dict, rng: random.Random) -> dict:
     decisive = f"\nQuestion: {row['question']}"
@@ -95,8 +101,10 @@ def format_boolq(row: dict, rng: random.Random) -> dict:
 
 
 @register(
-    "cosmos_qa", "Cosmos QA commonsense reading comprehension: is the shown answer the right one?",
-    hub="allenai/cosmos_qa", test="validation",
+    "cosmos_qa",
+    "Cosmos QA commonsense reading comprehension: is the shown answer the right one?",
+    hub="allenai/cosmos_qa",
+    test="validation",
     columns=("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
 )
 def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
@@ -110,16 +118,22 @@ def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
 
 
 @register(
-    "amazon_polarity", "Amazon review polarity: is the review (title + text) positive?",
-    hub="fancyzhx/amazon_polarity", columns=("title", "content", "label"), label_column="label",
+    "amazon_polarity",
+    "Amazon review polarity: is the review (title + text) positive?",
+    hub="fancyzhx/amazon_polarity",
+    columns=("title", "content", "label"),
+    label_column="label",
 )
 def format_amazon_polarity(row: dict, rng: random.Random) -> dict:
     return {"txt": f"{row['title']} {row['content']}", "hard_label": int(row["label"])}
 
 
 @register(
-    "anthropic_hh", "Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?",
-    hub="Anthropic/hh-rlhf", columns=("chosen", "rejected"), truncate="left",
+    "anthropic_hh",
+    "Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?",
+    hub="Anthropic/hh-rlhf",
+    columns=("chosen", "rejected"),
+    truncate="left",
 )
 def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
     # chosen and rejected share the history and differ in the last assistant turn: that turn decides,
@@ -131,16 +145,23 @@ def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
 
 
 @register(
-    "sst2", "SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)",
-    hub="stanfordnlp/sst2", test="validation", columns=("sentence", "label"), label_column="label",
+    "sst2",
+    "SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)",
+    hub="stanfordnlp/sst2",
+    test="validation",
+    columns=("sentence", "label"),
+    label_column="label",
 )
 def format_sst2(row: dict, rng: random.Random) -> dict:
     return {"txt": row["sentence"], "hard_label": int(row["label"])}
 
 
 @register(
-    "synthetic", "Generated mixed-review sentiment task (w2s/synthetic.py); offline, no files needed.",
-    columns=("txt", "hard_label"), label_column="hard_label", loader="w2s.synthetic:load_rows",
+    "synthetic",
+    "Generated mixed-review sentiment task (w2s/synthetic.py); offline, no files needed.",
+    columns=("txt", "hard_label"),
+    label_column="hard_label",
+    loader="w2s.synthetic:load_rows",
 )
 def format_synthetic(row: dict, rng: random.Random) -> dict:
     return {"txt": row["txt"], "hard_label": int(row["hard_label"])}
@@ -149,25 +170,56 @@ def format_synthetic(row: dict, rng: random.Random) -> dict:
 # image datasets (the vision setting): rows carry an image; models on them are linear probes on embeddings
 # (or, with `train: false`, classifiers used as they are). Loaders: w2s/vision/datasets.py.
 for _info in (
-    DatasetInfo("digits", "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.",
-                formatter=None, modality="image", loader="w2s.vision.datasets:digits_rows"),
-    DatasetInfo("digits10", "scikit-learn's bundled 8x8 digits: which digit (10 classes)? Offline, no files needed.",
-                formatter=None, modality="image", loader="w2s.vision.datasets:digits10_rows", classes=10),
-    DatasetInfo("cifar10", "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?",
-                formatter=None, modality="image", loader="w2s.vision.datasets:cifar10_rows", hub="uoft-cs/cifar10"),
-    DatasetInfo("imagenet", "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or "
-                            "not?", formatter=None, modality="image", loader="w2s.vision.datasets:imagenet_rows",
-                data_dir="train/ and val/ class folders"),
-    DatasetInfo("imagenet1k", "ImageNet-1k's 1000 classes on its 50,000 validation images, your own copy (data_dir: "
-                              "val/ in ImageFolder layout); test is held out of them, as in Burns et al.'s vision "
-                              "experiment.", formatter=None, modality="image",
-                loader="w2s.vision.datasets:imagenet1k_rows", data_dir="val/ and its 1000 class folders", classes=1000),
+    DatasetInfo(
+        "digits",
+        "scikit-learn's bundled 8x8 digits: is the digit 5 or more? Offline, no files needed.",
+        formatter=None,
+        modality="image",
+        loader="w2s.vision.datasets:digits_rows",
+    ),
+    DatasetInfo(
+        "digits10",
+        "scikit-learn's bundled 8x8 digits: which digit (10 classes)? Offline, no files needed.",
+        formatter=None,
+        modality="image",
+        loader="w2s.vision.datasets:digits10_rows",
+        classes=10,
+    ),
+    DatasetInfo(
+        "cifar10",
+        "CIFAR-10 (hub uoft-cs/cifar10): vehicle or animal?",
+        formatter=None,
+        modality="image",
+        loader="w2s.vision.datasets:cifar10_rows",
+        hub="uoft-cs/cifar10",
+    ),
+    DatasetInfo(
+        "imagenet",
+        "ImageNet-1k, your own copy (data_dir: train/ and val/ in ImageFolder layout): animal or not?",
+        formatter=None,
+        modality="image",
+        loader="w2s.vision.datasets:imagenet_rows",
+        data_dir="train/ and val/ class folders",
+    ),
+    DatasetInfo(
+        "imagenet1k",
+        "ImageNet-1k's 1000 classes on its 50,000 validation images, your own copy (data_dir: "
+        "val/ in ImageFolder layout); test is held out of them, as in Burns et al.'s vision "
+        "experiment.",
+        formatter=None,
+        modality="image",
+        loader="w2s.vision.datasets:imagenet1k_rows",
+        data_dir="val/ and its 1000 class folders",
+        classes=1000,
+    ),
 ):
     DATASETS[_info.name] = _info
 
 DATASETS["local"] = DatasetInfo(
-    "local", "Your own files (data_files): text_columns joined by newlines, a label_column of class indices "
-             "0..classes-1 (classes: 2 unless set).", formatter=None
+    "local",
+    "Your own files (data_files): text_columns joined by newlines, a label_column of class indices "
+    "0..classes-1 (classes: 2 unless set).",
+    formatter=None,
 )
 
 

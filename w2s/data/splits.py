@@ -71,8 +71,9 @@ def _halves(spec: DataSpec, pool_a: list, pool_b: list, test: list, notes: list)
     which need no half A, so that the ceiling and the students train on the same rows."""
     if spec.halves == "same":
         pool = pool_a + pool_b
-        return Splits(pool, pool, test, notes + [f"halves: same: the ceiling and the students train on all "
-                                                 f"{len(pool)} pool rows"])
+        return Splits(
+            pool, pool, test, notes + [f"halves: same: the ceiling and the students train on all {len(pool)} pool rows"]
+        )
     return Splits(pool_a, pool_b, test, notes)
 
 
@@ -130,8 +131,9 @@ def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
     return _halves(spec, [pool[i] for i in pool_idx[:half]], [pool[i] for i in pool_idx[half:]], test_rows, notes)
 
 
-def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int, where: str,
-                 classes: int) -> list[dict]:
+def _format_rows(
+    ds, idx: list[int], split: str, formatter: Formatter, seed: int, where: str, classes: int
+) -> list[dict]:
     rows = []
     for i, row in zip(idx, ds.select(idx).to_list()):
         rng = random.Random(f"{seed}:{split}:{i}")  # str seeds hash with sha512: stable across processes
@@ -140,8 +142,9 @@ def _format_rows(ds, idx: list[int], split: str, formatter: Formatter, seed: int
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise SpecError(f"{where}: cannot format row {split}-{i}: {type(err).__name__}: {err}") from None
         if not is_class_index(out["hard_label"], classes):
-            raise SpecError(f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be "
-                            f"{class_range(classes)}")
+            raise SpecError(
+                f"{where}: row {split}-{i} has label {out['hard_label']!r}; labels must be {class_range(classes)}"
+            )
         row = {"id": f"{split}-{i}", "txt": out["txt"], "hard_label": int(out["hard_label"])}
         decisive = out.get("decisive")
         if decisive:  # tokenization keeps this suffix of the text whole (w2s/data/tokens.py)

@@ -23,8 +23,9 @@ class Tokenized(NamedTuple):
     n_decisive_cut: int  # shortened examples whose decisive part itself did not fit
 
 
-def tokenize(rows: list[dict], tokenizer, max_ctx: int, policy: str, side: str = "right",
-             where: str = "dataset") -> Tokenized:
+def tokenize(
+    rows: list[dict], tokenizer, max_ctx: int, policy: str, side: str = "right", where: str = "dataset"
+) -> Tokenized:
     """Tokenize the rows' "txt" in one batched call; examples over max_ctx tokens are dropped
     (policy "drop", the reference code's choice) or shortened (policy "truncate") keeping their
     decisive part ("keep_chars": the length of the suffix of "txt" that decides the label)."""
@@ -45,7 +46,8 @@ def tokenize(rows: list[dict], tokenizer, max_ctx: int, policy: str, side: str =
         raise SpecError(
             f"{where}: no examples left: all {len(rows)} are longer than max_ctx={max_ctx} tokens "
             "(raise max_ctx or use ctx_policy: truncate)"
-            if rows else f"{where}: the split is empty"
+            if rows
+            else f"{where}: the split is empty"
         )
     return Tokenized(ids, kept, n_dropped, n_shortened, n_cut)
 

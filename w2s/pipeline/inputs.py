@@ -30,10 +30,14 @@ class LengthLog:
         if result.n_dropped:
             self.notes.append(f"{split}: dropped {result.n_dropped} of {n_rows} examples longer than max_ctx={max_ctx}")
         if result.n_shortened:
-            whole = ("its decisive part kept whole in all" if not result.n_decisive_cut else
-                     f"its decisive part alone too long in {result.n_decisive_cut}")
-            self.notes.append(f"{split}: shortened {result.n_shortened} of {n_rows} examples longer than "
-                              f"max_ctx={max_ctx} ({whole})")
+            whole = (
+                "its decisive part kept whole in all"
+                if not result.n_decisive_cut
+                else f"its decisive part alone too long in {result.n_decisive_cut}"
+            )
+            self.notes.append(
+                f"{split}: shortened {result.n_shortened} of {n_rows} examples longer than max_ctx={max_ctx} ({whole})"
+            )
 
     def metrics(self) -> dict:
         totals = {k: sum(c[k] for c in self.counts.values()) for k in ("shortened", "dropped", "decisive_cut")}
@@ -43,21 +47,31 @@ class LengthLog:
 _TOKENIZED: dict[tuple, data_mod.Tokenized] = {}  # this process's tokenizations, by everything they depend on
 
 
-def encode(rows: list[dict], stage: Stage, labels: np.ndarray, lengths: LengthLog, split: str) -> tuple[Encoded, list[dict]]:
+def encode(
+    rows: list[dict], stage: Stage, labels: np.ndarray, lengths: LengthLog, split: str
+) -> tuple[Encoded, list[dict]]:
     """The rows tokenized for the stage's model, with their labels. A sweep tokenizes the same split
     for many stages (every loss, pair and round): each (texts, tokenizer, max_ctx, policy, side) is
     tokenized once per process, the texts themselves being the key (exact, and cheap to hash)."""
     tokenizer = load_tokenizer(stage.model)
     dataset = stage.dataset
-    key = (tokenizer.name_or_path, stage.model.trust_remote_code, dataset.max_ctx, dataset.ctx_policy,
-           dataset.truncate_side, tuple(r["txt"] for r in rows), tuple(r.get("keep_chars") for r in rows))
+    key = (
+        tokenizer.name_or_path,
+        stage.model.trust_remote_code,
+        dataset.max_ctx,
+        dataset.ctx_policy,
+        dataset.truncate_side,
+        tuple(r["txt"] for r in rows),
+        tuple(r.get("keep_chars") for r in rows),
+    )
     if key not in _TOKENIZED:
-        _TOKENIZED[key] = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy,
-                                            dataset.truncate_side)
+        _TOKENIZED[key] = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy, dataset.truncate_side)
     result = _TOKENIZED[key]
     lengths.record(split, len(rows), result, dataset.max_ctx)
     kept_rows = [rows[i] for i in result.kept]
-    return Encoded([r["id"] for r in kept_rows], result.input_ids, labels[result.kept], tokenizer.pad_token_id), kept_rows
+    return Encoded(
+        [r["id"] for r in kept_rows], result.input_ids, labels[result.kept], tokenizer.pad_token_id
+    ), kept_rows
 
 
 def one_hot(rows: list[dict], classes: int) -> np.ndarray:
@@ -83,8 +97,9 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     data, rows = cached.select(rows, labels)
     weak_p = data.labels[:, 1]
     try:
-        cleaned = probes.clean_labels(data.array, weak_p, probe.method, probe.mode, k=probe.k,
-                                      contamination=probe.contamination, seed=stage.seed)
+        cleaned = probes.clean_labels(
+            data.array, weak_p, probe.method, probe.mode, k=probe.k, contamination=probe.contamination, seed=stage.seed
+        )
     except ValueError as err:  # e.g. fewer rows in half B than neighbours asked for
         raise SpecError(f"{stage.name}: probe: {err}") from None
     truth = np.array([r["hard_label"] for r in rows])

@@ -62,8 +62,14 @@ def this_process() -> dict:
     """Who holds a lock: enough to tell whether it is alive, and for `w2s status` to say who it is."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid(),
-            "started": _start_ticks(os.getpid()), "slurm_job": job, "since": time.time()}
+    return {
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "pid": os.getpid(),
+        "started": _start_ticks(os.getpid()),
+        "slurm_job": job,
+        "since": time.time(),
+    }
 
 
 def holder_gone(holder: dict) -> bool:
@@ -120,8 +126,11 @@ class Lease:
     def _beat(self, heartbeat: float) -> None:
         while not self._stop.wait(heartbeat):
             if not self._mine():
-                warnings.warn(f"lost the lock {self.path} (taken over as stale); the stage may be trained twice,"
-                              " with the same numbers", stacklevel=1)
+                warnings.warn(
+                    f"lost the lock {self.path} (taken over as stale); the stage may be trained twice,"
+                    " with the same numbers",
+                    stacklevel=1,
+                )
                 return
             now = time.time_ns()
             os.utime(self.path, ns=(now, now))

@@ -30,7 +30,15 @@ from w2s.models import (
     resolve_layer,
 )
 from w2s.pipeline.evaluation import classifier_metrics
-from w2s.pipeline.inputs import LengthLog, base_weights, clean_with_probe, encode, model_location, one_hot, supervisor_labels
+from w2s.pipeline.inputs import (
+    LengthLog,
+    base_weights,
+    clean_with_probe,
+    encode,
+    model_location,
+    one_hot,
+    supervisor_labels,
+)
 from w2s.pipeline.store import finished_folder, prediction_rows, write_probabilities
 from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError, first_line
@@ -89,15 +97,23 @@ class ClassifierStage:
             train_data, _ = encode(train_rows, stage, train_labels, lengths, "train")
             b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
             test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
-            model = load_classifier(stage.model, key=model_location(spec, stage), weights_from=base_weights(root, stage),
-                                    classes=k)
+            model = load_classifier(
+                stage.model, key=model_location(spec, stage), weights_from=base_weights(root, stage), classes=k
+            )
             sizes = count_parameters(model)
         job.echo_notes(lengths.notes)
 
         start = time.perf_counter()
         model, accelerator = train(
-            model, train_data, classification(loss_fn), stage.settings, stage.seed,
-            log=job.log, log_every=spec.tracking.log_every, desc=stage.name, echo=job.echo,
+            model,
+            train_data,
+            classification(loss_fn),
+            stage.settings,
+            stage.seed,
+            log=job.log,
+            log_every=spec.tracking.log_every,
+            desc=stage.name,
+            echo=job.echo,
         )
         train_seconds = time.perf_counter() - start
         p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
@@ -107,7 +123,9 @@ class ClassifierStage:
             state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
             if job.writes:
                 (job.folder / "model").mkdir()
-                weights = {k: v.detach().clone().contiguous() for k, v in state.items()}  # clone: tied weights share memory
+                weights = {
+                    k: v.detach().clone().contiguous() for k, v in state.items()
+                }  # clone: tied weights share memory
                 save_file(weights, str(job.folder / "model" / "model.safetensors"))
         if accelerator.device.type != "cpu":
             # hand the accelerator's memory back before the next stage; its full garbage collection
@@ -144,9 +162,11 @@ class Transfer(ClassifierStage):
         loss_fn = build_loss(stage.loss)
         if stage.loss.probe is not None:
             train_rows, train_labels, extra = clean_with_probe(job.root, stage, train_rows, train_labels)
-            job.echo(f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
-                     f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
-                     f"{extra['probe_label_accuracy']:.3f}")
+            job.echo(
+                f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
+                f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
+                f"{extra['probe_label_accuracy']:.3f}"
+            )
         return train_rows, train_labels, loss_fn, extra
 
 
@@ -165,17 +185,24 @@ class ZeroShot:
             from w2s import vision
 
             try:
-                model = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
-                                                  config_overrides=stage.model.config_overrides,
-                                                  dtype=getattr(torch, stage.model.dtype), head=True,
-                                                  trust_remote_code=stage.model.trust_remote_code)
+                model = vision.load_image_encoder(
+                    stage.model.name,
+                    random_init=stage.model.random_init,
+                    config_overrides=stage.model.config_overrides,
+                    dtype=getattr(torch, stage.model.dtype),
+                    head=True,
+                    trust_remote_code=stage.model.trust_remote_code,
+                )
             except ValueError as err:
                 raise SpecError(f"{key}.name: {first_line(err)}") from None
             n_params = sum(p.numel() for p in model.model.parameters())
             sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
-            outputs = {name: activations.of_images(model, rows, accelerator, stage.settings.eval_batch_size,
-                                                   f"zero-shot {name}") for name, rows in
-                       (("train_b", splits.train_b), ("test", splits.test))}
+            outputs = {
+                name: activations.of_images(
+                    model, rows, accelerator, stage.settings.eval_batch_size, f"zero-shot {name}"
+                )
+                for name, rows in (("train_b", splits.train_b), ("test", splits.test))
+            }
             rows = {"train_b": splits.train_b, "test": splits.test}
         else:
             model = load_zero_shot_classifier(stage.model, key).to(accelerator.device)
@@ -188,15 +215,19 @@ class ZeroShot:
 
             for name, split_rows in (("train_b", splits.train_b), ("test", splits.test)):
                 data, rows[name] = encode(split_rows, stage, one_hot(split_rows, k), lengths, name)
-                outputs[name] = batch_outputs(logits, data, accelerator, stage.settings.eval_batch_size,
-                                              f"zero-shot {name}")
+                outputs[name] = batch_outputs(
+                    logits, data, accelerator, stage.settings.eval_batch_size, f"zero-shot {name}"
+                )
         job.echo_notes(lengths.notes)
-        probs = {name: canonical_probabilities(map_classes(logits, stage.model.class_map, k, key))
-                 for name, logits in outputs.items()}
+        probs = {
+            name: canonical_probabilities(map_classes(logits, stage.model.class_map, k, key))
+            for name, logits in outputs.items()
+        }
         if not job.writes:
             return None, None
-        metrics = classifier_metrics(stage, job.root, probs["train_b"], rows["train_b"], probs["test"], rows["test"],
-                                     0, 0.0)
+        metrics = classifier_metrics(
+            stage, job.root, probs["train_b"], rows["train_b"], probs["test"], rows["test"], 0, 0.0
+        )
         metrics.update(sizes, seconds=round(time.perf_counter() - start, 2), **lengths.metrics())
         return metrics, predictions(job, {name: (rows[name], probs[name]) for name in probs})
 
@@ -223,10 +254,13 @@ class Features:
             from w2s import vision
 
             try:
-                encoder = vision.load_image_encoder(stage.model.name, random_init=stage.model.random_init,
-                                                    config_overrides=stage.model.config_overrides,
-                                                    dtype=getattr(torch, stage.model.dtype),
-                                                    trust_remote_code=stage.model.trust_remote_code)
+                encoder = vision.load_image_encoder(
+                    stage.model.name,
+                    random_init=stage.model.random_init,
+                    config_overrides=stage.model.config_overrides,
+                    dtype=getattr(torch, stage.model.dtype),
+                    trust_remote_code=stage.model.trust_remote_code,
+                )
             except ValueError as err:
                 raise SpecError(f"{key}.name: {first_line(err)}") from None
             n_params = sum(p.numel() for p in encoder.model.parameters())
@@ -234,7 +268,8 @@ class Features:
             layer = None
             for name, rows in split_rows.items():
                 arrays[name] = activations.SplitActivations(
-                    [r["id"] for r in rows], activations.of_images(encoder, rows, accelerator, batch, f"features {name}"),
+                    [r["id"] for r in rows],
+                    activations.of_images(encoder, rows, accelerator, batch, f"features {name}"),
                 )
         else:
             model = load_classifier(stage.model, key=key, weights_from=base_weights(root, stage))
@@ -249,8 +284,14 @@ class Features:
             return None, None
         activations.write(job.folder, arrays)
         counts = {f"n_{name}": len(split.ids) for name, split in arrays.items()}
-        metrics = {"seconds": round(time.perf_counter() - start, 2), "layer": layer,
-                   "dim": int(arrays["test"].array.shape[1]), **counts, **sizes, **lengths.metrics()}
+        metrics = {
+            "seconds": round(time.perf_counter() - start, 2),
+            "layer": layer,
+            "dim": int(arrays["test"].array.shape[1]),
+            **counts,
+            **sizes,
+            **lengths.metrics(),
+        }
         return metrics, []
 
 
@@ -266,9 +307,15 @@ class LMFinetune:
         texts, _ = encode(rows, stage, one_hot(rows, k), lengths, "train")
         test, _ = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
         job.echo_notes(lengths.notes)
-        metrics = generative.finetune(stage, texts, test, key=model_location(job.spec, stage),
-                                      log=job.log, log_every=job.spec.tracking.log_every,
-                                      out=job.folder / "model" if job.writes else None)
+        metrics = generative.finetune(
+            stage,
+            texts,
+            test,
+            key=model_location(job.spec, stage),
+            log=job.log,
+            log_every=job.spec.tracking.log_every,
+            out=job.folder / "model" if job.writes else None,
+        )
         return (dict(metrics, **lengths.metrics()), []) if job.writes else (None, None)
 
 

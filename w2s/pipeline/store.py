@@ -99,8 +99,10 @@ def prediction_rows(split: str, rows: list[dict], probs: np.ndarray) -> list[dic
         extra = [{"p_pos": float(p)} for p in probs[:, 1]]
     else:
         extra = [{"confidence": float(c)} for c in probs[np.arange(len(probs)), predicted]]
-    return [{"split": split, "id": r["id"], "hard_label": r["hard_label"], "predicted": int(c), **e}
-            for r, c, e in zip(rows, predicted, extra)]
+    return [
+        {"split": split, "id": r["id"], "hard_label": r["hard_label"], "predicted": int(c), **e}
+        for r, c, e in zip(rows, predicted, extra)
+    ]
 
 
 def write_probabilities(folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]]) -> None:
@@ -212,8 +214,10 @@ PLAN_FILE = "plan.jsonl"
 
 def write_plan(root: Path, stages: list[Stage]) -> None:
     """plan.jsonl: every stage of the latest run or submission, so `w2s status` needs only the folder."""
-    write_jsonl(root / PLAN_FILE, [{"stage": s.name, "key": s.key, "folder": s.folder,
-                                   "requires": [r.key for r in s.requires]} for s in stages])
+    write_jsonl(
+        root / PLAN_FILE,
+        [{"stage": s.name, "key": s.key, "folder": s.folder, "requires": [r.key for r in s.requires]} for s in stages],
+    )
 
 
 def record_failure(root: Path, stage: Stage, tmp: Path, error: str, sweep: str) -> Path:
@@ -222,8 +226,17 @@ def record_failure(root: Path, stage: Stage, tmp: Path, error: str, sweep: str) 
     failed = root / "failed" / stage.folder
     (tmp / "traceback.txt").write_text(error)
     lines = [line for line in error.strip().splitlines() if line.strip()]
-    write_json(tmp / "failure.json", {"stage": stage.name, "key": stage.key, "error": lines[-1] if lines else "",
-                                      "sweep": sweep, "time": time.time(), **_who()})
+    write_json(
+        tmp / "failure.json",
+        {
+            "stage": stage.name,
+            "key": stage.key,
+            "error": lines[-1] if lines else "",
+            "sweep": sweep,
+            "time": time.time(),
+            **_who(),
+        },
+    )
     failed.parent.mkdir(exist_ok=True)
     shutil.rmtree(failed, ignore_errors=True)
     os.rename(tmp, failed)

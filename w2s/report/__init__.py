@@ -39,8 +39,17 @@ from w2s.spec import SpecError
 
 # what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
 __all__ = [
-    "build_report", "report", "report_wandb", "load_records", "record_from_wandb", "seed_rows", "summary_rows",
-    "SEED_COLUMNS", "SUMMARY_COLUMNS", "summary_columns", "provenance",
+    "build_report",
+    "report",
+    "report_wandb",
+    "load_records",
+    "record_from_wandb",
+    "seed_rows",
+    "summary_rows",
+    "SEED_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "summary_columns",
+    "provenance",
 ]
 
 METRICS = ("accuracy", "auroc")
@@ -80,8 +89,9 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
     return [out / name for name in names]
 
 
-def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print,
-           x: str = "size") -> list[Path]:
+def report(
+    run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print, x: str = "size"
+) -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
     out = Path(out) if out else Path(run_dirs[0]) / "report"
     roots = find_experiments(run_dirs)
@@ -93,7 +103,9 @@ def report(run_dirs: list[str | Path], out: str | Path | None = None, metric: st
     return build_report(records, out, metric, x)
 
 
-def report_wandb(path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size") -> list[Path]:
+def report_wandb(
+    path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size"
+) -> list[Path]:
     """`w2s report --wandb ENTITY/PROJECT [--group G]`: default output folder ./report."""
     if path.count("/") != 1:
         raise SpecError(f"report: --wandb expects ENTITY/PROJECT, got {path!r}")

@@ -12,9 +12,19 @@ import numpy as np
 import pandas as pd
 
 STYLE = {
-    "font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "legend.fontsize": 7, "legend.title_fontsize": 7,
-    "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
-    "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 300, "pdf.fonttype": 42,
+    "font.size": 8,
+    "axes.labelsize": 8,
+    "axes.titlesize": 8,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": 300,
+    "pdf.fonttype": 42,
 }
 PANEL = (3.4, 2.5)
 
@@ -84,8 +94,12 @@ def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str], sizes: dict
         if sizes:
             ticks = sorted(sizes.items(), key=lambda item: item[1])
             crowded = len(ticks) > 3  # long names at nearby sizes would overlap: slant them
-            ax.set_xticks([v for _, v in ticks], [f"{name}\n{_count(v)}" for name, v in ticks],
-                          rotation=30 if crowded else 0, ha="right" if crowded else "center")
+            ax.set_xticks(
+                [v for _, v in ticks],
+                [f"{name}\n{_count(v)}" for name, v in ticks],
+                rotation=30 if crowded else 0,
+                ha="right" if crowded else "center",
+            )
         ax.set_xlabel("strong student (non-embedding parameters)")
     else:
         ax.set_xlim(-0.5, len(order) - 0.5)
@@ -141,8 +155,9 @@ def _students_x(lines: pd.DataFrame, x_by: str, metric: str, order: list[str], h
     return lines, _x(lines, column, order, has_sizes, "model")
 
 
-def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict,
-                  x_by: str = "size") -> list[Path]:
+def plot_accuracy(
+    summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: str = "size"
+) -> list[Path]:
     """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
     the ground-truth ceiling in black, each supervisor's own score as a star. `x_by="ceiling"`: against
     the strong model's ceiling instead (the reference's plot), so the ceiling is the diagonal."""
@@ -175,8 +190,16 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: 
                 x_own = own["model"].map(ceilings).to_numpy()
             else:
                 x_own = _x(own, "non_embedding_parameters", order, has_sizes, "model")
-            ax.plot(x_own, own[f"test_{metric}"], "*", color=colors[weak],
-                    markersize=10, markeredgecolor="black", markeredgewidth=0.5, zorder=4)
+            ax.plot(
+                x_own,
+                own[f"test_{metric}"],
+                "*",
+                color=colors[weak],
+                markersize=10,
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                zorder=4,
+            )
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
         if x_by == "ceiling":
@@ -201,8 +224,12 @@ def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
         ax.set_xlim(min(values) - 0.08 * span, max(values) + 0.08 * span)
         ticks = sorted(((v, m) for m, v in ceilings.items() if not math.isnan(v)))
         crowded = len(ticks) > 3
-        ax.set_xticks([v for v, _ in ticks], [f"{m}\n{v:.3f}" for v, m in ticks],
-                      rotation=30 if crowded else 0, ha="right" if crowded else "center")
+        ax.set_xticks(
+            [v for v, _ in ticks],
+            [f"{m}\n{v:.3f}" for v, m in ticks],
+            rotation=30 if crowded else 0,
+            ha="right" if crowded else "center",
+        )
     ax.set_xlabel(f"strong student's ceiling (ground-truth test {metric})")
 
 
@@ -211,9 +238,13 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: 
     interval."""
     has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all()
     order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
-    every_size = _x(summary, "non_embedding_parameters", order, has_sizes, "model")  # same x range as the accuracy figure
-    sizes = {**dict(zip(summary["weak_model"], summary["weak_non_embedding_parameters"].astype(float))),
-             **dict(zip(summary["model"], summary["non_embedding_parameters"].astype(float)))}
+    every_size = _x(
+        summary, "non_embedding_parameters", order, has_sizes, "model"
+    )  # same x range as the accuracy figure
+    sizes = {
+        **dict(zip(summary["weak_model"], summary["weak_non_embedding_parameters"].astype(float))),
+        **dict(zip(summary["model"], summary["non_embedding_parameters"].astype(float))),
+    }
     summary = _pgr_pairs(summary)
     panels = _panels(summary)
     fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)
@@ -227,12 +258,25 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: 
             low, high = np.where(unbounded, np.nan, low), np.where(unbounded, np.nan, high)
             ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
             if unbounded.any():
-                ax.plot(np.asarray(x)[unbounded], y[unbounded], "o", color="white", markeredgecolor=colors[weak],
-                        label="CI unbounded (gap within noise)")
+                ax.plot(
+                    np.asarray(x)[unbounded],
+                    y[unbounded],
+                    "o",
+                    color="white",
+                    markeredgecolor=colors[weak],
+                    label="CI unbounded (gap within noise)",
+                )
             _interval_band(ax, x, y, low, high, colors[weak], alpha=0.2)
         if frame["pgr"].isna().all():
-            ax.text(0.5, 0.5, "PGR undefined for every pair\n(see pgr_note in the table)", transform=ax.transAxes,
-                    ha="center", va="center", color="grey")
+            ax.text(
+                0.5,
+                0.5,
+                "PGR undefined for every pair\n(see pgr_note in the table)",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="grey",
+            )
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"PGR ({metric})")
         if x_by == "ceiling":
@@ -260,8 +304,10 @@ def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: st
     """Bars grouped by pair, one colour per loss; missing values marked 'n/a' at zero."""
     from matplotlib import colormaps
 
-    pairs = list(frame["chain"].drop_duplicates()) if not several else list(
-        (frame["dataset"] + "|" + frame["chain"]).drop_duplicates()
+    pairs = (
+        list(frame["chain"].drop_duplicates())
+        if not several
+        else list((frame["dataset"] + "|" + frame["chain"]).drop_duplicates())
     )
     losses = sorted(frame["loss"].dropna().unique())  # the same colour per loss in every figure
     width = 0.8 / len(losses)
@@ -276,11 +322,28 @@ def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: st
             lo, hi = part[low].astype(float).to_numpy(), part[high].astype(float).to_numpy()
             unbounded = np.isinf(lo) | np.isinf(hi)
             err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0, posinf=0.0, neginf=0.0)
-        ax.bar(x, np.nan_to_num(y), width, yerr=err, capsize=2, error_kw={"linewidth": 0.8},
-               color=colormaps["tab10"](j), label=loss)
+        ax.bar(
+            x,
+            np.nan_to_num(y),
+            width,
+            yerr=err,
+            capsize=2,
+            error_kw={"linewidth": 0.8},
+            color=colormaps["tab10"](j),
+            label=loss,
+        )
         for xi, text in [(xi, "n/a") for xi in x[np.isnan(y)]] + [(xi, "CI ±∞") for xi in x[unbounded]]:
-            ax.annotate(text, (xi, 0), xytext=(0, 2), textcoords="offset points", rotation=90, ha="center",
-                        va="bottom", fontsize=6, color="grey")
+            ax.annotate(
+                text,
+                (xi, 0),
+                xytext=(0, 2),
+                textcoords="offset points",
+                rotation=90,
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color="grey",
+            )
     labels = [_pair_label({"dataset": p.split("|")[0], "chain": p.split("|")[-1]}, several) for p in pairs]
     crowded = len(pairs) > 3
     ax.set_xticks(range(len(pairs)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
@@ -313,8 +376,10 @@ def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
     direct = summary[summary["kind"] == "transfer"]
     fig, axes = _figure(2, 1, width=_bar_width(direct))
     several = direct["dataset"].nunique() > 1
-    for ax, column, title in ((axes[0, 0], "agreement_supervisor_right", "where the supervisor is right"),
-                              (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong")):
+    for ax, column, title in (
+        (axes[0, 0], "agreement_supervisor_right", "where the supervisor is right"),
+        (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong"),
+    ):
         _grouped_bars(ax, direct, column, None, None, several)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("student-supervisor\nagreement")

@@ -36,8 +36,13 @@ def find_experiments(paths: list[str | Path]) -> list[Path]:
 def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = None) -> dict:
     """A result row with what the report adds: its experiment, folder, when it finished, its wall time."""
     finished_at = (folder / "metrics.json").stat().st_mtime if folder else 0.0
-    return {**row, "experiment": experiment, "folder": folder, "finished_at": finished_at,
-            "seconds": stage_seconds(metrics)}
+    return {
+        **row,
+        "experiment": experiment,
+        "folder": folder,
+        "finished_at": finished_at,
+        "seconds": stage_seconds(metrics),
+    }
 
 
 def load_records(root: Path, echo=print) -> list[dict]:
@@ -90,8 +95,15 @@ def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
     """
     best = {}
     for r in records:
-        slot = (r["experiment"], r["kind"], r["dataset"], r.get("chain") or r["model"], r.get("loss"), r["seed"],
-                r.get("train_split"))
+        slot = (
+            r["experiment"],
+            r["kind"],
+            r["dataset"],
+            r.get("chain") or r["model"],
+            r.get("loss"),
+            r["seed"],
+            r.get("train_split"),
+        )
         rank = (r["key"] in listed, r["finished_at"])
         if slot not in best or rank >= best[slot][0]:  # a tie: the later one read
             best[slot] = (rank, r)

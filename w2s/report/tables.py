@@ -24,12 +24,35 @@ SCORES = ["weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "c
 # the student's other scores (ece, and any metric added to the result row), as its row has them
 OTHER_SCORES = [c for c in SCORE_COLUMNS if c not in SCORES]
 SEED_COLUMNS = [
-    "experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "seed",
-    "weak_non_embedding_parameters", "non_embedding_parameters", "n_test", *SCORES,
-    "metric", "pgr", "pgr_low", "pgr_high", "pgr_note",
-    "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
-    "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", *OTHER_SCORES,
-    *PROBE_METRICS, *LENGTH_METRICS, *PROVENANCE_COLUMNS, "stage", "key",
+    "experiment",
+    "dataset",
+    "kind",
+    "chain",
+    "weak_model",
+    "model",
+    "loss",
+    "seed",
+    "weak_non_embedding_parameters",
+    "non_embedding_parameters",
+    "n_test",
+    *SCORES,
+    "metric",
+    "pgr",
+    "pgr_low",
+    "pgr_high",
+    "pgr_note",
+    "student_minus_weak",
+    "student_minus_weak_low",
+    "student_minus_weak_high",
+    "agreement",
+    *AGREEMENT_SPLIT,
+    "supervisor_accuracy",
+    *OTHER_SCORES,
+    *PROBE_METRICS,
+    *LENGTH_METRICS,
+    *PROVENANCE_COLUMNS,
+    "stage",
+    "key",
 ]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
@@ -40,11 +63,26 @@ def summary_columns(metric: str = "accuracy") -> list[str]:
     """The summary's columns: the seed-mean of each per-seed score, and the interval of the
     student's `test_<metric>` as test_<metric>_low / _high."""
     return GROUP_COLUMNS + [
-        "n_seeds", "weak_non_embedding_parameters", "non_embedding_parameters", *SCORES,
-        "metric", f"test_{metric}_low", f"test_{metric}_high", "pgr", "pgr_low", "pgr_high", "pgr_note",
-        "student_minus_weak", "student_minus_weak_low", "student_minus_weak_high",
-        "agreement", *AGREEMENT_SPLIT, "supervisor_accuracy", *OTHER_SCORES,
-        *PROBE_METRICS, *LENGTH_METRICS,
+        "n_seeds",
+        "weak_non_embedding_parameters",
+        "non_embedding_parameters",
+        *SCORES,
+        "metric",
+        f"test_{metric}_low",
+        f"test_{metric}_high",
+        "pgr",
+        "pgr_low",
+        "pgr_high",
+        "pgr_note",
+        "student_minus_weak",
+        "student_minus_weak_low",
+        "student_minus_weak_high",
+        "agreement",
+        *AGREEMENT_SPLIT,
+        "supervisor_accuracy",
+        *OTHER_SCORES,
+        *PROBE_METRICS,
+        *LENGTH_METRICS,
     ]
 
 
@@ -64,8 +102,10 @@ def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
             if "hard_label" not in frame or ("p_pos" not in frame and "predicted" not in frame):
                 raise ValueError("no hard_label, predicted or p_pos column")
         except (OSError, ValueError, KeyError) as err:  # damaged: the stage's points are still reported
-            print(f"warning: {folder / 'predictions.jsonl'} is damaged ({first_line(err)[:80]}); the intervals "
-                  "that need it are left out (w2s run --force on its stage rewrites it)")
+            print(
+                f"warning: {folder / 'predictions.jsonl'} is damaged ({first_line(err)[:80]}); the intervals "
+                "that need it are left out (w2s run --force on its stage rewrites it)"
+            )
             cache[folder] = None
             return None
         if "p_pos" not in frame:
@@ -106,8 +146,9 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
         column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
         if all(f is not None and f[column].notna().all() for f in frames):
             joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
-            result = bootstrap_seed(joined["hard_label"], joined[column], joined[f"{column}_c"], joined[f"{column}_s"],
-                                    metric)
+            result = bootstrap_seed(
+                joined["hard_label"], joined[column], joined[f"{column}_c"], joined[f"{column}_s"], metric
+            )
             draws[r["key"]] = result.bootstrap_distribution
             diff_low, diff_high = difference_interval(result.bootstrap_distribution)
             if value is not None:
@@ -120,18 +161,35 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
             if frames[2] is not None and supervisor is not None:
                 split = dict(zip(AGREEMENT_SPLIT, _agreement_split(frames[2], supervisor)))
-        rows.append({
-            **{k: r.get(k) for k in SEED_COLUMNS}, **split,
-            "weak_non_embedding_parameters": weak and weak["non_embedding_parameters"],
-            "weak_accuracy": weak and weak["test_accuracy"], "ceiling_accuracy": ceiling and ceiling["test_accuracy"],
-            "weak_auroc": weak and weak["test_auroc"], "ceiling_auroc": ceiling and ceiling["test_auroc"],
-            "metric": metric, "pgr": value, "pgr_low": low, "pgr_high": high, "pgr_note": note,
-            "student_minus_weak": None if None in point[::2] else point[2] - point[0],
-            "student_minus_weak_low": diff_low, "student_minus_weak_high": diff_high,
-        })
+        rows.append(
+            {
+                **{k: r.get(k) for k in SEED_COLUMNS},
+                **split,
+                "weak_non_embedding_parameters": weak and weak["non_embedding_parameters"],
+                "weak_accuracy": weak and weak["test_accuracy"],
+                "ceiling_accuracy": ceiling and ceiling["test_accuracy"],
+                "weak_auroc": weak and weak["test_auroc"],
+                "ceiling_auroc": ceiling and ceiling["test_auroc"],
+                "metric": metric,
+                "pgr": value,
+                "pgr_low": low,
+                "pgr_high": high,
+                "pgr_note": note,
+                "student_minus_weak": None if None in point[::2] else point[2] - point[0],
+                "student_minus_weak_low": diff_low,
+                "student_minus_weak_high": diff_high,
+            }
+        )
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
-    order = ["experiment", "dataset", "weak_non_embedding_parameters", "non_embedding_parameters", "chain", "loss",
-             "seed"]
+    order = [
+        "experiment",
+        "dataset",
+        "weak_non_embedding_parameters",
+        "non_embedding_parameters",
+        "chain",
+        "loss",
+        "seed",
+    ]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
 
 
@@ -169,15 +227,27 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     models' own scores. `train_split` is the half a ground-truth stage trained on (train_b: the
     ceilings of `ceiling: half_b`; zero-shot models: None); `ceiling` marks the rows that are the
     models' ceilings (train_b where a model has one, else its half-A stage)."""
-    columns = ["experiment", "dataset", "model", "train_split", "seed", "non_embedding_parameters", "test_accuracy",
-               "test_auroc"]
+    columns = [
+        "experiment",
+        "dataset",
+        "model",
+        "train_split",
+        "seed",
+        "non_embedding_parameters",
+        "test_accuracy",
+        "test_auroc",
+    ]
     frame = pd.DataFrame(
         [{k: r.get(k) for k in columns} for r in records if kind_of(r["kind"]).is_baseline and not r.get("superseded")],
         columns=columns,
     )
-    frame = frame.groupby(["experiment", "dataset", "model", "train_split"], sort=False, as_index=False,
-                          dropna=False).agg(non_embedding_parameters=("non_embedding_parameters", "first"),
-                                            test_accuracy=("test_accuracy", "mean"), test_auroc=("test_auroc", "mean"))
+    frame = frame.groupby(
+        ["experiment", "dataset", "model", "train_split"], sort=False, as_index=False, dropna=False
+    ).agg(
+        non_embedding_parameters=("non_embedding_parameters", "first"),
+        test_accuracy=("test_accuracy", "mean"),
+        test_auroc=("test_auroc", "mean"),
+    )
     on_b = frame.groupby(["experiment", "dataset", "model"])["train_split"].transform(lambda s: (s == "train_b").any())
     frame["ceiling"] = (frame["train_split"] == "train_b") | ~on_b.astype(bool)
     return frame
@@ -189,7 +259,9 @@ def provenance(records: list[dict]) -> str:
     used = [r for r in records if not r.get("superseded")]
     experiments = list(dict.fromkeys(r["experiment"] for r in used))
     if len(experiments) > 1:
-        return "\n".join(f"{name}: " + _provenance([r for r in used if r["experiment"] == name]) for name in experiments)
+        return "\n".join(
+            f"{name}: " + _provenance([r for r in used if r["experiment"] == name]) for name in experiments
+        )
     return _provenance(used)
 
 
@@ -203,9 +275,11 @@ def _provenance(used: list[dict]) -> str:
 
     seconds = sum(r.get("seconds") or 0 for r in used)
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in used if r.get("seed") is not None}))
-    return (f"w2s {counted('w2s_version')} · KEY_VERSION {counted('key_version')} · machine: {counted('machine')} · "
-            f"precision: {counted('mixed_precision')} · seeds {seeds} · {len(used)} stages, "
-            f"{seconds / 60:.1f} min of stage wall time")
+    return (
+        f"w2s {counted('w2s_version')} · KEY_VERSION {counted('key_version')} · machine: {counted('machine')} · "
+        f"precision: {counted('mixed_precision')} · seeds {seeds} · {len(used)} stages, "
+        f"{seconds / 60:.1f} min of stage wall time"
+    )
 
 
 def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: str | None = None) -> str:
@@ -226,23 +300,46 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
 
     def lengths(r):
         """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
-        parts = [f"{r['shortened']:.3g} ({r['decisive_cut']:.3g} cut)" if r["shortened"] else "",
-                 f"{r['dropped']:.3g} dropped" if r["dropped"] else ""]
+        parts = [
+            f"{r['shortened']:.3g} ({r['decisive_cut']:.3g} cut)" if r["shortened"] else "",
+            f"{r['dropped']:.3g} dropped" if r["dropped"] else "",
+        ]
         return ", ".join(p for p in parts if p)
 
-    header = ["dataset", "chain", "loss", "seed" if per_seed else "seeds", f"weak {metric}", f"ceiling {metric}",
-              f"student {metric}", "PGR [95% CI]", "student − weak [95% CI]", "agreement", "ECE", "note"]
+    header = [
+        "dataset",
+        "chain",
+        "loss",
+        "seed" if per_seed else "seeds",
+        f"weak {metric}",
+        f"ceiling {metric}",
+        f"student {metric}",
+        "PGR [95% CI]",
+        "student − weak [95% CI]",
+        "agreement",
+        "ECE",
+        "note",
+    ]
     long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())  # only then the column shows
     if long:
         header.insert(-1, "over max_ctx")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
-        cells = [f"{r['experiment']}/{r['dataset']}" if several else r["dataset"], r["chain"], r["loss"],
-                 r["seed"] if per_seed else r["n_seeds"],
-                 num(r[f"weak_{metric}"]), num(r[f"ceiling_{metric}"]), num(r[f"test_{metric}"]),
-                 with_ci(r), with_ci(r, "student_minus_weak"), num(r["agreement"]), num(r["ece"]),
-                 "" if pd.isna(r["pgr_note"]) else r["pgr_note"]]
+        cells = [
+            f"{r['experiment']}/{r['dataset']}" if several else r["dataset"],
+            r["chain"],
+            r["loss"],
+            r["seed"] if per_seed else r["n_seeds"],
+            num(r[f"weak_{metric}"]),
+            num(r[f"ceiling_{metric}"]),
+            num(r[f"test_{metric}"]),
+            with_ci(r),
+            with_ci(r, "student_minus_weak"),
+            num(r["agreement"]),
+            num(r["ece"]),
+            "" if pd.isna(r["pgr_note"]) else r["pgr_note"],
+        ]
         if long:
             cells.insert(-1, lengths(r.fillna(0)))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

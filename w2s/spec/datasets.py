@@ -22,36 +22,46 @@ class DataSpec(Strict):
     name: str = Field(description="Registered dataset (see `w2s list datasets`).")
     id: str | None = Field(None, description="Name used in results and folders; defaults to `name`.")
     data_files: dict[str, str | list[str]] | None = Field(
-        None, description="Local files per split, e.g. {train: a.tsv, test: [b.tsv, c.tsv]} (a list is read as one "
-                          "split; csv/tsv/json/jsonl, .gz, parquet)."
+        None,
+        description="Local files per split, e.g. {train: a.tsv, test: [b.tsv, c.tsv]} (a list is read as one "
+        "split; csv/tsv/json/jsonl, .gz, parquet).",
     )
     column_names: list[str] | None = Field(None, description="Column names for header-less csv/tsv files.")
     text_columns: list[str] | None = Field(None, description="`local` dataset: columns joined into the text.")
-    label_column: str | None = Field(None, description="`local` dataset: the label column (class indices 0..classes-1).")
-    classes: int | None = Field(None, ge=2, description="`local` dataset: the number of classes (default 2); other "
-                                                        "datasets declare their own.")
+    label_column: str | None = Field(
+        None, description="`local` dataset: the label column (class indices 0..classes-1)."
+    )
+    classes: int | None = Field(
+        None, ge=2, description="`local` dataset: the number of classes (default 2); other datasets declare their own."
+    )
     n_train: int | None = Field(None, gt=1, description="Cap on the training pool (halves A and B together).")
     n_test: int | None = Field(None, gt=0, description="Cap on the test split.")
     sample: Literal["random", "first"] = Field(
-        "random", description="Which rows n_train and n_test keep: a seeded random draw, or the first rows of "
-                              "each split in file order (the reference's; the pool is then shuffled)."
+        "random",
+        description="Which rows n_train and n_test keep: a seeded random draw, or the first rows of "
+        "each split in file order (the reference's; the pool is then shuffled).",
     )
-    test_frac: float = Field(0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split.")
+    test_frac: float = Field(
+        0.2, gt=0, lt=1, description="Share of the pool held out as test when there is no test split."
+    )
     data_dir: str | None = Field(None, description="imagenet, imagenet1k: your local copy in ImageFolder layout.")
     halves: Literal["disjoint", "same"] = Field(
-        "disjoint", description="disjoint: half A trains the weak model and the ceiling, half B gets weak labels. "
-                                "same: both are the whole pool, for zero-shot weak models (`train: false`), which "
-                                "need no half A: the ceiling and the students then train on the same rows."
+        "disjoint",
+        description="disjoint: half A trains the weak model and the ceiling, half B gets weak labels. "
+        "same: both are the whole pool, for zero-shot weak models (`train: false`), which "
+        "need no half A: the ceiling and the students then train on the same rows.",
     )
     max_ctx: int = Field(512, gt=1, description="Maximum tokens per example.")
     ctx_policy: Literal["truncate", "drop"] = Field(
-        "truncate", description="Longer examples: truncate (shorten, keeping the part that decides the label "
-                                "whole) or drop (the reference code's choice)."
+        "truncate",
+        description="Longer examples: truncate (shorten, keeping the part that decides the label "
+        "whole) or drop (the reference code's choice).",
     )
     truncate: Literal["left", "right"] | None = Field(
-        None, description="Which side of a too-long text is cut (before its decisive part, where the dataset "
-                          "names one): right keeps the beginning, left the end (dialogues). Default: the "
-                          "dataset's own (anthropic_hh: left; others: right)."
+        None,
+        description="Which side of a too-long text is cut (before its decisive part, where the dataset "
+        "names one): right keeps the beginning, left the end (dialogues). Default: the "
+        "dataset's own (anthropic_hh: left; others: right).",
     )
 
     @property
@@ -70,7 +80,9 @@ class DataSpec(Strict):
     def _files_per_split(cls, value: Any) -> Any:
         # checked before the str | list union, so a bad value gives one clear message
         for split, paths in (value or {}).items() if isinstance(value, dict) else ():
-            if not (isinstance(paths, str) or (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths))):
+            if not (
+                isinstance(paths, str) or (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths))
+            ):
                 raise ValueError(f"split {split!r}: give a file path or a non-empty list of paths, got {paths!r}")
         return value
 

@@ -25,11 +25,13 @@ class TrackingSpec(Strict):
 
 
 class ExperimentSpec(Strict):
-    name: str = Field(pattern=r"^[\w.\-]+$", max_length=100,
-                      description="Experiment name: the results folder and W&B group.")
+    name: str = Field(
+        pattern=r"^[\w.\-]+$", max_length=100, description="Experiment name: the results folder and W&B group."
+    )
     recipe: Literal[tuple(RECIPES)] = Field(
-        "w2s", description="reference: every setting in which OpenAI's weak_to_strong code trains differently, "
-                           "at once (w2s/spec/recipes.py, docs/reference.md); settings the spec writes win."
+        "w2s",
+        description="reference: every setting in which OpenAI's weak_to_strong code trains differently, "
+        "at once (w2s/spec/recipes.py, docs/reference.md); settings the spec writes win.",
     )
     output_dir: str = Field("runs", description="Results land in <output_dir>/<name>/.")
     datasets: list[DataSpec] = Field(min_length=1, description="One dataset or a list.")
@@ -42,9 +44,10 @@ class ExperimentSpec(Strict):
     bootstrap: list[list[str]] = Field(default_factory=list, description="Chains such as [m1, m2, m4].")
     strong_to_strong_iters: int = Field(0, ge=0, description="Extra rounds in which the student relabels half B.")
     ceiling: Literal["half_a", "half_b"] = Field(
-        "half_a", description="Which half the strong ceiling trains on with ground truth: half_a (as the weak "
-                              "supervisor; the reference's sweep.py) or half_b (the rows the students train on "
-                              "with weak labels; the reference's train_weak_to_strong.py)."
+        "half_a",
+        description="Which half the strong ceiling trains on with ground truth: half_a (as the weak "
+        "supervisor; the reference's sweep.py) or half_b (the rows the students train on "
+        "with weak labels; the reference's train_weak_to_strong.py).",
     )
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -84,8 +87,10 @@ class ExperimentSpec(Strict):
             if len(chain) < 3:
                 raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
         if not model_pairs(self) and not self.bootstrap:
-            raise ValueError("pairs: no weak -> strong pair to train: every student must train, and here "
-                             "every model is zero-shot (train: false) or pairs is empty")
+            raise ValueError(
+                "pairs: no weak -> strong pair to train: every student must train, and here "
+                "every model is zero-shot (train: false) or pairs is empty"
+            )
         self._check_modality()
         self._check_zero_shot()
         self._check_classes()
@@ -100,23 +105,31 @@ class ExperimentSpec(Strict):
         strong += [(f"bootstrap {chain}", label) for chain in self.bootstrap for label in chain[1:]]
         for where, label in strong:
             if not trains[label]:
-                raise ValueError(f"models.{index[label]}.train: {label} is zero-shot (train: false), so it can only "
-                                 f"supervise, but {where} makes it a student")
+                raise ValueError(
+                    f"models.{index[label]}.train: {label} is zero-shot (train: false), so it can only "
+                    f"supervise, but {where} makes it a student"
+                )
         for i, model in enumerate(self.models):
             if model.train and model.class_map is not None:
-                raise ValueError(f"models.{i}.class_map: only for zero-shot models (train: false), whose own "
-                                 "outputs become the weak labels")
+                raise ValueError(
+                    f"models.{i}.class_map: only for zero-shot models (train: false), whose own "
+                    "outputs become the weak labels"
+                )
             if not model.train and model.label_budget is not None:
-                raise ValueError(f"models.{i}.label_budget: {model.display} is zero-shot (train: false): it trains "
-                                 "on no labels, so a budget means nothing")
+                raise ValueError(
+                    f"models.{i}.label_budget: {model.display} is zero-shot (train: false): it trains "
+                    "on no labels, so a budget means nothing"
+                )
         for i, dataset in enumerate(self.datasets):
             if dataset.halves != "same":
                 continue
             for weak, _ in model_pairs(self) + [(chain[0], None) for chain in self.bootstrap]:
                 if trains[weak]:
-                    raise ValueError(f"datasets.{i}.halves: same trains every model on the whole pool, so {weak} "
-                                     "would label the rows it trained on; it needs zero-shot supervisors "
-                                     "(train: false) only, or halves: disjoint")
+                    raise ValueError(
+                        f"datasets.{i}.halves: same trains every model on the whole pool, so {weak} "
+                        "would label the rows it trained on; it needs zero-shot supervisors "
+                        "(train: false) only, or halves: disjoint"
+                    )
 
     def _check_classes(self) -> None:
         """What is defined for two classes only: the window loss and the label probes."""
@@ -124,17 +137,23 @@ class ExperimentSpec(Strict):
             k = dataset.num_classes
             for j, model in enumerate(self.models):
                 if model.class_map is not None and max(model.class_map) >= k:
-                    raise ValueError(f"models.{j}.class_map: class {max(model.class_map)} is out of range; "
-                                     f"datasets.{i} ({dataset.label}) has classes 0..{k - 1}")
+                    raise ValueError(
+                        f"models.{j}.class_map: class {max(model.class_map)} is out of range; "
+                        f"datasets.{i} ({dataset.label}) has classes 0..{k - 1}"
+                    )
             if k == 2:
                 continue
             for j, loss in enumerate(self.losses):
                 if loss.name == "window":
-                    raise ValueError(f"losses.{j}: window trains where |p_student - 0.5| < radius, which is defined "
-                                     f"for two classes; datasets.{i} ({dataset.label}) has {k}")
+                    raise ValueError(
+                        f"losses.{j}: window trains where |p_student - 0.5| < radius, which is defined "
+                        f"for two classes; datasets.{i} ({dataset.label}) has {k}"
+                    )
                 if loss.probe is not None:
-                    raise ValueError(f"losses.{j}.probe: label probes clean binary labels; datasets.{i} "
-                                     f"({dataset.label}) has {k} classes")
+                    raise ValueError(
+                        f"losses.{j}.probe: label probes clean binary labels; datasets.{i} "
+                        f"({dataset.label}) has {k} classes"
+                    )
 
     def _check_modality(self) -> None:
         """Image and text experiments use different models and methods: say so before anything runs."""
@@ -145,8 +164,10 @@ class ExperimentSpec(Strict):
             for i, model in enumerate(self.models):
                 for field in ("generative_finetune", "lora", "num_layers"):
                     if getattr(model, field) is not None:
-                        raise ValueError(f"models.{i}.{field}: not available for image datasets (models there are "
-                                         "linear probes on embeddings)")
+                        raise ValueError(
+                            f"models.{i}.{field}: not available for image datasets (models there are "
+                            "linear probes on embeddings)"
+                        )
             for i, loss in enumerate(self.losses):
                 if loss.probe is not None and loss.probe.layer != "last":
                     raise ValueError(f"losses.{i}.probe.layer: image models give one embedding; use layer: last")
@@ -173,4 +194,4 @@ def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
         return [tuple(p) for p in spec.pairs]
     trains = {m.display: m.train for m in spec.models}
     first = 0 if spec.pairs == "all" else None
-    return [(w, s) for i, w in enumerate(labels) for s in labels[(i if first is None else first):] if trains[s]]
+    return [(w, s) for i, w in enumerate(labels) for s in labels[(i if first is None else first) :] if trains[s]]

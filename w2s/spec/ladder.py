@@ -40,30 +40,41 @@ def model_label(fields: dict) -> str:
 class ModelSpec(Strict):
     """One rung of the model ladder, with optional per-model training overrides (as in the paper's sweep)."""
 
-    name: str = Field(description="Alias (see `w2s list models`), Hugging Face hub id, local checkpoint folder, or an "
-                                  "image model: torchvision:<arch>, torchhub:<owner>/<repo>[:<ref>]/<entry>.")
+    name: str = Field(
+        description="Alias (see `w2s list models`), Hugging Face hub id, local checkpoint folder, or an "
+        "image model: torchvision:<arch>, torchhub:<owner>/<repo>[:<ref>]/<entry>."
+    )
     label: str | None = Field(None, description="Name in results and folders; defaults to `name` (+ layer count).")
     num_layers: int | None = Field(None, gt=0, description="Keep only the first N transformer layers.")
     random_init: bool = Field(False, description="Random weights from the checkpoint's config (tiny test models).")
-    config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config fields to change before loading.")
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Config fields to change before loading."
+    )
     linear_probe: bool = Field(False, description="Freeze the backbone and train only the head.")
     train: bool = Field(
-        True, description="false: a zero-shot supervisor. The model is used as it is, with its own classification "
-                          "head (no training on half A); its predictions on half B are the weak labels. Only weak "
-                          "models of pairs can be zero-shot."
+        True,
+        description="false: a zero-shot supervisor. The model is used as it is, with its own classification "
+        "head (no training on half A); its predictions on half B are the weak labels. Only weak "
+        "models of pairs can be zero-shot.",
     )
     class_map: list[int] | None = Field(
-        None, description="Zero-shot models: the task class of each of the model's outputs (their probabilities are "
-                          "summed per class). Default: the outputs are the task's classes, in order."
+        None,
+        description="Zero-shot models: the task class of each of the model's outputs (their probabilities are "
+        "summed per class). Default: the outputs are the task's classes, in order.",
     )
-    epochs: float | None = Field(None, gt=0, description="Overrides train.epochs and train.transfer_epochs for this model.")
+    epochs: float | None = Field(
+        None, gt=0, description="Overrides train.epochs and train.transfer_epochs for this model."
+    )
     label_budget: int | None = Field(
-        None, gt=1, description="Train this model's ground-truth stage on only the first N rows of half A: a "
-                                "supervisor that learned from fewer labels (the weak model of a wide-gap experiment)."
+        None,
+        gt=1,
+        description="Train this model's ground-truth stage on only the first N rows of half A: a "
+        "supervisor that learned from fewer labels (the weak model of a wide-gap experiment).",
     )
     lora: LoraSpec | None = Field(None, description="Train low-rank adapters (and the head) instead of all weights.")
     generative_finetune: GenerativeSpec | None = Field(
-        None, description="true or {epochs, lr}: first fine-tune the causal LM on the task's texts (Burns et al. 4.3.1)."
+        None,
+        description="true or {epochs, lr}: first fine-tune the causal LM on the task's texts (Burns et al. 4.3.1).",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     pooling: Literal["auto", "mean", "last"] = Field("auto", description="auto: last token for causal LMs, else mean.")
@@ -89,8 +100,9 @@ class ModelSpec(Strict):
     @model_validator(mode="after")
     def _hub_code_is_trusted(self) -> ModelSpec:
         if parse_model_name(self.name).kind == "torchhub" and not self.trust_remote_code:
-            raise ValueError(f"{self.name}: torch.hub runs the repository's hubconf.py; set trust_remote_code: true "
-                             "if you trust it")
+            raise ValueError(
+                f"{self.name}: torch.hub runs the repository's hubconf.py; set trust_remote_code: true if you trust it"
+            )
         return self
 
     @property

@@ -73,8 +73,10 @@ def apply_override(raw: dict, item: str) -> None:
     except yaml.YAMLError:
         raise SpecError(f"--set {key}: value {text[:40]!r} is not valid YAML") from None
     except ValueError:
-        raise SpecError(f"--set {key}: value {text[:20]}... ({len(text)} characters) is not a number w2s can "
-                        "read; write it shorter (e.g. 1e-4)") from None
+        raise SpecError(
+            f"--set {key}: value {text[:20]}... ({len(text)} characters) is not a number w2s can "
+            "read; write it shorter (e.g. 1e-4)"
+        ) from None
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):

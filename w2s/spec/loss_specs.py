@@ -53,11 +53,13 @@ class LogconfLoss(_ConfidenceLoss):
 
     name: Literal["logconf"] = "logconf"
     schedule: Schedule = Field(
-        "w2s", description="w2s: the weight rises linearly to aux_coef over warmup_frac (default 0.2). reference: "
-                           "aux_coef x step_frac until warmup_frac (default 0.1), then aux_coef, as OpenAI's code."
+        "w2s",
+        description="w2s: the weight rises linearly to aux_coef over warmup_frac (default 0.2). reference: "
+        "aux_coef x step_frac until warmup_frac (default 0.1), then aux_coef, as OpenAI's code.",
     )
-    warmup_frac: float = Field(0.2, ge=0, le=1,
-                               description="Warm-up share of training; default 0.2 (w2s schedule) or 0.1 (reference).")
+    warmup_frac: float = Field(
+        0.2, ge=0, le=1, description="Warm-up share of training; default 0.2 (w2s schedule) or 0.1 (reference)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -74,10 +76,18 @@ class ProductLoss(_Loss):
     name: Literal["product"] = "product"
     alpha: float = Field(1.0, ge=0)
     beta: float = Field(1.0, ge=0)
-    warmup_frac: float = Field(0.1, ge=0, le=1, description="w2s schedule: plain cross-entropy before this share of "
-                                                            "training. The reference defines it and never uses it.")
-    schedule: Schedule = Field("w2s", description="w2s: cross-entropy until warmup_frac, then the product. "
-                                                  "reference: the product from the first step, as OpenAI's code.")
+    warmup_frac: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="w2s schedule: plain cross-entropy before this share of "
+        "training. The reference defines it and never uses it.",
+    )
+    schedule: Schedule = Field(
+        "w2s",
+        description="w2s: cross-entropy until warmup_frac, then the product. "
+        "reference: the product from the first step, as OpenAI's code.",
+    )
 
 
 class WindowLoss(_Loss):
@@ -85,14 +95,17 @@ class WindowLoss(_Loss):
 
     name: Literal["window"] = "window"
     radius: float | Literal["midweak"] = Field(
-        0.15, description="Train where |p_student - 0.5| < radius: a number in (0, 0.5], or 'midweak' (median weak confidence)."
+        0.15,
+        description="Train where |p_student - 0.5| < radius: a number in (0, 0.5], or 'midweak' (median weak confidence).",
     )
 
     @field_validator("radius", mode="before")
     @classmethod
     def _in_range(cls, value: Any) -> Any:
         # checked here, before the float|'midweak' union, so a bad value gives one clear message
-        ok = value == "midweak" or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 0.5)
+        ok = value == "midweak" or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 0.5
+        )
         if not ok:
             raise ValueError(f"radius must be a number in (0, 0.5] or 'midweak', got {value!r}")
         return value

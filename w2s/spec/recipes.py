@@ -14,20 +14,20 @@ from typing import Any
 # Read from openai/weak-to-strong (train_simple.py, weak_to_strong/train.py, datasets.py, loss.py).
 REFERENCE = {
     "train": {
-        "dropout": False,          # model.eval() while training ("for determinism")
-        "optimizer": "adam",       # torch.optim.Adam, no weight decay
+        "dropout": False,  # model.eval() while training ("for determinism")
+        "optimizer": "adam",  # torch.optim.Adam, no weight decay
         "weight_decay": 0.0,
-        "lr_schedule": "cosine",   # CosineAnnealingLR(nsteps), stepped per batch, no warm-up
+        "lr_schedule": "cosine",  # CosineAnnealingLR(nsteps), stepped per batch, no warm-up
         "warmup_frac": 0.0,
-        "max_grad_norm": None,     # no clipping
-        "data_order": "fixed",     # shuffled once; the same order every epoch
+        "max_grad_norm": None,  # no clipping
+        "data_order": "fixed",  # shuffled once; the same order every epoch
     },
-    "ceiling": "half_a",           # train_simple.py / sweep.py train every ground-truth model on half A
+    "ceiling": "half_a",  # train_simple.py / sweep.py train every ground-truth model on half A
     "datasets": {
-        "sample": "first",         # ds.select(range(n_docs)), then shuffled
-        "ctx_policy": "drop",      # .filter(len(input_ids) < max_ctx)
+        "sample": "first",  # ds.select(range(n_docs)), then shuffled
+        "ctx_policy": "drop",  # .filter(len(input_ids) < max_ctx)
     },
-    "losses": {                    # loss.py's warm-up schedules
+    "losses": {  # loss.py's warm-up schedules
         "logconf": {"schedule": "reference"},
         "product": {"schedule": "reference"},
     },
@@ -50,24 +50,35 @@ def expand_recipe(raw: Any) -> Any:
         fill = lambda d: {**recipe["datasets"], **d} if isinstance(d, dict) else d  # noqa: E731
         raw["datasets"] = fill(datasets) if isinstance(datasets, dict) else [fill(d) for d in datasets]
     if "losses" in recipe and isinstance(raw.get("losses"), list):
-        raw["losses"] = [{**recipe["losses"].get(loss.get("name"), {}), **loss} if isinstance(loss, dict) else loss
-                         for loss in raw["losses"]]
+        raw["losses"] = [
+            {**recipe["losses"].get(loss.get("name"), {}), **loss} if isinstance(loss, dict) else loss
+            for loss in raw["losses"]
+        ]
     return raw
 
 
 def recipe_deviations(spec) -> list[str]:
     """`key=value` for every setting of the spec's recipe that the spec sets otherwise."""
     recipe = RECIPES[spec.recipe]
-    found = [f"train.{k}={getattr(spec.train, k)!r}" for k, v in recipe.get("train", {}).items()
-             if getattr(spec.train, k) != v]
+    found = [
+        f"train.{k}={getattr(spec.train, k)!r}"
+        for k, v in recipe.get("train", {}).items()
+        if getattr(spec.train, k) != v
+    ]
     if "ceiling" in recipe and spec.ceiling != recipe["ceiling"]:
         found.append(f"ceiling={spec.ceiling!r}")
     for i, dataset in enumerate(spec.datasets):
-        found += [f"datasets.{i}.{k}={getattr(dataset, k)!r}" for k, v in recipe.get("datasets", {}).items()
-                  if getattr(dataset, k) != v]
+        found += [
+            f"datasets.{i}.{k}={getattr(dataset, k)!r}"
+            for k, v in recipe.get("datasets", {}).items()
+            if getattr(dataset, k) != v
+        ]
     for i, loss in enumerate(spec.losses):
-        found += [f"losses.{i}.{k}={getattr(loss, k)!r}" for k, v in recipe.get("losses", {}).get(loss.name, {}).items()
-                  if getattr(loss, k) != v]
+        found += [
+            f"losses.{i}.{k}={getattr(loss, k)!r}"
+            for k, v in recipe.get("losses", {}).get(loss.name, {}).items()
+            if getattr(loss, k) != v
+        ]
     return found
 
 
@@ -76,5 +87,6 @@ def describe_recipe(spec) -> str | None:
     if spec.recipe == "w2s":
         return None
     changed = recipe_deviations(spec)
-    return f"recipe: {spec.recipe}" + (f" (the spec sets otherwise: {', '.join(changed)})" if changed else
-                                       " (every setting as the recipe sets it)")
+    return f"recipe: {spec.recipe}" + (
+        f" (the spec sets otherwise: {', '.join(changed)})" if changed else " (every setting as the recipe sets it)"
+    )

@@ -58,11 +58,16 @@ def load_cifar10_rows(cache_dir: str | None = None) -> tuple[Rows, Rows]:
         missing = {"img", "label"} - set(data.column_names)
         if missing:
             raise ValueError(f"uoft-cs/cifar10 {split} split lacks columns {sorted(missing)} (has {data.column_names})")
-        out.append([
-            {"id": f"cifar10-{split}-{i:05d}", "image": to_rgb(row["img"]),
-             "hard_label": int(row["label"] in CIFAR10_VEHICLES)}
-            for i, row in enumerate(data)
-        ])
+        out.append(
+            [
+                {
+                    "id": f"cifar10-{split}-{i:05d}",
+                    "image": to_rgb(row["img"]),
+                    "hard_label": int(row["label"] in CIFAR10_VEHICLES),
+                }
+                for i, row in enumerate(data)
+            ]
+        )
     return out[0], out[1]
 
 
@@ -110,8 +115,10 @@ def load_imagenet_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
         for name in classes:
             label = _imagenet_animal(name, folder)
             files = _image_files(folder / name)
-            rows += [{"id": f"imagenet-{split}-{name}-{Path(f).stem}", "image": str(folder / name / f),
-                      "hard_label": label} for f in files]
+            rows += [
+                {"id": f"imagenet-{split}-{name}-{Path(f).stem}", "image": str(folder / name / f), "hard_label": label}
+                for f in files
+            ]
         if not rows:
             raise ValueError(f"ImageNet folder {folder} has class folders but no image files: {layout}")
         out.append(rows)
@@ -146,13 +153,17 @@ def load_imagenet_val_rows(root: str | os.PathLike) -> tuple[Rows, Rows]:
     elif len(names) == 1000 and all(_WNID.fullmatch(n) for n in names):
         index = {n: i for i, n in enumerate(names)}
     else:
-        raise ValueError(f"ImageNet folder {folder} has {len(names)} class folders; imagenet1k needs the 1000 wnid "
-                         f"folders (a class's index is its sorted place) or folders named 0..999: {layout}")
+        raise ValueError(
+            f"ImageNet folder {folder} has {len(names)} class folders; imagenet1k needs the 1000 wnid "
+            f"folders (a class's index is its sorted place) or folders named 0..999: {layout}"
+        )
     rows = []
     for name in names:
         files = _image_files(folder / name)
-        rows += [{"id": f"imagenet-val-{name}-{Path(f).stem}", "image": str(folder / name / f),
-                  "hard_label": index[name]} for f in files]
+        rows += [
+            {"id": f"imagenet-val-{name}-{Path(f).stem}", "image": str(folder / name / f), "hard_label": index[name]}
+            for f in files
+        ]
     if not rows:
         raise ValueError(f"ImageNet folder {folder} has class folders but no image files: {layout}")
     return rows, []

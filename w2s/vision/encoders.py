@@ -66,8 +66,13 @@ class ImageEncoder:
 
 
 def load_image_encoder(
-    name: str, *, random_init: bool = False, config_overrides: dict | None = None, dtype: torch.dtype = torch.float32,
-    head: bool = False, trust_remote_code: bool = False,
+    name: str,
+    *,
+    random_init: bool = False,
+    config_overrides: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+    head: bool = False,
+    trust_remote_code: bool = False,
 ) -> ImageEncoder:
     """An `ImageEncoder` for `name`: "torchvision:<arch>", "torchhub:<repo>/<entry>", or a Hugging Face
     hub id / local folder. `head=False` gives features (for probes), `head=True` the model's own class
@@ -103,8 +108,9 @@ def load_image_encoder(
         raise ValueError(f"cannot load image model {name!r}: {first_line(err)}") from None
 
 
-def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dict, dtype: torch.dtype,
-                         head: bool) -> ImageEncoder:
+def _torchvision_encoder(
+    name: str, arch: str, random_init: bool, overrides: dict, dtype: torch.dtype, head: bool
+) -> ImageEncoder:
     try:
         import torchvision
     except ImportError:
@@ -130,8 +136,9 @@ def _torchvision_encoder(name: str, arch: str, random_init: bool, overrides: dic
     return ImageEncoder(name, model, preprocess, features, dtype)
 
 
-def _torch_hub_encoder(parsed: ModelName, random_init: bool, overrides: dict, dtype: torch.dtype,
-                       trust_remote_code: bool) -> ImageEncoder:
+def _torch_hub_encoder(
+    parsed: ModelName, random_init: bool, overrides: dict, dtype: torch.dtype, trust_remote_code: bool
+) -> ImageEncoder:
     if not trust_remote_code:
         raise ValueError("torch.hub runs the repository's hubconf.py; set trust_remote_code: true if you trust it")
     folder = parsed.folder  # a local folder with a hubconf.py, or None: a GitHub repository
@@ -154,10 +161,13 @@ def _plain_imagenet_transform() -> Callable:
     """Resize to 224x224 and ImageNet-normalise: for architectures that ship no pretrained weights."""
     from torchvision import transforms
 
-    return transforms.Compose([
-        transforms.Resize((224, 224)), transforms.ToTensor(),
-        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize((224, 224)),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
 
 
 def _drop_last_linear(model: nn.Module, arch: str) -> None:
@@ -169,8 +179,7 @@ def _drop_last_linear(model: nn.Module, arch: str) -> None:
     setattr(model.get_submodule(parent_name), child, nn.Identity())
 
 
-def _hf_encoder(parsed: ModelName, random_init: bool, overrides: dict, dtype: torch.dtype,
-                head: bool) -> ImageEncoder:
+def _hf_encoder(parsed: ModelName, random_init: bool, overrides: dict, dtype: torch.dtype, head: bool) -> ImageEncoder:
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
     name = parsed.name
