@@ -28,7 +28,7 @@ from w2s.environment import plan_here
 from w2s.losses import Xent
 from w2s.models import load_classifier
 from w2s.pipeline.inputs import LengthLog, encode, one_hot
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import validate_spec
 from w2s.train import classification, predict, train
 

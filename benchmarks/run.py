@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.conftest's
 
 import torch  # noqa: E402
 
-from w2s import run as run_mod  # noqa: E402
+from w2s import runner as run_mod  # noqa: E402
 from w2s.precision import _cpu_model, auto_precision  # noqa: E402
 from w2s.spec import validate_spec  # noqa: E402
 
@@ -90,7 +90,7 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
 
 
 class StageClock:
-    """Wall time of every stage `w2s.run` runs in this process (run_stage plus the results update)."""
+    """Wall time of every stage `w2s.runner` runs in this process (run_stage plus the results update)."""
 
     def __init__(self):
         self.walls: dict[str, float] = {}
@@ -133,7 +133,7 @@ def overhead_shares(root: Path, walls: dict[str, float]) -> list[float]:
 
 
 def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
-    """One ground-truth MiniLM stage through w2s.run: its metrics and wall time."""
+    """One ground-truth MiniLM stage through w2s.runner: its metrics and wall time."""
     spec = validate_spec(minilm_spec(tmp, sst2, **train))
     with StageClock() as clock:
         run_mod.run_experiment(spec, only=["ground_truth/*"], echo=QUIET)

@@ -9,7 +9,7 @@ import torch
 from tests.conftest import tiny_spec
 from w2s import compiling
 from w2s.environment import plan_here
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import validate_spec
 
 

@@ -115,7 +115,7 @@ def test_submitted_workers_record_failures_and_wait_ends_with_one_line(tmp_path)
 def test_a_stage_that_fails_in_another_process_while_this_one_looks_is_not_tried_again(tmp_path, monkeypatch):
     """The race of two workers: this one lists the sweep's failures (none yet), the other records its
     failure and releases the lock, then this one takes the lock: it must give the stage up."""
-    from w2s import run as run_mod
+    from w2s import runner as run_mod
     from w2s.environment import plan_here
     from w2s.pipeline import store
     from w2s.spec import validate_spec

@@ -15,7 +15,7 @@ from w2s.environment import plan_here
 from w2s.losses import LOSSES
 from w2s.models import load_backbone, load_classifier, load_tokenizer
 from w2s.report import load_records, seed_rows
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import SpecError, validate_spec
 
 

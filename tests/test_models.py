@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import accuracy_from_predictions, split_predictions, tiny_spec
 from w2s.models import count_parameters, load_classifier, load_tokenizer
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
 

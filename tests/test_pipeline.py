@@ -11,8 +11,8 @@ from tests.conftest import (
     ece_from_predictions,
     tiny_spec,
 )
-from w2s.pgr import pgr
-from w2s.run import run_experiment
+from w2s.pgr_stats import pgr
+from w2s.runner import run_experiment
 from w2s.spec import validate_spec
 
 

@@ -13,7 +13,7 @@ from w2s import cli, losses, report
 from w2s.data import load_splits
 from w2s.environment import plan_here
 from w2s.models import load_classifier
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 from w2s.train import optimizer_batches, set_dropout
 

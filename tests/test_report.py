@@ -15,7 +15,7 @@ import pytest
 from w2s import metrics as w2s_metrics
 from w2s import report
 from w2s.cli import main
-from w2s.pgr import pgr_interval
+from w2s.pgr_stats import pgr_interval
 from w2s.spec import SpecError
 
 

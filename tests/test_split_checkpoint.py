@@ -17,7 +17,7 @@ from w2s import aliases, cli, split_checkpoint
 from w2s.environment import plan_here
 from w2s.errors import SpecError
 from w2s.models import load_classifier, load_tokenizer
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
 WORDS = (

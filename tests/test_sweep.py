@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import tiny_spec, write_spec
 from w2s.environment import plan_here
-from w2s.run import run_experiment, select
+from w2s.runner import run_experiment, select
 from w2s.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,7 +331,7 @@ def test_leftovers_of_a_killed_forced_rerun_are_cleared(tmp_path):
 
 
 def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_path, monkeypatch):
-    from w2s import run as run_mod
+    from w2s import runner as run_mod
 
     logged = []
 

@@ -18,7 +18,7 @@ from tests.conftest import offline_runs, tiny_spec, write_spec
 from tests.wandb_offline import read_offline_run
 from w2s import activations, tracking
 from w2s.environment import plan_here
-from w2s.run import run_experiment
+from w2s.runner import run_experiment
 from w2s.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[1]

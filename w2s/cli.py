@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         help="N processes share the stage queue (on CUDA, round-robin over the visible devices)",
     )
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
-    run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (see w2s.run.new_sweep)
+    run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (see w2s.runner.new_sweep)
     sub_ = with_spec(sub.add_parser("submit", help="run the sweep as N workers on Slurm (or local processes)"))
     sub_.add_argument("--workers", type=_positive, required=True, metavar="N", help="N workers share the stage queue")
     sub_.add_argument(
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor completion)")
     lister = sub.add_parser("list", help="show what is registered")
-    lister.add_argument("what", choices=["datasets", "models", "losses", "kinds"])
+    lister.add_argument("what", choices=["datasets", "models", "losses", "kinds", "examples"])
     rep = sub.add_parser("report", help="PGR tables with confidence intervals, and figures, from finished stages")
     rep.add_argument(
         "run_dirs",
@@ -202,7 +202,7 @@ def _dispatch(args) -> int:
         say(f"{args.spec}: valid ({len(stages)} stages), runnable here")
     elif args.command == "run":
         spec = load_spec(args.spec, args.overrides)
-        from w2s.run import new_sweep, run_experiment
+        from w2s.runner import new_sweep, run_experiment
 
         for signum in (signal.SIGTERM, signal.SIGUSR2):
             signal.signal(signum, _stop_on_signal)
@@ -295,6 +295,10 @@ def _registry(what: str) -> list[tuple[str, str]]:
         from w2s.aliases import describe_models
 
         return describe_models()
+    if what == "examples":
+        from w2s.spec.loading import examples
+
+        return [(f"example:{name}", "a spec shipped with w2s: w2s run example:" + name) for name in examples()]
     if what == "kinds":
         from w2s.kinds import KINDS
 

@@ -8,7 +8,7 @@ AUROCs. Resampling (the report's within-seed intervals) weighs each test example
 bootstrap draw picked it: `metric_values`, `bootstrap_seed`, `aggregate_seeds`.
 
 Adding a metric: a function here, its entry in the stage's metrics (`w2s/pipeline/evaluation.py`),
-and its name in the result row (`w2s/results.py`); docs/extending.md.
+and its name in the result row (`w2s/result_rows.py`); docs/extending.md.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def expected_calibration_error(probs, labels, bins: int = 10) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# resampled forms (the report's intervals; w2s/pgr.py turns them into PGR intervals)
+# resampled forms (the report's intervals; w2s/pgr_stats.py turns them into PGR intervals)
 
 
 def metric_values(y: np.ndarray, p: np.ndarray, metric: str, counts: np.ndarray | None = None) -> np.ndarray:
@@ -101,7 +101,7 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
     indices, so one draw is the same examples for weak, ceiling and student (a paired bootstrap).
 
     Returns scipy's BootstrapResult for the statistic [weak, ceiling, student]: its
-    `bootstrap_distribution` (3 x N_RESAMPLES) feeds the PGR and difference intervals (w2s/pgr.py)
+    `bootstrap_distribution` (3 x N_RESAMPLES) feeds the PGR and difference intervals (w2s/pgr_stats.py)
     and the across-seed aggregate (percentile intervals; BCa's jackknife would cost n fits more).
     """
     from scipy import stats

@@ -14,7 +14,7 @@ be half-written or hold a row twice.
 from __future__ import annotations
 
 from w2s.kinds import kind_of
-from w2s.pgr import pgr, undefined_note
+from w2s.pgr_stats import pgr, undefined_note
 from w2s.spec import dataset_label, loss_label, model_label
 
 # what every row holds from the stage's metrics.json (None where it did not record one)

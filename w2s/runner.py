@@ -42,7 +42,7 @@ from w2s.pipeline.locks import Lease, Locks
 from w2s.pipeline.stages import RUNNERS, StageJob
 from w2s.pipeline.store import experiment_dir, finished_folder
 from w2s.plan import Stage, plan
-from w2s.results import format_table, link, stage_row
+from w2s.result_rows import format_table, link, stage_row
 from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
 from w2s.train import process_state
@@ -331,7 +331,7 @@ class ResultsFile:
 
     def __init__(self, root: Path, stages: list[Stage], spec: ExperimentSpec):
         self.root, self.stages, self.spec = root, [s for s in stages if s.has_predictions], spec
-        self.rows: dict[str, dict] = {}  # key -> its row (w2s.results.stage_row)
+        self.rows: dict[str, dict] = {}  # key -> its row (w2s.result_rows.stage_row)
         self.read_as: dict[str, tuple[str, int]] = {}  # key -> (folder, metrics.json mtime) it was read from
 
     def update(self) -> list[dict]:

@@ -121,7 +121,7 @@ def submit(
     from w2s.checks import check_runnable
     from w2s.data import fingerprints
     from w2s.plan import plan
-    from w2s.run import new_sweep
+    from w2s.runner import new_sweep
 
     minutes = parse_time(time_limit)
     options = parse_slurm_options(slurm)

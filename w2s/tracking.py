@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from w2s.kinds import KINDS
 from w2s.pipeline.store import PROBS_FILE, stage_config
-from w2s.results import PROVENANCE_COLUMNS, stage_row, with_references
+from w2s.result_rows import PROVENANCE_COLUMNS, stage_row, with_references
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
 _state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed

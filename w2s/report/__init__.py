@@ -7,9 +7,9 @@ predictions, so its intervals come from seeds alone).
 
 The modules, in the order the report uses them:
 - `records`: finding experiment folders and reading their stages (or W&B runs) as result rows
-  (w2s/results.py);
+  (w2s/result_rows.py);
 - `tables`: the per-seed, summary and ground-truth tables, their markdown and provenance line, with
-  intervals from resampled scores (w2s/metrics.py) and PGR from w2s/pgr.py;
+  intervals from resampled scores (w2s/metrics.py) and PGR from w2s/pgr_stats.py;
 - `figures`: the paper-style figures (the only module that imports matplotlib);
 - here: `build_report`, `report` and `report_wandb`, which tie them together.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from w2s.kinds import TRANSFER_KINDS
 from w2s.report.figures import X_AXES, write_figures
-from w2s.report.records import find_experiments, load_records, record_from_wandb, wandb_records
+from w2s.report.records import load_records, record_from_wandb, records_of
 from w2s.report.tables import (
     SEED_COLUMNS,
     SUMMARY_COLUMNS,
@@ -77,9 +77,6 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
         for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
             frame.to_csv(tmp / f"{name}.csv", index=False)
             (tmp / f"{name}.md").write_text(markdown(frame, metric, seeds, line))
-        if summary["experiment"].nunique() > 1:  # panels per experiment and dataset
-            summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
-            truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
         figures = write_figures(summary, truth, metric, tmp, x)
         names = [f"{n}.{ext}" for n in ("per_seed", "summary") for ext in ("csv", "md")] + [f.name for f in figures]
         for name in names:
@@ -94,8 +91,7 @@ def report(
 ) -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
     out = Path(out) if out else Path(run_dirs[0]) / "report"
-    roots = find_experiments(run_dirs)
-    records = [r for root in roots for r in load_records(root, echo)]
+    records = records_of(*run_dirs, echo=echo)
     if not records:
         raise SpecError(f"report: no finished stages in {', '.join(map(str, run_dirs))}")
     precisions = Counter(r["mixed_precision"] or "unrecorded" for r in records)
@@ -109,7 +105,7 @@ def report_wandb(
     """`w2s report --wandb ENTITY/PROJECT [--group G]`: default output folder ./report."""
     if path.count("/") != 1:
         raise SpecError(f"report: --wandb expects ENTITY/PROJECT, got {path!r}")
-    records = wandb_records(path, group)
+    records = records_of(wandb=path, group=group)
     if not records:
         raise SpecError(f"report: no finished stage runs in W&B {path}" + (f" group {group}" if group else ""))
     return build_report(records, Path(out or "report"), metric, x)

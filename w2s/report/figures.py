@@ -32,20 +32,38 @@ PANEL = (3.4, 2.5)
 X_AXES = ("size", "ceiling")  # the curves' x: the strong model's size (the paper's), or its ceiling (the reference's)
 
 
+def figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, x: str = "size", only: str | None = None) -> dict:
+    """The report's figures of a summary and its ground truth, by file name (none without direct
+    transfers; `only`: that one alone). `x`: the curves' x-axis, the strong model's size
+    (accuracy_vs_size, pgr_vs_size: the paper's Figure 3) or its ceiling's test metric
+    (accuracy_vs_ceiling, pgr_vs_ceiling: the reference's notebook). Several experiments: a panel
+    per experiment and dataset."""
+    import matplotlib
+
+    if not (summary["kind"] == "transfer").any():
+        return {}
+    if summary["experiment"].nunique() > 1:
+        summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
+        truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
+    colors = _weak_colors(summary)
+    makers = {
+        f"accuracy_vs_{x}": lambda: plot_accuracy(summary, truth, metric, colors, x),
+        f"pgr_vs_{x}": lambda: plot_pgr(summary, metric, colors, x),
+        "pgr_by_loss": lambda: plot_losses(summary, metric),
+        "agreement": lambda: plot_agreement(summary),
+    }
+    with matplotlib.rc_context(STYLE):
+        return {name: make() for name, make in makers.items() if only in (None, name)}
+
+
 def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, x: str = "size") -> list[Path]:
-    """The figures of a summary and its ground truth into `out` (none without direct transfers). `x`:
-    the curves' x-axis, the strong model's size (accuracy_vs_size, pgr_vs_size: the paper's Figure 3)
-    or its ceiling's test metric (accuracy_vs_ceiling, pgr_vs_ceiling: the reference's notebook)."""
+    """`figures` saved into `out` as PNG and PDF; returns the files written."""
     import matplotlib
 
     written = []
-    with matplotlib.rc_context(STYLE):
-        if (summary["kind"] == "transfer").any():
-            colors = _weak_colors(summary)
-            written += plot_accuracy(summary, truth, metric, out, colors, x)
-            written += plot_pgr(summary, metric, out, colors, x)
-            written += plot_losses(summary, metric, out)
-            written += plot_agreement(summary, out)
+    for name, fig in figures(summary, truth, metric, x).items():
+        with matplotlib.rc_context(STYLE):
+            written += _save(fig, out, name)
     return written
 
 
@@ -155,9 +173,7 @@ def _students_x(lines: pd.DataFrame, x_by: str, metric: str, order: list[str], h
     return lines, _x(lines, column, order, has_sizes, "model")
 
 
-def plot_accuracy(
-    summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: str = "size"
-) -> list[Path]:
+def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, colors: dict, x_by: str = "size"):
     """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
     the ground-truth ceiling in black, each supervisor's own score as a star. `x_by="ceiling"`: against
     the strong model's ceiling instead (the reference's plot), so the ceiling is the diagonal."""
@@ -213,7 +229,7 @@ def plot_accuracy(
     handles.append(Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black", markersize=8))
     labels.append("weak supervisor alone")
     _figure_legend(fig, handles, labels)
-    return _save(fig, out, f"accuracy_vs_{x_by}")
+    return fig
 
 
 def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
@@ -233,7 +249,7 @@ def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
     ax.set_xlabel(f"strong student's ceiling (ground-truth test {metric})")
 
 
-def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: str = "size") -> list[Path]:
+def plot_pgr(summary: pd.DataFrame, metric: str, colors: dict, x_by: str = "size"):
     """PGR against strong size (or its ceiling: `x_by="ceiling"`), a line per weak supervisor, shaded 95%
     interval."""
     has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all()
@@ -292,7 +308,7 @@ def plot_pgr(summary: pd.DataFrame, metric: str, out: Path, colors: dict, x_by: 
     if handles:
         _figure_legend(fig, handles, labels)
     _note_missing(fig, summary)
-    return _save(fig, out, f"pgr_vs_{x_by}")
+    return fig
 
 
 def _pair_label(r, several_datasets: bool) -> str:
@@ -355,7 +371,7 @@ def _bar_width(summary: pd.DataFrame) -> float:
     return float(np.clip(1.2 + 0.25 * n_bars, PANEL[0], 7.0))
 
 
-def plot_losses(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
+def plot_losses(summary: pd.DataFrame, metric: str):
     """PGR per loss for each weak -> strong pair, with 95% intervals."""
     direct = _pgr_pairs(summary)
     fig, axes = _figure(1, 1, width=_bar_width(direct))
@@ -367,10 +383,10 @@ def plot_losses(summary: pd.DataFrame, metric: str, out: Path) -> list[Path]:
     missing = direct["pgr"].isna().any()
     ax.set_xlabel("weak → strong" + ("\n(n/a: PGR undefined, see pgr_note in the table)" if missing else ""))
     _loss_legend(fig, ax)
-    return _save(fig, out, "pgr_by_loss")
+    return fig
 
 
-def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
+def plot_agreement(summary: pd.DataFrame):
     """Student-supervisor agreement where the supervisor was right vs wrong: high agreement on its
     mistakes means the student imitates them rather than generalizing past them."""
     direct = summary[summary["kind"] == "transfer"]
@@ -387,7 +403,7 @@ def plot_agreement(summary: pd.DataFrame, out: Path) -> list[Path]:
     axes[0, 0].tick_params(labelbottom=False)
     axes[1, 0].set_xlabel("weak → strong")
     _loss_legend(fig, axes[0, 0])
-    return _save(fig, out, "agreement")
+    return fig
 
 
 def _loss_legend(fig, ax) -> None:

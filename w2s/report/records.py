@@ -1,4 +1,4 @@
-"""Reading stages: the result row (w2s/results.py) of every finished stage, from stage folders or
+"""Reading stages: the result row (w2s/result_rows.py) of every finished stage, from stage folders or
 from the runs a W&B project logged, with what the report adds: the experiment it belongs to, its
 folder, when it finished, and whether a newer stage of the same slot supersedes it.
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from w2s.jsonfiles import read_jsonl
 from w2s.kinds import kind_of
-from w2s.results import stage_row, stage_seconds
+from w2s.result_rows import stage_row, stage_seconds
 from w2s.spec import SpecError
 
 
@@ -43,6 +43,21 @@ def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = Non
         "finished_at": finished_at,
         "seconds": stage_seconds(metrics),
     }
+
+
+def records_of(*run_dirs: str | Path, wandb: str | None = None, group: str | None = None, echo=print) -> list[dict]:
+    """The finished stages of experiment folders (each a folder with stages/, or a parent of several),
+    or of a W&B project (ENTITY/PROJECT, optionally one group), as result rows (w2s/result_rows.py) with
+    the report's additions: experiment, folder, finished_at, seconds, superseded."""
+    if wandb is not None:
+        if run_dirs:
+            raise SpecError("results: give run folders or wandb=ENTITY/PROJECT, not both")
+        if wandb.count("/") != 1:
+            raise SpecError(f"results: wandb expects ENTITY/PROJECT, got {wandb!r}")
+        return wandb_records(wandb, group)
+    if not run_dirs:
+        raise SpecError("results: give at least one run folder (or wandb=ENTITY/PROJECT)")
+    return [r for root in find_experiments(list(run_dirs)) for r in load_records(root, echo)]
 
 
 def load_records(root: Path, echo=print) -> list[dict]:

@@ -1,7 +1,7 @@
 """Tables: one row per transfer stage and seed, the seed-mean summary with its intervals, the
 ground-truth ceiling per model, their markdown, and the provenance line under each table.
 
-Columns are the result rows' (w2s/results.py): the student's own scores are test_accuracy,
+Columns are the result rows' (w2s/result_rows.py): the student's own scores are test_accuracy,
 test_auroc, ece, its size non_embedding_parameters; the report adds intervals (`*_low`, `*_high`),
 student_minus_weak and the weak model's size.
 """
@@ -16,9 +16,9 @@ import pandas as pd
 from w2s.errors import first_line
 from w2s.kinds import kind_of
 from w2s.metrics import aggregate_seeds, bootstrap_seed, percentile_interval
-from w2s.pgr import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
+from w2s.pgr_stats import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
 from w2s.report.records import link_references
-from w2s.results import AGREEMENT_SPLIT, LENGTH_METRICS, PROBE_METRICS, PROVENANCE_COLUMNS, SCORE_COLUMNS
+from w2s.result_rows import AGREEMENT_SPLIT, LENGTH_METRICS, PROBE_METRICS, PROVENANCE_COLUMNS, SCORE_COLUMNS
 
 SCORES = ["weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc"]
 # the student's other scores (ece, and any metric added to the result row), as its row has them
@@ -59,10 +59,10 @@ _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
 
 
-def summary_columns(metric: str = "accuracy") -> list[str]:
-    """The summary's columns: the seed-mean of each per-seed score, and the interval of the
-    student's `test_<metric>` as test_<metric>_low / _high."""
-    return GROUP_COLUMNS + [
+def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> list[str]:
+    """The summary's columns: the groups `by`, the seed-mean of each per-seed score, and the interval
+    of the student's `test_<metric>` as test_<metric>_low / _high."""
+    return list(by) + [
         "n_seeds",
         "weak_non_embedding_parameters",
         "non_embedding_parameters",
@@ -193,14 +193,23 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
 
 
-def summary_rows(per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy") -> pd.DataFrame:
-    """Mean over seeds per dataset x chain x loss; PGR of the seed-mean metrics with its interval."""
-    rows, columns = [], summary_columns(metric)
-    for group, frame in per_seed.groupby(GROUP_COLUMNS, sort=False, dropna=False):
-        means = frame.drop(columns=GROUP_COLUMNS).mean(numeric_only=True)
-        row = dict(zip(GROUP_COLUMNS, group), n_seeds=len(frame), metric=metric)
+def summary_rows(
+    per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy", by: list[str] = GROUP_COLUMNS
+) -> pd.DataFrame:
+    """Mean over seeds per group (by default dataset x chain x loss, in each experiment); PGR of the
+    seed-mean metrics with its interval, over the seeds and test examples of the group's stages."""
+    by = list(by)
+    rows, columns = [], summary_columns(metric, by)
+    for group, frame in per_seed.groupby(by, sort=False, dropna=False):
+        means = frame.drop(columns=by).mean(numeric_only=True)
+        row = dict(zip(by, group), n_seeds=len(frame), metric=metric)
         for column in columns:
-            if column in means.index and column not in ("seed", "pgr", "pgr_low", "pgr_high"):
+            if column in by:
+                continue
+            if column in _INTEGERS and column in frame:  # a size: the group's, if it has one size
+                sizes = frame[column].dropna().unique()
+                row[column] = int(sizes[0]) if len(sizes) == 1 else None
+            elif column in means.index and column not in ("seed", "pgr", "pgr_low", "pgr_high"):
                 row[column] = None if pd.isna(means[column]) else float(means[column])
         scores = [f"{who}_{metric}" for who in ("weak", "ceiling", "test")]  # the student's is test_<metric>
         weak, ceiling, student = (row.get(c) for c in scores)

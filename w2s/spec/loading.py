@@ -37,8 +37,29 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> ExperimentSpec:
     return validate_spec(read_spec(path, overrides), source=str(path))
 
 
+EXAMPLE = "example:"  # `w2s run example:quickstart`: a spec shipped inside the package (w2s/examples/)
+
+
+def examples() -> list[str]:
+    """The names of the specs shipped in w2s/examples/ (what `example:<name>` can name)."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".yaml") for p in files("w2s.examples").iterdir() if p.name.endswith(".yaml"))
+
+
+def _example(name: str) -> Path:
+    from importlib.resources import files
+
+    if name not in examples():
+        raise SpecError(f"{EXAMPLE}{name}: no such example; shipped: {', '.join(EXAMPLE + e for e in examples())}")
+    return Path(str(files("w2s.examples") / f"{name}.yaml"))
+
+
 def read_spec(path: str | Path, overrides: list[str] = ()) -> dict:
-    """A YAML spec as written, with `key.sub=value` overrides applied; not validated yet."""
+    """A YAML spec as written, with `key.sub=value` overrides applied; not validated yet. `path` may be
+    `example:<name>`, a spec shipped inside the package (the quickstart, for an installed wheel)."""
+    if str(path).startswith(EXAMPLE):
+        path = _example(str(path).removeprefix(EXAMPLE))
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.y*ml"))[:5]

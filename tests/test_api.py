@@ -1,0 +1,128 @@
+"""The Python API (w2s/api.py, w2s/plots.py): the numbers `w2s report` writes, as DataFrames and
+figures, and a read path that imports no torch."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import w2s
+from tests.conftest import tiny_spec
+from w2s.cli import main
+from w2s.spec import SpecError, validate_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ladder_spec(out: Path) -> dict:
+    pairs = [["tiny-16", "tiny-24"], ["tiny-16", "tiny-32"], ["tiny-24", "tiny-32"]]
+    return tiny_spec(out, name="ladder", ladder=3, losses=("xent", "logconf"), seeds=(0, 1), pairs=pairs)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A tiny two-seed ladder with two losses, trained once through the API."""
+    tmp = tmp_path_factory.mktemp("api")
+    spec = validate_spec(ladder_spec(tmp))
+    rows = w2s.run(spec, echo=lambda *a: None)
+    assert isinstance(rows, pd.DataFrame) and len(rows) == 2 * (3 + 3 * 2)
+    return tmp / "ladder"
+
+
+def test_run_returns_the_rows_of_results_jsonl(finished):
+    rows = pd.read_json(finished / "results.jsonl", lines=True, dtype={"key": str})
+    again = w2s.run(validate_spec(ladder_spec(finished.parent)), echo=lambda *a: None)  # all cached
+    assert list(again["key"]) == list(rows["key"])
+    assert again["test_accuracy"].tolist() == rows["test_accuracy"].tolist()
+
+
+def test_results_are_the_rows_of_results_jsonl_with_the_report_columns(finished):
+    df = w2s.results(finished, echo=lambda *a: None)
+    listed = pd.read_json(finished / "results.jsonl", lines=True, dtype={"key": str}).set_index("key")
+    assert set(df["key"]) == set(listed.index) and len(df) == 18
+    for column in ("test_accuracy", "test_auroc", "ece", "non_embedding_parameters", "pgr", "machine"):
+        assert column in df
+    own = df.set_index("key")
+    assert np.allclose(own["test_accuracy"], listed.loc[own.index, "test_accuracy"])
+    assert {"experiment", "folder", "superseded"} <= set(df.columns) and not df["superseded"].any()
+    assert (df["experiment"] == "ladder").all()
+
+
+def test_pgr_matches_what_w2s_report_writes(finished, tmp_path):
+    assert main(["report", str(finished), "--out", str(tmp_path / "report")]) == 0
+    df = w2s.results(finished, echo=lambda *a: None)
+    for per_seed, name in ((False, "summary"), (True, "per_seed")):
+        ours = w2s.pgr(df, per_seed=per_seed)
+        written = pd.read_csv(tmp_path / "report" / f"{name}.csv")
+        assert len(ours) == len(written) > 0
+        for column in ("pgr", "pgr_low", "pgr_high", "test_accuracy", "student_minus_weak_low"):
+            assert np.allclose(ours[column].astype(float), written[column].astype(float), equal_nan=True), column
+        assert ours["pgr_note"].fillna("").tolist() == written["pgr_note"].fillna("").tolist()
+
+
+def test_pgr_by_other_groups_and_on_a_filtered_frame(finished):
+    df = w2s.results(finished, echo=lambda *a: None)
+    by_loss = w2s.pgr(df, by=["loss"])
+    assert sorted(by_loss["loss"]) == ["logconf", "xent"] and (by_loss["n_seeds"] == 3 * 2).all()
+    per_seed = w2s.pgr(df, per_seed=True)
+    for loss, row in by_loss.set_index("loss").iterrows():
+        assert row["test_accuracy"] == pytest.approx(per_seed.loc[per_seed["loss"] == loss, "test_accuracy"].mean())
+    one_seed = w2s.pgr(df[df["seed"] == 0])
+    assert (one_seed["n_seeds"] == 1).all() and len(one_seed) == 6
+    with pytest.raises(SpecError, match="unknown metric 'f1'"):
+        w2s.pgr(df, metric="f1")
+
+
+def test_plots_are_the_report_figures(finished):
+    from matplotlib.figure import Figure
+
+    df = w2s.results(finished, echo=lambda *a: None)
+    for draw in (
+        w2s.plots.accuracy_vs_size,
+        w2s.plots.pgr_vs_size,
+        w2s.plots.pgr_by_loss,
+        w2s.plots.agreement,
+        w2s.plots.accuracy_vs_ceiling,
+    ):
+        fig = draw(df)
+        assert isinstance(fig, Figure) and fig.axes, draw.__name__
+    labels = {line.get_label() for ax in w2s.plots.accuracy_vs_size(df).axes for line in ax.get_lines()}
+    assert {"ceiling (ground truth)", "weak: tiny-16", "weak: tiny-24"} <= labels
+    with pytest.raises(ValueError, match="no direct weak-to-strong transfers"):
+        w2s.plots.pgr_vs_size(df[df["kind"] == "ground_truth"])
+
+
+def test_load_spec_with_overrides_and_its_errors(tmp_path):
+    spec = w2s.load_spec(REPO / "experiments" / "quickstart.yaml", ["seeds=[0,1,2]", "name=qs"])
+    assert spec.seeds == [0, 1, 2] and spec.name == "qs"
+    with pytest.raises(SpecError, match="seeds"):
+        w2s.load_spec(REPO / "experiments" / "quickstart.yaml", ["seeds=[-1]"])
+    with pytest.raises(SpecError, match="give at least one run folder"):
+        w2s.results()
+    with pytest.raises(SpecError, match="no such folder"):
+        w2s.results(tmp_path / "missing")
+
+
+def test_the_read_path_imports_no_torch(finished):
+    probe = (
+        "import sys, w2s\n"
+        f"df = w2s.results({str(finished)!r}, echo=lambda *a: None)\n"
+        "summary = w2s.pgr(df)\n"
+        "assert len(summary) == 6, summary\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'wandb') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_packaged_quickstart_is_the_experiments_one(capsys):
+    shipped = w2s.load_spec("example:quickstart")
+    assert shipped == w2s.load_spec(REPO / "experiments" / "quickstart.yaml")
+    with pytest.raises(SpecError, match="example:nope: no such example; shipped: example:quickstart"):
+        w2s.load_spec("example:nope")
+    assert main(["list", "examples"]) == 0
+    assert "example:quickstart" in capsys.readouterr().out

@@ -1,0 +1,69 @@
+"""The report's figures as functions of a results DataFrame (`w2s.results`), each returning a
+matplotlib Figure: the same figures `w2s report` saves, drawn from the same tables.
+
+    fig = w2s.plots.accuracy_vs_size(w2s.results("runs/sst2-two-families"))
+    fig.savefig("figure3.pdf")
+
+The figures are made without pyplot (no global state); in a notebook the returned Figure displays
+itself. `metric`: accuracy or auroc, as `w2s report --metric`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from w2s import api
+
+
+def _figure(df: pd.DataFrame, name: str, metric: str, x: str):
+    from w2s.report.figures import figures
+
+    made = figures(api.pgr(df, metric=metric), api.ground_truth(df), metric, x, only=name)
+    if not made:
+        raise ValueError("no direct weak-to-strong transfers among these results: nothing to draw")
+    return _displayable(made[name])
+
+
+def _displayable(fig):
+    """The figure, shown as a PNG where a notebook displays it (the figures are made without pyplot,
+    so IPython's matplotlib hook does not know them)."""
+    import io
+
+    def png() -> bytes:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=150)
+        return buffer.getvalue()
+
+    fig._repr_png_ = png
+    return fig
+
+
+def accuracy_vs_size(df: pd.DataFrame, metric: str = "accuracy"):
+    """The paper's Figure 3: the student's test metric against the strong model's size, a line per
+    weak supervisor, the ceilings in black, each supervisor alone as a star; 95% bands."""
+    return _figure(df, "accuracy_vs_size", metric, "size")
+
+
+def accuracy_vs_ceiling(df: pd.DataFrame, metric: str = "accuracy"):
+    """As `accuracy_vs_size`, against the strong model's ceiling (the reference code's plot)."""
+    return _figure(df, "accuracy_vs_ceiling", metric, "ceiling")
+
+
+def pgr_vs_size(df: pd.DataFrame, metric: str = "accuracy"):
+    """PGR against the strong model's size, a line per weak supervisor, with 95% intervals."""
+    return _figure(df, "pgr_vs_size", metric, "size")
+
+
+def pgr_vs_ceiling(df: pd.DataFrame, metric: str = "accuracy"):
+    """PGR against the strong model's ceiling."""
+    return _figure(df, "pgr_vs_ceiling", metric, "ceiling")
+
+
+def pgr_by_loss(df: pd.DataFrame, metric: str = "accuracy"):
+    """PGR per loss for each weak -> strong pair, with 95% intervals."""
+    return _figure(df, "pgr_by_loss", metric, "size")
+
+
+def agreement(df: pd.DataFrame):
+    """Student-supervisor agreement where the supervisor was right and where it was wrong."""
+    return _figure(df, "agreement", "accuracy", "size")
