@@ -4,6 +4,7 @@ docs/*.md points at a file or folder that exists, and the README stays a short f
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,41 @@ def test_a_stale_generated_table_is_caught(tmp_path, monkeypatch):
         test_generated_tables_equal_the_files_their_commands_wrote(page)
     with pytest.raises(AssertionError, match=r"page.md:8: \| b \| PGR \|"):
         test_no_measured_pgr_table_is_typed_by_hand(page)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The #fragments GitHub gives the page's headings: lower case, punctuation dropped, spaces as -."""
+    anchors, in_fence = set(), False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            anchors.add(re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_link_fragments_name_a_heading(path):
+    missing = []
+    for number, written, target in links(path.read_text(encoding="utf-8")):
+        if target.startswith(EXTERNAL) or "#" not in target:
+            continue
+        page, fragment = target.split("#", 1)
+        linked = (path.parent / page) if page else path
+        if linked.suffix == ".md" and linked.is_file() and fragment not in heading_anchors(linked):
+            missing.append(f"{path.relative_to(ROOT)}:{number}: {written}: no heading #{fragment} in {linked.name}")
+    assert not missing, "\n".join(missing)
+
+
+def test_a_fragment_without_its_heading_is_caught(tmp_path, monkeypatch):
+    (tmp_path / "other.md").write_text("# Title\n## results.jsonl\n```\n# not a heading\n```\n")
+    page = tmp_path / "page.md"
+    page.write_text("[a](other.md#resultsjsonl) [b](other.md#title) [c](other.md#not-a-heading) [d](#top)\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    with pytest.raises(AssertionError) as caught:
+        test_link_fragments_name_a_heading(page)
+    reported = str(caught.value).split("\nassert ")[0]  # the message, without pytest's repr of the list
+    assert [line.strip() for line in reported.splitlines()] == [
+        "page.md:1: [c](other.md#not-a-heading): no heading #not-a-heading in other.md",
+        "page.md:1: [d](#top): no heading #top in page.md",
+    ]
