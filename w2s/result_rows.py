@@ -88,22 +88,19 @@ def link(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def with_references(row: dict, weak: dict | None, ceiling: dict | None) -> dict:
-    """Fill a transfer row's REFERENCE_COLUMNS from its weak model's and ceiling's rows (None: not finished)."""
-    scores = {who: ref and ref["test_accuracy"] for who, ref in (("weak", weak), ("ceiling", ceiling))}
+def with_references(row: dict, weak: dict | None, ceiling: dict | None, metric: str = "accuracy") -> dict:
+    """Fill a transfer row's REFERENCE_COLUMNS from its weak model's and ceiling's rows or metrics
+    (None: not finished), with PGR and its note on `test_<metric>` (results.jsonl: accuracy)."""
     row.update(
-        weak_accuracy=scores["weak"],
-        ceiling_accuracy=scores["ceiling"],
+        weak_accuracy=weak and weak["test_accuracy"],
+        ceiling_accuracy=ceiling and ceiling["test_accuracy"],
         weak_auroc=weak and weak["test_auroc"],
         ceiling_auroc=ceiling and ceiling["test_auroc"],
     )
-    row["pgr"] = pgr(row["test_accuracy"], scores["weak"], scores["ceiling"])
+    student, weak_score, ceiling_score = (row.get(f"{who}_{metric}") for who in ("test", "weak", "ceiling"))
+    row["pgr"] = pgr(student, weak_score, ceiling_score)
     absent = tuple(who for who, ref in (("weak", weak), ("ceiling", ceiling)) if ref is None)
-    row["pgr_note"] = (
-        None
-        if row["pgr"] is not None
-        else undefined_note(scores["weak"], scores["ceiling"], row["test_accuracy"], absent)
-    )
+    row["pgr_note"] = None if row["pgr"] is not None else undefined_note(weak_score, ceiling_score, student, absent)
     return row
 
 

@@ -142,13 +142,14 @@ class StageTracker:
         self.folder = folder
         self.stage = stage
         self.spec = spec
+        self.config = stage_config(stage, spec)  # the run's config, and its result row's source at the end
         self._log = open(folder / "log.jsonl", "w")
         self.run = start_run(
             spec,
             job_type=KINDS[stage.kind].job_type,
             name=run_name(stage),
             tags=stage_tags(stage),
-            config=stage_config(stage, spec),
+            config=self.config,
         )
 
     def _safely(self, action) -> None:
@@ -196,9 +197,7 @@ class StageTracker:
         for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
             summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
         if KINDS[self.stage.kind].is_transfer:  # its PGR, where its weak model and ceiling are finished
-            row = with_references(
-                stage_row(stage_config(self.stage, self.spec), metrics), weak_metrics, ceiling_metrics
-            )
+            row = with_references(stage_row(self.config, metrics), weak_metrics, ceiling_metrics)
             for key in ("weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "supervisor_accuracy", "pgr_note"):
                 if row.get(key) is not None:
                     summary[key] = row[key]

@@ -18,58 +18,29 @@ from w2s.kinds import kind_of
 from w2s.metrics import aggregate_seeds, bootstrap_seed, percentile_interval
 from w2s.pgr_stats import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
 from w2s.report.records import link_references
-from w2s.result_rows import AGREEMENT_SPLIT, LENGTH_METRICS, PROBE_METRICS, PROVENANCE_COLUMNS, SCORE_COLUMNS
+from w2s.result_rows import (
+    AGREEMENT_SPLIT,
+    LENGTH_METRICS,
+    PROBE_METRICS,
+    PROVENANCE_COLUMNS,
+    SCORE_COLUMNS,
+    with_references,
+)
 
 SCORES = ["weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc"]
 # the student's other scores (ece, and any metric added to the result row), as its row has them
 OTHER_SCORES = [c for c in SCORE_COLUMNS if c not in SCORES]
-SEED_COLUMNS = [
-    "experiment",
-    "dataset",
-    "kind",
-    "chain",
-    "weak_model",
-    "model",
-    "loss",
-    "seed",
-    "weak_non_embedding_parameters",
-    "non_embedding_parameters",
-    "n_test",
-    *SCORES,
-    "metric",
-    "pgr",
-    "pgr_low",
-    "pgr_high",
-    "pgr_note",
-    "student_minus_weak",
-    "student_minus_weak_low",
-    "student_minus_weak_high",
-    "agreement",
-    *AGREEMENT_SPLIT,
-    "supervisor_accuracy",
-    *OTHER_SCORES,
-    *PROBE_METRICS,
-    *LENGTH_METRICS,
-    *PROVENANCE_COLUMNS,
-    "stage",
-    "key",
-]
-# sizes stay integers even when one is missing
-_INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
-GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
 
 
-def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> list[str]:
-    """The summary's columns: the groups `by`, the seed-mean of each per-seed score, and the interval
-    of the student's `test_<metric>` as test_<metric>_low / _high."""
-    return list(by) + [
-        "n_seeds",
+# the scores, PGR and what explains it: the per-seed table's and the summary's columns after their own
+def _score_columns(counts: list[str], student_interval: list[str]) -> list[str]:
+    return [
         "weak_non_embedding_parameters",
         "non_embedding_parameters",
+        *counts,
         *SCORES,
         "metric",
-        f"test_{metric}_low",
-        f"test_{metric}_high",
+        *student_interval,
         "pgr",
         "pgr_low",
         "pgr_high",
@@ -84,6 +55,18 @@ def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> 
         *PROBE_METRICS,
         *LENGTH_METRICS,
     ]
+
+
+GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
+SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], []), *PROVENANCE_COLUMNS, "stage", "key"]
+# sizes stay integers even when one is missing
+_INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
+
+
+def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> list[str]:
+    """The summary's columns: the groups `by`, the seed-mean of each per-seed score, and the interval
+    of the student's `test_<metric>` as test_<metric>_low / _high."""
+    return [*by, "n_seeds", *_score_columns([], [f"test_{metric}_low", f"test_{metric}_high"])]
 
 
 SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
@@ -132,15 +115,18 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
     3 x N test-set resamples of (weak, ceiling, student) metric for the aggregate."""
     by_key = link_references(records)
     rows, draws, cache = [], {}, {}
-    score = f"test_{metric}"
     for r in records:
         if not kind_of(r["kind"]).is_transfer or r.get("superseded"):
             continue
         weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
-        point = [x[score] if x else None for x in (weak, ceiling, r)]
-        absent = tuple(who for who, x in (("weak", weak), ("ceiling", ceiling)) if x is None)
-        value = pgr(point[2], point[0], point[1])
-        note = None if value is not None else undefined_note(*point, absent=absent)
+        row = with_references(
+            {**{k: r.get(k) for k in SEED_COLUMNS}, "test_accuracy": r["test_accuracy"], "test_auroc": r["test_auroc"]},
+            weak,
+            ceiling,
+            metric,
+        )
+        point = [row[f"{who}_{metric}"] for who in ("weak", "ceiling", "test")]
+        value, note = row["pgr"], row["pgr_note"]
         low = high = diff_low = diff_high = None
         frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
         column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
@@ -161,25 +147,18 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
             if frames[2] is not None and supervisor is not None:
                 split = dict(zip(AGREEMENT_SPLIT, _agreement_split(frames[2], supervisor)))
-        rows.append(
-            {
-                **{k: r.get(k) for k in SEED_COLUMNS},
-                **split,
-                "weak_non_embedding_parameters": weak and weak["non_embedding_parameters"],
-                "weak_accuracy": weak and weak["test_accuracy"],
-                "ceiling_accuracy": ceiling and ceiling["test_accuracy"],
-                "weak_auroc": weak and weak["test_auroc"],
-                "ceiling_auroc": ceiling and ceiling["test_auroc"],
-                "metric": metric,
-                "pgr": value,
-                "pgr_low": low,
-                "pgr_high": high,
-                "pgr_note": note,
-                "student_minus_weak": None if None in point[::2] else point[2] - point[0],
-                "student_minus_weak_low": diff_low,
-                "student_minus_weak_high": diff_high,
-            }
+        row.update(
+            split,
+            weak_non_embedding_parameters=weak and weak["non_embedding_parameters"],
+            metric=metric,
+            pgr_low=low,
+            pgr_high=high,
+            pgr_note=note,
+            student_minus_weak=None if None in point[::2] else point[2] - point[0],
+            student_minus_weak_low=diff_low,
+            student_minus_weak_high=diff_high,
         )
+        rows.append(row)
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     order = [
         "experiment",
