@@ -311,6 +311,19 @@ CASES = [
     Case("bootstrap-chain-too-short", ("bootstrap",), _set("bootstrap", [["tiny-16", "tiny-24"]])),
     Case("bootstrap-unknown-model", ("bootstrap", "tiny-99"), _set("bootstrap", [["tiny-16", "tiny-24", "tiny-99"]])),
     Case("strong-to-strong-negative", ("strong_to_strong_iters",), _set("strong_to_strong_iters", -1)),
+    Case("select-without-eval-every", ("train", "select", "eval_every"), _set("train.select", ["oracle"])),
+    Case("eval-every-not-steps", ("train.eval_every", "1.5"), _set("train.eval_every", 1.5)),
+    Case("gold-frac-above-1", ("train.gold_frac",), _set("train.gold_frac", [0, 1.5])),
+    Case(
+        "ensemble-unknown-member",
+        ("ensembles.0.models", "tiny-99"),
+        _set("ensembles", [{"label": "e", "models": ["tiny-16", "tiny-99"]}]),
+    ),
+    Case(
+        "ensemble-as-student",
+        ("pairs", "'e' is an ensemble"),
+        _all(_set("ensembles", [{"label": "e", "models": ["tiny-16", "tiny-16"]}]), _set("pairs", [["tiny-16", "e"]])),
+    ),
     Case("tracking-mode-unknown", ("tracking.mode",), _set("tracking.mode", "sometimes")),
     Case("batch-not-multiple-of-minibatch", ("train.batch_size",), _set("train.batch_size", 12)),
     Case(

@@ -540,4 +540,4 @@ def test_figures_without_model_sizes_fall_back_to_ladder_order(tmp_path):
     for run in runs:
         (run["summary"] if isinstance(run, dict) else run.summary_metrics).pop("non_embedding_parameters", None)
     written = report.build_report([r for r in map(report.record_from_wandb, runs) if r], tmp_path / "out")
-    assert len(written) == 12 and all(p.stat().st_size > 0 for p in written)
+    assert len(written) == 18 and all(p.stat().st_size > 0 for p in written)

@@ -260,3 +260,31 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path):
         "transfer",
         "transfer",
     ]
+
+
+def test_selection_ensembles_gold_and_diagnostics_reach_wandb(tmp_path):
+    """The newer settings' numbers land in each stage's W&B run: its evaluation points in the history
+    (eval/...), every selection rule's scores and the diagnostics in the summary, the settings in the
+    config; an ensemble is a run of its own kind."""
+    spec = tiny_spec(
+        tmp_path,
+        pairs=[["x2", "tiny-24"]],
+        ensembles=[{"label": "x2", "models": ["tiny-16", "tiny-16"]}],
+        tracking={"mode": "offline"},
+    )
+    spec["train"].update(eval_every=2, validation_frac=0.25, select=["final", "oracle"], gold_frac=[0.5])
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    runs = {r["config"].get("key"): r for r in offline_runs(tmp_path / "tiny") if r["job_type"] != "summary"}
+    assert sorted(r["job_type"] for r in runs.values()) == ["ensemble"] + ["ground_truth"] * 3 + ["transfer"] * 2
+    for row in rows:
+        run = runs[row["key"]]
+        curve = json.loads((next((tmp_path / "tiny" / "stages").glob(f"*__{row['key']}")) / "metrics.json").read_text())
+        if row["kind"] != "ensemble":
+            assert run["summary"]["eval/test_accuracy"] == curve["curve"][-1]["test_accuracy"]
+            assert run["summary"]["eval/step"] == curve["curve"][-1]["step"]
+        for rule in ("final", "weak_validation", "oracle"):
+            assert run["summary"][f"{rule}_test_accuracy"] == row[f"{rule}_test_accuracy"]
+        if row["kind"] == "transfer":
+            assert run["config"]["gold_frac"] == 0.5 and run["config"]["select"] == row["select"]
+            for key in ("misfit", "error_inheritance", "error_correction", "weak_label_accuracy", "n_gold"):
+                assert run["summary"][key] == row[key]

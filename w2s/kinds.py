@@ -46,6 +46,12 @@ KINDS: dict[str, Kind] = {
             "ground_truth",
         ),
         Kind("zero_shot", "nothing: the model predicts as it is (`train: false`)", "baseline", "zero_shot"),
+        Kind(
+            "ensemble",
+            "nothing: several weak models' predictions combined (their mean, or their vote)",
+            "baseline",
+            "ensemble",
+        ),
         Kind("transfer", "the student on its supervisor's labels of half B, with a loss", "transfer", "transfer"),
         Kind("bootstrap", "the next rung of a bootstrap chain, on the previous rung's labels", "transfer", "bootstrap"),
         Kind(

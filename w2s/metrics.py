@@ -153,3 +153,44 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float] | tuple[None,
     alpha = (1 - CONFIDENCE) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def transfer_diagnostics(student: dict, supervisor: dict, truth: dict[str, int]) -> dict:
+    """How a student relates to its supervisor, from both stages' predictions ({split: (ids, (n, k)
+    probabilities)}; `truth`: test ids -> label), so it needs no retraining:
+
+    - on test: agreement, the supervisor's accuracy, agreement where the supervisor was right and
+      where it was wrong; of the supervisor's errors the share the student repeats (error_inheritance,
+      the same as agreement_supervisor_wrong) and the share it gets right (error_correction: with two
+      classes the rest);
+    - on half B, the rows the student trained on: its misfit on its weak labels (Charikar et al.
+      2024), the mean squared distance between its probabilities and the supervisor's, and the share
+      of rows where their classes differ (misfit_disagreement).
+    """
+    s_ids, s_test = student["test"]
+    where = {id_: i for i, id_ in enumerate(supervisor["test"][0])}
+    both = [(j, where[id_]) for j, id_ in enumerate(s_ids) if id_ in where]
+    mine = s_test[[j for j, _ in both]].argmax(axis=1)
+    theirs = supervisor["test"][1][[i for _, i in both]].argmax(axis=1)
+    y = np.array([truth[s_ids[j]] for j, _ in both])
+    agrees, right = mine == theirs, theirs == y
+    out = {
+        "agreement": float(agrees.mean()),
+        "supervisor_accuracy": float(right.mean()),
+        # does the student copy the supervisor's mistakes, or only its correct answers?
+        "agreement_supervisor_right": _mean_or_none(agrees[right]),
+        "agreement_supervisor_wrong": _mean_or_none(agrees[~right]),
+        "error_inheritance": _mean_or_none(agrees[~right]),
+        "error_correction": _mean_or_none((mine == y)[~right]),
+    }
+    b_ids, s_b = student["train_b"]
+    where = {id_: i for i, id_ in enumerate(supervisor["train_b"][0])}
+    both = [(j, where[id_]) for j, id_ in enumerate(b_ids) if id_ in where]
+    mine, theirs = s_b[[j for j, _ in both]], supervisor["train_b"][1][[i for _, i in both]]
+    out["misfit"] = float(((mine - theirs) ** 2).sum(axis=1).mean()) if both else None
+    out["misfit_disagreement"] = float((mine.argmax(axis=1) != theirs.argmax(axis=1)).mean()) if both else None
+    return out
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None

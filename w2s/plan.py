@@ -60,6 +60,8 @@ class TrainSettings:
     dropout: bool = False
     data_order: str = "grouped"
     compile: bool = False  # torch.compile, as the run folder's environment resolved it
+    eval_every: float | None = None  # evaluation points (w2s/selection.py); None: the final step only
+    validation_frac: float = 0.0  # share of half B held out for validation
 
 
 @dataclass(eq=False, frozen=True)
@@ -82,6 +84,11 @@ class Stage:
     base: Stage | None = None  # lm_finetune stage whose weights this stage starts from
     layer: int | str | None = None  # features stages: which hidden state ('last', 'middle' or an index)
     train_split: str = "train_a"  # ground-truth stages: the half they train on (train_b: a `ceiling: half_b` ceiling)
+    select: str = "final"  # students: the selection rule of their chain (w2s/selection.py); others record every rule
+    gold_frac: float = 0.0  # students: the share of their weak labels replaced by ground truth
+    member: int = 0  # ground-truth stages: which training of the model (an ensemble's repeats: 1, 2, ...)
+    members: tuple[Stage, ...] = ()  # ensembles: the stages whose predictions they combine
+    combine: str | None = None  # ensembles: mean or vote
 
     @property
     def weak(self) -> Stage | None:
@@ -97,8 +104,16 @@ class Stage:
     @property
     def requires(self) -> list[Stage]:
         """Stages that must be finished before this one can run."""
-        deps = (self.supervisor, self.features, self.probe_features, self.base)
+        deps = (self.supervisor, self.features, self.probe_features, self.base, *self.members)
         return [s for s in deps if s is not None]
+
+    @property
+    def training_seed(self) -> int:
+        """The seed of everything random in training: the stage seed, or for an ensemble's repeated
+        member one derived from it (the data split stays the stage seed's)."""
+        if not self.member:
+            return self.seed
+        return int(hashlib.sha256(f"{self.seed}:member{self.member}".encode()).hexdigest()[:8], 16)
 
     @property
     def has_predictions(self) -> bool:
@@ -114,8 +129,11 @@ class Stage:
         """Readable and matchable with --only/--force, e.g. transfer/sst2/minilm-l1->minilm-l6/xent/s0."""
         models = "->".join(self.chain) if self.chain else self.model.display
         extra = [self.loss_label] if self.loss else [f"layer-{self.layer}"] if self.kind == "features" else []
+        extra += [self.select] if self.select != "final" else []
+        extra += [f"gold-{self.gold_frac:g}"] if self.gold_frac else []
         if self.kind == "ground_truth" and self.train_split == "train_b":
             extra = ["half-b"]
+        extra += [f"member-{self.member}"] if self.member else []
         parts = [self.kind, self.dataset.label, models] + extra + [f"s{self.seed}"]
         return "/".join(parts)
 
@@ -168,8 +186,14 @@ def _data_identity(dataset: DataSpec, contents: dict) -> dict:
 
 
 def _settings_identity(settings: TrainSettings) -> dict:
-    """What changes a stage's numbers (`compile` too: it can move the last bits), not memory knobs."""
-    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("minibatch_size", "eval_batch_size")}
+    """What changes a stage's numbers (`compile` too: it can move the last bits), not memory knobs.
+    Settings added after KEY_VERSION 5 enter only when set, so that stages without them keep their keys."""
+    added = {"eval_every": None, "validation_frac": 0.0}
+    return {
+        k: v
+        for k, v in dataclasses.asdict(settings).items()
+        if k not in ("minibatch_size", "eval_batch_size") and (k not in added or v != added[k])
+    }
 
 
 def stage_key(payload: dict) -> str:
@@ -196,6 +220,8 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env
         dropout=t.dropout,
         data_order=t.data_order,
         compile=env.compile and model.train,  # zero-shot: nothing trains, nothing to compile
+        eval_every=t.eval_every,
+        validation_frac=t.validation_frac,
     )
 
 
@@ -222,7 +248,7 @@ class _Planner:
     ):
         self.spec, self.stages, self.dataset, self.data, self.seed = spec, stages, dataset, data, seed
         self.env = env
-        self.truth: dict[str, Stage] = {}  # ground-truth (half A) or zero-shot stage per model label
+        self.truth: dict[str, Stage] = {}  # ground-truth (half A), zero-shot or ensemble stage per label
         self.ceilings: dict[str, Stage] = {}  # `ceiling: half_b`: the half-B ground-truth stage per student
 
     def add_all(self, pairs: list[tuple[str, str]]) -> None:
@@ -230,24 +256,31 @@ class _Planner:
         students = {strong for _, strong in pairs} | {label for chain in spec.bootstrap for label in chain[1:]}
         supervisors = {weak for weak, _ in pairs} | {chain[0] for chain in spec.bootstrap}
         on_b = spec.ceiling == "half_b" and self.dataset.halves != "same"  # with halves: same, B is A
+        ensembles = [spec.ensemble(label) for label in supervisors if spec.ensemble(label)]
+        supervisors |= {m for e in ensembles for m in e.models}
         for model in spec.models:  # ladder order: supervisors and ceilings first
             label = model.display
             if label in supervisors or (label in students and not on_b):
                 truth[label] = self.ground_truth(model) if model.train else self.zero_shot(model)
             if label in students and on_b:
                 self.ceilings[label] = self.ground_truth(model, "train_b")
-        for loss in spec.losses:
+        for ensemble in ensembles:
+            truth[ensemble.label] = self.ensemble(ensemble)
+        t = spec.train
+        for rule, gold, loss in ((r, g, loss) for r in t.select for g in t.gold_frac for loss in spec.losses):
+
+            def student(kind, supervisor, strong, chain):
+                return self.transfer(kind, supervisor, strong, loss, chain, rule, gold)  # noqa: B023 (called at once)
+
             for weak, strong in pairs:
-                student = self.transfer("transfer", truth[weak], strong, loss, (weak, strong))
+                last = student("transfer", truth[weak], strong, (weak, strong))
                 for i in range(spec.strong_to_strong_iters):
-                    chain = (weak,) + (strong,) * (i + 2)
-                    student = self.transfer("strong_to_strong", student, strong, loss, chain)
+                    last = student("strong_to_strong", last, strong, (weak,) + (strong,) * (i + 2))
             for chain in spec.bootstrap:
-                student = self.transfer("transfer", truth[chain[0]], chain[1], loss, tuple(chain[:2]))
+                last = student("transfer", truth[chain[0]], chain[1], tuple(chain[:2]))
                 for i in range(2, len(chain)):
-                    student = self.transfer("bootstrap", student, chain[i], loss, tuple(chain[: i + 1]))
-                # the direct baseline
-                self.transfer("transfer", truth[chain[0]], chain[-1], loss, (chain[0], chain[-1]))
+                    last = student("bootstrap", last, chain[i], tuple(chain[: i + 1]))
+                student("transfer", truth[chain[0]], chain[-1], (chain[0], chain[-1]))  # the direct baseline
 
     def _add(self, identity: dict, kind: str, model: ModelSpec, settings: TrainSettings, **fields) -> Stage:
         key = stage_key(identity)
@@ -293,11 +326,34 @@ class _Planner:
         features = self.features(model, "last") if uses_features(model, self.dataset) else None
         return {"base": base, "features": features}
 
-    def ground_truth(self, model: ModelSpec, split: str = "train_a") -> Stage:
+    def ground_truth(self, model: ModelSpec, split: str = "train_a", member: int = 0) -> Stage:
         settings = resolve_settings(self.spec, model, False, self.env)
         inputs = self._inputs(model)
         identity = {**self._common("ground_truth", model, settings), "train_split": split, **_keys(inputs)}
-        return self._add(identity, "ground_truth", model, settings, train_split=split, **inputs)
+        if member:  # another training of the same model (an ensemble's repeat): its own training seed
+            identity["member"] = member
+        return self._add(identity, "ground_truth", model, settings, train_split=split, member=member, **inputs)
+
+    def ensemble(self, ensemble) -> Stage:
+        """An ensemble's members (the model's own stage for its first appearance, further trainings
+        for its repeats) and the stage that combines their predictions: the weak labels and the PGR
+        baseline of its students."""
+        members, seen = [], {}
+        for label in ensemble.models:
+            model = self.spec.model(label)
+            seen[label] = seen.get(label, -1) + 1
+            # a repeat (the spec allows it only for models that train) is another training of the model
+            members.append(self.ground_truth(model, member=seen[label]) if seen[label] else self.truth[label])
+        model = self.spec.model(ensemble.models[0]).model_copy(update={"label": ensemble.label})
+        settings = resolve_settings(self.spec, model, False, self.env)
+        identity = {
+            "kind": "ensemble",
+            "data": self.data,
+            "seed": self.seed,
+            "members": [m.key for m in members],
+            "combine": ensemble.combine,
+        }
+        return self._add(identity, "ensemble", model, settings, members=tuple(members), combine=ensemble.combine)
 
     def zero_shot(self, model: ModelSpec) -> Stage:
         settings = resolve_settings(self.spec, model, False, self.env)
@@ -310,7 +366,16 @@ class _Planner:
         }
         return self._add(identity, "zero_shot", model, settings)
 
-    def transfer(self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...]) -> Stage:
+    def transfer(
+        self,
+        kind: str,
+        supervisor: Stage,
+        strong: str,
+        loss,
+        chain: tuple[str, ...],
+        rule: str = "final",
+        gold_frac: float = 0.0,
+    ) -> Stage:
         model = self.spec.model(strong)
         settings = resolve_settings(self.spec, model, True, self.env)
         probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
@@ -324,6 +389,9 @@ class _Planner:
             "supervisor": supervisor.key,
             "ceiling": ceiling.key,
             **_keys(inputs),
+            # added after KEY_VERSION 5: only when set, so that other students keep their keys
+            **({"select": rule} if rule != "final" else {}),
+            **({"gold_frac": gold_frac} if gold_frac else {}),
         }
         return self._add(
             identity,
@@ -335,6 +403,8 @@ class _Planner:
             weak_truth=supervisor.weak,
             ceiling_truth=ceiling,
             chain=chain,
+            select=rule,
+            gold_frac=gold_frac,
             **inputs,
         )
 

@@ -17,8 +17,10 @@ from w2s import api
 
 def _figure(df: pd.DataFrame, name: str, metric: str, x: str):
     from w2s.report.figures import figures
+    from w2s.report.tables import curve_rows
 
-    made = figures(api.pgr(df, metric=metric), api.ground_truth(df), metric, x, only=name)
+    curves = curve_rows(api._records(df)) if name == "pgr_vs_progress" else None
+    made = figures(api.pgr(df, metric=metric), api.ground_truth(df), metric, x, only=name, curves=curves)
     if not made:
         raise ValueError("no direct weak-to-strong transfers among these results: nothing to draw")
     return _displayable(made[name])
@@ -67,3 +69,21 @@ def pgr_by_loss(df: pd.DataFrame, metric: str = "accuracy"):
 def agreement(df: pd.DataFrame):
     """Student-supervisor agreement where the supervisor was right and where it was wrong."""
     return _figure(df, "agreement", "accuracy", "size")
+
+
+def gold_frac(df: pd.DataFrame, metric: str = "accuracy"):
+    """The student's test metric and PGR against the share of ground truth in its labels
+    (`train.gold_frac`, docs/supervision.md)."""
+    return _figure(df, "gold_frac", metric, "size")
+
+
+def pgr_vs_progress(df: pd.DataFrame):
+    """PGR had training stopped at each evaluation point, a line per selection rule
+    (`train.eval_every`, docs/selection.md)."""
+    return _figure(df, "pgr_vs_progress", "accuracy", "size")
+
+
+def misfit(df: pd.DataFrame, metric: str = "accuracy"):
+    """Each transfer's gain over its weak model against its misfit on its weak labels
+    (docs/diagnostics.md)."""
+    return _figure(df, "misfit", metric, "size")

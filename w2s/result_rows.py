@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from w2s.kinds import kind_of
 from w2s.pgr_stats import pgr, undefined_note
+from w2s.selection import RULES
 from w2s.spec import dataset_label, loss_label, model_label
 
 # what every row holds from the stage's metrics.json (None where it did not record one)
@@ -29,8 +30,18 @@ PROVENANCE_COLUMNS = ("mixed_precision", "machine", "w2s_version", "key_version"
 AGREEMENT_METRICS = ("agreement", "supervisor_accuracy")
 # agreement where the supervisor was right / wrong: does the student copy its mistakes?
 AGREEMENT_SPLIT = ("agreement_supervisor_right", "agreement_supervisor_wrong")
+# transfers: of the supervisor's test errors, the share the student repeats and the share it fixes;
+# its misfit on its weak labels of half B (w2s/pipeline/evaluation.py: transfer_diagnostics)
+ERROR_METRICS = ("error_inheritance", "error_correction", "misfit", "misfit_disagreement")
+# transfers: how good the labels it trained on were (before a probe or gold mixing), against ground truth
+WEAK_LABEL_METRICS = ("weak_label_accuracy", "weak_label_ece", "n_gold")
+# what classifier_metrics computes for every transfer from its and its supervisor's predictions
+TRANSFER_DIAGNOSTICS = AGREEMENT_METRICS + AGREEMENT_SPLIT + ERROR_METRICS
 # transfers whose loss has a label probe: what the probe did to half B before training
-PROBE_METRICS = ("probe_changed", "probe_removed", "weak_label_accuracy", "probe_label_accuracy")
+PROBE_METRICS = ("probe_changed", "probe_removed", "probe_label_accuracy")
+# stages that evaluated during training (train.eval_every): each selection rule's checkpoint's test
+# scores (w2s/selection.py); the row's own scores are those of its rule (`select`)
+RULE_COLUMNS = tuple(f"{rule}_{score}" for rule in RULES for score in ("step", "test_accuracy", "test_auroc"))
 # transfers, from their weak model's and ceiling's rows (`link`)
 REFERENCE_COLUMNS = ("weak_accuracy", "ceiling_accuracy", "weak_auroc", "ceiling_auroc", "pgr", "pgr_note")
 
@@ -53,10 +64,13 @@ def stage_row(config: dict, metrics: dict) -> dict | None:
         **{k: metrics.get(k) for k in SCORE_COLUMNS},
         **({"test_auroc_macro_ovr": metrics["test_auroc_macro_ovr"]} if "test_auroc_macro_ovr" in metrics else {}),
         **{k: metrics.get(k) for k in SIZE_COLUMNS + LENGTH_METRICS + PROVENANCE_COLUMNS},
+        "select": config.get("select") or "final",
+        **rule_scores(metrics),
     }
     if kind.is_baseline:
         if kind.name == "ground_truth":  # the half it trained on (train_b: a `ceiling: half_b` ceiling)
             row["train_split"] = config.get("train_split") or "train_a"
+            row["member"] = config.get("member") or 0  # an ensemble's repeated training of the model
         return row
     chain = _chain(config.get("chain")) or (config.get("weak_model") or model, model)
     loss = config.get("loss")
@@ -70,12 +84,38 @@ def stage_row(config: dict, metrics: dict) -> dict | None:
         **{k: None for k in REFERENCE_COLUMNS},
         # only where recorded: a stage folder from before the split existed lacks both agreement
         # splits (the report recomputes them from predictions); a W&B summary leaves out a None
+        gold_frac=config.get("gold_frac") or 0.0,
         **{k: metrics.get(k) for k in AGREEMENT_METRICS},
-        **{k: metrics[k] for k in AGREEMENT_SPLIT if k in metrics},
+        **{k: metrics[k] for k in AGREEMENT_SPLIT + ERROR_METRICS + WEAK_LABEL_METRICS if k in metrics},
     )
     if isinstance(loss, dict) and loss.get("probe") is not None:
         row.update({k: metrics.get(k) for k in PROBE_METRICS})
     return row
+
+
+def rule_scores(metrics: dict) -> dict:
+    """RULE_COLUMNS from a stage's metrics.json (`selection`) or its W&B summary (flat already);
+    empty for a stage that did not evaluate during training."""
+    selection = metrics.get("selection")
+    if isinstance(selection, dict):
+        return {
+            f"{rule}_{score}": point.get(score)
+            for rule, point in selection.items()
+            for score in ("step", "test_accuracy", "test_auroc")
+        }
+    return {k: metrics[k] for k in RULE_COLUMNS if k in metrics}
+
+
+def reference_score(reference: dict | None, rule: str, column: str):
+    """A weak model's or ceiling's `column` (test_accuracy, test_auroc) at the checkpoint `rule`
+    chose; a stage that did not evaluate during training has one checkpoint, its result."""
+    if reference is None:
+        return None
+    if rule != "final":
+        chosen = rule_scores(reference).get(f"{rule}_{column}")
+        if chosen is not None:
+            return chosen
+    return reference.get(column)
 
 
 def link(rows: list[dict]) -> list[dict]:
@@ -90,13 +130,12 @@ def link(rows: list[dict]) -> list[dict]:
 
 def with_references(row: dict, weak: dict | None, ceiling: dict | None, metric: str = "accuracy") -> dict:
     """Fill a transfer row's REFERENCE_COLUMNS from its weak model's and ceiling's rows or metrics
-    (None: not finished), with PGR and its note on `test_<metric>` (results.jsonl: accuracy)."""
-    row.update(
-        weak_accuracy=weak and weak["test_accuracy"],
-        ceiling_accuracy=ceiling and ceiling["test_accuracy"],
-        weak_auroc=weak and weak["test_auroc"],
-        ceiling_auroc=ceiling and ceiling["test_auroc"],
-    )
+    (None: not finished) at the checkpoints the row's selection rule chose, with PGR and its note on
+    `test_<metric>` (results.jsonl: accuracy)."""
+    rule = row.get("select") or "final"
+    for who, ref in (("weak", weak), ("ceiling", ceiling)):
+        for score in ("accuracy", "auroc"):
+            row[f"{who}_{score}"] = reference_score(ref, rule, f"test_{score}")
     student, weak_score, ceiling_score = (row.get(f"{who}_{metric}") for who in ("test", "weak", "ceiling"))
     row["pgr"] = pgr(student, weak_score, ceiling_score)
     absent = tuple(who for who, ref in (("weak", weak), ("ceiling", ceiling)) if ref is None)

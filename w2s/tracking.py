@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from w2s.kinds import KINDS
 from w2s.pipeline.store import PROBS_FILE, stage_config
-from w2s.result_rows import PROVENANCE_COLUMNS, stage_row, with_references
+from w2s.result_rows import PROVENANCE_COLUMNS, rule_scores, stage_row, with_references
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
 _state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed
@@ -166,10 +166,12 @@ class StageTracker:
             except Exception:
                 pass
 
-    def log(self, row: dict) -> None:
-        self._log.write(json.dumps(row) + "\n")
+    def log(self, row: dict, section: str = "train") -> None:
+        """One line of log.jsonl (evaluation points marked `"section": "eval"`) and of the W&B
+        history, under `<section>/`, at the row's optimizer step."""
+        self._log.write(json.dumps(row if section == "train" else {**row, "section": section}) + "\n")
         self._log.flush()
-        self._safely(lambda run: run.log({f"train/{k}": v for k, v in row.items()}, step=row["step"]))
+        self._safely(lambda run: run.log({f"{section}/{k}": v for k, v in row.items()}, step=row["step"]))
 
     def finish(
         self,
@@ -194,6 +196,7 @@ class StageTracker:
         summary.update(
             {k: metrics[k] for k in PROVENANCE_COLUMNS if metrics.get(k) is not None}
         )  # `w2s report --wandb`
+        summary.update({k: v for k, v in rule_scores(metrics).items() if v is not None})  # per selection rule
         for split, counts in metrics.get("lengths", {}).items():  # over-long examples per split
             summary.update({f"lengths/{split}/{k}": v for k, v in counts.items()})
         if KINDS[self.stage.kind].is_transfer:  # its PGR, where its weak model and ceiling are finished

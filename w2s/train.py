@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from w2s.batches import Batches
 from w2s.losses import LossFn
 from w2s.plan import TrainSettings
+from w2s.selection import evaluation_steps
 from w2s.spec import SpecError
 
 # An objective turns (model, micro-batch, share of training done, whole-batch context or None) into
@@ -222,8 +223,13 @@ def train(
     log_every: int = 10,
     desc: str = "train",
     echo: Callable[[str], None] = print,
+    evaluate: Callable[..., None] | None = None,
 ) -> tuple[torch.nn.Module, Accelerator]:
     """Train `model` on `data` with `objective` (e.g. `classification(loss)`); return it with its accelerator.
+
+    With `settings.eval_every`, `evaluate(model, accelerator, step, total)` runs after the optimizer
+    steps `w2s.selection.evaluation_steps` names (the last among them), in eval mode; training then
+    goes on in its own mode (`w2s.pipeline.checkpoints`).
 
     One optimizer step per batch of `optimizer_batches`; each process takes its share as micro-batches
     of `minibatch_size`, whose gradients Accelerate accumulates (`accelerator.backward` divides each
@@ -273,8 +279,16 @@ def train(
             set_dropout(model, settings.dropout)
             return call(model)
 
+    evaluate_after = set(evaluation_steps(len(steps), settings.eval_every)) if evaluate is not None else set()
     bar = tqdm(total=len(steps), desc=desc, disable=_no_bar(accelerator), leave=False)
-    seen, window = 0, {"loss": 0.0, "correct": 0.0, "n": 0}
+
+    # the log window's sums stay on the device and are read once per window: a read per
+    # micro-batch (`.item()`) would be a host-device sync on a GPU
+    def empty_window():
+        zero = torch.zeros((), device=accelerator.device)
+        return {"loss": zero, "correct": zero.clone(), "n": 0}
+
+    seen, window = 0, empty_window()
     start = time.perf_counter()
     for step, batch in enumerate(steps):
         step_frac = step / len(steps)
@@ -296,9 +310,9 @@ def train(
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            window["loss"] += loss.item() * size
+            window["loss"] += loss.detach().float() * size
             if logits is not None:
-                window["correct"] += (logits.argmax(-1) == inputs["labels"].argmax(-1)).sum().item()
+                window["correct"] += (logits.argmax(-1) == inputs["labels"].argmax(-1)).sum()
             window["n"] += size
         scheduler.step()
         seen += len(batch)
@@ -307,15 +321,18 @@ def train(
             row = {
                 "step": step + 1,
                 "epoch": seen / len(data),
-                "loss": window["loss"] / window["n"],
-                **({"train_accuracy": window["correct"] / window["n"]} if logits is not None else {}),
+                "loss": window["loss"].item() / window["n"],
+                **({"train_accuracy": window["correct"].item() / window["n"]} if logits is not None else {}),
                 "lr": scheduler.get_last_lr()[0],
                 "examples": seen,
                 "examples_per_second": seen / (time.perf_counter() - start),
             }
             bar.set_postfix({k[:3]: f"{row[k]:.3f}" for k in ("loss", "train_accuracy") if k in row})
             log(row)
-            window = {"loss": 0.0, "correct": 0.0, "n": 0}
+            window = empty_window()
+        if step + 1 in evaluate_after:
+            evaluate(model, accelerator, step + 1, len(steps))
+            set_dropout(model, settings.dropout)
     bar.close()
     return model, accelerator
 
@@ -331,7 +348,7 @@ def _step_logits(model, micro: list[dict], accelerator: Accelerator) -> tuple[to
 
 @torch.no_grad()
 def batch_outputs(
-    fn: Callable[[dict], torch.Tensor], data: Batches, accelerator: Accelerator, batch_size: int, desc: str
+    fn: Callable[[dict], torch.Tensor], data: Batches, accelerator: Accelerator, batch_size: int, desc: str | None
 ) -> np.ndarray:
     """`fn(inputs) -> (b, d)` over every example of `data`, as an (n, d) float32 array on every process.
 
@@ -344,7 +361,7 @@ def batch_outputs(
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate))
     result = None
-    for batch in tqdm(loader, desc=desc, disable=_no_bar(accelerator), leave=False):
+    for batch in tqdm(loader, desc=desc, disable=_no_bar(accelerator) or desc is None, leave=False):
         out = fn(batch["inputs"]).float()
         index, out = accelerator.pad_across_processes((batch["index"], out), dim=0, pad_index=-1)
         index, out = accelerator.gather((index, out))

@@ -10,6 +10,7 @@ import numpy as np
 from w2s import metrics as scores
 from w2s.pipeline.store import finished_folder, read_probabilities
 from w2s.plan import Stage
+from w2s.result_rows import TRANSFER_DIAGNOSTICS
 
 
 def hard_labels(rows: list[dict]) -> np.ndarray:
@@ -24,7 +25,11 @@ def auroc(probs: np.ndarray, rows: list[dict]) -> dict:
     return {"test_auroc": None, "test_auroc_macro_ovr": scores.macro_ovr_auroc(probs, y)}
 
 
-def classifier_metrics(stage: Stage, root: Path, p_b, b_rows, p_test, test_rows, n_train, train_seconds) -> dict:
+def classifier_metrics(
+    stage: Stage, root: Path, p_b, b_rows, p_test, test_rows, n_train, train_seconds, held_out=frozenset()
+) -> dict:
+    """Its scores on test and half B and, for a student, how it relates to its supervisor (`held_out`:
+    half B's validation rows, which it did not train on)."""
     metrics = {
         "test_accuracy": scores.accuracy(p_test, hard_labels(test_rows)),
         **auroc(p_test, test_rows),
@@ -33,30 +38,42 @@ def classifier_metrics(stage: Stage, root: Path, p_b, b_rows, p_test, test_rows,
         "n_test": len(test_rows),
         "train_seconds": round(train_seconds, 2),
         "ece": scores.expected_calibration_error(p_test, hard_labels(test_rows)),
-        "agreement": None,
-        "supervisor_accuracy": None,
-        "agreement_supervisor_right": None,
-        "agreement_supervisor_wrong": None,
+        **dict.fromkeys(TRANSFER_DIAGNOSTICS),
     }
     if stage.supervisor is not None:
-        ids, sup_probs = read_probabilities(finished_folder(root, stage.supervisor), "test")
-        where = {id_: i for i, id_ in enumerate(ids)}
-        both = [(j, where[r["id"]]) for j, r in enumerate(test_rows) if r["id"] in where]
-        student = p_test[[j for j, _ in both]].argmax(axis=1)
-        supervisor = sup_probs[[i for _, i in both]].argmax(axis=1)
-        truth = hard_labels([test_rows[j] for j, _ in both])
-        agrees = student == supervisor
-        supervisor_right = supervisor == truth
-        metrics["agreement"] = float(agrees.mean())
-        metrics["supervisor_accuracy"] = float(supervisor_right.mean())
-        # does the student copy the supervisor's mistakes, or only its correct answers?
-        metrics["agreement_supervisor_right"] = _mean_or_none(agrees[supervisor_right])
-        metrics["agreement_supervisor_wrong"] = _mean_or_none(agrees[~supervisor_right])
+        folder = finished_folder(root, stage.supervisor)
+        supervisor = {split: read_probabilities(folder, split, stage.select) for split in ("test", "train_b")}
+        trained = [i for i, r in enumerate(b_rows) if r["id"] not in held_out]
+        student = {
+            "test": ([r["id"] for r in test_rows], p_test),
+            "train_b": ([b_rows[i]["id"] for i in trained], p_b[trained]),
+        }
+        metrics.update(scores.transfer_diagnostics(student, supervisor, {r["id"]: r["hard_label"] for r in test_rows}))
     return metrics
 
 
-def _mean_or_none(values: np.ndarray) -> float | None:
-    return float(values.mean()) if values.size else None
+def combine(member_probs: list[np.ndarray], how: str) -> np.ndarray:
+    """Several supervisors' (n, k) probabilities as one: their mean (`mean`), or their majority vote
+    as one-hot labels (`vote`), ties broken by the mean's top class."""
+    stacked = np.stack(member_probs)
+    mean = stacked.mean(axis=0)
+    if how == "mean":
+        return mean
+    k = stacked.shape[2]
+    votes = np.eye(k)[stacked.argmax(axis=2)].sum(axis=0)  # (n, k) vote counts
+    top = votes == votes.max(axis=1, keepdims=True)
+    winner = np.where(top, mean, -np.inf).argmax(axis=1)
+    return np.eye(k)[winner]
+
+
+def weak_label_quality(rows: list[dict], labels: np.ndarray) -> dict:
+    """How good the labels a student trains on are (before a probe or gold mixing changes them):
+    their accuracy and calibration against the ground truth of those rows, which only the toolkit sees."""
+    y = hard_labels(rows)
+    return {
+        "weak_label_accuracy": scores.accuracy(labels, y) if len(rows) else None,
+        "weak_label_ece": scores.expected_calibration_error(labels, y) if len(rows) else None,
+    }
 
 
 def headline(metrics: dict) -> str:

@@ -3,6 +3,7 @@ starts from."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,9 @@ def one_hot(rows: list[dict], classes: int) -> np.ndarray:
 
 
 def supervisor_labels(root: Path, stage: Stage, rows: list[dict]) -> tuple[list[dict], np.ndarray]:
-    """Half B rows and the supervisor's soft labels (n, k) on them (rows it could not label are dropped)."""
-    ids, probs = read_probabilities(finished_folder(root, stage.supervisor), "train_b")
+    """Half B rows and the supervisor's soft labels (n, k) on them (rows it could not label are
+    dropped), from its checkpoint under the stage's selection rule."""
+    ids, probs = read_probabilities(finished_folder(root, stage.supervisor), "train_b", stage.select)
     where = {id_: i for i, id_ in enumerate(ids)}
     rows = [r for r in rows if r["id"] in where]
     return rows, probs[[where[r["id"]] for r in rows]].reshape(len(rows), probs.shape[1])
@@ -112,6 +114,18 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     }
     p = cleaned.p_pos[keep].astype(np.float32)
     return [r for r, k in zip(rows, keep) if k], np.stack([1 - p, p], axis=1), metrics
+
+
+def mix_gold(rows: list[dict], labels: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The labels with a seeded `frac` of the rows' replaced by their ground truth, and those rows' ids.
+    The order is one seeded permutation of the rows' ids, so a smaller share's rows are among a
+    larger one's (a `gold_frac` sweep adds ground truth, it does not redraw it)."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["id"])
+    random.Random(f"{seed}:gold").shuffle(order)
+    chosen = sorted(order[: round(frac * len(rows))])
+    mixed = labels.copy()
+    mixed[chosen] = one_hot([rows[i] for i in chosen], labels.shape[1])
+    return mixed, [rows[i]["id"] for i in chosen]
 
 
 def base_weights(root: Path, stage: Stage) -> str | None:

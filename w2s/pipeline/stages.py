@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from safetensors.torch import save_file
 
 from w2s import activations, generative
 from w2s import data as data_mod
-from w2s.jsonfiles import read_json
+from w2s import metrics as scores
+from w2s.jsonfiles import read_json, write_json, write_jsonl
 from w2s.kinds import KINDS
 from w2s.losses import Xent, build_loss
 from w2s.models import (
@@ -29,18 +31,21 @@ from w2s.models import (
     map_classes,
     resolve_layer,
 )
-from w2s.pipeline.evaluation import classifier_metrics
+from w2s.pipeline.checkpoints import Checkpoints
+from w2s.pipeline.evaluation import classifier_metrics, combine, hard_labels, weak_label_quality
 from w2s.pipeline.inputs import (
     LengthLog,
     base_weights,
     clean_with_probe,
     encode,
+    mix_gold,
     model_location,
     one_hot,
     supervisor_labels,
 )
-from w2s.pipeline.store import finished_folder, prediction_rows, write_probabilities
+from w2s.pipeline.store import finished_folder, prediction_rows, read_probabilities, rule_file, write_probabilities
 from w2s.plan import Stage
+from w2s.selection import RULES, validation_ids
 from w2s.spec import ExperimentSpec, SpecError, first_line
 from w2s.train import batch_outputs, canonical_probabilities, classification, make_accelerator, predict, train
 
@@ -59,42 +64,65 @@ class StageJob:
     tracker: object | None  # a StageTracker on the writing process
     echo: Callable = print
 
-    def log(self, row: dict) -> None:
+    def log(self, row: dict, section: str = "train") -> None:
         if self.tracker is not None:
-            self.tracker.log(row)
+            self.tracker.log(row, section)
 
     def echo_notes(self, notes: list[str]) -> None:
         for note in notes:
             self.echo(f"  {self.stage.dataset.label}: {note}")
 
 
+class Labelled(NamedTuple):
+    """What a classifier stage trains on and validates on."""
+
+    train_rows: list[dict]
+    train_labels: np.ndarray  # (n, k) soft labels
+    validation_rows: list[dict]  # held out of half B (`train.validation_frac`); [] without
+    validation_labels: np.ndarray  # ground truth, or the supervisor's labels for students
+    loss_fn: object
+    extra: dict  # metrics on what was done to the labels
+
+
 class ClassifierStage:
-    """Train the classifier (or, on cached activations, its head) and predict half B and test."""
+    """Train the classifier (or, on cached activations, its head) and predict half B and test; with
+    `train.eval_every`, also at every evaluation point, keeping the checkpoint each selection rule
+    chooses (w2s/pipeline/checkpoints.py)."""
 
     def train_split(self, stage: Stage) -> str:
         """Which half of the training pool it trains on."""
         raise NotImplementedError
 
-    def labels(self, job: StageJob, splits) -> tuple[list[dict], np.ndarray, object, dict]:
-        """(training rows, their labels, the loss, metrics on what was done to the labels)."""
+    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
         raise NotImplementedError
 
     def run(self, job: StageJob) -> Output:
         stage, spec, root = job.stage, job.spec, job.root
         splits = data_mod.load_splits(stage.dataset, stage.seed)
         lengths, k = LengthLog(), stage.dataset.num_classes
-        train_rows, train_labels, loss_fn, extra = self.labels(job, splits)
+        held_out = validation_ids(splits.train_b, stage.settings.validation_frac, stage.seed)
+        given = self.labels(job, splits, held_out)
         if stage.features is not None:  # a linear probe: the head alone, on cached activations
             features_folder = finished_folder(root, stage.features)
             cached = activations.read(features_folder)
-            train_data, _ = cached[self.train_split(stage)].select(train_rows, train_labels)
+            train_data, _ = cached[self.train_split(stage)].select(given.train_rows, given.train_labels)
+            val_data, val_rows = (
+                cached["train_b"].select(given.validation_rows, given.validation_labels)
+                if given.validation_rows
+                else (None, [])
+            )
             b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
             test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test, k))
             model = ProbeHead(test_data.array.shape[1], k)
             network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
             sizes = {name: network[name] for name in ("parameters", "non_embedding_parameters")}
         else:
-            train_data, _ = encode(train_rows, stage, train_labels, lengths, "train")
+            train_data, _ = encode(given.train_rows, stage, given.train_labels, lengths, "train")
+            val_data, val_rows = (
+                encode(given.validation_rows, stage, given.validation_labels, lengths, "validation")
+                if given.validation_rows
+                else (None, [])
+            )
             b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
             test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
             model = load_classifier(
@@ -102,22 +130,37 @@ class ClassifierStage:
             )
             sizes = count_parameters(model)
         job.echo_notes(lengths.notes)
+        checkpoints = None
+        if stage.settings.eval_every is not None:
+            data = {"train_b": b_data, "test": test_data, **({"validation": val_data} if val_rows else {})}
+            checkpoints = Checkpoints(
+                data,
+                val_data.labels if val_rows else None,
+                {"test": hard_labels(test_rows)},
+                stage.settings.eval_batch_size,
+                job.log,
+            )
 
         start = time.perf_counter()
         model, accelerator = train(
             model,
             train_data,
-            classification(loss_fn),
+            classification(given.loss_fn),
             stage.settings,
-            stage.seed,
+            stage.training_seed,
             log=job.log,
             log_every=spec.tracking.log_every,
             desc=stage.name,
             echo=job.echo,
+            evaluate=checkpoints,
         )
         train_seconds = time.perf_counter() - start
-        p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
-        p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+        if checkpoints is None:
+            p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
+            p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+        else:  # the stage's result is its rule's checkpoint (ground-truth stages: final; all are kept)
+            train_seconds -= checkpoints.seconds
+            p_b, p_test = checkpoints.result(stage.select)
         predict_seconds = time.perf_counter() - start - train_seconds
         if spec.save_model:
             state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
@@ -133,41 +176,64 @@ class ClassifierStage:
             accelerator.free_memory()
         if not job.writes:
             return None, None
-        metrics = classifier_metrics(stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds)
-        metrics.update(sizes, **extra, **lengths.metrics(), predict_seconds=round(predict_seconds, 2))
+        metrics = classifier_metrics(
+            stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds, held_out
+        )
+        metrics.update(sizes, **given.extra, **lengths.metrics(), predict_seconds=round(predict_seconds, 2))
+        if checkpoints is not None:
+            metrics.update(n_validation=len(val_rows), curve=checkpoints.curve, selection=checkpoints.selection())
+            for rule in checkpoints.rules:
+                if rule != stage.select:  # the other rules' checkpoints, for their students and the report
+                    other_b, other_test = checkpoints.result(rule)
+                    write_predictions(job.folder, {"train_b": (b_rows, other_b), "test": (test_rows, other_test)}, rule)
         return metrics, predictions(job, {"train_b": (b_rows, p_b), "test": (test_rows, p_test)})
 
 
 class GroundTruth(ClassifierStage):
     """Half A with its true labels, cross-entropy: the weak supervisor and the ceiling (`ceiling: half_b`:
-    a student's ceiling trains on half B)."""
+    a student's ceiling trains on half B). It validates on the ground truth of half B's held-out rows."""
 
     def train_split(self, stage: Stage) -> str:
         return stage.train_split
 
-    def labels(self, job: StageJob, splits):
-        rows = getattr(splits, job.stage.train_split)[: job.stage.model.label_budget]  # None: the whole half
-        return rows, one_hot(rows, job.stage.dataset.num_classes), Xent(), {}
+    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
+        stage, k = job.stage, job.stage.dataset.num_classes
+        rows = [r for r in getattr(splits, stage.train_split) if r["id"] not in held_out]
+        rows = rows[: stage.model.label_budget]  # None: the whole half
+        validation = [r for r in splits.train_b if r["id"] in held_out]
+        return Labelled(rows, one_hot(rows, k), validation, one_hot(validation, k), Xent(), {})
 
 
 class Transfer(ClassifierStage):
-    """Half B with the supervisor's soft labels (cleaned by a label probe if the loss has one)."""
+    """Half B with the supervisor's soft labels (of its checkpoint under the stage's selection rule),
+    cleaned by a label probe if the loss has one, a share replaced by ground truth with `gold_frac`;
+    it validates on the supervisor's labels of half B's held-out rows."""
 
     def train_split(self, stage: Stage) -> str:
         return "train_b"
 
-    def labels(self, job: StageJob, splits):
-        stage, extra = job.stage, {}
-        train_rows, train_labels = supervisor_labels(job.root, stage, splits.train_b)
+    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
+        stage = job.stage
+        rows, labels = supervisor_labels(job.root, stage, splits.train_b)
+        held = np.array([r["id"] in held_out for r in rows], dtype=bool)
+        validation_rows = [r for r, h in zip(rows, held) if h]
+        train_rows, train_labels = [r for r, h in zip(rows, held) if not h], labels[~held]
+        extra = weak_label_quality(train_rows, train_labels)
         loss_fn = build_loss(stage.loss)
         if stage.loss.probe is not None:
-            train_rows, train_labels, extra = clean_with_probe(job.root, stage, train_rows, train_labels)
+            train_rows, train_labels, probe = clean_with_probe(job.root, stage, train_rows, train_labels)
+            extra.update(probe)
             job.echo(
-                f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {extra['probe_changed']} labels changed, "
-                f"{extra['probe_removed']} removed; label accuracy {extra['weak_label_accuracy']:.3f} -> "
-                f"{extra['probe_label_accuracy']:.3f}"
+                f"  probe {stage.loss.probe.method}/{stage.loss.probe.mode}: {probe['probe_changed']} labels changed, "
+                f"{probe['probe_removed']} removed; label accuracy {probe['weak_label_accuracy']:.3f} -> "
+                f"{probe['probe_label_accuracy']:.3f}"
             )
-        return train_rows, train_labels, loss_fn, extra
+        if stage.gold_frac:
+            train_labels, gold = mix_gold(train_rows, train_labels, stage.gold_frac, stage.seed)
+            extra["n_gold"] = len(gold)
+            if job.writes:  # the recorded choice: which rows trained on ground truth
+                write_json(job.folder / "gold.json", {"gold_frac": stage.gold_frac, "ids": gold})
+        return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra)
 
 
 class ZeroShot:
@@ -232,11 +298,70 @@ class ZeroShot:
         return metrics, predictions(job, {name: (rows[name], probs[name]) for name in probs})
 
 
+class Ensemble:
+    """Several weak models as one supervisor (`ensembles:`): its members' predictions combined, by
+    their mean or their vote, on half B (its students' labels) and test (its score: their PGR
+    baseline). It trains nothing; where the members evaluated during training it combines each
+    selection rule's checkpoints too."""
+
+    def run(self, job: StageJob) -> Output:
+        stage, start = job.stage, time.perf_counter()
+        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        folders = [finished_folder(job.root, m) for m in stage.members]
+        rules = [
+            r for r in RULES if r == "final" or all((f / rule_file("predictions.jsonl", r)).is_file() for f in folders)
+        ]
+        results = {}
+        for rule in rules:
+            results[rule] = {}
+            for split, rows in (("train_b", splits.train_b), ("test", splits.test)):
+                read = [read_probabilities(f, split, None if rule == "final" else rule) for f in folders]
+                common = set.intersection(*(set(ids) for ids, _ in read))  # rows every member predicted
+                rows = [r for r in rows if r["id"] in common]
+                ordered = []
+                for ids, probs in read:
+                    where = {id_: i for i, id_ in enumerate(ids)}
+                    ordered.append(probs[[where[r["id"]] for r in rows]].astype(np.float64))
+                results[rule][split] = (rows, canonical_probabilities(combine(ordered, stage.combine)))
+        if not job.writes:
+            return None, None
+        (b_rows, p_b), (test_rows, p_test) = results["final"]["train_b"], results["final"]["test"]
+        metrics = classifier_metrics(stage, job.root, p_b, b_rows, p_test, test_rows, 0, 0.0)
+        sizes = [read_json(f / "metrics.json") for f in folders]
+        metrics.update(
+            {k: max(m.get(k) or 0 for m in sizes) for k in ("parameters", "non_embedding_parameters")},
+            n_members=len(folders),
+            seconds=round(time.perf_counter() - start, 2),
+        )
+        if len(rules) > 1:
+            metrics["selection"] = {}
+            for rule, combined in results.items():
+                rows, probs = combined["test"]
+                y = hard_labels(rows)
+                metrics["selection"][rule] = {
+                    "step": None,
+                    "test_accuracy": scores.accuracy(probs, y),
+                    "test_auroc": scores.auroc(probs, y) if probs.shape[1] == 2 else None,
+                    "ece": scores.expected_calibration_error(probs, y),
+                }
+                if rule != "final":
+                    write_predictions(job.folder, combined, rule)
+        return metrics, predictions(job, results["final"])
+
+
 def predictions(job: StageJob, splits: dict[str, tuple[list[dict], np.ndarray]]) -> list[dict]:
     """The lines of predictions.jsonl; with more than two classes the probabilities also go to probs.npz."""
     if any(probs.shape[1] > 2 for _, probs in splits.values()):
         write_probabilities(job.folder, splits)
     return [line for name, (rows, probs) in splits.items() for line in prediction_rows(name, rows, probs)]
+
+
+def write_predictions(folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]], rule: str) -> None:
+    """predictions.<rule>.jsonl (and probs.<rule>.npz): the checkpoint another selection rule chose."""
+    if any(probs.shape[1] > 2 for _, probs in splits.values()):
+        write_probabilities(folder, splits, rule)
+    lines = [line for name, (rows, probs) in splits.items() for line in prediction_rows(name, rows, probs)]
+    write_jsonl(folder / rule_file("predictions.jsonl", rule), lines)
 
 
 class Features:
@@ -324,6 +449,7 @@ class LMFinetune:
 RUNNERS: dict[str, type] = {
     "ground_truth": GroundTruth,
     "zero_shot": ZeroShot,
+    "ensemble": Ensemble,
     "transfer": Transfer,
     "bootstrap": Transfer,
     "strong_to_strong": Transfer,

@@ -105,23 +105,43 @@ def prediction_rows(split: str, rows: list[dict], probs: np.ndarray) -> list[dic
     ]
 
 
-def write_probabilities(folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]]) -> None:
-    """probs.npz: per split the (n, k) probabilities (float32) and the row ids, in order."""
+def write_probabilities(
+    folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]], rule: str | None = None
+) -> None:
+    """probs.npz (or, for another rule's checkpoint, probs.<rule>.npz): per split the (n, k)
+    probabilities (float32) and the row ids, in order."""
     arrays = {}
     for split, (rows, probs) in splits.items():
         arrays[split] = probs.astype(np.float32)
         arrays[f"{split}_ids"] = np.array([r["id"] for r in rows], dtype=str)
-    np.savez(folder / PROBS_FILE, **arrays)
+    np.savez(folder / rule_file(PROBS_FILE, rule), **arrays)
 
 
-def read_probabilities(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
+def rule_file(name: str, rule: str | None) -> str:
+    """A stage folder's file of one selection rule's checkpoint (w2s/selection.py): `name` itself
+    (predictions.jsonl, probs.npz) holds the stage's own result; the checkpoints other rules chose,
+    where the stage evaluated, are `<stem>.<rule>.<suffix>`."""
+    if rule is None:
+        return name
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.{rule}.{suffix}"
+
+
+def read_probabilities(folder: Path, split: str, rule: str | None = None) -> tuple[list[str], np.ndarray]:
     """A finished stage's class probabilities on one split: (ids, float32 (n, k)). Binary stages keep
-    p_pos in predictions.jsonl (column 0 is 1 - p_pos); others keep them in probs.npz."""
-    if (folder / PROBS_FILE).is_file():
-        with np.load(folder / PROBS_FILE) as data:
+    p_pos in predictions.jsonl (column 0 is 1 - p_pos); others keep them in probs.npz. `rule`: the
+    checkpoint that selection rule chose, where the stage kept one apart from its result (else its
+    result is that checkpoint: a stage that did not evaluate has one, a student is its rule's)."""
+    if rule is not None and (folder / rule_file("predictions.jsonl", rule)).is_file():
+        folder_files = (rule_file(PROBS_FILE, rule), rule_file("predictions.jsonl", rule))
+    else:
+        folder_files = (PROBS_FILE, "predictions.jsonl")
+    probs_file, predictions_file = folder_files
+    if (folder / probs_file).is_file():
+        with np.load(folder / probs_file) as data:
             return data[f"{split}_ids"].tolist(), data[split]
     ids, p_pos = [], []
-    with open(folder / "predictions.jsonl") as f:
+    with open(folder / predictions_file) as f:
         for line in f:
             row = json.loads(line)
             if row["split"] == split:
@@ -154,6 +174,11 @@ def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
         "weak": stage.weak.key if stage.weak else None,
         "ceiling": stage.ceiling.key if stage.ceiling else None,
         "train_split": stage.train_split if stage.kind == "ground_truth" else None,
+        "select": stage.select,  # students: their chain's selection rule (others record every rule)
+        "gold_frac": stage.gold_frac,
+        "member": stage.member,
+        "members": [m.key for m in stage.members],  # ensembles
+        "combine": stage.combine,
         "requires": [s.key for s in stage.requires],
         # the weak labels this stage trained on: the supervisor run's W&B artifact
         "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,

@@ -22,12 +22,23 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+
 from w2s.kinds import TRANSFER_KINDS
+from w2s.report.conclusions import (
+    comparisons_markdown,
+    conclusions_markdown,
+    diagnostics,
+    diagnostics_markdown,
+    pair_conclusions,
+    paired_comparisons,
+)
 from w2s.report.figures import X_AXES, write_figures
 from w2s.report.records import load_records, record_from_wandb, records_of
 from w2s.report.tables import (
     SEED_COLUMNS,
     SUMMARY_COLUMNS,
+    curve_rows,
     ground_truth_rows,
     markdown,
     provenance,
@@ -35,6 +46,7 @@ from w2s.report.tables import (
     summary_columns,
     summary_rows,
 )
+from w2s.selection import RULES
 from w2s.spec import SpecError
 
 # what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
@@ -70,6 +82,18 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
     line = provenance(records)
     summary = summary_rows(per_seed, draws, metric)
     truth = ground_truth_rows(records)
+    conclusions = pair_conclusions(summary, per_seed, draws, metric)
+    # losses over the sweep's pairs (EleutherAI's comparison); selection rules over pairs x seeds,
+    # since the rules of one seed share their weak models and ceilings
+    comparisons = pd.concat(
+        [
+            paired_comparisons(summary, "loss", metric, _levels(summary, "loss")),
+            paired_comparisons(per_seed, "select", metric, _levels(summary, "select"), units="seeds"),
+        ],
+        ignore_index=True,
+    )
+    checks = diagnostics(summary)
+    curves = curve_rows(records)
     # whole or not at all: every file is made in a temporary folder beside `out`, then moved in
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.report-", dir=out.parent))
@@ -77,13 +101,36 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
         for name, frame, seeds in (("per_seed", per_seed, True), ("summary", summary, False)):
             frame.to_csv(tmp / f"{name}.csv", index=False)
             (tmp / f"{name}.md").write_text(markdown(frame, metric, seeds, line))
-        figures = write_figures(summary, truth, metric, tmp, x)
-        names = [f"{n}.{ext}" for n in ("per_seed", "summary") for ext in ("csv", "md")] + [f.name for f in figures]
+        for name, frame, text in (
+            ("conclusions", conclusions, conclusions_markdown(conclusions, line)),
+            ("comparisons", comparisons, comparisons_markdown(comparisons, line)),
+            ("diagnostics", checks, diagnostics_markdown(checks, line)),
+        ):
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+            (tmp / f"{name}.md").write_text(text)
+        tables = ["per_seed", "summary", "conclusions", "comparisons", "diagnostics"]
+        names = [f"{n}.{ext}" for n in tables for ext in ("csv", "md")]
+        if len(curves):  # the stages evaluated during training (train.eval_every)
+            curves.to_csv(tmp / "curves.csv", index=False)
+            names.append("curves.csv")
+        figures = write_figures(summary, truth, metric, tmp, x, curves)
+        names += [f.name for f in figures]
         for name in names:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [out / name for name in names]
+
+
+def _levels(summary, column: str) -> list | None:
+    """The order in which two levels of `column` are compared (b - a, a first): for losses xent (the
+    paper's baseline) first, for selection rules w2s/selection.py's order (final first); else as
+    the summary has them."""
+    if column not in summary:
+        return []
+    present = list(dict.fromkeys(v for v in summary[column] if isinstance(v, str)))
+    first = ["xent"] if column == "loss" else list(RULES)
+    return [v for v in first if v in present] + [v for v in present if v not in first]
 
 
 def report(

@@ -32,12 +32,22 @@ PANEL = (3.4, 2.5)
 X_AXES = ("size", "ceiling")  # the curves' x: the strong model's size (the paper's), or its ceiling (the reference's)
 
 
-def figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, x: str = "size", only: str | None = None) -> dict:
+def figures(
+    summary: pd.DataFrame,
+    truth: pd.DataFrame,
+    metric: str,
+    x: str = "size",
+    only: str | None = None,
+    curves: pd.DataFrame | None = None,
+) -> dict:
     """The report's figures of a summary and its ground truth, by file name (none without direct
     transfers; `only`: that one alone). `x`: the curves' x-axis, the strong model's size
     (accuracy_vs_size, pgr_vs_size: the paper's Figure 3) or its ceiling's test metric
     (accuracy_vs_ceiling, pgr_vs_ceiling: the reference's notebook). Several experiments: a panel
-    per experiment and dataset."""
+    per experiment and dataset. These draw the sweep's first selection rule and its smallest gold share;
+    with several, `gold_frac` draws the student against the share, and `pgr_vs_progress` (from
+    `curves`, tables.curve_rows) PGR against training progress, a line per selection rule;
+    `misfit` draws each transfer's gain against its misfit on its weak labels."""
     import matplotlib
 
     if not (summary["kind"] == "transfer").any():
@@ -45,6 +55,9 @@ def figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, x: str = "s
     if summary["experiment"].nunique() > 1:
         summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
         truth = truth.assign(dataset=truth["experiment"] + "/" + truth["dataset"])
+        if curves is not None:
+            curves = curves.assign(dataset=curves["experiment"] + "/" + curves["dataset"])
+    everything, summary = summary, _first_rule_least_gold(summary)
     colors = _weak_colors(summary)
     makers = {
         f"accuracy_vs_{x}": lambda: plot_accuracy(summary, truth, metric, colors, x),
@@ -52,16 +65,29 @@ def figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, x: str = "s
         "pgr_by_loss": lambda: plot_losses(summary, metric),
         "agreement": lambda: plot_agreement(summary),
     }
+    if "gold_frac" in everything and everything["gold_frac"].nunique() > 1:
+        makers["gold_frac"] = lambda: plot_gold(everything, metric)
+    if curves is not None and len(curves):
+        makers["pgr_vs_progress"] = lambda: plot_progress(curves)
+    if "misfit" in everything and everything.loc[everything["kind"] == "transfer", "misfit"].notna().sum() >= 2:
+        makers["misfit"] = lambda: plot_misfit(everything, metric)
     with matplotlib.rc_context(STYLE):
         return {name: make() for name, make in makers.items() if only in (None, name)}
 
 
-def write_figures(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, out: Path, x: str = "size") -> list[Path]:
+def write_figures(
+    summary: pd.DataFrame,
+    truth: pd.DataFrame,
+    metric: str,
+    out: Path,
+    x: str = "size",
+    curves: pd.DataFrame | None = None,
+) -> list[Path]:
     """`figures` saved into `out` as PNG and PDF; returns the files written."""
     import matplotlib
 
     written = []
-    for name, fig in figures(summary, truth, metric, x).items():
+    for name, fig in figures(summary, truth, metric, x, curves=curves).items():
         with matplotlib.rc_context(STYLE):
             written += _save(fig, out, name)
     return written
@@ -447,3 +473,112 @@ def _pgr_pairs(summary: pd.DataFrame) -> pd.DataFrame:
     direct = summary[summary["kind"] == "transfer"]
     different = direct[direct["weak_model"] != direct["model"]]
     return different if len(different) else direct
+
+
+RULE_STYLES = {"final": "-", "weak_validation": "--", "oracle": ":"}
+RULE_LABELS = {"final": "final", "weak_validation": "weak validation", "oracle": "oracle (upper bound)"}
+
+
+def _first_rule_least_gold(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one selection rule (the first of w2s/selection.py's order the sweep has) and of its
+    smallest gold share: what the size curves draw, so that no line mixes settings."""
+    frame = summary
+    if "select" in frame:
+        present = [r for r in RULE_STYLES if (frame["select"] == r).any()]
+        frame = frame[frame["select"] == present[0]] if present else frame
+    if "gold_frac" in frame and frame["gold_frac"].notna().any():
+        frame = frame[frame["gold_frac"] == frame["gold_frac"].min()]
+    return frame
+
+
+def plot_gold(summary: pd.DataFrame, metric: str):
+    """The student's metric and PGR against the share of ground truth mixed into its labels, a line
+    per transfer (with its 95% interval), the weak model's and the ceiling's scores as references."""
+    direct = summary[summary["kind"] == "transfer"]
+    if "select" in direct:
+        present = [r for r in RULE_STYLES if (direct["select"] == r).any()]
+        direct = direct[direct["select"] == present[0]] if present else direct
+    fig, axes = _figure(1, 2)
+    score, ratio = axes[0, 0], axes[0, 1]
+    several = direct["dataset"].nunique() > 1
+    for i, ((dataset, chain, loss), lines) in enumerate(direct.groupby(["dataset", "chain", "loss"], sort=False)):
+        lines = lines.sort_values("gold_frac")
+        color = f"C{i % 10}"
+        label = f"{dataset}: {chain} ({loss})" if several else f"{chain} ({loss})"
+        x = lines["gold_frac"].astype(float).to_numpy()
+        for ax, column in ((score, f"test_{metric}"), (ratio, "pgr")):
+            y = lines[column].astype(float).to_numpy()
+            ax.plot(x, y, "o-", color=color, label=label)
+            low, high = f"{column}_low", f"{column}_high"
+            if low in lines and lines[low].notna().any():
+                _interval_band(ax, x, y, lines[low].astype(float), lines[high].astype(float), color, 0.15)
+        score.axhline(lines[f"weak_{metric}"].mean(), color=color, linewidth=0.6, linestyle=":")
+        score.axhline(lines[f"ceiling_{metric}"].mean(), color=color, linewidth=0.6, linestyle="--")
+    score.set_ylabel(f"student test {metric}\n(dotted: weak, dashed: ceiling)")
+    ratio.axhline(0, color="black", linewidth=0.6)
+    ratio.axhline(1, color="grey", linewidth=0.6, linestyle="--")
+    ratio.set_ylabel("PGR")
+    for ax in (score, ratio):
+        ax.set_xlabel("gold_frac: share of the weak labels\nreplaced by ground truth")
+    handles, labels = score.get_legend_handles_labels()
+    _figure_legend(fig, handles, labels)
+    return fig
+
+
+def plot_progress(curves: pd.DataFrame):
+    """PGR had training stopped at each evaluation point (mean over seeds), a line per selection
+    rule (each rule's students, against its weak model's and ceiling's chosen checkpoints), a marker
+    where the rule stopped them (mean over seeds); a panel per dataset, chain and loss."""
+    panels = list(curves.groupby(["dataset", "chain", "loss"], sort=False))
+    n_cols = min(3, len(panels))
+    fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
+    for ax, ((dataset, chain, loss), frame) in zip(axes.flat, panels):
+        for i, rule in enumerate(r for r in RULE_STYLES if (frame["select"] == r).any()):
+            lines = frame[frame["select"] == rule]
+            color = f"C{i}"
+            for gold, line in lines.groupby("gold_frac", sort=True):
+                mean = line.groupby("progress", sort=True)["pgr"].mean()
+                suffix = f", gold {gold:g}" if lines["gold_frac"].nunique() > 1 else ""
+                ax.plot(mean.index, mean.to_numpy(), RULE_STYLES[rule], color=color, label=RULE_LABELS[rule] + suffix)
+                chosen = line[line["chosen"]]
+                n = chosen["seed"].nunique()
+                ax.plot(
+                    chosen["progress"].mean(),
+                    chosen["pgr"].mean(),
+                    "o",
+                    color=color,
+                    label=f"stopped ({n} seeds)" if not i else None,
+                )
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.axhline(1, color="grey", linewidth=0.6, linestyle="--")
+        low, high = ax.get_ylim()
+        if low < -1.1:  # the first steps, far below the weak model, would squash the rest
+            ax.set_ylim(-1.1, max(high, 1.1))
+            ax.text(0.98, 0.02, "PGR below −1.1 not shown", transform=ax.transAxes, ha="right", va="bottom", fontsize=6)
+        ax.set_xlabel("share of the student's training done")
+        ax.set_ylabel("PGR if stopped here")
+        ax.set_title(f"{dataset}: {chain} ({loss})")
+    _hide_unused(axes, len(panels))
+    handles, labels = _legend_entries(axes)
+    _figure_legend(fig, handles, labels)
+    return fig
+
+
+def plot_misfit(summary: pd.DataFrame, metric: str):
+    """Each transfer's gain over its weak model against its misfit on its weak labels (seed means),
+    with the correlation across transfers (Charikar et al. 2024)."""
+    from w2s.report.conclusions import misfit_correlation
+
+    direct = summary[summary["kind"] == "transfer"].dropna(subset=["misfit", "student_minus_weak"])
+    fig, axes = _figure(1, 1)
+    ax = axes[0, 0]
+    for i, (loss, points) in enumerate(direct.groupby("loss", sort=False)):
+        ax.plot(points["misfit"], points["student_minus_weak"], "o", color=f"C{i}", label=loss)
+    ax.axhline(0, color="black", linewidth=0.6)
+    c = misfit_correlation(direct)
+    if c["pearson"] is not None:
+        ax.set_title(f"{c['n']} transfers: Pearson r = {c['pearson']:.2f}, Spearman ρ = {c['spearman']:.2f}")
+    ax.set_xlabel("misfit on the weak labels of half B\n(mean squared distance of the probabilities)")
+    ax.set_ylabel(f"student − weak (test {metric})")
+    _loss_legend(fig, ax)
+    return fig

@@ -42,6 +42,7 @@ def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = Non
         "folder": folder,
         "finished_at": finished_at,
         "seconds": stage_seconds(metrics),
+        "curve": metrics.get("curve") if isinstance(metrics.get("curve"), list) else None,  # train.eval_every
     }
 
 
@@ -118,6 +119,9 @@ def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
             r.get("loss"),
             r["seed"],
             r.get("train_split"),
+            r.get("member") or 0,
+            r.get("select") or "final",
+            r.get("gold_frac") or 0.0,
         )
         rank = (r["key"] in listed, r["finished_at"])
         if slot not in best or rank >= best[slot][0]:  # a tie: the later one read
@@ -166,7 +170,7 @@ def link_references(records: list[dict]) -> dict[str, dict]:
     by_key = {r["key"]: r for r in records}
     truth = {}  # half A (or zero-shot) stages by (experiment, dataset, model, seed), and half B ones
     for r in records:
-        if kind_of(r["kind"]).is_baseline and not r.get("superseded"):
+        if kind_of(r["kind"]).is_baseline and not r.get("superseded") and not r.get("member"):
             on_b = r.get("train_split") == "train_b"
             truth.setdefault((r["experiment"], r["dataset"], r["model"], r["seed"], on_b), r)
     for r in records:

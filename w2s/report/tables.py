@@ -15,15 +15,26 @@ import pandas as pd
 
 from w2s.errors import first_line
 from w2s.kinds import kind_of
-from w2s.metrics import aggregate_seeds, bootstrap_seed, percentile_interval
+from w2s.metrics import (
+    accuracy,
+    aggregate_seeds,
+    bootstrap_seed,
+    expected_calibration_error,
+    percentile_interval,
+    transfer_diagnostics,
+)
 from w2s.pgr_stats import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
+from w2s.pipeline.store import read_probabilities, rule_file
 from w2s.report.records import link_references
 from w2s.result_rows import (
     AGREEMENT_SPLIT,
+    ERROR_METRICS,
     LENGTH_METRICS,
     PROBE_METRICS,
     PROVENANCE_COLUMNS,
     SCORE_COLUMNS,
+    WEAK_LABEL_METRICS,
+    reference_score,
     with_references,
 )
 
@@ -51,13 +62,16 @@ def _score_columns(counts: list[str], student_interval: list[str]) -> list[str]:
         "agreement",
         *AGREEMENT_SPLIT,
         "supervisor_accuracy",
+        *ERROR_METRICS,
+        *WEAK_LABEL_METRICS,
         *OTHER_SCORES,
         *PROBE_METRICS,
         *LENGTH_METRICS,
     ]
 
 
-GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss"]
+# select: the chain's selection rule (w2s/selection.py); gold_frac: the share of ground truth mixed in
+GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", "gold_frac"]
 SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], []), *PROVENANCE_COLUMNS, "stage", "key"]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
@@ -72,31 +86,63 @@ def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> 
 SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
 
 
-def _test_predictions(record: dict | None, cache: dict) -> pd.DataFrame | None:
+def _test_predictions(record: dict | None, cache: dict, rule: str = "final") -> pd.DataFrame | None:
     """A stage's test predictions indexed by example id: hard_label, predicted (the top class) and
-    p_pos (two classes; NaN with more). None without a folder or file."""
+    p_pos (two classes; NaN with more), at the checkpoint `rule` chose where the stage kept it apart
+    (w2s/selection.py). None without a folder or file."""
     folder = record and record.get("folder")
-    if folder is None or not (folder / "predictions.jsonl").is_file():
+    if folder is None:
         return None
-    if folder not in cache:
+    path = folder / rule_file("predictions.jsonl", rule)
+    path = path if path.is_file() else folder / "predictions.jsonl"
+    if not path.is_file():
+        return None
+    if path not in cache:
         try:
-            frame = pd.read_json(folder / "predictions.jsonl", lines=True, dtype={"id": str})
+            frame = pd.read_json(path, lines=True, dtype={"id": str})
             frame = frame[frame["split"] == "test"].set_index("id")
             if "hard_label" not in frame or ("p_pos" not in frame and "predicted" not in frame):
                 raise ValueError("no hard_label, predicted or p_pos column")
         except (OSError, ValueError, KeyError) as err:  # damaged: the stage's points are still reported
             print(
-                f"warning: {folder / 'predictions.jsonl'} is damaged ({first_line(err)[:80]}); the intervals "
+                f"warning: {path} is damaged ({first_line(err)[:80]}); the intervals "
                 "that need it are left out (w2s run --force on its stage rewrites it)"
             )
-            cache[folder] = None
+            cache[path] = None
             return None
         if "p_pos" not in frame:
             frame["p_pos"] = np.nan
         if "predicted" not in frame:  # written before k classes: binary, p_pos > 0.5
             frame["predicted"] = (frame["p_pos"] > 0.5).astype(int)
-        cache[folder] = frame[["hard_label", "predicted", "p_pos"]]
-    return cache[folder]
+        cache[path] = frame[["hard_label", "predicted", "p_pos"]]
+    return cache[path]
+
+
+def _diagnostics(student: dict, supervisor: dict | None, rule: str) -> dict:
+    """ERROR_METRICS and the weak labels' accuracy and ECE of a transfer whose metrics.json predates
+    them, from its and its supervisor's predictions (nothing retrains; such a stage held out no
+    validation rows, so it trained on all of half B); {} where either is missing or unreadable."""
+    folders = (student.get("folder"), supervisor and supervisor.get("folder"))
+    if None in folders:
+        return {}
+    try:
+        mine = {split: read_probabilities(folders[0], split) for split in ("test", "train_b")}
+        theirs = {split: read_probabilities(folders[1], split, rule) for split in ("test", "train_b")}
+        truth = pd.read_json(folders[0] / "predictions.jsonl", lines=True, dtype={"id": str})
+    except (OSError, ValueError, KeyError):
+        return {}
+    test, half_b = (truth[truth["split"] == split] for split in ("test", "train_b"))
+    diagnostics = transfer_diagnostics(mine, theirs, dict(zip(test["id"], test["hard_label"])))
+    out = {k: diagnostics[k] for k in ERROR_METRICS}
+    if student.get("weak_label_accuracy") is None:
+        labels = dict(zip(half_b["id"], half_b["hard_label"]))
+        ids, probs = theirs["train_b"]
+        rows = [i for i, id_ in enumerate(ids) if id_ in labels]
+        y = np.array([labels[ids[i]] for i in rows])
+        if rows:
+            out["weak_label_accuracy"] = accuracy(probs[rows], y)
+            out["weak_label_ece"] = expected_calibration_error(probs[rows], y)
+    return out
 
 
 def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[float | None, float | None]:
@@ -128,7 +174,12 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
         point = [row[f"{who}_{metric}"] for who in ("weak", "ceiling", "test")]
         value, note = row["pgr"], row["pgr_note"]
         low = high = diff_low = diff_high = None
-        frames = [_test_predictions(x, cache) for x in (weak, ceiling, r)]
+        rule = r.get("select") or "final"  # the weak model's and ceiling's checkpoints under the chain's rule
+        frames = [
+            _test_predictions(weak, cache, rule),
+            _test_predictions(ceiling, cache, rule),
+            _test_predictions(r, cache),
+        ]
         column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
         if all(f is not None and f[column].notna().all() for f in frames):
             joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
@@ -144,9 +195,11 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             draws[r["key"]] = np.array(point, dtype=float)[:, None]
         split = {k: r[k] for k in AGREEMENT_SPLIT if k in r}  # as the run wrote them into metrics.json
         if not split:
-            supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache)
+            supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache, rule)
             if frames[2] is not None and supervisor is not None:
                 split = dict(zip(AGREEMENT_SPLIT, _agreement_split(frames[2], supervisor)))
+        if any(r.get(k) is None for k in (*ERROR_METRICS, "weak_label_accuracy")):  # folders from before them
+            split.update(_diagnostics(r, by_key.get(r["supervisor_key"]), rule))
         row.update(
             split,
             weak_non_embedding_parameters=weak and weak["non_embedding_parameters"],
@@ -167,6 +220,8 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
         "non_embedding_parameters",
         "chain",
         "loss",
+        "select",
+        "gold_frac",
         "seed",
     ]
     return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
@@ -210,6 +265,54 @@ def summary_rows(
     return pd.DataFrame(rows, columns=columns).astype(_INTEGERS)
 
 
+CURVE_COLUMNS = [
+    "experiment",
+    "dataset",
+    "chain",
+    "loss",
+    "select",
+    "gold_frac",
+    "seed",
+    "step",
+    "progress",
+    "validation_accuracy",
+    "test_accuracy",
+    "weak_accuracy",
+    "ceiling_accuracy",
+    "pgr",
+    "chosen",
+    "key",
+]
+
+
+def curve_rows(records: list[dict]) -> pd.DataFrame:
+    """curves.csv: every evaluation point of every direct transfer that evaluated during training
+    (`train.eval_every`), with its PGR had training stopped there, against the weak model and ceiling
+    its selection rule chose; `chosen` marks the point the rule chose for the student."""
+    by_key = link_references(records)
+    rows = []
+    for r in records:
+        if r["kind"] != "transfer" or r.get("superseded") or not r.get("curve"):
+            continue
+        rule = r.get("select") or "final"
+        weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
+        scores = [reference_score(ref, rule, "test_accuracy") for ref in (weak, ceiling)]
+        for point in r["curve"]:
+            rows.append(
+                {
+                    **{k: r.get(k) for k in ("experiment", "dataset", "chain", "loss", "select", "gold_frac")},
+                    **{k: point.get(k) for k in ("step", "progress", "validation_accuracy", "test_accuracy")},
+                    "seed": r["seed"],
+                    "weak_accuracy": scores[0],
+                    "ceiling_accuracy": scores[1],
+                    "pgr": pgr(point.get("test_accuracy"), *scores),
+                    "chosen": point.get("step") == r.get(f"{rule}_step"),
+                    "key": r["key"],
+                }
+            )
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
 def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     """Ground-truth scores per dataset and model, mean over seeds: the ceiling curve, and the weak
     models' own scores. `train_split` is the half a ground-truth stage trained on (train_b: the
@@ -226,7 +329,14 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
         "test_auroc",
     ]
     frame = pd.DataFrame(
-        [{k: r.get(k) for k in columns} for r in records if kind_of(r["kind"]).is_baseline and not r.get("superseded")],
+        [
+            {k: r.get(k) for k in columns}
+            for r in records
+            if kind_of(r["kind"]).is_baseline
+            and r["kind"] != "ensemble"  # several models: no point of one model's curve
+            and not r.get("superseded")
+            and not r.get("member")
+        ],
         columns=columns,
     )
     frame = frame.groupby(
@@ -311,6 +421,11 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
     long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())  # only then the column shows
     if long:
         header.insert(-1, "over max_ctx")
+    # the selection rule and the gold share show where a table has more than the defaults
+    rules = "select" in frame and bool((frame["select"].fillna("final") != "final").any())
+    gold = "gold_frac" in frame and bool(frame["gold_frac"].fillna(0).astype(float).any())
+    extra = [name for name, shown in (("select", rules), ("gold", gold)) if shown]
+    header[3:3] = extra
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
@@ -330,7 +445,13 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
         ]
         if long:
             cells.insert(-1, lengths(r.fillna(0)))
+        cells[3:3] = [_rule(r["select"]) if name == "select" else f"{r['gold_frac']:g}" for name in extra]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for line in (provenance_line or "").splitlines():  # a paragraph per experiment
         lines += ["", line]
     return "\n".join(lines) + "\n"
+
+
+def _rule(rule: str) -> str:
+    """A selection rule as the tables name it: oracle is an upper bound only (w2s/selection.py)."""
+    return "oracle (upper bound)" if rule == "oracle" else rule

@@ -22,7 +22,7 @@ from __future__ import annotations
 from w2s.errors import SpecError, first_line
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec, dataset_label
-from w2s.spec.experiment import ExperimentSpec, TrackingSpec, model_pairs
+from w2s.spec.experiment import EnsembleSpec, ExperimentSpec, TrackingSpec, model_pairs
 from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec, model_label
 from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, read_spec, validate_spec
 from w2s.spec.loss_specs import (
@@ -44,6 +44,7 @@ from w2s.spec.training import TrainSpec
 __all__ = [
     "CustomLoss",
     "DataSpec",
+    "EnsembleSpec",
     "EntropyLoss",
     "ExperimentSpec",
     "GenerativeSpec",

@@ -24,6 +24,22 @@ class TrackingSpec(Strict):
     log_every: int = Field(10, gt=0, description="Optimizer steps between training log lines.")
 
 
+class EnsembleSpec(Strict):
+    """Several weak supervisors as one: their mean soft label, or their majority vote."""
+
+    label: str = Field(description="Its name in pairs, results and folders.")
+    models: list[str] = Field(
+        min_length=2,
+        description="Model labels of the ladder; a label given n times is that model trained n times, "
+        "each with its own training seed (same data split).",
+    )
+    combine: Literal["mean", "vote"] = Field(
+        "mean",
+        description="mean: the mean of the members' probabilities; vote: the majority class "
+        "(ties: the class of the mean), as a hard label.",
+    )
+
+
 class ExperimentSpec(Strict):
     name: str = Field(
         pattern=r"^[\w.\-]+$", max_length=100, description="Experiment name: the results folder and W&B group."
@@ -41,6 +57,12 @@ class ExperimentSpec(Strict):
     )
     losses: list[LossSpec] = Field(default_factory=lambda: [XentLoss()], min_length=1)
     seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(default_factory=lambda: [0], min_length=1)
+    ensembles: list[EnsembleSpec] = Field(
+        default_factory=list,
+        description="Weak supervisors made of several models (co-supervision); a pair's weak model may "
+        "name one. With pairs upward/all, each ensemble also supervises every trained model at or "
+        "above its strongest member (all: every trained model).",
+    )
     bootstrap: list[list[str]] = Field(default_factory=list, description="Chains such as [m1, m2, m4].")
     strong_to_strong_iters: int = Field(0, ge=0, description="Extra rounds in which the student relabels half B.")
     ceiling: Literal["half_a", "half_b"] = Field(
@@ -77,12 +99,37 @@ class ExperimentSpec(Strict):
         _unique("models", labels)
         _unique("losses", [loss_label(loss) for loss in self.losses])
         _unique("seeds", self.seeds)
-        named = [("pairs", p) for p in self.pairs] if isinstance(self.pairs, list) else []
-        named += [("bootstrap", chain) for chain in self.bootstrap]
-        for key, group in named:
-            for label in group:
+        ensembles = [e.label for e in self.ensembles]
+        _unique("ensembles", ensembles)
+        for i, ensemble in enumerate(self.ensembles):
+            if ensemble.label in labels:
+                raise ValueError(f"ensembles.{i}.label: {ensemble.label!r} is a model of the ladder; pick another")
+            for label in ensemble.models:
+                if label in labels and ensemble.models.count(label) > 1 and not self.model(label).train:
+                    raise ValueError(
+                        f"ensembles.{i}.models: {label} is zero-shot (train: false): it predicts the same "
+                        "every time, so repeating it adds nothing"
+                    )
                 if label not in labels:
-                    raise ValueError(f"{key}: unknown model {label!r}; the ladder has {', '.join(labels)}")
+                    raise ValueError(
+                        f"ensembles.{i}.models: unknown model {label!r}; the ladder has {', '.join(labels)}"
+                    )
+        if isinstance(self.pairs, list):
+            known = f"the ladder has {', '.join(labels)}" + (
+                f"; ensembles: {', '.join(ensembles)}" if ensembles else ""
+            )
+            for weak, strong in self.pairs:
+                if strong in ensembles:
+                    raise ValueError(
+                        f"pairs: {strong!r} is an ensemble; an ensemble only supervises (a pair's weak side)"
+                    )
+                for label in (weak, strong):
+                    if label not in labels + ensembles:
+                        raise ValueError(f"pairs: unknown model {label!r}; {known}")
+        for chain in self.bootstrap:
+            for label in chain:
+                if label not in labels:
+                    raise ValueError(f"bootstrap: unknown model {label!r}; the ladder has {', '.join(labels)}")
         for chain in self.bootstrap:
             if len(chain) < 3:
                 raise ValueError(f"bootstrap: a chain needs at least 3 models, got {chain}")
@@ -102,6 +149,7 @@ class ExperimentSpec(Strict):
         trains = {m.display: m.train for m in self.models}
         index = {m.display: i for i, m in enumerate(self.models)}
         strong = [(f"pairs {[w, s]}", s) for w, s in self.pairs] if isinstance(self.pairs, list) else []
+        strong = [(where, label) for where, label in strong if label in trains]
         strong += [(f"bootstrap {chain}", label) for chain in self.bootstrap for label in chain[1:]]
         for where, label in strong:
             if not trains[label]:
@@ -123,7 +171,8 @@ class ExperimentSpec(Strict):
         for i, dataset in enumerate(self.datasets):
             if dataset.halves != "same":
                 continue
-            for weak, _ in model_pairs(self) + [(chain[0], None) for chain in self.bootstrap]:
+            weak_models = [w for w, _ in model_pairs(self)] + [chain[0] for chain in self.bootstrap]
+            for weak in _members(self, weak_models):
                 if trains[weak]:
                     raise ValueError(
                         f"datasets.{i}.halves: same trains every model on the whole pool, so {weak} "
@@ -179,6 +228,18 @@ class ExperimentSpec(Strict):
     def model(self, label: str) -> ModelSpec:
         return next(m for m in self.models if m.display == label)
 
+    def ensemble(self, label: str) -> EnsembleSpec | None:
+        return next((e for e in self.ensembles if e.label == label), None)
+
+
+def _members(spec: ExperimentSpec, labels: list[str]) -> list[str]:
+    """Model labels with each ensemble replaced by its members."""
+    out = []
+    for label in labels:
+        ensemble = spec.ensemble(label)
+        out += ensemble.models if ensemble else [label]
+    return out
+
 
 def _unique(key: str, values: list) -> None:
     dupes = sorted({str(v) for v in values if values.count(v) > 1})
@@ -194,4 +255,8 @@ def model_pairs(spec: ExperimentSpec) -> list[tuple[str, str]]:
         return [tuple(p) for p in spec.pairs]
     trains = {m.display: m.train for m in spec.models}
     first = 0 if spec.pairs == "all" else None
-    return [(w, s) for i, w in enumerate(labels) for s in labels[(i if first is None else first) :] if trains[s]]
+    pairs = [(w, s) for i, w in enumerate(labels) for s in labels[(i if first is None else first) :] if trains[s]]
+    for ensemble in spec.ensembles:  # from its strongest member up
+        top = max(labels.index(m) for m in ensemble.models) if first is None else 0
+        pairs += [(ensemble.label, s) for s in labels[top:] if trains[s]]
+    return pairs

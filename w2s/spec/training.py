@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from w2s.selection import RULES
 from w2s.spec.base import Strict
 
 _PRECISION_NAMES = Literal["auto", "no", "fp32", "bf16", "fp16"]
@@ -45,6 +46,70 @@ class TrainSpec(Strict):
         description="auto: bf16 where the device computes it natively, fp16 on CUDA without bf16, "
         "else fp32 (w2s/precision.py); 'no' (or fp32) for fp32.",
     )
+
+    eval_every: Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="Evaluate on the validation split and test every N optimizer steps (an integer), or at "
+        "every fraction of training (a number below 1), and at the last step: the learning curves, and "
+        "the checkpoints `select` chooses from (w2s/selection.py).",
+    )
+    validation_frac: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of half B held out as the validation split (seeded): nobody trains on it; "
+        "ground-truth stages validate on its ground truth, students on their supervisor's labels of it.",
+    )
+    select: list[Literal[RULES]] = Field(
+        default_factory=lambda: ["final"],
+        min_length=1,
+        json_schema_extra={"examples": [["final", "weak_validation", "oracle"]]},
+        description="Which checkpoint is a stage's result: final (the last step), weak_validation (best "
+        "validation accuracy against the stage's own training labels), oracle (best test accuracy: an "
+        "upper bound only). A list runs the students once per rule, each chain selecting by its rule; "
+        "ground-truth stages train once for every rule.",
+    )
+    gold_frac: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.0],
+        min_length=1,
+        description="Share of the students' weak labels of half B replaced by ground truth (a seeded, "
+        "nested choice: the rows of 0.25 are among those of 0.5); a list sweeps it.",
+    )
+
+    @field_validator("eval_every", mode="before")
+    @classmethod
+    def _steps_or_fraction(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ValueError(f"{value} is not positive: give a number of steps, or a share of training below 1")
+        if isinstance(value, float) and value >= 1:
+            if not value.is_integer():
+                raise ValueError(
+                    f"{value} is neither a number of steps (a whole number) nor a share of training (below 1)"
+                )
+            return int(value)
+        return value
+
+    @field_validator("select", "gold_frac", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, int, float)) else value
+
+    @model_validator(mode="after")
+    def _selection(self) -> TrainSpec:
+        for field, values in (("select", self.select), ("gold_frac", self.gold_frac)):
+            if len(set(values)) < len(values):
+                raise ValueError(f"{field}: duplicate entries in {values}")
+        if self.eval_every is None:
+            if self.select != ["final"]:
+                raise ValueError(
+                    f"select: {', '.join(r for r in self.select if r != 'final')} chooses among evaluated "
+                    "checkpoints; set eval_every (steps, or a fraction of training such as 0.1)"
+                )
+            if self.validation_frac:
+                raise ValueError("validation_frac: the validation split is only read when evaluating; set eval_every")
+        if "weak_validation" in self.select and not self.validation_frac:
+            raise ValueError("select: weak_validation needs a validation split; set validation_frac (e.g. 0.1)")
+        return self
 
     @field_validator(
         "mixed_precision", mode="before", json_schema_input_type=Union[_PRECISION_NAMES, Literal[False], None]
