@@ -1,34 +1,43 @@
 """w2s's performance claims in one command: every ratio measured side by side, in this run.
 
     python benchmarks/run.py [--sst2 ../shared/data/sst2] [--rounds 3] [--json benchmarks/results.json]
-                             [--compile]
+                             [--model minilm-l6 [--random-init]] [--n-train 1024] [--only trainer]
+                             [--ladder] [--compile]
 
 Each row is the median over interleaved rounds (A, B, A, B, ...: a noisy machine slows both), with
-the range of the single rounds:
+the range of the single rounds; an untimed stage first takes the process's one-time costs:
 
-- trainer: a w2s ground-truth stage (MiniLM-L6 + its mean-pooled head, 512 SST-2 sentences at most 64
-  tokens, batch 32, 2 epochs, AdamW, cosine, the precision `auto` picks here) against Hugging Face's
-  Trainer on the same model, token ids, batches, epochs, optimizer (both fused AdamW), schedule and
-  precision, with its default sampler and with length grouping; examples per second of training (w2s: metrics.json's
-  train_seconds; Trainer: its train() call);
+- trainer: a w2s ground-truth stage (MiniLM-L6, or --model, + its mean-pooled head, 512 SST-2
+  sentences at most 64 tokens, batch 32, 2 epochs, AdamW, cosine, the precision `auto` picks here)
+  against Hugging Face's Trainer on the same model, token ids, batches, epochs, optimizer (both fused
+  AdamW), schedule and precision, with its default sampler and with length grouping; examples per
+  second of training (w2s: the time in `train`; Trainer: its train() call). Dropout is on for both,
+  as the Trainer trains; the same w2s stage with dropout off (the reference recipe) beside them;
 - useful MFU of each: 6 x non-embedding parameters x real (unpadded) tokens / time, over a GEMM
   peak measured in this run at that precision;
+- achieved / achievable: the shape-matched bound (`matmul_bound`: the stage's own linear-layer and
+  attention matmuls, forward and backward, at w2s's micro-batch shapes, timed alone) over the
+  stage's training time; then torch.profiler's op table of one stage, where the rest goes;
 - stage overhead: the share of a w2s stage's wall time outside training and prediction (loading,
   tokenizing, writing its folder and results.jsonl), for the MiniLM stage above and for the stages
   of a 15-stage sweep of tiny models;
 - cached rerun: the 15-stage sweep run again, every stage cached, against its first run;
 - linear probes: a linear-probe sweep on cached features against recomputing the frozen backbone
   every epoch (benchmarks/linear_probe_cache.py);
+- with --ladder: experiments/sst2_ladder.yaml reduced to one seed, end to end, and its cached rerun;
 - with --compile: a w2s stage with `train.compile: true` against eager (compile time included).
 
-The table is printed and written as JSON. Reads SST-2 from --sst2 (default ../shared/data/sst2 when
-it exists), else uses the generated task.
+`--only trainer` keeps the trainer rows alone (benchmarks/gpu.sh). The table is printed and written
+as JSON. Reads SST-2 from --sst2 (default ../shared/data/sst2 when it exists), else uses the
+generated task.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -49,7 +58,8 @@ from w2s import runner as run_mod  # noqa: E402
 from w2s.precision import _cpu_model, auto_precision  # noqa: E402
 from w2s.spec import validate_spec  # noqa: E402
 
-DEFAULT_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SST2 = ROOT.parent / "shared" / "data" / "sst2"
 QUIET = lambda *a, **k: None  # noqa: E731
 
 
@@ -57,23 +67,29 @@ QUIET = lambda *a, **k: None  # noqa: E731
 # the workloads
 
 
+WORKLOAD = {"model": "minilm-l6", "random_init": False, "n_train": 1024}  # set by the command line
+
+
 def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
-    data = {"name": "synthetic", "n_train": 1024, "n_test": 256, "max_ctx": 64}
+    """The trainer workload: WORKLOAD's model (MiniLM-L6 unless --model says otherwise) on n_train examples."""
+    n_train = WORKLOAD["n_train"]
+    data = {"name": "synthetic", "n_train": n_train, "n_test": 256, "max_ctx": 64}
     if sst2 is not None:
         data = {
             "name": "sst2",
             "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
             "column_names": ["sentence", "label"],
-            "n_train": 1024,
+            "n_train": n_train,
             "n_test": 256,
             "max_ctx": 64,
         }
+    model = {"name": WORKLOAD["model"], "label": "bench", "random_init": WORKLOAD["random_init"]}
     return {
         "name": "trainer-bench",
         "output_dir": str(out),
         "datasets": data,
-        "models": [{"name": "minilm-l6"}],
-        "pairs": [["minilm-l6", "minilm-l6"]],
+        "models": [model],
+        "pairs": [["bench", "bench"]],
         # dropout on, as the Trainer trains (model.train()): the same work per step on both sides
         "train": {
             "epochs": 2,
@@ -90,46 +106,63 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
 
 
 class StageClock:
-    """Wall time of every stage `w2s.runner` runs in this process (run_stage plus the results update)."""
+    """Wall time of every stage `w2s.runner` runs in this process (run_stage plus the results update),
+    and, within it, the time in `train` and `predict` (timed here: metrics.json rounds them to 10 ms,
+    which is most of a tiny stage)."""
 
     def __init__(self):
         self.walls: dict[str, float] = {}
+        self.inside: dict[str, float] = {}  # key -> seconds in train() and predict()
+        self.training: dict[str, float] = {}  # key -> seconds in train()
+        self.current = None
 
     def __enter__(self):
-        self.run_stage, self.update = run_mod.run_stage, run_mod.ResultsFile.update
+        from w2s.pipeline import stages
+
+        self.saved = run_mod.run_stage, run_mod.ResultsFile.update, stages.train, stages.predict
+        run_stage, update, train, predict = self.saved
         clock = self
 
         def timed_stage(stage, *args, **kwargs):
+            clock.current, clock.inside[stage.key] = stage.key, 0.0
             start = time.perf_counter()
-            clock.run_stage(stage, *args, **kwargs)
-            clock.current = stage.key
+            run_stage(stage, *args, **kwargs)
             clock.walls[stage.key] = time.perf_counter() - start
 
         def timed_update(results):
             start = time.perf_counter()
-            rows = clock.update(results)
-            if getattr(clock, "current", None) in clock.walls:
+            rows = update(results)
+            if clock.current in clock.walls:
                 clock.walls[clock.current] += time.perf_counter() - start
                 clock.current = None
             return rows
 
+        def inside(fn):
+            def timed(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    if clock.current is not None:
+                        seconds = time.perf_counter() - start
+                        clock.inside[clock.current] += seconds
+                        if fn is train:
+                            clock.training[clock.current] = clock.training.get(clock.current, 0.0) + seconds
+
+            return timed
+
         run_mod.run_stage, run_mod.ResultsFile.update = timed_stage, timed_update
+        stages.train, stages.predict = inside(train), inside(predict)
         return self
 
     def __exit__(self, *exc):
-        run_mod.run_stage, run_mod.ResultsFile.update = self.run_stage, self.update
+        from w2s.pipeline import stages
 
+        run_mod.run_stage, run_mod.ResultsFile.update, stages.train, stages.predict = self.saved
 
-def overhead_shares(root: Path, walls: dict[str, float]) -> list[float]:
-    """Per classifier stage: (wall - train_seconds - predict_seconds) / wall."""
-    shares = []
-    for folder in (root / "stages").iterdir():
-        key = folder.name.rsplit("__", 1)[-1]
-        metrics = json.loads((folder / "metrics.json").read_text())
-        if key in walls and "train_seconds" in metrics and "predict_seconds" in metrics:
-            wall = walls[key]
-            shares.append((wall - metrics["train_seconds"] - metrics["predict_seconds"]) / wall)
-    return shares
+    def overhead_shares(self) -> list[float]:
+        """Per stage that trained: (wall - time in train and predict) / wall."""
+        return [(wall - self.inside[key]) / wall for key, wall in self.walls.items() if self.inside.get(key)]
 
 
 def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
@@ -140,15 +173,18 @@ def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
     root = tmp / spec.name
     folder = next((root / "stages").glob("ground_truth__*"))
     metrics = json.loads((folder / "metrics.json").read_text())
+    key = folder.name.rsplit("__", 1)[-1]
     return {
         **metrics,
-        "wall": clock.walls[folder.name.rsplit("__", 1)[-1]],
-        "overhead_share": overhead_shares(root, clock.walls)[0],
+        "train_seconds": clock.training[key],  # unrounded
+        "wall": clock.walls[key],
+        "overhead_share": clock.overhead_shares()[0],
     }
 
 
-def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool) -> dict:
-    """Hugging Face Trainer on w2s's model and token ids, with w2s's settings."""
+def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = False) -> dict:
+    """Hugging Face Trainer on w2s's model and token ids, with w2s's settings (`profiled`: its
+    training's op profile too, under "ops")."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from w2s.batches import Encoded
@@ -201,11 +237,13 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool) -> dict:
         train_dataset=examples,
         data_collator=DataCollatorWithPadding(load_tokenizer(stage.model)),
     )
+    ops = OpProfile() if profiled else contextlib.nullcontext()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its closing metrics dict: the table has them
+    with ops, contextlib.redirect_stdout(io.StringIO()):  # its closing metrics dict: the table has them
         trainer.train()
     seconds = time.perf_counter() - start
     return {
+        "ops": ops,
         "train_seconds": seconds,
         "n_train": len(examples),
         "tokens": int(data.lengths().sum()),
@@ -239,10 +277,12 @@ def real_token_shares(lengths: list[int], batch: int = 32, epochs: int = 2, seed
     return {"w2s": share(w2s), "hf": share(cut(random_order)), "hf_grouped": share(cut(grouped))}
 
 
-def gemm_peak(precision: str, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an n x n matmul at the precision the trainers use, best of `repeats`."""
+def gemm_peak(precision: str, n: int | None = None, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matmul at the precision the trainers use, best of `repeats` (n: 2048 on a
+    CPU, 8192 on a GPU, which a smaller one leaves partly idle)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = n or (8192 if device == "cuda" else 2048)
     a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
@@ -250,11 +290,145 @@ def gemm_peak(precision: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def _timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def micro_batch_shapes(lengths: list[int], settings, seed: int) -> collections.Counter:
+    """(rows, padded length) of every micro-batch w2s trains on, as the stage forms them: counts."""
+    import numpy as np
+
+    from w2s.train import micro_batches, optimizer_batches
+
+    lengths_np = np.array(lengths)
+    batches = optimizer_batches(
+        lengths_np, settings.batch_size, settings.epochs, settings.data_order, np.random.default_rng(seed)
+    )
+    return collections.Counter(
+        (len(m), int(lengths_np[m].max()))
+        for b in batches
+        for m in micro_batches(b, lengths_np, 1, 0, settings.minibatch_size)
+    )
+
+
+def matmul_bound(tmp: Path, sst2: Path | None, lengths: list[int], precision: str) -> dict:
+    """The shape-matched bound: the seconds the model's own matmuls take in isolation at w2s's
+    micro-batch shapes, forward and backward, at the run's precision.
+
+    Per micro-batch of b rows padded to L tokens (T = b L): every trainable linear layer's x W^T
+    (T x in x out), and its two gradients dY W and dY^T X; attention's Q K^T and P V per head (b h
+    batched (L x d) products) and their four gradients. Each distinct shape is timed (best of 3)
+    and weighted by how often the stage meets it. What this leaves out (embeddings, norms,
+    activations, softmax, the optimizer) is what makes it a bound."""
+    from w2s.environment import plan_here
+    from w2s.models import load_classifier
+
+    spec = validate_spec(minilm_spec(tmp, sst2))
+    stage = next(s for s in plan_here(spec) if s.kind == "ground_truth")
+    model = load_classifier(stage.model)
+    config = model.backbone.config
+    linears = collections.Counter(
+        (m.in_features, m.out_features)
+        for m in model.backbone.modules()
+        if isinstance(m, torch.nn.Linear) and m.weight.requires_grad
+    )
+    heads, layers = config.num_attention_heads, config.num_hidden_layers
+    head_dim = config.hidden_size // heads
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    randn = lambda *shape: torch.randn(*shape, dtype=dtype, device=device)  # noqa: E731
+
+    def best(fn) -> float:
+        fn()
+        return min(_timed(fn) for _ in range(3))
+
+    shapes = micro_batch_shapes(lengths, stage.settings, stage.training_seed)
+    seconds, flops = 0.0, 0.0
+    for (rows, length), count in shapes.items():
+        tokens = rows * length
+        per_batch = 0.0
+        for (fan_in, fan_out), n in linears.items():
+            x, w, dy = randn(tokens, fan_in), randn(fan_out, fan_in), randn(tokens, fan_out)
+            per_batch += n * (best(lambda: x @ w.T) + best(lambda: dy @ w) + best(lambda: dy.T @ x))  # noqa: B023
+            flops += count * n * 3 * 2 * tokens * fan_in * fan_out
+        q, k, v = (randn(rows * heads, length, head_dim) for _ in range(3))
+        p, dp = randn(rows * heads, length, length), randn(rows * heads, length, length)
+        do = randn(rows * heads, length, head_dim)
+        attention = [
+            lambda: q @ k.transpose(1, 2),  # scores   # noqa: B023
+            lambda: p @ v,  # output                   # noqa: B023
+            lambda: dp @ k,  # dQ                      # noqa: B023
+            lambda: dp.transpose(1, 2) @ q,  # dK      # noqa: B023
+            lambda: do @ v.transpose(1, 2),  # dP      # noqa: B023
+            lambda: p.transpose(1, 2) @ do,  # dV      # noqa: B023
+        ]
+        per_batch += layers * sum(best(fn) for fn in attention)
+        flops += count * layers * 6 * 2 * rows * heads * length * length * head_dim
+        seconds += count * per_batch
+    return {"seconds": seconds, "flops": flops, "shapes": len(shapes), "micro_batches": sum(shapes.values())}
+
+
+class OpProfile:
+    """torch.profiler's self time per op over what runs inside (`with OpProfile() as ops:`)."""
+
+    def __enter__(self):
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = torch.cuda.is_available()
+        self.attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+        self.profiler = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+        self.profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.profiler.__exit__(*exc)
+        self.ops = {e.key: (e.count, getattr(e, self.attr) / 1e6) for e in self.profiler.key_averages()}
+
+
+def op_profiles(tmp: Path, sst2: Path | None, top: int = 14) -> list[dict]:
+    """Op by op, the training of a w2s stage against the length-grouped Trainer's, at equal settings
+    (dropout on): where the time goes that the matmul bound does not count, and which ops the
+    speed ratio comes from."""
+    from w2s.pipeline import stages
+
+    train, holder = stages.train, {}
+
+    def profiled_train(*args, **kwargs):
+        with OpProfile() as holder["w2s"]:
+            return train(*args, **kwargs)
+
+    stages.train = profiled_train
+    try:
+        run_mod.run_experiment(validate_spec(minilm_spec(tmp / "w2s", sst2)), only=["ground_truth/*"], echo=QUIET)
+    finally:
+        stages.train = train
+    holder["hf"] = hf_trainer(tmp / "hf", sst2, grouped=True, profiled=True)["ops"]
+    w2s, hf = holder["w2s"].ops, holder["hf"].ops
+    total_w2s, total_hf = sum(s for _, s in w2s.values()), sum(s for _, s in hf.values())
+    names = sorted(set(w2s) | set(hf), key=lambda k: -max(w2s.get(k, (0, 0))[1], hf.get(k, (0, 0))[1]))[:top]
+    rows = [
+        {
+            "op": name,
+            "w2s_calls": w2s.get(name, (0, 0.0))[0],
+            "w2s_seconds": w2s.get(name, (0, 0.0))[1],
+            "trainer_calls": hf.get(name, (0, 0.0))[0],
+            "trainer_seconds": hf.get(name, (0, 0.0))[1],
+        }
+        for name in names
+    ]
+    shown_w2s, shown_hf = sum(r["w2s_seconds"] for r in rows), sum(r["trainer_seconds"] for r in rows)
+    rows.append(
+        {"op": "(all other ops)", "w2s_calls": 0, "w2s_seconds": total_w2s - shown_w2s, "trainer_calls": 0,
+         "trainer_seconds": total_hf - shown_hf}
+    )  # fmt: skip
+    rows.append({"op": "(total)", "w2s_calls": 0, "w2s_seconds": total_w2s, "trainer_calls": 0,
+                 "trainer_seconds": total_hf})  # fmt: skip
+    return rows
 
 
 def tiny_sweep(tmp: Path) -> dict:
@@ -265,7 +439,7 @@ def tiny_sweep(tmp: Path) -> dict:
     with StageClock() as clock:
         first = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))
     rerun = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))
-    return {"first": first, "rerun": rerun, "shares": overhead_shares(tmp / "grid", clock.walls)}
+    return {"first": first, "rerun": rerun, "shares": clock.overhead_shares()}
 
 
 def probe_sweep(tmp: Path, sst2: Path | None) -> dict:
@@ -285,29 +459,68 @@ def median_range(values: list[float]) -> dict:
     return {"median": statistics.median(values), "low": min(values), "high": max(values), "rounds": values}
 
 
+def ladder_sweep(tmp: Path, sst2: Path) -> dict:
+    """experiments/sst2_ladder.yaml with one seed, end to end through `w2s.runner`, then rerun (cached)."""
+    from w2s.spec import load_spec
+
+    files = f"{{train: {sst2 / 'train.tsv'}, test: [{sst2 / 'dev.tsv'}, {sst2 / 'test.tsv'}]}}"
+    overrides = [f"output_dir={tmp}", "seeds=[0]", "tracking.mode=disabled", f"datasets.data_files={files}"]
+    spec = load_spec(ROOT / "experiments" / "sst2_ladder.yaml", overrides)
+    first = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))
+    rerun = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))
+    stages = len(list((tmp / spec.name / "stages").iterdir()))
+    return {"first": first, "rerun": rerun, "stages": stages}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sst2", type=Path, default=DEFAULT_SST2 if (DEFAULT_SST2 / "train.tsv").is_file() else None)
+    # SST-2 is read through `datasets`; without it (the GPU pack does not carry it) the generated task
+    has_sst2 = (DEFAULT_SST2 / "train.tsv").is_file() and importlib.util.find_spec("datasets") is not None
+    parser.add_argument("--sst2", type=Path, default=DEFAULT_SST2 if has_sst2 else None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument(
+        "--model", default="minilm-l6", help="the trainer workload's model: a spec model name or folder"
+    )
+    parser.add_argument("--random-init", action="store_true", help="that model with random weights (a config folder)")
+    parser.add_argument("--n-train", type=int, default=1024, help="the trainer workload's pool (half A trains)")
+    parser.add_argument("--only", choices=["trainer"], help="trainer: only the w2s-against-Trainer rows")
+    parser.add_argument("--ladder", action="store_true", help="also time the SST-2 ladder sweep (1 seed) end to end")
     parser.add_argument("--compile", action="store_true", help="also time train.compile: true against eager")
     args = parser.parse_args()
+    WORKLOAD.update(model=args.model, random_init=args.random_init, n_train=args.n_train)
+    if args.ladder and args.sst2 is None:
+        parser.error("--ladder: needs SST-2 (--sst2 FOLDER with train.tsv, dev.tsv and test.tsv)")
     precision = auto_precision()
     started = time.perf_counter()
-    raw: dict[str, list] = {k: [] for k in ("w2s", "hf", "hf_grouped", "peak", "tiny", "probe", "compiled", "eager")}
+    names = ("w2s", "w2s_no_dropout", "hf", "hf_grouped", "peak", "tiny", "probe", "compiled", "eager")
+    raw: dict = {k: [] for k in names}
+    with tempfile.TemporaryDirectory() as tmp:  # untimed: the first stage of a process pays one-time costs
+        print("warm-up stage ...", flush=True)
+        w2s_stage(Path(tmp), args.sst2)
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds} ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             raw["peak"].append(gemm_peak(precision[0]))
             raw["w2s"].append(w2s_stage(tmp / "w2s", args.sst2))
+            raw["w2s_no_dropout"].append(w2s_stage(tmp / "w2s-no-dropout", args.sst2, dropout=False))
             raw["hf"].append(hf_trainer(tmp / "hf", args.sst2, grouped=False))
             raw["hf_grouped"].append(hf_trainer(tmp / "hfg", args.sst2, grouped=True))
-            raw["tiny"].append(tiny_sweep(tmp / "tiny"))
-            raw["probe"].append(probe_sweep(tmp / "probe", args.sst2))
+            if args.only is None:
+                raw["tiny"].append(tiny_sweep(tmp / "tiny"))
+                raw["probe"].append(probe_sweep(tmp / "probe", args.sst2))
             if args.compile:
                 raw["compiled"].append(w2s_stage(tmp / "compiled", args.sst2, compile=True))
                 raw["eager"].append(w2s_stage(tmp / "eager", args.sst2, compile=False))
+    print("the shape-matched bound, the op profile ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw["bound"] = matmul_bound(Path(tmp), args.sst2, raw["hf"][0]["lengths"], precision[0])
+        raw["profile"] = op_profiles(Path(tmp), args.sst2)
+    if args.ladder:
+        print("the SST-2 ladder sweep, 1 seed, and its cached rerun ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            raw["ladder"] = ladder_sweep(Path(tmp), args.sst2)
     report = summarise(raw, precision, args)
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +539,7 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         tokens = run.get("tokens") or run["tokens_train"]
         return 6 * run["non_embedding_parameters"] * tokens * epochs / run["train_seconds"] / peak
 
-    for run in raw["w2s"] + raw["compiled"] + raw["eager"]:
+    for run in raw["w2s"] + raw["w2s_no_dropout"] + raw["compiled"] + raw["eager"]:
         run["tokens"] = raw["hf"][0]["tokens"]  # the same token ids (w2s's half A)
     rows = {}
     rows["w2s examples/s"] = median_range([speed(r) for r in raw["w2s"]])
@@ -334,20 +547,37 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         label = "Trainer, default sampler" if name == "hf" else "Trainer, group_by_length"
         rows[f"{label} examples/s"] = median_range([speed(r) for r in raw[name]])
         rows[f"w2s / {label}"] = median_range([speed(a) / speed(b) for a, b in zip(raw["w2s"], raw[name])])
+    rows["w2s examples/s, dropout off (the reference recipe)"] = median_range([speed(r) for r in raw["w2s_no_dropout"]])
+    rows["w2s dropout off / dropout on"] = median_range(
+        [speed(a) / speed(b) for a, b in zip(raw["w2s_no_dropout"], raw["w2s"])]
+    )
     for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
         rows[f"useful MFU, {label}"] = median_range([mfu(r, p) for r, p in zip(raw[name], raw["peak"])])
+    bound = raw["bound"]
+    rows["matmul bound: seconds of the stage's own matmuls"] = median_range([bound["seconds"]])
+    rows["achieved / achievable (matmul bound / train time), w2s"] = median_range(
+        [bound["seconds"] / r["train_seconds"] for r in raw["w2s"]]
+    )
+    rows["achieved / achievable, w2s dropout off"] = median_range(
+        [bound["seconds"] / r["train_seconds"] for r in raw["w2s_no_dropout"]]
+    )
+    rows["matmul GFLOP/s at the stage's shapes"] = median_range([bound["flops"] / bound["seconds"] / 1e9])
     shares = real_token_shares(raw["hf"][0]["lengths"])
     for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
         rows[f"real-token share of batches, {label}"] = median_range([shares[name]])
     rows["GEMM peak GFLOP/s"] = median_range([p / 1e9 for p in raw["peak"]])
     rows["stage overhead share, MiniLM-L6 stage"] = median_range([r["overhead_share"] for r in raw["w2s"]])
-    rows["stage overhead share, tiny sweep (median stage)"] = median_range(
-        [statistics.median(t["shares"]) for t in raw["tiny"]]
-    )
-    rows["cached rerun: first run / rerun (15 stages)"] = median_range([t["first"] / t["rerun"] for t in raw["tiny"]])
-    rows["linear probes: recompute / cached features"] = median_range(
-        [p["recompute"] / p["cached"] for p in raw["probe"]]
-    )
+    if raw["tiny"]:
+        rows["stage overhead share, tiny sweep (median stage)"] = median_range(
+            [statistics.median(t["shares"]) for t in raw["tiny"]]
+        )
+        rows["cached rerun: first run / rerun (15 stages)"] = median_range(
+            [t["first"] / t["rerun"] for t in raw["tiny"]]
+        )
+    if raw["probe"]:
+        rows["linear probes: recompute / cached features"] = median_range(
+            [p["recompute"] / p["cached"] for p in raw["probe"]]
+        )
     if raw["compiled"]:
         rows["compile: eager / compiled stage wall time"] = median_range(
             [e["wall"] / c["wall"] for c, e in zip(raw["compiled"], raw["eager"])]
@@ -355,6 +585,12 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         rows["compile: eager / compiled train_seconds"] = median_range(
             [e["train_seconds"] / c["train_seconds"] for c, e in zip(raw["compiled"], raw["eager"])]
         )
+    if "ladder" in raw:
+        ladder = raw["ladder"]
+        rows[f"SST-2 ladder sweep, 1 seed ({ladder['stages']} stages): first run, seconds"] = median_range(
+            [ladder["first"]]
+        )
+        rows["SST-2 ladder sweep: cached rerun, seconds"] = median_range([ladder["rerun"]])
     native = precision[0] == "bf16"
     return {
         "machine": {
@@ -366,9 +602,12 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
+        "workload": dict(WORKLOAD),
         "rounds": args.rounds,
         "data": "sst2" if args.sst2 else "synthetic",
         "rows": rows,
+        "bound": bound,
+        "profile": raw["profile"],
     }
 
 
@@ -384,6 +623,14 @@ def print_table(report: dict) -> None:
         percent = "share" in name or "MFU" in name
         fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.2f}")
         print(f"{name:<{width}}  {fmt(row['median']):>9}  {fmt(row['low']):>9}-{fmt(row['high']):<9}")
+    print("\nop by op, one stage's training (torch.profiler, self time; dropout on, equal settings):")
+    print(f"  {'op':<36} {'w2s calls':>9} {'w2s s':>8} {'Trainer calls':>13} {'Trainer s':>9} {'Trainer / w2s':>13}")
+    for op in report["profile"]:
+        ratio = op["trainer_seconds"] / op["w2s_seconds"] if op["w2s_seconds"] else float("nan")
+        print(
+            f"  {op['op']:<36} {op['w2s_calls']:>9} {op['w2s_seconds']:>8.2f} {op['trainer_calls']:>13}"
+            f" {op['trainer_seconds']:>9.2f} {ratio:>13.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.conftest import accuracy_from_predictions, split_predictions, tiny_spec
+from tests.conftest import accuracy_from_predictions, split_predictions, tiny_model, tiny_spec
 from w2s.models import count_parameters, load_classifier, load_tokenizer
 from w2s.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
@@ -121,3 +121,66 @@ def test_lora_settings_enter_the_stage_key(tmp_path):
     with_lora = {s.name: s.key for s in plan_here(validate_spec(spec))}
     changed = sorted(name for name in base if base[name] != with_lora[name])
     assert changed == ["ground_truth/synthetic/tiny-24/s0", "transfer/synthetic/tiny-16->tiny-24/xent/s0"]
+
+
+def _state(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("random_init", [True, False])
+def test_a_kept_backbone_is_a_fresh_load(random_init):
+    """The second load of a rung in a process is a copy of the first (w2s.models.BACKBONES): the same
+    weights, torch's random state left as a fresh load leaves it, storage of its own, and training the
+    copy leaves what is kept untouched. A different random state is a different entry (random init:
+    other weights)."""
+    from w2s.models import BACKBONES
+
+    spec = ModelSpec(**(tiny_model("t", 16, 1) if random_init else {"name": "minilm-l1"}))
+    BACKBONES.clear()
+    torch.manual_seed(3)
+    fresh = load_classifier(spec)
+    after_fresh = torch.get_rng_state()
+    assert len(BACKBONES.entries) == 1
+    torch.manual_seed(3)
+    kept = load_classifier(spec)
+    assert torch.equal(torch.get_rng_state(), after_fresh)
+    weights = _state(fresh)
+    assert all(torch.equal(weights[k], v) for k, v in kept.state_dict().items())
+    assert {p.data_ptr() for p in fresh.parameters()}.isdisjoint(p.data_ptr() for p in kept.parameters())
+    with torch.no_grad():
+        for p in kept.parameters():
+            p.add_(1.0)
+    torch.manual_seed(3)
+    again = load_classifier(spec)
+    assert all(torch.equal(weights[k], v) for k, v in again.state_dict().items())
+    ids = torch.tensor([[101, 2023, 2003, 102]])
+    mask = torch.ones_like(ids)
+    fresh.eval(), again.eval()
+    assert torch.equal(fresh.pooled(ids, mask), again.pooled(ids, mask))
+    torch.manual_seed(4)
+    other = load_classifier(spec)
+    assert len(BACKBONES.entries) == 2
+    embeddings = "backbone.embeddings.word_embeddings.weight"
+    assert torch.equal(other.state_dict()[embeddings], weights[embeddings]) is (not random_init)
+    BACKBONES.clear()
+
+
+def test_a_sweep_gives_the_same_numbers_with_kept_backbones(tmp_path, monkeypatch):
+    """A sweep whose stages copy kept backbones writes byte for byte the predictions of one that
+    loads every backbone afresh (nothing kept: max_bytes 0)."""
+    from w2s.models import BACKBONES
+
+    def predictions(name: str) -> dict:
+        root = tmp_path / name
+        run_experiment(validate_spec(tiny_spec(tmp_path, name=name, ladder=2)), echo=lambda *a: None)
+        return {f.parent.name: f.read_bytes() for f in sorted((root / "stages").glob("*/predictions.jsonl"))}
+
+    BACKBONES.clear()
+    monkeypatch.setattr(BACKBONES, "max_bytes", 0)
+    afresh = predictions("afresh")
+    assert not BACKBONES.entries
+    monkeypatch.setattr(BACKBONES, "max_bytes", 4 << 30)
+    kept = predictions("kept")
+    assert len(BACKBONES.entries) == 2  # the two rungs, each loaded by several stages
+    assert len(afresh) == 5 and list(afresh.values()) == list(kept.values())
+    BACKBONES.clear()

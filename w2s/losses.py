@@ -134,7 +134,7 @@ class Window:
     def window(self, soft_labels: torch.Tensor) -> torch.Tensor:
         if self.radius == "midweak":
             return (soft_labels.float()[:, 1] - 0.5).abs().median()
-        return torch.tensor(float(self.radius))
+        return torch.tensor(float(self.radius), device=soft_labels.device)  # not a host tensor in a GPU step
 
     def __call__(self, logits, soft_labels, step_frac):
         if logits.shape[1] != 2:

@@ -8,7 +8,10 @@ available offline as the aliases `minilm-l1` ... `minilm-l6` (table: w2s/aliases
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
+import itertools
 
 import numpy as np
 import torch
@@ -122,19 +125,99 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
     """The pretrained (or random, or generatively finetuned: `weights_from`) network of one ladder rung.
 
     `auto` picks the transformers class: AutoModel for the classifier's backbone, AutoModelForCausalLM
-    for generative finetuning. Errors name the spec key (`key`)."""
+    for generative finetuning. Errors name the spec key (`key`). A copy of what `BACKBONES` kept from
+    an earlier stage of this process when it can (the same weights and random state as a fresh load)."""
     path, _ = resolve(spec)
     remote = spec.trust_remote_code
+    overrides = _config_overrides(spec)
+    cache_key = None
+    if weights_from is None:  # a finetuned folder is read once, by the one stage that builds on it
+        state = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+        cache_key = (path, auto.__name__, remote, spec.random_init, spec.dtype, repr(sorted(overrides.items())), state)
+        kept = BACKBONES.get(cache_key)
+        if kept is not None:
+            return kept
     try:
         with quiet_transformers():
-            overrides = _config_overrides(spec)
             config = AutoConfig.from_pretrained(weights_from or path, trust_remote_code=remote, **overrides)
             dtype = _DTYPES[spec.dtype]
             if spec.random_init and weights_from is None:
-                return auto.from_config(config, trust_remote_code=remote, dtype=dtype)
-            return auto.from_pretrained(weights_from or path, config=config, trust_remote_code=remote, dtype=dtype)
+                model = auto.from_config(config, trust_remote_code=remote, dtype=dtype)
+            else:
+                model = auto.from_pretrained(weights_from or path, config=config, trust_remote_code=remote, dtype=dtype)
     except (OSError, ValueError) as err:
         raise SpecError(f"{key}.name: cannot load {spec.name!r}: {first_line(err)}") from None
+    if cache_key is not None:
+        BACKBONES.put(cache_key, model)
+    return model
+
+
+class BackboneCache:
+    """Backbones as loaded, kept for this process's later stages: a sweep trains the same rung many
+    times (weak, ceiling, every student), and a copy in memory is faster than reading a checkpoint
+    again (or initialising a random one: the tiny sweeps of tests). A load draws from torch's random
+    state (random weights; any that a checkpoint lacks), so an entry is keyed by that state too and
+    restores the state the load left: a copy is bit for bit the model, and the state, of a fresh
+    load. Oldest entries go first beyond `max_bytes` of parameters; a larger model is not kept."""
+
+    def __init__(self, max_bytes: int = 4 << 30):
+        self.max_bytes = max_bytes
+        self.entries: collections.OrderedDict[tuple, tuple[nn.Module, torch.Tensor, int]] = collections.OrderedDict()
+
+    def get(self, key: tuple) -> nn.Module | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        self.entries.move_to_end(key)
+        model, state_after, _ = entry
+        torch.set_rng_state(state_after)
+        return _copy_module(model, {})
+
+    def put(self, key: tuple, model: nn.Module) -> None:
+        size = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+        if size > self.max_bytes or any(t.device.type != "cpu" for t in model.parameters()):
+            return
+        self.entries[key] = (_copy_module(model, {}), torch.get_rng_state(), size)
+        while sum(entry[2] for entry in self.entries.values()) > self.max_bytes:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+BACKBONES = BackboneCache()
+
+
+def _copy_module(module: nn.Module, memo: dict) -> nn.Module:
+    """`copy.deepcopy(module)` for what a module tree holds: its own parameters and buffers (tied ones
+    stay tied, through `memo`), submodules, and its hook and attribute containers; anything else (a
+    config, a function) is shared, as it is never changed in place by training. deepcopy's generic
+    walk costs more than a tiny model's whole load."""
+    if id(module) in memo:
+        return memo[id(module)]
+    new = module.__class__.__new__(module.__class__)
+    memo[id(module)] = new
+    for name, value in module.__dict__.items():
+        if name in ("_parameters", "_buffers"):
+            value = {k: None if t is None else _copy_tensor(t, memo) for k, t in value.items()}
+        elif name == "_modules":
+            value = {k: None if m is None else _copy_module(m, memo) for k, m in value.items()}
+        elif isinstance(value, torch.Tensor):
+            value = _copy_tensor(value, memo)
+        elif type(value) in (dict, list, set, collections.OrderedDict):  # hooks, buffer names, ...
+            value = value.copy()
+        new.__dict__[name] = value
+    return new
+
+
+def _copy_tensor(tensor: torch.Tensor, memo: dict) -> torch.Tensor:
+    if id(tensor) not in memo:
+        copied = tensor.detach().clone()
+        if isinstance(tensor, nn.Parameter):
+            copied = nn.Parameter(copied, requires_grad=tensor.requires_grad)
+        copied.__dict__.update(tensor.__dict__)  # flags a library set on it
+        memo[id(tensor)] = copied
+    return memo[id(tensor)]
 
 
 def load_classifier(

@@ -129,6 +129,7 @@ def device_name() -> str:
     return _cpu_model()
 
 
+@functools.cache  # read once a process: every stage's metrics name it
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

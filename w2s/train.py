@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import DataLoaderConfiguration, recursively_apply, send_to_device, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -112,7 +112,10 @@ def make_accelerator(settings: TrainSettings) -> Accelerator:
         # one process running experiments with different precisions (tests, notebooks): start afresh
         AcceleratorState._reset_state()
     return Accelerator(
-        mixed_precision=settings.mixed_precision, gradient_accumulation_steps=settings.batch_size // per_step
+        mixed_precision=settings.mixed_precision,
+        gradient_accumulation_steps=settings.batch_size // per_step,
+        # prediction loaders pin their batches on a GPU (batch_outputs); copies from pinned memory need not wait
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
 
 
@@ -293,7 +296,7 @@ def train(
     for step, batch in enumerate(steps):
         step_frac = step / len(steps)
         micro = [
-            send_to_device(data.collate(rows), accelerator.device)
+            to_device(data.collate(rows), accelerator.device)
             for rows in micro_batches(batch, lengths, processes, rank, settings.minibatch_size)
         ]
         context = guarded(lambda m: _step_logits(m, micro, accelerator)) if whole_batch else None  # noqa: B023 (called at once)
@@ -337,6 +340,15 @@ def train(
     return model, accelerator
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch on `device`. To a GPU it goes from pinned host memory without waiting
+    (non_blocking): the copy overlaps the kernels still running and does not synchronise."""
+    if device.type != "cuda":
+        return send_to_device(batch, device)
+    pinned = recursively_apply(torch.Tensor.pin_memory, batch)
+    return send_to_device(pinned, device, non_blocking=True)
+
+
 @torch.no_grad()
 def _step_logits(model, micro: list[dict], accelerator: Accelerator) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits and labels of a whole optimizer batch, every process's micro-batches in order,
@@ -359,7 +371,9 @@ def batch_outputs(
     """
     order = np.argsort(-data.lengths(), kind="stable")  # similar lengths together: little padding
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    loader = accelerator.prepare(DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate))
+    pin = accelerator.device.type == "cuda"  # pinned host memory: the loader's copies to the GPU do not wait
+    loader = DataLoader(_Rows(len(data)), batch_sampler=batches, collate_fn=data.collate, pin_memory=pin)
+    loader = accelerator.prepare(loader)
     result = None
     for batch in tqdm(loader, desc=desc, disable=_no_bar(accelerator) or desc is None, leave=False):
         out = fn(batch["inputs"]).float()
