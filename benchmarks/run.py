@@ -12,7 +12,8 @@ the range of the single rounds; an untimed stage first takes the process's one-t
   against Hugging Face's Trainer on the same model, token ids, batches, epochs, optimizer (both fused
   AdamW), schedule and precision, with its default sampler and with length grouping; examples per
   second of training (w2s: the time in `train`; Trainer: its train() call). Dropout is on for both,
-  as the Trainer trains; the same w2s stage with dropout off (the reference recipe) beside them;
+  as the Trainer trains; the same w2s stage with dropout off (the reference recipe) beside them,
+  with PyTorch's choice of attention kernel and with `train.attention: math`;
 - useful MFU of each: 6 x non-embedding parameters x real (unpadded) tokens / time, over a GEMM
   peak measured in this run at that precision;
 - achieved / achievable: the shape-matched bound (`matmul_bound`: the stage's own linear-layer and
@@ -493,7 +494,7 @@ def main() -> None:
         parser.error("--ladder: needs SST-2 (--sst2 FOLDER with train.tsv, dev.tsv and test.tsv)")
     precision = auto_precision()
     started = time.perf_counter()
-    names = ("w2s", "w2s_no_dropout", "hf", "hf_grouped", "peak", "tiny", "probe", "compiled", "eager")
+    names = ("w2s", "w2s_no_dropout", "w2s_math", "hf", "hf_grouped", "peak", "tiny", "probe", "compiled", "eager")
     raw: dict = {k: [] for k in names}
     with tempfile.TemporaryDirectory() as tmp:  # untimed: the first stage of a process pays one-time costs
         print("warm-up stage ...", flush=True)
@@ -505,6 +506,7 @@ def main() -> None:
             raw["peak"].append(gemm_peak(precision[0]))
             raw["w2s"].append(w2s_stage(tmp / "w2s", args.sst2))
             raw["w2s_no_dropout"].append(w2s_stage(tmp / "w2s-no-dropout", args.sst2, dropout=False))
+            raw["w2s_math"].append(w2s_stage(tmp / "w2s-math", args.sst2, dropout=False, attention="math"))
             raw["hf"].append(hf_trainer(tmp / "hf", args.sst2, grouped=False))
             raw["hf_grouped"].append(hf_trainer(tmp / "hfg", args.sst2, grouped=True))
             if args.only is None:
@@ -539,7 +541,7 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         tokens = run.get("tokens") or run["tokens_train"]
         return 6 * run["non_embedding_parameters"] * tokens * epochs / run["train_seconds"] / peak
 
-    for run in raw["w2s"] + raw["w2s_no_dropout"] + raw["compiled"] + raw["eager"]:
+    for run in raw["w2s"] + raw["w2s_no_dropout"] + raw["w2s_math"] + raw["compiled"] + raw["eager"]:
         run["tokens"] = raw["hf"][0]["tokens"]  # the same token ids (w2s's half A)
     rows = {}
     rows["w2s examples/s"] = median_range([speed(r) for r in raw["w2s"]])
@@ -551,6 +553,10 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
     rows["w2s dropout off / dropout on"] = median_range(
         [speed(a) / speed(b) for a, b in zip(raw["w2s_no_dropout"], raw["w2s"])]
     )
+    rows["w2s examples/s, dropout off, attention: math"] = median_range([speed(r) for r in raw["w2s_math"]])
+    rows["w2s dropout off: attention math / sdpa"] = median_range(
+        [speed(a) / speed(b) for a, b in zip(raw["w2s_math"], raw["w2s_no_dropout"])]
+    )
     for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
         rows[f"useful MFU, {label}"] = median_range([mfu(r, p) for r, p in zip(raw[name], raw["peak"])])
     bound = raw["bound"]
@@ -560,6 +566,9 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
     )
     rows["achieved / achievable, w2s dropout off"] = median_range(
         [bound["seconds"] / r["train_seconds"] for r in raw["w2s_no_dropout"]]
+    )
+    rows["achieved / achievable, w2s dropout off, attention: math"] = median_range(
+        [bound["seconds"] / r["train_seconds"] for r in raw["w2s_math"]]
     )
     rows["matmul GFLOP/s at the stage's shapes"] = median_range([bound["flops"] / bound["seconds"] / 1e9])
     shares = real_token_shares(raw["hf"][0]["lengths"])

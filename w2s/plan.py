@@ -62,6 +62,7 @@ class TrainSettings:
     compile: bool = False  # torch.compile, as the run folder's environment resolved it
     eval_every: float | None = None  # evaluation points (w2s/selection.py); None: the final step only
     validation_frac: float = 0.0  # share of half B held out for validation
+    attention: str = "sdpa"  # the attention kernels (w2s.train.attention_kernels)
 
 
 @dataclass(eq=False, frozen=True)
@@ -188,7 +189,7 @@ def _data_identity(dataset: DataSpec, contents: dict) -> dict:
 def _settings_identity(settings: TrainSettings) -> dict:
     """What changes a stage's numbers (`compile` too: it can move the last bits), not memory knobs.
     Settings added after KEY_VERSION 5 enter only when set, so that stages without them keep their keys."""
-    added = {"eval_every": None, "validation_frac": 0.0}
+    added = {"eval_every": None, "validation_frac": 0.0, "attention": "sdpa"}
     return {
         k: v
         for k, v in dataclasses.asdict(settings).items()
@@ -222,6 +223,7 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env
         compile=env.compile and model.train,  # zero-shot: nothing trains, nothing to compile
         eval_every=t.eval_every,
         validation_frac=t.validation_frac,
+        attention=t.attention,
     )
 
 

@@ -45,7 +45,7 @@ from w2s.plan import Stage, plan
 from w2s.result_rows import format_table, link, stage_row
 from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
-from w2s.train import process_state
+from w2s.train import attention_kernels, process_state
 
 __all__ = [
     "Selection",
@@ -296,7 +296,8 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print, sweep:
     try:
         set_seed(stage.seed)  # random-init weights must not depend on what this process ran before
         job = StageJob(stage, spec, root, tmp, writes, tracker, echo)
-        metrics, predictions = RUNNERS[stage.kind]().run(job)
+        with attention_kernels(stage.settings.attention):
+            metrics, predictions = RUNNERS[stage.kind]().run(job)
         if writes:
             # as resolved for the run folder, and where it ran: the provenance of the report's tables
             metrics.update(mixed_precision=stage.settings.mixed_precision, **environment.provenance())

@@ -13,6 +13,7 @@ the stage seed, so a CPU run is reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -97,6 +98,18 @@ def process_state() -> PartialState:
     launched_without_cuda = "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
     cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or launched_without_cuda
     return PartialState(cpu=cpu)
+
+
+def attention_kernels(choice: str):
+    """`train.attention` around everything a stage runs: PyTorch's choice of scaled-dot-product
+    attention kernel (`sdpa`), or its math kernel alone (`math`). On a CPU without dropout PyTorch
+    picks a flash kernel whose backward, at sequences of tens of tokens, costs several times the
+    matmuls and softmax of the math kernel (benchmarks/run.py's op table)."""
+    if choice == "sdpa":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def make_accelerator(settings: TrainSettings) -> Accelerator:

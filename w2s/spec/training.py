@@ -41,6 +41,12 @@ class TrainSpec(Strict):
         description="torch.compile the model: true, false, or auto (compile where a once-per-machine "
         "measurement, compile time included, says it is faster; w2s/compiling.py).",
     )
+    attention: Literal["sdpa", "math"] = Field(
+        "sdpa",
+        description="sdpa: the models' scaled-dot-product attention with the kernel PyTorch picks. math: "
+        "its matmul-and-softmax kernel; on a CPU without dropout, where PyTorch picks its flash kernel, "
+        "MiniLM-L6 trains 1.4x faster with it (docs/benchmarks.md); on a GPU it is slower.",
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 where the device computes it natively, fp16 on CUDA without bf16, "
