@@ -183,6 +183,28 @@ def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
     }
 
 
+def bench_stage(tmp: Path, sst2: Path | None):
+    """The ground-truth stage the trainer workload plans: its model, data and settings."""
+    from w2s.environment import plan_here
+
+    return next(s for s in plan_here(validate_spec(minilm_spec(tmp, sst2))) if s.kind == "ground_truth")
+
+
+def w2s_micro_batches(lengths: list[int], stage) -> list[list[int]]:
+    """The micro-batches (example indices) `stage` trains on, as w2s.train forms them."""
+    import numpy as np
+
+    from w2s.train import micro_batches, optimizer_batches
+
+    lengths_np, s = np.array(lengths), stage.settings
+    rng = np.random.default_rng(stage.training_seed)
+    return [
+        m
+        for b in optimizer_batches(lengths_np, s.batch_size, s.epochs, s.data_order, rng)
+        for m in micro_batches(b, lengths_np, 1, 0, s.minibatch_size)
+    ]
+
+
 def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = False) -> dict:
     """Hugging Face Trainer on w2s's model and token ids, with w2s's settings (`profiled`: its
     training's op profile too, under "ops")."""
@@ -190,12 +212,10 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
 
     from w2s.batches import Encoded
     from w2s.data import load_splits
-    from w2s.environment import plan_here
     from w2s.models import count_parameters, load_classifier, load_tokenizer
     from w2s.pipeline.inputs import LengthLog, encode, one_hot
 
-    spec = validate_spec(minilm_spec(tmp, sst2))
-    stage = next(s for s in plan_here(spec) if s.kind == "ground_truth")
+    stage = bench_stage(tmp, sst2)
     rows = load_splits(stage.dataset, stage.seed).train_a
     data: Encoded = encode(rows, stage, one_hot(rows, 2), LengthLog(), "train")[0]
     labels = data.labels.argmax(1)
@@ -244,7 +264,7 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
         trainer.train()
     seconds = time.perf_counter() - start
     return {
-        "ops": ops,
+        **({"ops": ops} if profiled else {}),
         "train_seconds": seconds,
         "n_train": len(examples),
         "tokens": int(data.lengths().sum()),
@@ -253,24 +273,19 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
     }
 
 
-def real_token_shares(lengths: list[int], batch: int = 32, epochs: int = 2, seed: int = 0) -> dict[str, float]:
+def real_token_shares(
+    lengths: list[int], w2s: list[list[int]], batch: int = 32, epochs: int = 2, seed: int = 0
+) -> dict[str, float]:
     """Unpadded tokens / padded tokens of the training batches each trainer forms from the same token
-    ids: w2s's (`optimizer_batches`, `micro_batches`), the Trainer's random and length-grouped samplers."""
+    ids: w2s's (`w2s_micro_batches`), the Trainer's random and length-grouped samplers."""
     import numpy as np
     from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    from w2s.train import micro_batches, optimizer_batches
 
     n, lengths_np = len(lengths), np.array(lengths)
 
     def share(batches) -> float:
         return sum(int(lengths_np[b].sum()) for b in batches) / sum(len(b) * int(lengths_np[b].max()) for b in batches)
 
-    w2s = [
-        m
-        for b in optimizer_batches(lengths_np, batch, epochs, "grouped", np.random.default_rng(seed))
-        for m in micro_batches(b, lengths_np, 1, 0, batch)
-    ]
     generator = torch.Generator().manual_seed(seed)
     random_order = [i for _ in range(epochs) for i in torch.randperm(n, generator=generator).tolist()]
     grouped = [i for _ in range(epochs) for i in LengthGroupedSampler(batch, lengths=lengths, generator=generator)]
@@ -300,24 +315,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def micro_batch_shapes(lengths: list[int], settings, seed: int) -> collections.Counter:
-    """(rows, padded length) of every micro-batch w2s trains on, as the stage forms them: counts."""
-    import numpy as np
-
-    from w2s.train import micro_batches, optimizer_batches
-
-    lengths_np = np.array(lengths)
-    batches = optimizer_batches(
-        lengths_np, settings.batch_size, settings.epochs, settings.data_order, np.random.default_rng(seed)
-    )
-    return collections.Counter(
-        (len(m), int(lengths_np[m].max()))
-        for b in batches
-        for m in micro_batches(b, lengths_np, 1, 0, settings.minibatch_size)
-    )
-
-
-def matmul_bound(tmp: Path, sst2: Path | None, lengths: list[int], precision: str) -> dict:
+def matmul_bound(stage, batches: list[list[int]], lengths: list[int], precision: str) -> dict:
     """The shape-matched bound: the seconds the model's own matmuls take in isolation at w2s's
     micro-batch shapes, forward and backward, at the run's precision.
 
@@ -326,11 +324,8 @@ def matmul_bound(tmp: Path, sst2: Path | None, lengths: list[int], precision: st
     batched (L x d) products) and their four gradients. Each distinct shape is timed (best of 3)
     and weighted by how often the stage meets it. What this leaves out (embeddings, norms,
     activations, softmax, the optimizer) is what makes it a bound."""
-    from w2s.environment import plan_here
     from w2s.models import load_classifier
 
-    spec = validate_spec(minilm_spec(tmp, sst2))
-    stage = next(s for s in plan_here(spec) if s.kind == "ground_truth")
     model = load_classifier(stage.model)
     config = model.backbone.config
     linears = collections.Counter(
@@ -348,7 +343,7 @@ def matmul_bound(tmp: Path, sst2: Path | None, lengths: list[int], precision: st
         fn()
         return min(_timed(fn) for _ in range(3))
 
-    shapes = micro_batch_shapes(lengths, stage.settings, stage.training_seed)
+    shapes = collections.Counter((len(m), max(lengths[i] for i in m)) for m in batches)  # (rows, padded length)
     seconds, flops = 0.0, 0.0
     for (rows, length), count in shapes.items():
         tokens = rows * length
@@ -517,7 +512,9 @@ def main() -> None:
                 raw["eager"].append(w2s_stage(tmp / "eager", args.sst2, compile=False))
     print("the shape-matched bound, the op profile ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        raw["bound"] = matmul_bound(Path(tmp), args.sst2, raw["hf"][0]["lengths"], precision[0])
+        stage, lengths = bench_stage(Path(tmp), args.sst2), raw["hf"][0]["lengths"]
+        raw["w2s_batches"] = w2s_micro_batches(lengths, stage)
+        raw["bound"] = matmul_bound(stage, raw["w2s_batches"], lengths, precision[0])
         raw["profile"] = op_profiles(Path(tmp), args.sst2)
     if args.ladder:
         print("the SST-2 ladder sweep, 1 seed, and its cached rerun ...", flush=True)
@@ -571,7 +568,7 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         [bound["seconds"] / r["train_seconds"] for r in raw["w2s_math"]]
     )
     rows["matmul GFLOP/s at the stage's shapes"] = median_range([bound["flops"] / bound["seconds"] / 1e9])
-    shares = real_token_shares(raw["hf"][0]["lengths"])
+    shares = real_token_shares(raw["hf"][0]["lengths"], raw["w2s_batches"])
     for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
         rows[f"real-token share of batches, {label}"] = median_range([shares[name]])
     rows["GEMM peak GFLOP/s"] = median_range([p / 1e9 for p in raw["peak"]])
