@@ -203,3 +203,31 @@ def test_label_budget_trains_the_ground_truth_stage_on_the_first_rows_of_half_a(
     keys = {s.name: s.key for s in plan_here(validate_spec(spec))}
     spec["models"][0]["label_budget"] = 11
     assert {s.name: s.key for s in plan_here(validate_spec(spec))} != keys  # the budget enters the keys
+
+
+def test_stage_json_files_hold_a_key_per_line_and_read_back_whole(tmp_path):
+    """config.json and metrics.json: each top-level key on its own line (json's C encoder writes the
+    values), parsed back equal to what was written; the supervisor's predictions read once for both
+    splits equal each split read alone, in predictions.jsonl's order."""
+    from w2s.jsonfiles import write_json
+    from w2s.pipeline.store import read_probabilities, read_split_probabilities
+
+    rows, _ = run(tiny_spec(tmp_path))
+    folder = next((tmp_path / "tiny" / "stages").glob(f"*__{rows[0]['key']}"))
+    for name in ("config.json", "metrics.json"):
+        text = (folder / name).read_text()
+        parsed = json.loads(text)
+        assert text.startswith("{\n") and text.endswith("\n}\n")
+        assert [line.split('"')[1] for line in text.splitlines()[1:-1]] == list(parsed)
+    both = read_split_probabilities(folder, ("train_b", "test"))
+    lines = read_jsonl(folder / "predictions.jsonl")
+    for split in ("train_b", "test"):
+        ids, probs = both[split]
+        alone_ids, alone = read_probabilities(folder, split)
+        assert ids == alone_ids == [p["id"] for p in lines if p["split"] == split]
+        assert (probs == alone).all() and probs[:, 1].tolist() == pytest.approx(
+            [p["p_pos"] for p in lines if p["split"] == split]
+        )
+    odd = {1: "int key", "nested": {"a": [1, 2]}}  # not all keys str: json's own indented layout
+    write_json(tmp_path / "odd.json", odd)
+    assert json.loads((tmp_path / "odd.json").read_text()) == {"1": "int key", "nested": {"a": [1, 2]}}

@@ -347,3 +347,41 @@ def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_p
     monkeypatch.setattr(run_mod, "log_experiment_summary", lambda spec, rows: logged.append(len(rows)))
     assert run(spec) == [] and logged == [5]  # nothing to train, the summary all the same
     assert run(spec) == [] and logged == [5]  # and only once
+
+
+def test_results_jsonl_is_refreshed_at_most_every_period_and_always_at_the_end(tmp_path, monkeypatch):
+    """After a stage the file is rewritten only when the last write is REFRESH_SECONDS old; the run's
+    end writes it regardless, and an interrupted run lists the stages that finished before it."""
+    import w2s.runner as runner_mod
+
+    writes = []
+    real_write = runner_mod.write_jsonl
+    monkeypatch.setattr(
+        runner_mod, "write_jsonl", lambda path, rows: (writes.append(len(rows)), real_write(path, rows))
+    )
+    monkeypatch.setattr(runner_mod, "REFRESH_SECONDS", 0.0)
+    run(tiny_spec(tmp_path / "a", ladder=2))  # 2 ground-truth stages, 3 transfers
+    assert writes == [1, 2, 3, 4, 5, 5]  # after each stage, then at the end
+    writes.clear()
+    monkeypatch.setattr(runner_mod, "REFRESH_SECONDS", 1e9)
+    run(tiny_spec(tmp_path / "b", ladder=2))
+    assert writes == [5]  # at the end only
+
+    real_stage, calls = runner_mod.run_stage, []
+
+    def stopped_at_the_third(stage, *args, **kwargs):
+        calls.append(stage.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "run_stage", stopped_at_the_third)
+    spec = tiny_spec(tmp_path / "c", ladder=2)
+    try:
+        run(spec)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt did not propagate")
+    listed = [json.loads(line)["key"] for line in (tmp_path / "c" / "tiny" / "results.jsonl").read_text().splitlines()]
+    assert sorted(listed) == sorted(calls[:2])

@@ -75,6 +75,7 @@ def _check_batches(spec: ExperimentSpec, stages: list) -> None:
 def _check_models(spec: ExperimentSpec, stages: list) -> None:
     used = {s.model.display for s in stages}
     text = not any(d.is_image for d in spec.datasets)
+    tokenizers = set()  # (folder, trust_remote_code) checked: rungs of one checkpoint share one
     for i, model in enumerate(spec.models):
         if model.display not in used:
             continue
@@ -96,7 +97,9 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
                 f"models.{i}.name: {model.name} is a folder but not a Hugging Face checkpoint "
                 "(no config.json); give a checkpoint folder, a hub id or an alias (w2s list models)"
             )
-        _check_tokenizer(model, folder, f"models.{i}")
+        if (folder, model.trust_remote_code) not in tokenizers:
+            _check_tokenizer(model, folder, f"models.{i}")
+            tokenizers.add((folder, model.trust_remote_code))
         if model.generative_finetune is not None:
             from w2s import generative
 

@@ -197,17 +197,20 @@ def _copy_module(module: nn.Module, memo: dict) -> nn.Module:
         return memo[id(module)]
     new = module.__class__.__new__(module.__class__)
     memo[id(module)] = new
-    for name, value in module.__dict__.items():
-        if name in ("_parameters", "_buffers"):
-            value = {k: None if t is None else _copy_tensor(t, memo) for k, t in value.items()}
-        elif name == "_modules":
-            value = {k: None if m is None else _copy_module(m, memo) for k, m in value.items()}
+    state = module.__dict__.copy()
+    for name, value in state.items():
+        if type(value) in _CONTAINERS:  # hooks, buffer names, ...
+            state[name] = value.copy()
         elif isinstance(value, torch.Tensor):
-            value = _copy_tensor(value, memo)
-        elif type(value) in (dict, list, set, collections.OrderedDict):  # hooks, buffer names, ...
-            value = value.copy()
-        new.__dict__[name] = value
+            state[name] = _copy_tensor(value, memo)
+    state["_parameters"] = {k: None if t is None else _copy_tensor(t, memo) for k, t in module._parameters.items()}
+    state["_buffers"] = {k: None if t is None else _copy_tensor(t, memo) for k, t in module._buffers.items()}
+    state["_modules"] = {k: None if m is None else _copy_module(m, memo) for k, m in module._modules.items()}
+    new.__dict__.update(state)
     return new
+
+
+_CONTAINERS = frozenset({dict, list, set, collections.OrderedDict})
 
 
 def _copy_tensor(tensor: torch.Tensor, memo: dict) -> torch.Tensor:

@@ -22,6 +22,7 @@ trained once; a changed setting re-runs exactly the stages whose key it enters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ class Stage:
     def loss_label(self) -> str | None:
         return loss_label(self.loss) if self.loss is not None else None
 
-    @property
+    @functools.cached_property  # a stage never changes; its name is asked for often
     def name(self) -> str:
         """Readable and matchable with --only/--force, e.g. transfer/sst2/minilm-l1->minilm-l6/xent/s0."""
         models = "->".join(self.chain) if self.chain else self.model.display
@@ -138,7 +139,7 @@ class Stage:
         parts = [self.kind, self.dataset.label, models] + extra + [f"s{self.seed}"]
         return "/".join(parts)
 
-    @property
+    @functools.cached_property
     def folder(self) -> str:
         """Folder name: the readable name made path-safe, then the key."""
         safe = self.name.replace("->", "_to_").replace("/", "__")

@@ -118,6 +118,7 @@ def _may_have_gpu() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
 
 
+@functools.cache  # every stage's metrics name it; it does not change while a process runs
 def device_name() -> str:
     """What computes here: the GPU's name where torch sees one, else the CPU model (without a GPU
     device node, torch is not imported)."""

@@ -17,6 +17,7 @@ stage does); here, the order of things.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import hashlib
@@ -29,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list
 
 from w2s import environment
 from w2s.checks import check_runnable
@@ -45,7 +46,7 @@ from w2s.plan import Stage, plan
 from w2s.result_rows import format_table, link, stage_row
 from w2s.spec import ExperimentSpec, SpecError, describe_recipe
 from w2s.tracking import StageTracker, log_experiment_summary
-from w2s.train import attention_kernels, process_state
+from w2s.train import attention_kernels, process_state, seed_everything
 
 __all__ = [
     "Selection",
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 WAIT_SECONDS = 2.0
+REFRESH_SECONDS = 2.0  # results.jsonl, rewritten after a stage at most this often (ResultsFile.refresh)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,42 +179,48 @@ def run_experiment(
     pending = [s.stage for s in todo]
     forced = {s.stage.key for s in todo if s.action == "force"}
     trained, failed, given_up = 0, [], []
-    while pending:
-        lease, decision = None, None
-        if state.is_main_process:
-            index, action, lease = _claim_next(root, locks, pending, forced, sweep, {s.key for s in failed})
-            decision = (index, action)
-        index, action = _agree(decision)
-        if action == "wait":  # everything left is being trained by another process
-            time.sleep(WAIT_SECONDS)
-            continue
-        stage = pending.pop(index)
-        if action == "finished":  # another process finished it meanwhile
-            continue
-        if action == "give up":  # it failed in this sweep, or needs a stage that did
-            given_up.append(stage)
-            continue
-        try:
-            trained += 1
-            say(f"[{trained}/{len(todo)}] {stage.name}  (key {stage.key})")
-            start = time.perf_counter()
-            run_stage(stage, spec, root, say, sweep)
-            forced.discard(stage.key)
+    try:
+        while pending:
+            lease, decision = None, None
             if state.is_main_process:
-                metrics = store.read_metrics(root, stage)
-                say(f"  done in {time.perf_counter() - start:.0f}s: {headline(metrics)}")
+                index, action, lease = _claim_next(root, locks, pending, forced, sweep, {s.key for s in failed})
+                decision = (index, action)
+            index, action = _agree(decision)
+            if action == "wait":  # everything left is being trained by another process
+                time.sleep(WAIT_SECONDS)
+                continue
+            stage = pending.pop(index)
+            if action == "finished":  # another process finished it meanwhile
+                continue
+            if action == "give up":  # it failed in this sweep, or needs a stage that did
+                given_up.append(stage)
+                continue
+            try:
+                trained += 1
+                say(f"[{trained}/{len(todo)}] {stage.name}  (key {stage.key})")
+                start = time.perf_counter()
+                run_stage(stage, spec, root, say, sweep)
+                forced.discard(stage.key)
+                if state.is_main_process:
+                    metrics = store.read_metrics(root, stage)
+                    say(f"  done in {time.perf_counter() - start:.0f}s: {headline(metrics)}")
+                    results.refresh()
+            except SpecError:  # bad input that the checks before the run could not see: stop, say what
+                raise
+            except Exception as err:
+                failed.append(stage)
+                say(
+                    f"  failed: {type(err).__name__}: {first_line(err)}  (traceback in {root / 'failed' / stage.folder});"
+                    " going on with the other stages"
+                )
+            finally:
+                if lease is not None:
+                    lease.release()
+    except BaseException:  # Ctrl-C, SIGTERM, a bad spec found late: list what did finish
+        if state.is_main_process:
+            with contextlib.suppress(Exception):
                 results.update()
-        except SpecError:  # bad input that the checks before the run could not see: stop, say what
-            raise
-        except Exception as err:
-            failed.append(stage)
-            say(
-                f"  failed: {type(err).__name__}: {first_line(err)}  (traceback in {root / 'failed' / stage.folder});"
-                " going on with the other stages"
-            )
-        finally:
-            if lease is not None:
-                lease.release()
+        raise
     rows = results.update() if state.is_main_process else []
     if summary:
         if state.is_main_process:
@@ -294,17 +302,19 @@ def run_stage(stage: Stage, spec: ExperimentSpec, root: Path, echo=print, sweep:
         tmp.mkdir(parents=True)
         tracker = StageTracker(tmp, stage, spec)
     try:
-        set_seed(stage.seed)  # random-init weights must not depend on what this process ran before
+        seed_everything(stage.seed)  # random-init weights must not depend on what this process ran before
         job = StageJob(stage, spec, root, tmp, writes, tracker, echo)
         with attention_kernels(stage.settings.attention):
             metrics, predictions = RUNNERS[stage.kind]().run(job)
         if writes:
             # as resolved for the run folder, and where it ran: the provenance of the report's tables
             metrics.update(mixed_precision=stage.settings.mixed_precision, **environment.provenance())
-            store.write_stage(tmp, stage, spec, metrics, predictions)
-            # the weak and ceiling stages' metrics, None where not finished yet (a transfer's ceiling
-            # can still be training in another process)
-            references = store.read_metrics(root, stage.weak), store.read_metrics(root, stage.ceiling)
+            store.write_stage(tmp, tracker.config, metrics, predictions)
+            # for the W&B run's PGR: the weak and ceiling stages' metrics, None where not finished yet
+            # (a transfer's ceiling can still be training in another process)
+            references = (None, None)
+            if tracker.run is not None:
+                references = store.read_metrics(root, stage.weak), store.read_metrics(root, stage.ceiling)
             tracker.finish(metrics, predictions, *references)
             store.publish(tmp, root, stage)
             store.clear_failure(root, stage)
@@ -334,8 +344,10 @@ class ResultsFile:
         self.root, self.stages, self.spec = root, [s for s in stages if s.has_predictions], spec
         self.rows: dict[str, dict] = {}  # key -> its row (w2s.result_rows.stage_row)
         self.read_as: dict[str, tuple[str, int]] = {}  # key -> (folder, metrics.json mtime) it was read from
+        self.written = time.monotonic()  # of the last write (a run's first is after a refresh period)
 
     def update(self) -> list[dict]:
+        self.written = time.monotonic()
         folders = store.stage_folders(self.root)
         for stage in self.stages:
             folder = folders.get(stage.key)
@@ -352,6 +364,14 @@ class ResultsFile:
         rows = link([dict(self.rows[s.key]) for s in self.stages if self.rows.get(s.key) is not None])
         write_jsonl(self.root / "results.jsonl", rows)
         return rows
+
+    def refresh(self) -> None:
+        """`update` after a stage, unless it last wrote under REFRESH_SECONDS ago: in a sweep of stages
+        that take milliseconds (probes, tiny models), rewriting the file after each (over a millisecond
+        where replacing a file makes the file system write it out) is a visible share of the stage.
+        The run's last update always writes it, and so does an interrupted run."""
+        if time.monotonic() - self.written >= REFRESH_SECONDS:
+            self.update()
 
 
 def _log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict], locks: Locks) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -24,7 +25,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, recursively_apply, send_to_device, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    is_torch_xla_available,
+    recursively_apply,
+    send_to_device,
+    set_seed,
+)
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -223,6 +230,18 @@ def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]
     return factor
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators, as accelerate's `set_seed` does. Without an
+    accelerator it seeds torch's CPU generator directly: `torch.manual_seed` would also queue a lazy
+    CUDA seeding, with a captured stack, that never runs, a large part of a tiny stage's setup."""
+    if torch.accelerator.is_available() or is_torch_xla_available():
+        set_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+
+
 def _no_bar(accelerator: Accelerator) -> bool:
     """Progress bars on the main process only, and none under TQDM_DISABLE (workers, Slurm logs):
     an explicit `disable=` would otherwise override tqdm's own reading of it."""
@@ -252,7 +271,7 @@ def train(
     loss by the micro-batches per step; a whole-batch loss, already the batch's, is scaled back up).
     With `settings.compile` the model is compiled (torch.compile, dynamic shapes: batches vary in
     length); if compiling fails, at the first step, training goes on eager after one line (`echo`)."""
-    set_seed(seed)
+    seed_everything(seed)
     accelerator = make_accelerator(settings)
     eager = model
     if settings.compile:

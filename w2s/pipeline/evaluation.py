@@ -3,13 +3,9 @@ half B, and its agreement with its supervisor."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from w2s import metrics as scores
-from w2s.pipeline.store import finished_folder, read_probabilities
-from w2s.plan import Stage
 from w2s.result_rows import TRANSFER_DIAGNOSTICS
 
 
@@ -26,10 +22,11 @@ def auroc(probs: np.ndarray, rows: list[dict]) -> dict:
 
 
 def classifier_metrics(
-    stage: Stage, root: Path, p_b, b_rows, p_test, test_rows, n_train, train_seconds, held_out=frozenset()
+    p_b, b_rows, p_test, test_rows, n_train, train_seconds, held_out=frozenset(), supervisor=None
 ) -> dict:
-    """Its scores on test and half B and, for a student, how it relates to its supervisor (`held_out`:
-    half B's validation rows, which it did not train on)."""
+    """Its scores on test and half B and, for a student, how it relates to its supervisor (`supervisor`:
+    its predictions by split, `w2s.pipeline.inputs.supervisor_predictions`; `held_out`: half B's
+    validation rows, which the student did not train on)."""
     metrics = {
         "test_accuracy": scores.accuracy(p_test, hard_labels(test_rows)),
         **auroc(p_test, test_rows),
@@ -40,9 +37,7 @@ def classifier_metrics(
         "ece": scores.expected_calibration_error(p_test, hard_labels(test_rows)),
         **dict.fromkeys(TRANSFER_DIAGNOSTICS),
     }
-    if stage.supervisor is not None:
-        folder = finished_folder(root, stage.supervisor)
-        supervisor = {split: read_probabilities(folder, split, stage.select) for split in ("test", "train_b")}
+    if supervisor is not None:
         trained = [i for i, r in enumerate(b_rows) if r["id"] not in held_out]
         student = {
             "test": ([r["id"] for r in test_rows], p_test),

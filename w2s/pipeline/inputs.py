@@ -12,7 +12,7 @@ from w2s import activations, probes
 from w2s import data as data_mod
 from w2s.batches import Encoded
 from w2s.models import load_tokenizer
-from w2s.pipeline.store import finished_folder, read_probabilities
+from w2s.pipeline.store import finished_folder, read_split_probabilities
 from w2s.plan import Stage
 from w2s.spec import ExperimentSpec, SpecError
 
@@ -81,10 +81,16 @@ def one_hot(rows: list[dict], classes: int) -> np.ndarray:
     return np.eye(classes, dtype=np.float32)[y]
 
 
-def supervisor_labels(root: Path, stage: Stage, rows: list[dict]) -> tuple[list[dict], np.ndarray]:
+def supervisor_predictions(root: Path, stage: Stage) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The supervisor's (ids, probabilities) on half B (a student's labels) and test (what its
+    metrics compare the student with), of its checkpoint under the stage's selection rule."""
+    return read_split_probabilities(finished_folder(root, stage.supervisor), ("train_b", "test"), stage.select)
+
+
+def supervisor_labels(train_b: tuple[list[str], np.ndarray], rows: list[dict]) -> tuple[list[dict], np.ndarray]:
     """Half B rows and the supervisor's soft labels (n, k) on them (rows it could not label are
-    dropped), from its checkpoint under the stage's selection rule."""
-    ids, probs = read_probabilities(finished_folder(root, stage.supervisor), "train_b", stage.select)
+    dropped), from its predictions on half B (`supervisor_predictions`)."""
+    ids, probs = train_b
     where = {id_: i for i, id_ in enumerate(ids)}
     rows = [r for r in rows if r["id"] in where]
     return rows, probs[[where[r["id"]] for r in rows]].reshape(len(rows), probs.shape[1])

@@ -23,6 +23,7 @@ meanwhile is put back. Every read opens the file, which on NFS fetches fresh att
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -43,6 +44,7 @@ def expiry_seconds() -> float:
         raise ValueError(f"W2S_LOCK_EXPIRY={value!r}: give seconds, e.g. 300") from None
 
 
+@functools.cache  # a machine's boot id does not change while a process runs
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -58,6 +60,11 @@ def _start_ticks(pid: int) -> str | None:
         return None
 
 
+@functools.cache  # called with this process's own pid only: its start never changes
+def _own_start_ticks(pid: int) -> str | None:
+    return _start_ticks(pid)
+
+
 def this_process() -> dict:
     """Who holds a lock: enough to tell whether it is alive, and for `w2s status` to say who it is."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
@@ -66,7 +73,7 @@ def this_process() -> dict:
         "host": socket.gethostname(),
         "boot": _boot_id(),
         "pid": os.getpid(),
-        "started": _start_ticks(os.getpid()),
+        "started": _own_start_ticks(os.getpid()),
         "slurm_job": job,
         "since": time.time(),
     }

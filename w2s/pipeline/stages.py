@@ -42,6 +42,7 @@ from w2s.pipeline.inputs import (
     model_location,
     one_hot,
     supervisor_labels,
+    supervisor_predictions,
 )
 from w2s.pipeline.store import finished_folder, prediction_rows, read_probabilities, rule_file, write_probabilities
 from w2s.plan import Stage
@@ -82,6 +83,7 @@ class Labelled(NamedTuple):
     validation_labels: np.ndarray  # ground truth, or the supervisor's labels for students
     loss_fn: object
     extra: dict  # metrics on what was done to the labels
+    supervisor: dict | None = None  # a student's: its supervisor's predictions (supervisor_predictions)
 
 
 class ClassifierStage:
@@ -177,7 +179,7 @@ class ClassifierStage:
         if not job.writes:
             return None, None
         metrics = classifier_metrics(
-            stage, root, p_b, b_rows, p_test, test_rows, len(train_data), train_seconds, held_out
+            p_b, b_rows, p_test, test_rows, len(train_data), train_seconds, held_out, given.supervisor
         )
         metrics.update(sizes, **given.extra, **lengths.metrics(), predict_seconds=round(predict_seconds, 2))
         if checkpoints is not None:
@@ -214,7 +216,8 @@ class Transfer(ClassifierStage):
 
     def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
         stage = job.stage
-        rows, labels = supervisor_labels(job.root, stage, splits.train_b)
+        supervisor = supervisor_predictions(job.root, stage)
+        rows, labels = supervisor_labels(supervisor["train_b"], splits.train_b)
         held = np.array([r["id"] in held_out for r in rows], dtype=bool)
         validation_rows = [r for r, h in zip(rows, held) if h]
         train_rows, train_labels = [r for r, h in zip(rows, held) if not h], labels[~held]
@@ -233,7 +236,7 @@ class Transfer(ClassifierStage):
             extra["n_gold"] = len(gold)
             if job.writes:  # the recorded choice: which rows trained on ground truth
                 write_json(job.folder / "gold.json", {"gold_frac": stage.gold_frac, "ids": gold})
-        return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra)
+        return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra, supervisor)
 
 
 class ZeroShot:
@@ -291,9 +294,7 @@ class ZeroShot:
         }
         if not job.writes:
             return None, None
-        metrics = classifier_metrics(
-            stage, job.root, probs["train_b"], rows["train_b"], probs["test"], rows["test"], 0, 0.0
-        )
+        metrics = classifier_metrics(probs["train_b"], rows["train_b"], probs["test"], rows["test"], 0, 0.0)
         metrics.update(sizes, seconds=round(time.perf_counter() - start, 2), **lengths.metrics())
         return metrics, predictions(job, {name: (rows[name], probs[name]) for name in probs})
 
@@ -326,7 +327,7 @@ class Ensemble:
         if not job.writes:
             return None, None
         (b_rows, p_b), (test_rows, p_test) = results["final"]["train_b"], results["final"]["test"]
-        metrics = classifier_metrics(stage, job.root, p_b, b_rows, p_test, test_rows, 0, 0.0)
+        metrics = classifier_metrics(p_b, b_rows, p_test, test_rows, 0, 0.0)
         sizes = [read_json(f / "metrics.json") for f in folders]
         metrics.update(
             {k: max(m.get(k) or 0 for m in sizes) for k in ("parameters", "non_embedding_parameters")},

@@ -13,6 +13,7 @@ cleared here too.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -40,8 +41,9 @@ def prepare(root: Path) -> None:
 def finished(root: Path, stage: Stage) -> tuple[Path, dict] | None:
     """(folder, metrics) of the stage if it finished (found by key, so renaming a label keeps the
     cache). A folder whose metrics.json does not parse (a damaged disk, a hand edit) is not finished:
-    the stage reruns."""
-    for folder in (root / "stages").glob(f"*__{stage.key}"):
+    the stage reruns. Its own folder name is tried before the listing, which grows with the sweep."""
+    own = root / "stages" / stage.folder
+    for folder in itertools.chain([own], (f for f in (root / "stages").glob(f"*__{stage.key}") if f != own)):
         try:
             return folder, read_json(folder / "metrics.json")
         except (OSError, ValueError):
@@ -132,23 +134,32 @@ def read_probabilities(folder: Path, split: str, rule: str | None = None) -> tup
     p_pos in predictions.jsonl (column 0 is 1 - p_pos); others keep them in probs.npz. `rule`: the
     checkpoint that selection rule chose, where the stage kept one apart from its result (else its
     result is that checkpoint: a stage that did not evaluate has one, a student is its rule's)."""
+    return read_split_probabilities(folder, (split,), rule)[split]
+
+
+def read_split_probabilities(
+    folder: Path, splits: tuple[str, ...], rule: str | None = None
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """`read_probabilities` of several splits, from one read of the file."""
     if rule is not None and (folder / rule_file("predictions.jsonl", rule)).is_file():
-        folder_files = (rule_file(PROBS_FILE, rule), rule_file("predictions.jsonl", rule))
+        probs_file, predictions_file = rule_file(PROBS_FILE, rule), rule_file("predictions.jsonl", rule)
     else:
-        folder_files = (PROBS_FILE, "predictions.jsonl")
-    probs_file, predictions_file = folder_files
+        probs_file, predictions_file = PROBS_FILE, "predictions.jsonl"
     if (folder / probs_file).is_file():
         with np.load(folder / probs_file) as data:
-            return data[f"{split}_ids"].tolist(), data[split]
-    ids, p_pos = [], []
-    with open(folder / predictions_file) as f:
-        for line in f:
-            row = json.loads(line)
-            if row["split"] == split:
-                ids.append(row["id"])
-                p_pos.append(row["p_pos"])
-    p = np.array(p_pos, dtype=np.float32)
-    return ids, np.stack([1 - p, p], axis=1)
+            return {split: (data[f"{split}_ids"].tolist(), data[split]) for split in splits}
+    found = {split: ([], []) for split in splits}  # split -> (ids, p_pos)
+    lines = [line for line in (folder / predictions_file).read_text().splitlines() if line.strip()]
+    for row in json.loads("[" + ",".join(lines) + "]"):  # one parse: a split of many rows reads fast
+        if row["split"] in found:
+            ids, p_pos = found[row["split"]]
+            ids.append(row["id"])
+            p_pos.append(row["p_pos"])
+    read = {}
+    for split, (ids, p_pos) in found.items():
+        p = np.array(p_pos, dtype=np.float32)
+        read[split] = ids, np.stack([1 - p, p], axis=1)
+    return read
 
 
 def temporary_folder(root: Path, stage: Stage) -> Path:
@@ -186,8 +197,9 @@ def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
     }
 
 
-def write_stage(folder: Path, stage: Stage, spec: ExperimentSpec, metrics: dict, predictions: list[dict]) -> None:
-    write_json(folder / "config.json", stage_config(stage, spec))
+def write_stage(folder: Path, config: dict, metrics: dict, predictions: list[dict]) -> None:
+    """`config`: the stage's `stage_config`."""
+    write_json(folder / "config.json", config)
     with open(folder / "predictions.jsonl", "w") as f:
         f.writelines(json.dumps(p) + "\n" for p in predictions)
     write_json(folder / "metrics.json", metrics)  # last: its presence marks the folder complete
