@@ -163,6 +163,7 @@ class BackboneCache:
     def __init__(self, max_bytes: int = 4 << 30):
         self.max_bytes = max_bytes
         self.entries: collections.OrderedDict[tuple, tuple[nn.Module, torch.Tensor, int]] = collections.OrderedDict()
+        self.bytes = 0  # the parameters and buffers of the entries
 
     def get(self, key: tuple) -> nn.Module | None:
         entry = self.entries.get(key)
@@ -177,12 +178,16 @@ class BackboneCache:
         size = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
         if size > self.max_bytes or any(t.device.type != "cpu" for t in model.parameters()):
             return
+        if key in self.entries:
+            self.bytes -= self.entries.pop(key)[2]
         self.entries[key] = (_copy_module(model, {}), torch.get_rng_state(), size)
-        while sum(entry[2] for entry in self.entries.values()) > self.max_bytes:
-            self.entries.popitem(last=False)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self.bytes -= self.entries.popitem(last=False)[1][2]
 
     def clear(self) -> None:
         self.entries.clear()
+        self.bytes = 0
 
 
 BACKBONES = BackboneCache()

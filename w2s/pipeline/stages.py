@@ -44,7 +44,13 @@ from w2s.pipeline.inputs import (
     supervisor_labels,
     supervisor_predictions,
 )
-from w2s.pipeline.store import finished_folder, prediction_rows, read_probabilities, rule_file, write_probabilities
+from w2s.pipeline.store import (
+    finished_folder,
+    prediction_rows,
+    read_split_probabilities,
+    rule_file,
+    write_probabilities,
+)
 from w2s.plan import Stage
 from w2s.selection import RULES, validation_ids
 from w2s.spec import ExperimentSpec, SpecError, first_line
@@ -315,8 +321,11 @@ class Ensemble:
         results = {}
         for rule in rules:
             results[rule] = {}
+            members = [
+                read_split_probabilities(f, ("train_b", "test"), None if rule == "final" else rule) for f in folders
+            ]
             for split, rows in (("train_b", splits.train_b), ("test", splits.test)):
-                read = [read_probabilities(f, split, None if rule == "final" else rule) for f in folders]
+                read = [member[split] for member in members]
                 common = set.intersection(*(set(ids) for ids, _ in read))  # rows every member predicted
                 rows = [r for r in rows if r["id"] in common]
                 ordered = []

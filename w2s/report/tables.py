@@ -24,7 +24,7 @@ from w2s.metrics import (
     transfer_diagnostics,
 )
 from w2s.pgr_stats import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
-from w2s.pipeline.store import read_probabilities, rule_file
+from w2s.pipeline.store import read_split_probabilities, rule_file
 from w2s.report.records import link_references
 from w2s.result_rows import (
     AGREEMENT_SPLIT,
@@ -126,8 +126,8 @@ def _diagnostics(student: dict, supervisor: dict | None, rule: str) -> dict:
     if None in folders:
         return {}
     try:
-        mine = {split: read_probabilities(folders[0], split) for split in ("test", "train_b")}
-        theirs = {split: read_probabilities(folders[1], split, rule) for split in ("test", "train_b")}
+        mine = read_split_probabilities(folders[0], ("test", "train_b"))
+        theirs = read_split_probabilities(folders[1], ("test", "train_b"), rule)
         truth = pd.read_json(folders[0] / "predictions.jsonl", lines=True, dtype={"id": str})
     except (OSError, ValueError, KeyError):
         return {}
