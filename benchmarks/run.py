@@ -55,9 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.conftest's
 
 import torch  # noqa: E402
 
-from w2s import runner as run_mod  # noqa: E402
-from w2s.precision import _cpu_model, auto_precision  # noqa: E402
+from w2s.pipeline import runner as run_mod  # noqa: E402
 from w2s.spec import validate_spec  # noqa: E402
+from w2s.training.precision import _cpu_model, auto_precision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SST2 = ROOT.parent / "shared" / "data" / "sst2"
@@ -107,7 +107,7 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
 
 
 class StageClock:
-    """Wall time of every stage `w2s.runner` runs in this process (run_stage plus the results update),
+    """Wall time of every stage `w2s.pipeline.runner` runs in this process (run_stage plus the results update),
     and, within it, the time in `train` and `predict` (timed here: metrics.json rounds them to 10 ms,
     which is most of a tiny stage)."""
 
@@ -167,7 +167,7 @@ class StageClock:
 
 
 def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
-    """One ground-truth MiniLM stage through w2s.runner: its metrics and wall time."""
+    """One ground-truth MiniLM stage through w2s.pipeline.runner: its metrics and wall time."""
     spec = validate_spec(minilm_spec(tmp, sst2, **train))
     with StageClock() as clock:
         run_mod.run_experiment(spec, only=["ground_truth/*"], echo=QUIET)
@@ -185,16 +185,16 @@ def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
 
 def bench_stage(tmp: Path, sst2: Path | None):
     """The ground-truth stage the trainer workload plans: its model, data and settings."""
-    from w2s.environment import plan_here
+    from w2s.experiment.plan import plan_run
 
-    return next(s for s in plan_here(validate_spec(minilm_spec(tmp, sst2))) if s.kind == "ground_truth")
+    return next(s for s in plan_run(validate_spec(minilm_spec(tmp, sst2))).stages if s.kind == "ground_truth")
 
 
 def w2s_micro_batches(lengths: list[int], stage) -> list[list[int]]:
-    """The micro-batches (example indices) `stage` trains on, as w2s.train forms them."""
+    """The micro-batches (example indices) `stage` trains on, as w2s.training.loop forms them."""
     import numpy as np
 
-    from w2s.train import micro_batches, optimizer_batches
+    from w2s.training.loop import micro_batches, optimizer_batches
 
     lengths_np, s = np.array(lengths), stage.settings
     rng = np.random.default_rng(stage.training_seed)
@@ -210,10 +210,10 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
     training's op profile too, under "ops")."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from w2s.batches import Encoded
     from w2s.data import load_splits
-    from w2s.models import count_parameters, load_classifier, load_tokenizer
+    from w2s.models.loading import count_parameters, load_classifier, load_tokenizer
     from w2s.pipeline.inputs import LengthLog, encode, one_hot
+    from w2s.training.batches import Encoded
 
     stage = bench_stage(tmp, sst2)
     rows = load_splits(stage.dataset, stage.seed).train_a
@@ -324,7 +324,7 @@ def matmul_bound(stage, batches: list[list[int]], lengths: list[int], precision:
     batched (L x d) products) and their four gradients. Each distinct shape is timed (best of 3)
     and weighted by how often the stage meets it. What this leaves out (embeddings, norms,
     activations, softmax, the optimizer) is what makes it a bound."""
-    from w2s.models import load_classifier
+    from w2s.models.loading import load_classifier
 
     model = load_classifier(stage.model)
     config = model.backbone.config
@@ -457,7 +457,7 @@ def median_range(values: list[float]) -> dict:
 
 
 def ladder_sweep(tmp: Path, sst2: Path) -> dict:
-    """experiments/sst2_ladder.yaml with one seed, end to end through `w2s.runner`, then rerun (cached)."""
+    """experiments/sst2_ladder.yaml with one seed, end to end through `w2s.pipeline.runner`, then rerun (cached)."""
     from w2s.spec import load_spec
 
     files = f"{{train: {sst2 / 'train.tsv'}, test: [{sst2 / 'dev.tsv'}, {sst2 / 'test.tsv'}]}}"

@@ -12,7 +12,8 @@ import pytest
 import w2s
 from tests.conftest import tiny_spec
 from w2s.cli import main
-from w2s.spec import SpecError, validate_spec
+from w2s.errors import SpecError
+from w2s.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from tests.conftest import tiny_spec
-from w2s import compiling
-from w2s.environment import plan_here
-from w2s.runner import run_experiment
+from w2s.experiment.plan import plan_run
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import validate_spec
+from w2s.training import compiling
 
 
 def keys(spec: dict) -> dict[str, str]:
-    return {s.name: s.key for s in plan_here(validate_spec(spec))}
+    return {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
 
 
 def test_compile_enters_the_keys_as_resolved(tmp_path, monkeypatch):
@@ -23,7 +23,7 @@ def test_compile_enters_the_keys_as_resolved(tmp_path, monkeypatch):
     assert keys({**spec, "train": {**spec["train"], "compile": False}}) == off  # the default
     on = keys({**spec, "train": {**spec["train"], "compile": True}})
     assert set(on) == set(off) and all(on[name] != off[name] for name in on)
-    monkeypatch.setattr("w2s.environment.auto_compile", lambda precision: (False, "measured slower"))
+    monkeypatch.setattr("w2s.experiment.environment.auto_compile", lambda precision: (False, "measured slower"))
     assert keys({**spec, "train": {**spec["train"], "compile": "auto"}}) == off  # auto decided eager: eager keys
 
 
@@ -48,7 +48,6 @@ def test_auto_measures_once_per_machine_and_remembers(tmp_path, monkeypatch):
     monkeypatch.setattr(compiling, "compile_speedup", lambda precision: {"speedup": 0.6})
     assert compiling.auto_compile("bf16")[0] is False  # another precision: measured anew, and slower
     compiling.auto_compile.cache_clear()
-    assert compiling.resolve_compile(True, "no") is True and compiling.resolve_compile(False, "no") is False
 
 
 def test_a_model_that_fails_to_compile_trains_eager_with_the_same_numbers(tmp_path, monkeypatch):

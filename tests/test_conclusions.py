@@ -11,8 +11,6 @@ from scipy import stats
 
 from tests.test_report import write_experiment
 from w2s import report
-from w2s.metrics import N_RESAMPLES, aggregate_seeds
-from w2s.pgr_stats import pgr, pgr_interval
 from w2s.report.conclusions import (
     COMPARISON_COLUMNS,
     comparisons_markdown,
@@ -20,6 +18,8 @@ from w2s.report.conclusions import (
     pair_conclusions,
     paired_comparisons,
 )
+from w2s.scoring.metrics import N_RESAMPLES, aggregate_seeds
+from w2s.scoring.pgr import pgr, pgr_interval
 
 
 def summary_row(

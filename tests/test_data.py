@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from w2s.data import DATASETS, describe_datasets, load_dataset_rows, tokenize
-from w2s.spec import DataSpec, SpecError
+from w2s.errors import SpecError
+from w2s.spec import DataSpec
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 needs_sst2 = pytest.mark.skipif(not SST2.is_dir(), reason=f"local SST-2 copy not found at {SST2}")
@@ -252,7 +253,7 @@ def test_synthetic_uses_generator_defaults(monkeypatch):
         make = lambda split, n: [{"id": f"{split}-{i}", "txt": f"{split} {i}", "hard_label": i % 2} for i in range(n)]
         return {"train": make("train", n_train), "test": make("test", n_test)}
 
-    from w2s import synthetic
+    from w2s.data import synthetic
 
     monkeypatch.setattr(synthetic, "generate", generate)
     monkeypatch.setattr(synthetic, "DEFAULT_N_TRAIN", 30)

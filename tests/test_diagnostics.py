@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import stage_folder, tiny_spec
 from w2s import report
-from w2s.metrics import transfer_diagnostics
+from w2s.pipeline.runner import run_experiment
 from w2s.report.conclusions import misfit_correlation
-from w2s.result_rows import ERROR_METRICS
-from w2s.runner import run_experiment
+from w2s.scoring.metrics import transfer_diagnostics
+from w2s.scoring.rows import ERROR_METRICS
 from w2s.spec import validate_spec
 
 

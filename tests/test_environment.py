@@ -1,4 +1,4 @@
-"""`auto` decided once per run folder (w2s/environment.py): machines of a sweep agree on the keys.
+"""`auto` decided once per run folder (w2s/experiment/environment.py): machines of a sweep agree on the keys.
 
 W2S_FAKE_PRECISION stands in for the hardware's answer, so one machine plays two: "GPU workers"
 whose `auto` is bf16 and a "login node" whose `auto` is fp32."""

@@ -115,22 +115,25 @@ def test_submitted_workers_record_failures_and_wait_ends_with_one_line(tmp_path)
 def test_a_stage_that_fails_in_another_process_while_this_one_looks_is_not_tried_again(tmp_path, monkeypatch):
     """The race of two workers: this one lists the sweep's failures (none yet), the other records its
     failure and releases the lock, then this one takes the lock: it must give the stage up."""
-    from w2s import runner as run_mod
-    from w2s.environment import plan_here
+    from w2s.experiment.plan import plan_run
+    from w2s.pipeline import runner as run_mod
     from w2s.pipeline import store
     from w2s.spec import validate_spec
 
     spec = validate_spec(tiny_spec(tmp_path / "runs", name="race", ladder=1))
-    stage = plan_here(spec)[0]
+    stage = plan_run(spec).stages[0]
     root = tmp_path / "runs" / "race"
     store.prepare(root)
     tmp = store.temporary_folder(root, stage)
     tmp.mkdir(parents=True)
     store.record_failure(root, stage, tmp, "Traceback ...\nRuntimeError: boom", "sweep-1")  # the other worker
     monkeypatch.setattr(store, "failures", lambda root: {})  # this worker listed them before that
-    locks = store.locks(root)
-    assert run_mod._claim_next(root, locks, [stage], set(), "sweep-1", set()) == (0, "give up", None)
+
+    def queue(sweep):
+        return run_mod._Queue(spec, root, [run_mod.StageAction(stage, "run")], sweep, lambda *a: None)
+
+    assert queue("sweep-1").claim_next() == (0, "give up", None)
     assert not list((root / ".locks").glob("*.lock"))  # the lock it took to look is released
-    index, action, lease = run_mod._claim_next(root, locks, [stage], set(), "sweep-2", set())  # a later sweep retries
+    index, action, lease = queue("sweep-2").claim_next()  # a later sweep retries
     assert (index, action) == (0, "run")
     lease.release()

@@ -8,15 +8,16 @@ import torch
 from accelerate.utils import set_seed
 
 from tests.conftest import accuracy_from_predictions, ece_from_predictions, offline_runs, tiny_spec, write_spec
-from w2s import activations, probes
 from w2s.cli import main
 from w2s.data import load_dataset_rows, tokenize
-from w2s.environment import plan_here
-from w2s.losses import LOSSES
-from w2s.models import load_backbone, load_classifier, load_tokenizer
+from w2s.errors import SpecError
+from w2s.experiment.plan import plan_run
+from w2s.models.loading import load_backbone, load_classifier, load_tokenizer
+from w2s.pipeline.runner import run_experiment
 from w2s.report import load_records, seed_rows
-from w2s.runner import run_experiment
-from w2s.spec import SpecError, validate_spec
+from w2s.spec import validate_spec
+from w2s.training import activations, probes
+from w2s.training.losses import LOSSES
 
 
 def stage_folders(root, kind: str) -> list:
@@ -128,7 +129,7 @@ def test_probe_relabel_and_filter_record_what_they_did(tmp_path):
 
 def test_every_loss_and_probe_runs_from_a_spec(tmp_path):
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
-    names = [spec_class.model_fields["name"].default for spec_class in LOSSES]
+    names = list(LOSSES)
     spec["losses"] = [{"name": name} for name in names] + [
         {"name": "window", "label": "window-midweak", "radius": "midweak"},
         {"name": "logconf", "probe": {"method": "topo", "mode": "filter", "k": 5, "contamination": 0.2}},
@@ -160,11 +161,11 @@ def test_probe_settings_are_validated_and_keyed(tmp_path):
     with pytest.raises(SpecError, match=r"losses\.1\.probe\.contamination: "):
         validate_spec(spec)
     spec["losses"][1]["probe"] = {"method": "knn"}
-    names = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    names = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     assert "transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0" in names
     assert "features/synthetic/tiny-24/layer-middle/s0" in names
     spec["losses"][1]["probe"]["k"] = 3  # a new k: a new transfer, the same features
-    changed = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    changed = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     assert [n for n in names if names[n] != changed[n]] == ["transfer/synthetic/tiny-16->tiny-24/xent+knn_relabel/s0"]
 
 
@@ -232,9 +233,9 @@ def test_generative_finetuning_is_a_cached_stage_the_model_starts_from(tmp_path,
     said.clear()
     run_experiment(validate_spec(spec), echo=said.append)
     assert any("0 to train" in line for line in said)
-    before = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    before = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     spec["models"][1]["generative_finetune"]["lr"] = 1e-3  # new finetuning: gpt's stages rerun, tiny-16's do not
-    after = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    after = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     assert sorted(n for n in after if before[n] != after[n]) == [
         "ground_truth/synthetic/gpt/s0",
         "lm_finetune/synthetic/gpt/s0",

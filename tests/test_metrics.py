@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from w2s.metrics import expected_calibration_error
+from w2s.scoring.metrics import expected_calibration_error
 
 
 def binary(p_pos) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""One parser for model names (w2s/aliases.py): each of the five kinds, read from the spelling alone, and
+"""One parser for model names (w2s/models/names.py): each of the five kinds, read from the spelling alone, and
 what spec validation, `resolve` and the pre-run check make of it."""
 
 import dataclasses
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from w2s.aliases import MODEL_ALIASES, ModelName, parse_model_name, resolve
+from w2s.models.names import MODEL_ALIASES, ModelName, parse_model_name, resolve
 from w2s.spec import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_spec_validation_uses_the_parser():
 
 def test_the_parser_imports_no_torch():
     probe = (
-        "import sys; from w2s.aliases import parse_model_name; parse_model_name('torchvision:alexnet'); "
+        "import sys; from w2s.models.names import parse_model_name; parse_model_name('torchvision:alexnet'); "
         "heavy = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
@@ -175,8 +175,9 @@ def test_the_pre_run_check_looks_for_the_folders_a_name_spells(tmp_path):
     """What validation took on spelling, the pre-run check looks for: a checkpoint folder, a hubconf.py."""
     from types import SimpleNamespace
 
-    from w2s.checks import _check_models
-    from w2s.spec import SpecError, validate_spec
+    from w2s.errors import SpecError
+    from w2s.experiment.checks import _check_models
+    from w2s.spec import validate_spec
 
     hub, ckpt = tmp_path / "hub", tmp_path / "ckpt"
     spec = validate_spec(

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import accuracy_from_predictions, split_predictions, tiny_model, tiny_spec
-from w2s.models import count_parameters, load_classifier, load_tokenizer
-from w2s.runner import run_experiment
+from w2s.models.loading import count_parameters, load_classifier, load_tokenizer
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
 
@@ -80,7 +80,7 @@ def test_tiny_causal_lm_runs_end_to_end(tmp_path, tiny_causal_lm):
 
 
 def test_unloadable_model_is_a_one_line_error(tmp_path):
-    from w2s.spec import SpecError
+    from w2s.errors import SpecError
 
     empty = tmp_path / "empty-checkpoint"
     empty.mkdir()
@@ -106,19 +106,19 @@ def test_lora_trains_only_adapters_and_head(tmp_path):
 
 
 def test_lora_with_unknown_target_module_is_a_one_line_error():
-    from w2s.spec import SpecError
+    from w2s.errors import SpecError
 
     with pytest.raises(SpecError, match=r"models.0.lora.target_modules: "):
         load_classifier(ModelSpec(name="minilm-l1", lora={"target_modules": ["no_such_layer"]}), key="models.0")
 
 
 def test_lora_settings_enter_the_stage_key(tmp_path):
-    from w2s.environment import plan_here
+    from w2s.experiment.plan import plan_run
 
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]])
-    base = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    base = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     spec["models"][1]["lora"] = {"r": 2}
-    with_lora = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    with_lora = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     changed = sorted(name for name in base if base[name] != with_lora[name])
     assert changed == ["ground_truth/synthetic/tiny-24/s0", "transfer/synthetic/tiny-16->tiny-24/xent/s0"]
 
@@ -129,11 +129,11 @@ def _state(model) -> dict:
 
 @pytest.mark.parametrize("random_init", [True, False])
 def test_a_kept_backbone_is_a_fresh_load(random_init):
-    """The second load of a rung in a process is a copy of the first (w2s.models.BACKBONES): the same
+    """The second load of a rung in a process is a copy of the first (w2s.models.loading.BACKBONES): the same
     weights, torch's random state left as a fresh load leaves it, storage of its own, and training the
     copy leaves what is kept untouched. A different random state is a different entry (random init:
     other weights)."""
-    from w2s.models import BACKBONES
+    from w2s.models.loading import BACKBONES
 
     spec = ModelSpec(**(tiny_model("t", 16, 1) if random_init else {"name": "minilm-l1"}))
     BACKBONES.clear()
@@ -168,7 +168,7 @@ def test_a_kept_backbone_is_a_fresh_load(random_init):
 def test_a_sweep_gives_the_same_numbers_with_kept_backbones(tmp_path, monkeypatch):
     """A sweep whose stages copy kept backbones writes byte for byte the predictions of one that
     loads every backbone afresh (nothing kept: max_bytes 0)."""
-    from w2s.models import BACKBONES
+    from w2s.models.loading import BACKBONES
 
     def predictions(name: str) -> dict:
         root = tmp_path / name

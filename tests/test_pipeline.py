@@ -11,8 +11,8 @@ from tests.conftest import (
     ece_from_predictions,
     tiny_spec,
 )
-from w2s.pgr_stats import pgr
-from w2s.runner import run_experiment
+from w2s.pipeline.runner import run_experiment
+from w2s.scoring.pgr import pgr
 from w2s.spec import validate_spec
 
 
@@ -145,7 +145,7 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
 def test_logged_throughput_counts_each_example_once_and_precision_is_recorded(tmp_path):
     """log.jsonl counts every training example once (it used to add the whole logging window at every
     optimizer step: 5.5x too high), and every stage records the precision it ran in."""
-    from w2s.precision import resolve_precision
+    from w2s.training.precision import auto_precision
 
     spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], tracking={"mode": "disabled", "log_every": 3})
     spec["train"]["epochs"] = 2
@@ -155,7 +155,7 @@ def test_logged_throughput_counts_each_example_once_and_precision_is_recorded(tm
         metrics = json.loads((folder / "metrics.json").read_text())
         assert [r["examples"] for r in log] == [min(16 * r["step"], 2 * metrics["n_train"]) for r in log]
         assert log[-1]["examples"] == 2 * metrics["n_train"]  # two epochs of half A (or B)
-        assert metrics["mixed_precision"] == resolve_precision("auto")
+        assert metrics["mixed_precision"] == auto_precision()[0]
 
 
 def test_shortened_examples_are_counted_in_metrics_results_and_the_report(tmp_path):
@@ -198,11 +198,11 @@ def test_label_budget_trains_the_ground_truth_stage_on_the_first_rows_of_half_a(
     assert (truth["tiny-16"]["n_train"], truth["tiny-24"]["n_train"]) == (10, 32)  # half A of 64: 32
     transfer = next(r for r in rows if r["kind"] == "transfer")
     assert transfer["n_train"] == 32  # the student still learns from all of half B
-    from w2s.environment import plan_here
+    from w2s.experiment.plan import plan_run
 
-    keys = {s.name: s.key for s in plan_here(validate_spec(spec))}
+    keys = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
     spec["models"][0]["label_budget"] = 11
-    assert {s.name: s.key for s in plan_here(validate_spec(spec))} != keys  # the budget enters the keys
+    assert {s.name: s.key for s in plan_run(validate_spec(spec)).stages} != keys  # the budget enters the keys
 
 
 def test_stage_json_files_hold_a_key_per_line_and_read_back_whole(tmp_path):
@@ -210,7 +210,7 @@ def test_stage_json_files_hold_a_key_per_line_and_read_back_whole(tmp_path):
     values), parsed back equal to what was written; the supervisor's predictions read once for both
     splits equal each split read alone, in predictions.jsonl's order."""
     from w2s.jsonfiles import write_json
-    from w2s.pipeline.store import read_probabilities, read_split_probabilities
+    from w2s.scoring.predictions import read_probabilities, read_split_probabilities
 
     rows, _ = run(tiny_spec(tmp_path))
     folder = next((tmp_path / "tiny" / "stages").glob(f"*__{rows[0]['key']}"))

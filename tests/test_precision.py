@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from w2s import precision
+from w2s.training import precision
 
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # a CPU without native bf16
 
@@ -17,7 +17,7 @@ def resolve_in_subprocess(tmp_path, extra_env: dict) -> tuple[str, float]:
     """`auto` as a fresh process on this machine resolves it (the instruction-set caps are read at import)."""
     env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path), **extra_env}
     env.pop("ACCELERATE_MIXED_PRECISION", None)
-    code = "from w2s.precision import resolve_precision, bf16_speedup; print(resolve_precision('auto'), bf16_speedup())"
+    code = "from w2s.training.precision import auto_precision, bf16_speedup; print(auto_precision()[0], bf16_speedup())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     chosen, speedup = out.split()
     return chosen, float(speedup)
@@ -36,13 +36,13 @@ def test_auto_follows_the_probe_on_this_machine(tmp_path):
     assert json.loads(cached.read_text())["bf16_speedup"] > 0
 
 
-def test_the_answer_is_remembered_per_machine_and_an_explicit_value_wins(tmp_path, monkeypatch):
+def test_the_answer_is_remembered_per_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     monkeypatch.setattr(precision, "_may_have_gpu", lambda: False)
     monkeypatch.setattr(precision, "bf16_speedup", lambda: 3.0)
     precision.auto_precision.cache_clear()
-    assert precision.resolve_precision("auto") == "bf16"
+    assert precision.auto_precision()[0] == "bf16"
 
     def no_probe():
         raise AssertionError("probed again although the answer was cached")
@@ -50,12 +50,11 @@ def test_the_answer_is_remembered_per_machine_and_an_explicit_value_wins(tmp_pat
     monkeypatch.setattr(precision, "bf16_speedup", no_probe)
     precision.auto_precision.cache_clear()
     assert precision.auto_precision() == ("bf16", "this CPU computes bf16 natively (3.0x fp32 on a matmul probe)")
-    assert precision.resolve_precision("no") == "no" and precision.resolve_precision("fp16") == "fp16"
     other = "SSE41" if os.environ.get("ONEDNN_MAX_CPU_ISA") != "SSE41" else "AVX2"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", other)  # another instruction set: another machine, probed anew
     monkeypatch.setattr(precision, "bf16_speedup", lambda: 0.05)
     precision.auto_precision.cache_clear()
-    assert precision.resolve_precision("auto") == "no"
+    assert precision.auto_precision()[0] == "no"
     precision.auto_precision.cache_clear()
 
 
@@ -79,7 +78,7 @@ def test_a_remembered_cpu_answer_is_read_without_importing_torch(tmp_path):
     resolve_in_subprocess(tmp_path, {})  # the first process probes and remembers
     env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path)}
     env.pop("ACCELERATE_MIXED_PRECISION", None)
-    code = "import sys; from w2s import precision; print(precision._may_have_gpu(), precision.resolve_precision('auto'), 'torch' in sys.modules)"
+    code = "import sys; from w2s.training import precision; print(precision._may_have_gpu(), precision.auto_precision()[0], 'torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()

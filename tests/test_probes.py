@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from w2s.probes import MODES, PROBES, CleanedLabels, clean_labels, probe_predictions
+from w2s.training.probes import MODES, PROBES, CleanedLabels, clean_labels, probe_predictions
 
 N, NOISE = 200, 0.15
 

@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from tests.conftest import tiny_spec, write_spec
-from w2s import cli, losses, report
+from w2s import cli, report
 from w2s.data import load_splits
-from w2s.environment import plan_here
-from w2s.models import load_classifier
-from w2s.runner import run_experiment
+from w2s.experiment.plan import plan_run
+from w2s.models.loading import load_classifier
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
-from w2s.train import optimizer_batches, set_dropout
+from w2s.training import losses
+from w2s.training.loop import optimizer_batches, set_dropout
 
 
 def keys(spec: dict) -> dict[str, str]:
-    return {s.name: s.key for s in plan_here(validate_spec(spec))}
+    return {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
 
 
 def predictions(root: Path) -> dict[str, np.ndarray]:
@@ -206,7 +207,7 @@ def test_ceiling_on_half_b_trains_the_students_ceilings_on_their_rows(tmp_path):
     pairs = [["tiny-16", "tiny-24"], ["tiny-16", "tiny-32"], ["tiny-24", "tiny-32"]]
     on_a = tiny_spec(tmp_path / "a", ladder=3, pairs=pairs)
     on_b = tiny_spec(tmp_path / "b", ladder=3, pairs=pairs, ceiling="half_b")
-    stages = {s.name: s for s in plan_here(validate_spec(on_b))}
+    stages = {s.name: s for s in plan_run(validate_spec(on_b)).stages}
     truth = sorted(n for n in stages if n.startswith("ground_truth"))
     assert truth == [
         "ground_truth/synthetic/tiny-16/s0",
@@ -253,7 +254,7 @@ def test_ceiling_half_b_with_halves_same_is_the_one_half(tmp_path):
     spec["datasets"]["halves"] = "same"
     spec["models"][0].update(name="minilm-l1", train=False)  # halves: same needs zero-shot supervisors
     spec["models"][0].pop("random_init"), spec["models"][0].pop("config_overrides")
-    names = [s.name for s in plan_here(validate_spec(spec))]
+    names = [s.name for s in plan_run(validate_spec(spec)).stages]
     assert "ground_truth/synthetic/tiny-24/s0" in names and not any("half-b" in n for n in names)
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s import metrics as w2s_metrics
 from w2s import report
 from w2s.cli import main
-from w2s.pgr_stats import pgr_interval
-from w2s.spec import SpecError
+from w2s.errors import SpecError
+from w2s.scoring import metrics as w2s_metrics
+from w2s.scoring.pgr import pgr_interval
 
 
 def predictions(n: int, accuracy: float, shift: int = 0) -> list[dict]:
@@ -492,7 +492,7 @@ def test_superseded_stage_is_left_out_of_the_tables(tmp_path):
 def test_wandb_runs_in_the_stage_config_layout_link_by_key(tmp_path):
     """w2s logs each run's config with the serialiser that writes config.json: supervisors by key,
     so a ground truth with the same model label but other settings is not taken as the weak model."""
-    from w2s.environment import plan_here
+    from w2s.experiment.plan import plan_run
     from w2s.pipeline.store import stage_config
     from w2s.spec import validate_spec
 
@@ -507,7 +507,7 @@ def test_wandb_runs_in_the_stage_config_layout_link_by_key(tmp_path):
             "train": {"mixed_precision": "no"},
         }
     )
-    stages = plan_here(spec)
+    stages = plan_run(spec).stages
     accuracy = {
         "ground_truth/synthetic/minilm-l1/s0": 0.6,
         "ground_truth/synthetic/minilm-l2/s0": 0.9,

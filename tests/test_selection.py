@@ -9,10 +9,12 @@ import pytest
 
 from tests.conftest import stage_folder, tiny_spec
 from w2s import report
-from w2s.pgr_stats import pgr
-from w2s.runner import run_experiment
-from w2s.selection import choose, evaluation_steps, validation_ids
-from w2s.spec import SpecError, validate_spec
+from w2s.errors import SpecError
+from w2s.experiment.selection import choose, validation_ids
+from w2s.pipeline.runner import run_experiment
+from w2s.scoring.pgr import pgr
+from w2s.spec import validate_spec
+from w2s.training.loop import evaluation_steps
 
 RULES = ("final", "weak_validation", "oracle")
 

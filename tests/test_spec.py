@@ -11,7 +11,8 @@ import yaml
 
 from w2s import __version__
 from w2s.cli import main
-from w2s.spec import SpecError, load_spec
+from w2s.errors import SpecError
+from w2s.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,13 @@ import pytest
 from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
 
 from tests.conftest import tiny_model, write_spec
-from w2s import aliases, cli, split_checkpoint
-from w2s.environment import plan_here
+from w2s import cli
 from w2s.errors import SpecError
-from w2s.models import load_classifier, load_tokenizer
-from w2s.runner import run_experiment
+from w2s.experiment.plan import plan_run
+from w2s.models import names as aliases
+from w2s.models import split_checkpoint
+from w2s.models.loading import load_classifier, load_tokenizer
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import ModelSpec, validate_spec
 
 WORDS = (
@@ -184,6 +186,6 @@ def test_a_minilm_supervisor_teaches_an_mpnet_student(parts, tmp_path):
             "pairs": [["tiny-minilm", "minilm-l1"]],
         }
     )
-    assert {s.key for s in plan_here(validate_spec(spec))} & {s.key for s in plan_here(same_shape)} == {
-        s.key for s in plan_here(same_shape) if s.model.label == "tiny-minilm"
+    assert {s.key for s in plan_run(validate_spec(spec)).stages} & {s.key for s in plan_run(same_shape).stages} == {
+        s.key for s in plan_run(same_shape).stages if s.model.label == "tiny-minilm"
     }

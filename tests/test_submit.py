@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_spec, write_spec
-from w2s.spec import SpecError
-from w2s.submit import parse_slurm_options, parse_time, worker_command
+from w2s.errors import SpecError
+from w2s.pipeline.submit import parse_slurm_options, parse_time
+from w2s.pipeline.workers import worker_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,9 +57,9 @@ def test_slurm_options_become_sbatch_parameters():
 
 
 def test_a_worker_with_several_gpus_runs_under_accelerate_launch(tmp_path):
-    one = worker_command(tmp_path / "spec.yaml", "S", 1)
+    one = worker_command(tmp_path / "spec.yaml", "S", gpus=1)
     assert one[1:] == ["-m", "w2s", "run", str(tmp_path / "spec.yaml"), "--sweep", "S"]
-    four = worker_command(tmp_path / "spec.yaml", "S", 4)
+    four = worker_command(tmp_path / "spec.yaml", "S", gpus=4)
     assert four[1:] == [
         "-m",
         "accelerate.commands.launch",

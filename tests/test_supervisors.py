@@ -10,11 +10,12 @@ import pytest
 
 from tests.conftest import stage_folder, tiny_spec
 from w2s import report
-from w2s.pgr_stats import pgr
+from w2s.errors import SpecError
 from w2s.pipeline.evaluation import combine
 from w2s.pipeline.inputs import mix_gold
-from w2s.runner import run_experiment
-from w2s.spec import SpecError, validate_spec
+from w2s.pipeline.runner import run_experiment
+from w2s.scoring.pgr import pgr
+from w2s.spec import validate_spec
 
 
 def _probs(p_pos: list[float]) -> np.ndarray:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import tiny_spec, write_spec
-from w2s.environment import plan_here
-from w2s.runner import run_experiment, select
+from w2s.experiment.plan import plan_run
+from w2s.pipeline.runner import run_experiment, stage_actions
 from w2s.spec import validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def finished_stage_folders(root: Path) -> list[str]:
 
 def test_grid_trains_each_stage_once_then_reruns_nothing(tmp_path):
     spec = grid(tmp_path)
-    stages = plan_here(validate_spec(spec))
+    stages = plan_run(validate_spec(spec)).stages
     kinds = [s.kind for s in stages]
     assert kinds.count("ground_truth") == 3 * 2 and kinds.count("transfer") == 6 * 2 * 2
 
@@ -74,8 +74,8 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
     spec = grid(tmp_path)
     run(spec)
     spec["models"][1]["lr"] = 5e-4  # tiny-24
-    selections = select(plan_here(validate_spec(spec)), tmp_path / "grid")
-    to_run = sorted(s.stage.name for s in selections if s.action == "run")
+    actions = stage_actions(plan_run(validate_spec(spec)).stages, tmp_path / "grid")
+    to_run = sorted(a.stage.name for a in actions if a.action == "run")
     expected = sorted(
         [f"ground_truth/synthetic/tiny-24/s{seed}" for seed in (0, 1)]
         + [
@@ -90,7 +90,7 @@ def test_changing_one_models_lr_reruns_exactly_its_dependents(tmp_path):
 
 
 def test_keys_ignore_paths_tracking_and_per_device_batch(tmp_path):
-    keys = lambda spec: [s.key for s in plan_here(validate_spec(spec))]  # noqa: E731
+    keys = lambda spec: [s.key for s in plan_run(validate_spec(spec)).stages]  # noqa: E731
     base = keys(grid(tmp_path))
     moved = grid(tmp_path / "elsewhere", tracking={"mode": "offline", "project": "other"})
     moved["train"]["minibatch_size"] = 4  # same effective batch of 16
@@ -119,7 +119,7 @@ def test_bootstrap_and_strong_to_strong_reuse_existing_stages(tmp_path):
         bootstrap=[["tiny-16", "tiny-24", "tiny-32"]],
         strong_to_strong_iters=1,
     )
-    stages = plan_here(validate_spec(spec))
+    stages = plan_run(validate_spec(spec)).stages
     names = [s.name for s in stages]
     assert names.count("transfer/synthetic/tiny-16->tiny-24/xent/s0") == 1  # shared by the pair and the chain
     assert "bootstrap/synthetic/tiny-16->tiny-24->tiny-32/xent/s0" in names
@@ -264,7 +264,7 @@ def test_keys_follow_data_contents_not_paths(tmp_path):
             "column_names": ["sentence", "label"],
         },
     )
-    keys = lambda path: [s.key for s in plan_here(validate_spec(spec(path)))]  # noqa: E731
+    keys = lambda path: [s.key for s in plan_run(validate_spec(spec(path))).stages]  # noqa: E731
     base = keys(first)
     assert keys(sst2_like(tmp_path, "b/copy.tsv", rows)) == base  # the same bytes elsewhere: same stages
     time.sleep(0.01)
@@ -273,20 +273,20 @@ def test_keys_follow_data_contents_not_paths(tmp_path):
 
 
 def test_key_version_and_resolved_precision_enter_every_key(tmp_path, monkeypatch):
-    from w2s import plan as plan_mod
+    from w2s.experiment import keys as keys_mod
 
-    keys = lambda spec: [s.key for s in plan_here(validate_spec(spec))]  # noqa: E731
+    keys = lambda spec: [s.key for s in plan_run(validate_spec(spec)).stages]  # noqa: E731
     base = keys(grid(tmp_path))
-    monkeypatch.setattr(plan_mod, "KEY_VERSION", plan_mod.KEY_VERSION + 1)
+    monkeypatch.setattr(keys_mod, "KEY_VERSION", keys_mod.KEY_VERSION + 1)
     assert set(keys(grid(tmp_path))).isdisjoint(base)  # new code: every stage reruns once
     monkeypatch.undo()
     fp32, bf16 = grid(tmp_path), grid(tmp_path)
     fp32["train"]["mixed_precision"] = "fp32"
     bf16["train"]["mixed_precision"] = "bf16"
     assert set(keys(fp32)).isdisjoint(keys(bf16))
-    from w2s.precision import resolve_precision
+    from w2s.training.precision import auto_precision
 
-    assert keys(grid(tmp_path)) == (keys(bf16) if resolve_precision("auto") == "bf16" else keys(fp32))
+    assert keys(grid(tmp_path)) == (keys(bf16) if auto_precision()[0] == "bf16" else keys(fp32))
 
 
 def test_a_stage_with_unreadable_metrics_reruns(tmp_path):
@@ -305,7 +305,7 @@ def test_a_stage_with_unreadable_metrics_reruns(tmp_path):
 def test_only_or_force_matching_nothing_is_an_error_naming_the_nearest_stages(tmp_path):
     import pytest
 
-    from w2s.spec import SpecError
+    from w2s.errors import SpecError
 
     with pytest.raises(
         SpecError, match=r"--only 'transfer/\*tiny-16->tiny-99\*': matches no stage; nearest: .*tiny-16"
@@ -331,7 +331,7 @@ def test_leftovers_of_a_killed_forced_rerun_are_cleared(tmp_path):
 
 
 def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_path, monkeypatch):
-    from w2s import runner as run_mod
+    from w2s.pipeline import summary as summary_mod
 
     logged = []
 
@@ -339,12 +339,12 @@ def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_p
         raise KeyboardInterrupt  # the process dies after the last stage, before the summary run
 
     spec = tiny_spec(tmp_path, name="summary")
-    monkeypatch.setattr(run_mod, "log_experiment_summary", killed)
+    monkeypatch.setattr(summary_mod, "log_experiment_summary", killed)
     try:
         run(spec)
     except KeyboardInterrupt:
         pass
-    monkeypatch.setattr(run_mod, "log_experiment_summary", lambda spec, rows: logged.append(len(rows)))
+    monkeypatch.setattr(summary_mod, "log_experiment_summary", lambda spec, rows: logged.append(len(rows)))
     assert run(spec) == [] and logged == [5]  # nothing to train, the summary all the same
     assert run(spec) == [] and logged == [5]  # and only once
 
@@ -352,18 +352,19 @@ def test_the_wandb_summary_is_logged_by_the_rerun_when_a_kill_prevented_it(tmp_p
 def test_results_jsonl_is_refreshed_at_most_every_period_and_always_at_the_end(tmp_path, monkeypatch):
     """After a stage the file is rewritten only when the last write is REFRESH_SECONDS old; the run's
     end writes it regardless, and an interrupted run lists the stages that finished before it."""
-    import w2s.runner as runner_mod
+    import w2s.pipeline.runner as runner_mod
+    import w2s.pipeline.summary as summary_mod
 
     writes = []
-    real_write = runner_mod.write_jsonl
+    real_write = summary_mod.write_jsonl
     monkeypatch.setattr(
-        runner_mod, "write_jsonl", lambda path, rows: (writes.append(len(rows)), real_write(path, rows))
+        summary_mod, "write_jsonl", lambda path, rows: (writes.append(len(rows)), real_write(path, rows))
     )
-    monkeypatch.setattr(runner_mod, "REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(summary_mod, "REFRESH_SECONDS", 0.0)
     run(tiny_spec(tmp_path / "a", ladder=2))  # 2 ground-truth stages, 3 transfers
     assert writes == [1, 2, 3, 4, 5, 5]  # after each stage, then at the end
     writes.clear()
-    monkeypatch.setattr(runner_mod, "REFRESH_SECONDS", 1e9)
+    monkeypatch.setattr(summary_mod, "REFRESH_SECONDS", 1e9)
     run(tiny_spec(tmp_path / "b", ladder=2))
     assert writes == [5]  # at the end only
 

@@ -16,10 +16,11 @@ import pytest
 
 from tests.conftest import offline_runs, tiny_spec, write_spec
 from tests.wandb_offline import read_offline_run
-from w2s import activations, tracking
-from w2s.environment import plan_here
-from w2s.runner import run_experiment
+from w2s.experiment.plan import plan_run
+from w2s.pipeline import tracking
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import validate_spec
+from w2s.training import activations
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -66,7 +67,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
     rows = run_experiment(spec, echo=lambda *a: None)
     root = tmp_path / "tiny"
     runs = offline_runs(root)
-    stages = {s.key: s for s in plan_here(spec)}
+    stages = {s.key: s for s in plan_run(spec).stages}
     by_key = {r["config"].get("key"): r for r in runs if r["job_type"] != "summary"}
     assert set(by_key) == set(stages) and len(runs) == len(stages) + 1  # one run per stage, once
     results = {r["key"]: r for r in rows}
@@ -111,7 +112,7 @@ def test_offline_mode_leaves_one_wandb_run_per_stage_and_a_summary_run(tmp_path)
 def test_transfer_run_has_pgr_once_its_ceiling_finished_and_leaves_it_out_before(tmp_path):
     """Fixed metrics, so PGR is defined whatever the tiny models learn."""
     spec = validate_spec(tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], tracking={"mode": "offline"}))
-    transfer = next(s for s in plan_here(spec) if s.kind == "transfer")
+    transfer = next(s for s in plan_run(spec).stages if s.kind == "transfer")
     metrics = {
         "test_accuracy": 0.7,
         "test_auroc": 0.75,

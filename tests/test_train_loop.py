@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from w2s.batches import Activations
-from w2s.losses import Xent
-from w2s.models import ProbeHead
-from w2s.plan import TrainSettings
-from w2s.train import classification, train
+from w2s.models.loading import ProbeHead
+from w2s.training.batches import Activations
+from w2s.training.loop import classification, train
+from w2s.training.losses import Xent
+from w2s.training.settings import TrainSettings
 
 
 def test_no_host_device_read_per_micro_batch(monkeypatch):
@@ -48,7 +48,7 @@ def test_no_host_device_read_per_micro_batch(monkeypatch):
 def _attention_ops(model, inputs, choice: str) -> tuple[set[str], torch.Tensor]:
     from torch.profiler import profile
 
-    from w2s.train import attention_kernels
+    from w2s.training.launch import attention_kernels
 
     with attention_kernels(choice), profile() as prof:
         out = model.pooled(**inputs)
@@ -60,7 +60,7 @@ def test_math_attention_replaces_the_flash_kernel():
     """`train.attention: math`: without dropout a CPU's SDPA runs its flash kernel (slow backward at
     short sequences); under `math` no flash op runs and the pooled states are the same to 1e-5."""
     from tests.conftest import tiny_model
-    from w2s.models import load_classifier
+    from w2s.models.loading import load_classifier
     from w2s.spec import ModelSpec
 
     torch.manual_seed(0)
@@ -79,17 +79,17 @@ def test_attention_enters_the_key_only_when_set(tmp_path):
     """The default (`sdpa`) leaves every cached stage's key as it was; `math` is another stage, and
     its config.json says so."""
     from tests.conftest import tiny_spec
-    from w2s.environment import plan_here
-    from w2s.plan import _settings_identity
-    from w2s.runner import run_experiment
+    from w2s.experiment.keys import settings_identity
+    from w2s.experiment.plan import plan_run
+    from w2s.pipeline.runner import run_experiment
     from w2s.spec import validate_spec
 
     default = validate_spec(tiny_spec(tmp_path, ladder=1))
     math = validate_spec(
         tiny_spec(tmp_path, name="math", ladder=1, train={**default.train.model_dump(), "attention": "math"})
     )
-    stages_default, stages_math = plan_here(default), plan_here(math)
-    assert "attention" not in _settings_identity(stages_default[0].settings)
+    stages_default, stages_math = plan_run(default).stages, plan_run(math).stages
+    assert "attention" not in settings_identity(stages_default[0].settings)
     assert {s.key for s in stages_default}.isdisjoint(s.key for s in stages_math)
     run_experiment(math, only=["ground_truth/*"], echo=lambda *a: None)
     config = next((tmp_path / "math" / "stages").glob("ground_truth__*")) / "config.json"
@@ -104,7 +104,7 @@ def test_seed_everything_leaves_the_generators_as_accelerates_set_seed(monkeypat
     import numpy as np
     from accelerate.utils import set_seed
 
-    from w2s.train import seed_everything
+    from w2s.training.launch import seed_everything
 
     def states():
         return random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state().tolist()

@@ -6,12 +6,12 @@ import json
 import pytest
 
 from tests.conftest import apply_changes, save_tiny_vit, write_spec
-from w2s import activations
 from w2s.cli import main
-from w2s.pgr_stats import pgr
+from w2s.pipeline.runner import run_experiment
 from w2s.report import build_report, load_records
-from w2s.runner import run_experiment
+from w2s.scoring.pgr import pgr
 from w2s.spec import validate_spec
+from w2s.training import activations
 
 
 @pytest.fixture

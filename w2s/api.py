@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from w2s.spec import ExperimentSpec, SpecError
-
-METRICS = ("accuracy", "auroc")
+from w2s.errors import SpecError
+from w2s.scoring.metrics import PGR_METRICS
+from w2s.spec import ExperimentSpec
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentSpec:
@@ -42,7 +42,7 @@ def run(
     """Run the experiment as `w2s run` does (cached stages are reused; progress bars in a notebook too)
     and return results.jsonl's rows. `spec`: an ExperimentSpec or the path of its YAML. Raises
     StagesFailed after the other stages finished when some failed."""
-    from w2s.runner import run_experiment
+    from w2s.pipeline.runner import run_experiment
 
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec)
@@ -73,8 +73,8 @@ def pgr(
     chain x loss, or the columns `by`. `df` is what `results` returned (a filtered copy too)."""
     from w2s.report.tables import GROUP_COLUMNS, seed_rows, summary_rows
 
-    if metric not in METRICS:
-        raise SpecError(f"pgr: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if metric not in PGR_METRICS:
+        raise SpecError(f"pgr: unknown metric {metric!r}; use one of {', '.join(PGR_METRICS)}")
     rows, draws = seed_rows(_records(df), metric)
     if per_seed:
         return rows

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from w2s import __version__
-from w2s.errors import StagesFailed
-from w2s.spec import SpecError, json_schema, load_spec
+from w2s.errors import SpecError, StagesFailed
+from w2s.scoring.metrics import PGR_METRICS
+from w2s.spec import json_schema, load_spec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         help="N processes share the stage queue (on CUDA, round-robin over the visible devices)",
     )
     run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
-    run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (see w2s.runner.new_sweep)
+    run.add_argument("--sweep", help=argparse.SUPPRESS)  # the sweep a worker belongs to (runner.new_sweep)
     sub_ = with_spec(sub.add_parser("submit", help="run the sweep as N workers on Slurm (or local processes)"))
     sub_.add_argument("--workers", type=_positive, required=True, metavar="N", help="N workers share the stage queue")
     sub_.add_argument(
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="experiment folder(s) <output_dir>/<name>, or a folder holding several",
     )
     rep.add_argument("--out", help="output folder (default RUN_DIR/report, or ./report with --wandb)")
-    rep.add_argument("--metric", choices=["accuracy", "auroc"], default="accuracy", help="metric PGR is computed on")
+    rep.add_argument("--metric", choices=PGR_METRICS, default="accuracy", help="metric PGR is computed on")
     rep.add_argument(
         "--x",
         choices=["size", "ceiling"],
@@ -184,87 +185,44 @@ def _stop_on_signal(signum, frame) -> None:
 
 
 def _dispatch(args) -> int:
-    if args.command == "schema":
-        say(json.dumps(json_schema(), indent=2))
-    elif args.command == "list":
-        for name, description in _registry(args.what):
-            say(f"{name:<22} {description}")
-    elif args.command == "validate":
-        spec = load_spec(args.spec, args.overrides)
-        if args.spec_only:
-            say(f"{args.spec}: valid spec (its data and models were not checked here)")
-            return 0
-        from w2s.checks import check_runnable
-        from w2s.environment import plan_here
+    return COMMANDS[args.command](args) or 0
 
-        stages = plan_here(spec)
-        check_runnable(spec, stages)
-        say(f"{args.spec}: valid ({len(stages)} stages), runnable here")
-    elif args.command == "run":
-        spec = load_spec(args.spec, args.overrides)
-        from w2s.runner import new_sweep, run_experiment
 
-        for signum in (signal.SIGTERM, signal.SIGUSR2):
-            signal.signal(signum, _stop_on_signal)
-        sweep = args.sweep or new_sweep()
-        if args.workers > 1 and not args.dry_run:
-            code = _run_workers(args, spec, sweep)
-            if code:
-                return code
-        run_experiment(
-            spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say, summary=not args.worker, sweep=sweep
-        )
-    elif args.command == "submit":
-        from w2s import submit
+def _schema(args) -> None:
+    say(json.dumps(json_schema(), indent=2))
 
-        submission = submit.submit(
-            args.spec,
-            args.overrides,
-            args.workers,
-            args.executor,
-            args.partition,
-            args.gpus_per_worker,
-            args.time,
-            args.slurm,
-            echo=say,
-        )
-        if args.wait:
-            from w2s.status import stage_states
 
-            root = Path(submission["root"])
-            try:
-                submit.wait(submission, root, echo=say)
-            except KeyboardInterrupt:
-                print(f"w2s: stopped waiting; the workers go on (w2s status {root})", file=sys.stderr)
-                return 130
-            rows = stage_states(root)  # none: no worker wrote the plan
-            unfinished = sum(row["state"] != "finished" for row in rows) if rows else submission["stages"]
-            if unfinished:
-                print(
-                    f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)",
-                    file=sys.stderr,
-                )
-                return 1
-    elif args.command == "status":
-        from w2s.status import describe, stage_states
+def _list(args) -> None:
+    for name, description in _registry(args.what):
+        say(f"{name:<22} {description}")
 
-        rows = stage_states(Path(args.run_dir))
-        if args.json:
-            for row in rows:
-                say(json.dumps(row))
-        else:
-            say(describe(Path(args.run_dir), rows))
-    elif args.command == "report":
-        from w2s import report
 
-        if bool(args.wandb) == bool(args.run_dirs):
-            raise SpecError("report: give RUN_DIR(s) or --wandb ENTITY/PROJECT (one of the two)")
-        if args.wandb:
-            written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x)
-        else:
-            written = report.report(args.run_dirs, args.out, args.metric, x=args.x)
-        say((written[0].parent / "summary.md").read_text(), end="")
-        say(f"wrote {len(written)} files to {written[0].parent}")
+def _validate(args) -> None:
+    spec = load_spec(args.spec, args.overrides)
+    if args.spec_only:
+        say(f"{args.spec}: valid spec (its data and models were not checked here)")
+        return
+    from w2s.experiment.plan import plan_run
+
+    planned = plan_run(spec)
+    planned.check()
+    say(f"{args.spec}: valid ({len(planned.stages)} stages), runnable here")
+
+
+def _run(args) -> int:
+    spec = load_spec(args.spec, args.overrides)
+    from w2s.pipeline.runner import new_sweep, run_experiment
+
+    for signum in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(signum, _stop_on_signal)
+    sweep = args.sweep or new_sweep()
+    if args.workers > 1 and not args.dry_run:
+        code = _run_workers(args, spec, sweep)
+        if code:
+            return code
+    run_experiment(
+        spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say, summary=not args.worker, sweep=sweep
+    )
     return 0
 
 
@@ -273,16 +231,73 @@ def _run_workers(args, spec, sweep: str) -> int:
     same sweep) reports. A worker that ends with 1 (stages failed) leaves the report to that pass."""
     if args.force:
         raise SpecError("--force: retrain with one process (w2s run SPEC --force PATTERN), then resume with --workers")
-    from w2s.checks import check_runnable
-    from w2s.environment import plan_here
-    from w2s.workers import run_workers
+    from w2s.experiment.plan import plan_run
+    from w2s.pipeline.workers import run_workers
 
-    check_runnable(spec, plan_here(spec))  # a bad spec fails here once, not in every worker
+    plan_run(spec).check()  # a bad spec fails here once, not in every worker
     codes = run_workers(args.spec, args.overrides, args.only, args.workers, sweep, echo=say)
     crashed = [(i, code) for i, code in enumerate(codes) if code not in (0, 1)]
     for i, code in crashed:
         print(f"w2s: worker {i} exited with code {code}; finished stages are kept, rerun to resume", file=sys.stderr)
     return crashed[0][1] if crashed else 0
+
+
+def _submit(args) -> int:
+    from w2s.pipeline import submit
+
+    options = {k: getattr(args, k) for k in ("workers", "executor", "partition", "gpus_per_worker", "slurm")}
+    submission = submit.submit(args.spec, args.overrides, time_limit=args.time, echo=say, **options)
+    if not args.wait:
+        return 0
+    from w2s.pipeline.status import stage_states
+
+    root = Path(submission["root"])
+    try:
+        submit.wait(submission, root, echo=say)
+    except KeyboardInterrupt:
+        print(f"w2s: stopped waiting; the workers go on (w2s status {root})", file=sys.stderr)
+        return 130
+    rows = stage_states(root)  # none: no worker wrote the plan
+    unfinished = sum(row["state"] != "finished" for row in rows) if rows else submission["stages"]
+    if unfinished:
+        print(f"w2s: the workers ended with {unfinished} stages unfinished (above: which, and why)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(args) -> None:
+    from w2s.pipeline.status import describe, stage_states
+
+    rows = stage_states(Path(args.run_dir))
+    if args.json:
+        for row in rows:
+            say(json.dumps(row))
+    else:
+        say(describe(Path(args.run_dir), rows))
+
+
+def _report(args) -> None:
+    from w2s import report
+
+    if bool(args.wandb) == bool(args.run_dirs):
+        raise SpecError("report: give RUN_DIR(s) or --wandb ENTITY/PROJECT (one of the two)")
+    if args.wandb:
+        written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x)
+    else:
+        written = report.report(args.run_dirs, args.out, args.metric, x=args.x)
+    say((written[0].parent / "summary.md").read_text(), end="")
+    say(f"wrote {len(written)} files to {written[0].parent}")
+
+
+COMMANDS = {
+    "schema": _schema,
+    "list": _list,
+    "validate": _validate,
+    "run": _run,
+    "submit": _submit,
+    "status": _status,
+    "report": _report,
+}
 
 
 def _registry(what: str) -> list[tuple[str, str]]:
@@ -292,7 +307,7 @@ def _registry(what: str) -> list[tuple[str, str]]:
 
         return describe_datasets()
     if what == "models":
-        from w2s.aliases import describe_models
+        from w2s.models.names import describe_models
 
         return describe_models()
     if what == "examples":
@@ -300,7 +315,7 @@ def _registry(what: str) -> list[tuple[str, str]]:
 
         return [(f"example:{name}", "a spec shipped with w2s: w2s run example:" + name) for name in examples()]
     if what == "kinds":
-        from w2s.kinds import KINDS
+        from w2s.experiment.kinds import KINDS
 
         return [(name, f"trains {kind.trains}; result row: {kind.row or 'none'}") for name, kind in KINDS.items()]
     from w2s.spec import describe_losses

@@ -13,7 +13,12 @@ function of the seed, so a rerun reproduces the same split and the same random f
 - splits.py: Splits, load_splits, load_dataset_rows: seeded samples, halves A and B, formatted rows
 - tokens.py: Tokenized, tokenize: drop or truncate examples over max_ctx tokens
 
-Importing this package imports no torch, transformers or datasets (`datasets` loads inside functions).
+- synthetic.py: the generated review task of the quickstart
+
+`spec` in these modules is a dataset's entry of the experiment spec (a `w2s.spec.DataSpec`): the data
+layer sits under the spec layer (which checks names against the registry), so it reads the entry's
+fields and does not import its class. Importing this package imports no torch, transformers or
+datasets (`datasets` loads inside functions).
 """
 
 from w2s.data.contents import file_digest, fingerprint, fingerprints, hub_revision

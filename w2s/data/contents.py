@@ -7,17 +7,13 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from w2s import cache
+from w2s import machine_cache
 from w2s.data.registry import DATASETS
 from w2s.errors import SpecError, first_line
 
-if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
-    from w2s.spec import DataSpec
 
-
-def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
+def fingerprint(spec, key: str = "datasets.0") -> dict:
     """The identity of a dataset's contents, for stage keys: a sha256 of each data file's bytes, a hub
     dataset's resolved revision, a listing of an image folder. A file rewritten in place changes its
     stages' keys; the same bytes under another path keep them. Generated datasets (synthetic,
@@ -37,11 +33,11 @@ def fingerprint(spec: DataSpec, key: str = "datasets.0") -> dict:
 
 
 def fingerprints(spec) -> list[dict]:
-    """The `fingerprint` of each of an experiment spec's datasets, in order: what `w2s.plan.plan` keys on."""
+    """The `fingerprint` of each of an experiment spec's datasets, in order: what `w2s.experiment.plan.plan` keys on."""
     return [fingerprint(dataset, f"datasets.{i}") for i, dataset in enumerate(spec.datasets)]
 
 
-def split_files(spec: DataSpec, split: str, key: str) -> list[tuple[str, str]]:
+def split_files(spec, split: str, key: str) -> list[tuple[str, str]]:
     """(path, spec key for messages) of each file of a split: one file, or a list read as one split."""
     paths = spec.data_files[split]
     if isinstance(paths, str):
@@ -64,7 +60,7 @@ def file_digest(path: str | Path, where: str) -> str:
 def _digest(path: str, size: int, mtime_ns: int) -> str:
     """In this process: once per file version; across processes: through the per-machine cache."""
     memo = f"{path}:{size}:{mtime_ns}"
-    known = cache.read(HASHES) or {}
+    known = machine_cache.read(HASHES) or {}
     if memo not in known:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
@@ -73,7 +69,7 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         # one entry per path: the version hashed last (older versions of a rewritten file go)
         known = {k: v for k, v in known.items() if k.rsplit(":", 2)[0] != path}
         known[memo] = digest.hexdigest()
-        cache.write(HASHES, known)
+        machine_cache.write(HASHES, known)
     return known[memo]
 
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import contextlib
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from w2s.data.contents import file_digest, hub_revision, split_files
 from w2s.data.registry import DatasetInfo, load_rows
 from w2s.errors import SpecError, first_line
-
-if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
-    from w2s.spec import DataSpec
 
 
 class Rows(list):
@@ -33,7 +29,7 @@ class Rows(list):
         return list(self)
 
 
-def _read_splits(spec: DataSpec, info: DatasetInfo, seed: int, key: str):
+def _read_splits(spec, info: DatasetInfo, seed: int, key: str):
     """-> ({split name: datasets.Dataset or Rows}, pool split name, test split name or None)."""
     if info.loader is not None:
         if spec.data_files or spec.column_names:
@@ -80,7 +76,7 @@ _COMPRESSION = (".gz", ".bz2", ".xz")
 _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-def _read_file(spec: DataSpec, split: str, key: str):
+def _read_file(spec, split: str, key: str):
     """A split's local file(s) -> one datasets.Dataset; each file parsed once per process for its
     contents and read options. Several files (a list) are concatenated in their order."""
     parts, first = [], None
@@ -111,7 +107,7 @@ def _read_file(spec: DataSpec, split: str, key: str):
 _FILES: dict[tuple, object] = {}
 
 
-def _parse_file(path: Path, spec: DataSpec, where: str, key: str):
+def _parse_file(path: Path, spec, where: str, key: str):
     """One local file -> datasets.Dataset, with the builder chosen by extension."""
     import datasets
 

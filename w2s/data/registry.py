@@ -12,10 +12,6 @@ import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
-    from w2s.spec import DataSpec
 
 # source row + rng -> {"txt", "hard_label"} and, where the text ends in what decides the label,
 # "decisive": that suffix of "txt" (kept whole when the text is shortened to max_ctx)
@@ -46,17 +42,19 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, description: str, **info) -> Callable[[Formatter], Formatter]:
-    """Decorator: register `formatter` under `name`; keyword arguments are DatasetInfo fields."""
+def register(name: str, **info) -> Callable[[Formatter], Formatter]:
+    """Decorator: register `formatter` under `name`, described by its docstring's first line (`w2s list
+    datasets`); keyword arguments are DatasetInfo fields."""
 
     def wrap(formatter: Formatter) -> Formatter:
+        description = formatter.__doc__.strip().splitlines()[0]
         DATASETS[name] = DatasetInfo(name=name, description=description, formatter=formatter, **info)
         return formatter
 
     return wrap
 
 
-def load_rows(info: DatasetInfo, spec: DataSpec, seed: int) -> tuple[list, list]:
+def load_rows(info: DatasetInfo, spec, seed: int) -> tuple[list, list]:
     """Call the entry's loader (imported only now: image loaders need torch and PIL)."""
     module, _, function = info.loader.partition(":")
     return getattr(importlib.import_module(module), function)(spec, seed)
@@ -75,11 +73,11 @@ def describe_datasets() -> list[tuple[str, str]]:
 
 @register(
     "sciq",
-    "SciQ science questions: is the shown answer the correct one (or a distractor)?",
     hub="allenai/sciq",
     columns=("question", "correct_answer", "distractor1", "distractor2", "distractor3"),
 )
 def format_sciq(row: dict, rng: random.Random) -> dict:
+    """SciQ science questions: is the shown answer the correct one (or a distractor)?"""
     label = int(rng.random() < 0.5)
     distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
     answer = row["correct_answer"] if label else rng.choice(distractors)
@@ -89,25 +87,25 @@ def format_sciq(row: dict, rng: random.Random) -> dict:
 
 @register(
     "boolq",
-    "BoolQ: yes/no questions about a Wikipedia passage.",
     hub="google/boolq",
     test="validation",
     columns=("passage", "question", "answer"),
     label_column="answer",
 )
 def format_boolq(row: dict, rng: random.Random) -> dict:
+    """BoolQ: yes/no questions about a Wikipedia passage."""
     decisive = f"\nQuestion: {row['question']}"
     return {"txt": f"Passage: {row['passage']}{decisive}", "hard_label": int(row["answer"]), "decisive": decisive}
 
 
 @register(
     "cosmos_qa",
-    "Cosmos QA commonsense reading comprehension: is the shown answer the right one?",
     hub="allenai/cosmos_qa",
     test="validation",
     columns=("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
 )
 def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
+    """Cosmos QA commonsense reading comprehension: is the shown answer the right one?"""
     candidates = [row[f"answer{i}"] for i in range(4)]
     true_answer = candidates[int(row["label"])]
     # "None of the above" as the right answer would make a shown wrong answer "correct": always a negative
@@ -119,23 +117,23 @@ def format_cosmos_qa(row: dict, rng: random.Random) -> dict:
 
 @register(
     "amazon_polarity",
-    "Amazon review polarity: is the review (title + text) positive?",
     hub="fancyzhx/amazon_polarity",
     columns=("title", "content", "label"),
     label_column="label",
 )
 def format_amazon_polarity(row: dict, rng: random.Random) -> dict:
+    """Amazon review polarity: is the review (title + text) positive?"""
     return {"txt": f"{row['title']} {row['content']}", "hard_label": int(row["label"])}
 
 
 @register(
     "anthropic_hh",
-    "Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?",
     hub="Anthropic/hh-rlhf",
     columns=("chosen", "rejected"),
     truncate="left",
 )
 def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
+    """Anthropic HH-RLHF: is this dialogue the preferred (chosen) one?"""
     # chosen and rejected share the history and differ in the last assistant turn: that turn decides,
     # and a long history is cut from its start (truncate: left), keeping the turns nearest the answer
     label = int(rng.random() < 0.5)
@@ -146,24 +144,24 @@ def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
 
 @register(
     "sst2",
-    "SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)",
     hub="stanfordnlp/sst2",
     test="validation",
     columns=("sentence", "label"),
     label_column="label",
 )
 def format_sst2(row: dict, rng: random.Random) -> dict:
+    """SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)"""
     return {"txt": row["sentence"], "hard_label": int(row["label"])}
 
 
 @register(
     "synthetic",
-    "Generated mixed-review sentiment task (w2s/synthetic.py); offline, no files needed.",
     columns=("txt", "hard_label"),
     label_column="hard_label",
-    loader="w2s.synthetic:load_rows",
+    loader="w2s.data.synthetic:load_rows",
 )
 def format_synthetic(row: dict, rng: random.Random) -> dict:
+    """Generated mixed-review sentiment task (w2s/data/synthetic.py); offline, no files needed."""
     return {"txt": row["txt"], "hard_label": int(row["hard_label"])}
 
 
@@ -223,7 +221,7 @@ DATASETS["local"] = DatasetInfo(
 )
 
 
-def _local_formatter(spec: DataSpec) -> Formatter:
+def _local_formatter(spec) -> Formatter:
     def format_local(row: dict, rng: random.Random) -> dict:
         return {"txt": "\n".join(str(row[c]) for c in spec.text_columns), "hard_label": int(row[spec.label_column])}
 

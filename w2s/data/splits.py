@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from w2s.data.contents import fingerprint
 from w2s.data.files import _check_columns, _read_splits, class_range, is_class_index
 from w2s.data.registry import DATASETS, Formatter, _local_formatter, load_rows
 from w2s.errors import SpecError, first_line
-
-if TYPE_CHECKING:  # the spec layer imports the registry, never the other way round
-    from w2s.spec import DataSpec
 
 
 @dataclass
@@ -29,7 +25,7 @@ class Splits:
 _SPLITS: dict[tuple[str, int], Splits] = {}
 
 
-def load_splits(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
+def load_splits(spec, seed: int, key: str = "datasets.0") -> Splits:
     """`load_dataset_rows`, once per process for each (dataset, seed): every stage of a sweep shares them."""
     memo = (spec.model_dump_json(), json.dumps(fingerprint(spec, key)), seed)  # files by content, not path
     if memo not in _SPLITS:
@@ -37,7 +33,7 @@ def load_splits(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
     return _SPLITS[memo]
 
 
-def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Splits:
+def load_dataset_rows(spec, seed: int, key: str = "datasets.0") -> Splits:
     """Read the dataset, shuffle with `seed`, cap at n_train/n_test, split the pool into halves A and B.
 
     `key` is the spec location used in error messages (e.g. "datasets.2"). Only the sampled rows
@@ -66,7 +62,7 @@ def load_dataset_rows(spec: DataSpec, seed: int, key: str = "datasets.0") -> Spl
     return _halves(spec, pool_a, pool_b, test, notes)
 
 
-def _halves(spec: DataSpec, pool_a: list, pool_b: list, test: list, notes: list) -> Splits:
+def _halves(spec, pool_a: list, pool_b: list, test: list, notes: list) -> Splits:
     """Disjoint halves A and B, or (`halves: same`) the whole pool as both: for zero-shot supervisors,
     which need no half A, so that the ceiling and the students train on the same rows."""
     if spec.halves == "same":
@@ -77,7 +73,7 @@ def _halves(spec: DataSpec, pool_a: list, pool_b: list, test: list, notes: list)
     return Splits(pool_a, pool_b, test, notes)
 
 
-def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: str):
+def _sample(spec, seed: int, n_pool: int, n_test: int | None, where: str):
     """Seeded row indices: (pool, test, notes). With no test split (n_test None), a share of the pool
     is held out and the test indices point into the pool. `sample: random` caps at n_train / n_test
     with a seeded draw; `sample: first` keeps the first rows in file order (the reference's) and then
@@ -114,7 +110,7 @@ def _sample(spec: DataSpec, seed: int, n_pool: int, n_test: int | None, where: s
 _IMAGES: dict[tuple, tuple[list, list]] = {}  # (name, data_dir) -> (pool, test): every seed splits the same rows
 
 
-def _image_splits(spec: DataSpec, seed: int, key: str) -> Splits:
+def _image_splits(spec, seed: int, key: str) -> Splits:
     """Image rows {"id", "image", "hard_label"} (w2s/vision/datasets.py), split like the text datasets."""
     where = f"{key} ({spec.label})"
     if spec.data_files or spec.column_names:

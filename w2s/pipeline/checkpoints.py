@@ -1,5 +1,5 @@
 """Evaluation during training (`train.eval_every`): the learning curve, and the checkpoint each
-selection rule chooses (w2s/selection.py), kept as predictions, so one training run serves every rule.
+selection rule chooses (w2s/experiment/selection.py), kept as predictions, so one training run serves every rule.
 
 At each evaluation point the model predicts the validation split (held out of half B) and test; the
 point joins the curve (metrics.json, W&B history under `eval/`). Where a rule's choice moves to this
@@ -14,14 +14,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from w2s import metrics as scores
-from w2s.batches import Batches
-from w2s.selection import RULES, improves
-from w2s.train import predict
+from w2s.experiment.selection import RULES, improves
+from w2s.scoring.metrics import accuracy, test_scores
+from w2s.training.batches import Batches
+from w2s.training.inference import predict
 
 
 class Checkpoints:
-    """The `evaluate` callback of `w2s.train.train` for one classifier stage."""
+    """The `evaluate` callback of `w2s.training.loop.train` for one classifier stage."""
 
     def __init__(
         self,
@@ -50,11 +50,9 @@ class Checkpoints:
             "step": step,
             "progress": step / total,
             "validation_accuracy": (
-                scores.accuracy(probs["validation"], self.validation_labels.argmax(axis=1))
-                if "validation" in probs
-                else None
+                accuracy(probs["validation"], self.validation_labels.argmax(axis=1)) if "validation" in probs else None
             ),
-            "test_accuracy": scores.accuracy(probs["test"], self.truth["test"]),
+            "test_accuracy": accuracy(probs["test"], self.truth["test"]),
         }
         self.curve.append(point)
         self.log({k: v for k, v in point.items() if v is not None}, "eval")
@@ -83,10 +81,5 @@ class Checkpoints:
         out = {}
         for rule in self.rules:
             point, probs = self.chosen[rule]
-            y = self.truth["test"]
-            out[rule] = {
-                **point,
-                "test_auroc": scores.auroc(probs["test"], y) if probs["test"].shape[1] == 2 else None,
-                "ece": scores.expected_calibration_error(probs["test"], y),
-            }
+            out[rule] = {**point, **test_scores(probs["test"], self.truth["test"])}
         return out

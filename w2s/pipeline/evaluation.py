@@ -1,24 +1,17 @@
-"""What a classifier stage reports in its metrics.json: its scores (w2s/metrics.py) on test and
-half B, and its agreement with its supervisor."""
+"""What a classifier stage reports in its metrics.json: its scores on test (`w2s.scoring.metrics.
+test_scores`) and half B, its agreement with its supervisor, the quality of the labels it trained on;
+and how an ensemble combines its members' predictions."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from w2s import metrics as scores
-from w2s.result_rows import TRANSFER_DIAGNOSTICS
+from w2s.scoring.metrics import accuracy, expected_calibration_error, test_scores, transfer_diagnostics
+from w2s.scoring.rows import TRANSFER_DIAGNOSTICS
 
 
 def hard_labels(rows: list[dict]) -> np.ndarray:
     return np.array([r["hard_label"] for r in rows])
-
-
-def auroc(probs: np.ndarray, rows: list[dict]) -> dict:
-    """{"test_auroc": binary AUROC or None, "test_auroc_macro_ovr": for k > 2 (else absent)}."""
-    y = hard_labels(rows)
-    if probs.shape[1] == 2:
-        return {"test_auroc": scores.auroc(probs, y)}
-    return {"test_auroc": None, "test_auroc_macro_ovr": scores.macro_ovr_auroc(probs, y)}
 
 
 def classifier_metrics(
@@ -28,13 +21,11 @@ def classifier_metrics(
     its predictions by split, `w2s.pipeline.inputs.supervisor_predictions`; `held_out`: half B's
     validation rows, which the student did not train on)."""
     metrics = {
-        "test_accuracy": scores.accuracy(p_test, hard_labels(test_rows)),
-        **auroc(p_test, test_rows),
-        "train_b_accuracy": scores.accuracy(p_b, hard_labels(b_rows)),
+        **test_scores(p_test, hard_labels(test_rows)),
+        "train_b_accuracy": accuracy(p_b, hard_labels(b_rows)),
         "n_train": n_train,
         "n_test": len(test_rows),
         "train_seconds": round(train_seconds, 2),
-        "ece": scores.expected_calibration_error(p_test, hard_labels(test_rows)),
         **dict.fromkeys(TRANSFER_DIAGNOSTICS),
     }
     if supervisor is not None:
@@ -43,7 +34,7 @@ def classifier_metrics(
             "test": ([r["id"] for r in test_rows], p_test),
             "train_b": ([b_rows[i]["id"] for i in trained], p_b[trained]),
         }
-        metrics.update(scores.transfer_diagnostics(student, supervisor, {r["id"]: r["hard_label"] for r in test_rows}))
+        metrics.update(transfer_diagnostics(student, supervisor, {r["id"]: r["hard_label"] for r in test_rows}))
     return metrics
 
 
@@ -66,8 +57,8 @@ def weak_label_quality(rows: list[dict], labels: np.ndarray) -> dict:
     their accuracy and calibration against the ground truth of those rows, which only the toolkit sees."""
     y = hard_labels(rows)
     return {
-        "weak_label_accuracy": scores.accuracy(labels, y) if len(rows) else None,
-        "weak_label_ece": scores.expected_calibration_error(labels, y) if len(rows) else None,
+        "weak_label_accuracy": accuracy(labels, y) if len(rows) else None,
+        "weak_label_ece": expected_calibration_error(labels, y) if len(rows) else None,
     }
 
 

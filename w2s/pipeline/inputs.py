@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from w2s import activations, probes
-from w2s import data as data_mod
-from w2s.batches import Encoded
-from w2s.models import load_tokenizer
-from w2s.pipeline.store import finished_folder, read_split_probabilities
-from w2s.plan import Stage
-from w2s.spec import ExperimentSpec, SpecError
+from w2s.data import Tokenized, tokenize
+from w2s.errors import SpecError
+from w2s.experiment.kinds import Stage
+from w2s.models.loading import load_tokenizer
+from w2s.pipeline.store import finished_folder
+from w2s.scoring.predictions import read_split_probabilities
+from w2s.spec import ExperimentSpec
+from w2s.training import activations, probes
+from w2s.training.batches import Encoded
 
 
 class LengthLog:
@@ -25,7 +27,7 @@ class LengthLog:
         self.notes: list[str] = []
         self.counts: dict[str, dict[str, int]] = {}
 
-    def record(self, split: str, n_rows: int, result: data_mod.Tokenized, max_ctx: int) -> None:
+    def record(self, split: str, n_rows: int, result: Tokenized, max_ctx: int) -> None:
         counts = {"shortened": result.n_shortened, "dropped": result.n_dropped, "decisive_cut": result.n_decisive_cut}
         self.counts[split] = counts
         if result.n_dropped:
@@ -45,7 +47,7 @@ class LengthLog:
         return {**(totals if self.counts else {}), "lengths": self.counts, "notes": self.notes}
 
 
-_TOKENIZED: dict[tuple, data_mod.Tokenized] = {}  # this process's tokenizations, by everything they depend on
+_TOKENIZED: dict[tuple, Tokenized] = {}  # this process's tokenizations, by everything they depend on
 
 
 def encode(
@@ -66,7 +68,7 @@ def encode(
         tuple(r.get("keep_chars") for r in rows),
     )
     if key not in _TOKENIZED:
-        _TOKENIZED[key] = data_mod.tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy, dataset.truncate_side)
+        _TOKENIZED[key] = tokenize(rows, tokenizer, dataset.max_ctx, dataset.ctx_policy, dataset.truncate_side)
     result = _TOKENIZED[key]
     lengths.record(split, len(rows), result, dataset.max_ctx)
     kept_rows = [rows[i] for i in result.kept]

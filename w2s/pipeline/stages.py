@@ -1,4 +1,4 @@
-"""One class per stage kind (w2s/kinds.py), each with `run(job) -> (metrics, predictions)`.
+"""One class per stage kind (w2s/experiment/kinds.py), each with `run(job) -> (metrics, predictions)`.
 
 Under `accelerate launch` every process runs a stage's work together (training and prediction are
 collective); only the writer (the main process) writes the stage folder, logs and computes metrics.
@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from w2s import activations, generative
-from w2s import data as data_mod
-from w2s import metrics as scores
-from w2s.jsonfiles import read_json, write_json, write_jsonl
-from w2s.kinds import KINDS
-from w2s.losses import Xent, build_loss
-from w2s.models import (
+from w2s.data import load_splits
+from w2s.errors import SpecError, first_line
+from w2s.experiment.kinds import KINDS, Stage
+from w2s.experiment.selection import RULES, validation_ids
+from w2s.jsonfiles import read_json, write_json
+from w2s.models.loading import (
     ProbeHead,
     count_parameters,
     load_classifier,
@@ -44,17 +43,16 @@ from w2s.pipeline.inputs import (
     supervisor_labels,
     supervisor_predictions,
 )
-from w2s.pipeline.store import (
-    finished_folder,
-    prediction_rows,
-    read_split_probabilities,
-    rule_file,
-    write_probabilities,
-)
-from w2s.plan import Stage
-from w2s.selection import RULES, validation_ids
-from w2s.spec import ExperimentSpec, SpecError, first_line
-from w2s.train import batch_outputs, canonical_probabilities, classification, make_accelerator, predict, train
+from w2s.pipeline.store import finished_folder
+from w2s.scoring.metrics import test_scores
+from w2s.scoring.predictions import prediction_lines, read_split_probabilities, rule_file, write_rule_predictions
+from w2s.spec import ExperimentSpec
+from w2s.training import activations, generative
+from w2s.training.batches import Batches
+from w2s.training.inference import batch_outputs, canonical_probabilities, predict
+from w2s.training.launch import make_accelerator
+from w2s.training.loop import classification, train
+from w2s.training.losses import Xent, build_loss
 
 Output = tuple[dict | None, list[dict] | None]  # (None, None) on a process that does not write
 
@@ -92,6 +90,20 @@ class Labelled(NamedTuple):
     supervisor: dict | None = None  # a student's: its supervisor's predictions (supervisor_predictions)
 
 
+class Inputs(NamedTuple):
+    """A classifier stage's model and its splits, as the loop reads them (tokens, or cached activations)."""
+
+    model: torch.nn.Module
+    sizes: dict  # its parameter counts: the report's x-axis
+    train: Batches
+    validation: Batches | None  # None without a validation split
+    validation_rows: list[dict]
+    half_b: Batches
+    half_b_rows: list[dict]
+    test: Batches
+    test_rows: list[dict]
+
+
 class ClassifierStage:
     """Train the classifier (or, on cached activations, its head) and predict half B and test; with
     `train.eval_every`, also at every evaluation point, keeping the checkpoint each selection rule
@@ -105,96 +117,129 @@ class ClassifierStage:
         raise NotImplementedError
 
     def run(self, job: StageJob) -> Output:
-        stage, spec, root = job.stage, job.spec, job.root
-        splits = data_mod.load_splits(stage.dataset, stage.seed)
-        lengths, k = LengthLog(), stage.dataset.num_classes
+        stage = job.stage
+        splits = load_splits(stage.dataset, stage.seed)
         held_out = validation_ids(splits.train_b, stage.settings.validation_frac, stage.seed)
         given = self.labels(job, splits, held_out)
+        lengths = LengthLog()
         if stage.features is not None:  # a linear probe: the head alone, on cached activations
-            features_folder = finished_folder(root, stage.features)
-            cached = activations.read(features_folder)
-            train_data, _ = cached[self.train_split(stage)].select(given.train_rows, given.train_labels)
-            val_data, val_rows = (
-                cached["train_b"].select(given.validation_rows, given.validation_labels)
-                if given.validation_rows
-                else (None, [])
-            )
-            b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
-            test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test, k))
-            model = ProbeHead(test_data.array.shape[1], k)
-            network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
-            sizes = {name: network[name] for name in ("parameters", "non_embedding_parameters")}
+            inputs = self.on_activations(job, splits, given)
         else:
-            train_data, _ = encode(given.train_rows, stage, given.train_labels, lengths, "train")
-            val_data, val_rows = (
-                encode(given.validation_rows, stage, given.validation_labels, lengths, "validation")
-                if given.validation_rows
-                else (None, [])
-            )
-            b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
-            test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
-            model = load_classifier(
-                stage.model, key=model_location(spec, stage), weights_from=base_weights(root, stage), classes=k
-            )
-            sizes = count_parameters(model)
+            inputs = self.on_tokens(job, splits, given, lengths)
         job.echo_notes(lengths.notes)
-        checkpoints = None
-        if stage.settings.eval_every is not None:
-            data = {"train_b": b_data, "test": test_data, **({"validation": val_data} if val_rows else {})}
-            checkpoints = Checkpoints(
-                data,
-                val_data.labels if val_rows else None,
-                {"test": hard_labels(test_rows)},
-                stage.settings.eval_batch_size,
-                job.log,
-            )
+        checkpoints = self.checkpoints(job, inputs) if stage.settings.eval_every is not None else None
 
         start = time.perf_counter()
         model, accelerator = train(
-            model,
-            train_data,
+            inputs.model,
+            inputs.train,
             classification(given.loss_fn),
             stage.settings,
             stage.training_seed,
             log=job.log,
-            log_every=spec.tracking.log_every,
+            log_every=job.spec.tracking.log_every,
             desc=stage.name,
             echo=job.echo,
             evaluate=checkpoints,
         )
         train_seconds = time.perf_counter() - start
         if checkpoints is None:
-            p_b = predict(model, b_data, accelerator, stage.settings.eval_batch_size, desc="predict half B")
-            p_test = predict(model, test_data, accelerator, stage.settings.eval_batch_size, desc="predict test")
+            batch = stage.settings.eval_batch_size
+            p_b = predict(model, inputs.half_b, accelerator, batch, desc="predict half B")
+            p_test = predict(model, inputs.test, accelerator, batch, desc="predict test")
         else:  # the stage's result is its rule's checkpoint (ground-truth stages: final; all are kept)
             train_seconds -= checkpoints.seconds
             p_b, p_test = checkpoints.result(stage.select)
         predict_seconds = time.perf_counter() - start - train_seconds
-        if spec.save_model:
-            state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
-            if job.writes:
-                (job.folder / "model").mkdir()
-                weights = {
-                    k: v.detach().clone().contiguous() for k, v in state.items()
-                }  # clone: tied weights share memory
-                save_file(weights, str(job.folder / "model" / "model.safetensors"))
+        if job.spec.save_model:
+            save_model(job, model, accelerator)
         if accelerator.device.type != "cpu":
-            # hand the accelerator's memory back before the next stage; its full garbage collection
-            # costs 0.2 s per stage with a sweep's data in memory, and a CPU gets nothing from it
+            # hand the accelerator's memory back before the next stage (a CPU gets nothing from its
+            # full garbage collection, which takes long with a sweep's data in memory)
             accelerator.free_memory()
         if not job.writes:
             return None, None
         metrics = classifier_metrics(
-            p_b, b_rows, p_test, test_rows, len(train_data), train_seconds, held_out, given.supervisor
+            p_b,
+            inputs.half_b_rows,
+            p_test,
+            inputs.test_rows,
+            len(inputs.train),
+            train_seconds,
+            held_out,
+            given.supervisor,
         )
-        metrics.update(sizes, **given.extra, **lengths.metrics(), predict_seconds=round(predict_seconds, 2))
+        metrics.update(inputs.sizes, **given.extra, **lengths.metrics(), predict_seconds=round(predict_seconds, 2))
         if checkpoints is not None:
-            metrics.update(n_validation=len(val_rows), curve=checkpoints.curve, selection=checkpoints.selection())
-            for rule in checkpoints.rules:
-                if rule != stage.select:  # the other rules' checkpoints, for their students and the report
-                    other_b, other_test = checkpoints.result(rule)
-                    write_predictions(job.folder, {"train_b": (b_rows, other_b), "test": (test_rows, other_test)}, rule)
-        return metrics, predictions(job, {"train_b": (b_rows, p_b), "test": (test_rows, p_test)})
+            metrics.update(self.other_rules(job, inputs, checkpoints))
+        return metrics, prediction_lines(
+            job.folder, {"train_b": (inputs.half_b_rows, p_b), "test": (inputs.test_rows, p_test)}
+        )
+
+    def on_activations(self, job: StageJob, splits, given: Labelled) -> Inputs:
+        """A linear probe's head and the cached activations of its features stage."""
+        stage, k = job.stage, job.stage.dataset.num_classes
+        features_folder = finished_folder(job.root, stage.features)
+        cached = activations.read(features_folder)
+        train_data, _ = cached[self.train_split(stage)].select(given.train_rows, given.train_labels)
+        val_data, val_rows = (
+            cached["train_b"].select(given.validation_rows, given.validation_labels)
+            if given.validation_rows
+            else (None, [])
+        )
+        b_data, b_rows = cached["train_b"].select(splits.train_b, one_hot(splits.train_b, k))
+        test_data, test_rows = cached["test"].select(splits.test, one_hot(splits.test, k))
+        network = read_json(features_folder / "metrics.json")  # the probed network's size: the report's x-axis
+        sizes = {name: network[name] for name in ("parameters", "non_embedding_parameters")}
+        model = ProbeHead(test_data.array.shape[1], k)
+        return Inputs(model, sizes, train_data, val_data, val_rows, b_data, b_rows, test_data, test_rows)
+
+    def on_tokens(self, job: StageJob, splits, given: Labelled, lengths: LengthLog) -> Inputs:
+        """The classifier and its splits tokenized."""
+        stage, k = job.stage, job.stage.dataset.num_classes
+        train_data, _ = encode(given.train_rows, stage, given.train_labels, lengths, "train")
+        val_data, val_rows = (
+            encode(given.validation_rows, stage, given.validation_labels, lengths, "validation")
+            if given.validation_rows
+            else (None, [])
+        )
+        b_data, b_rows = encode(splits.train_b, stage, one_hot(splits.train_b, k), lengths, "train_b")
+        test_data, test_rows = encode(splits.test, stage, one_hot(splits.test, k), lengths, "test")
+        model = load_classifier(
+            stage.model, key=model_location(job.spec, stage), weights_from=base_weights(job.root, stage), classes=k
+        )
+        return Inputs(
+            model, count_parameters(model), train_data, val_data, val_rows, b_data, b_rows, test_data, test_rows
+        )
+
+    def checkpoints(self, job: StageJob, inputs: Inputs) -> Checkpoints:
+        """Evaluation during training: the curve and each selection rule's checkpoint."""
+        data = {"train_b": inputs.half_b, "test": inputs.test}
+        if inputs.validation_rows:
+            data["validation"] = inputs.validation
+        validation_labels = inputs.validation.labels if inputs.validation_rows else None
+        truth = {"test": hard_labels(inputs.test_rows)}
+        return Checkpoints(data, validation_labels, truth, job.stage.settings.eval_batch_size, job.log)
+
+    def other_rules(self, job: StageJob, inputs: Inputs, checkpoints: Checkpoints) -> dict:
+        """The curve and each rule's choice for metrics.json; the checkpoints of the rules other than
+        the stage's own written beside its predictions, for their students and the report."""
+        for rule in checkpoints.rules:
+            if rule != job.stage.select:
+                other_b, other_test = checkpoints.result(rule)
+                splits = {"train_b": (inputs.half_b_rows, other_b), "test": (inputs.test_rows, other_test)}
+                write_rule_predictions(job.folder, splits, rule)
+        n_validation = len(inputs.validation_rows)
+        return {"n_validation": n_validation, "curve": checkpoints.curve, "selection": checkpoints.selection()}
+
+
+def save_model(job: StageJob, model, accelerator) -> None:
+    """The trained weights into the stage folder's model/ (`save_model: true`)."""
+    state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3: every process calls it
+    if job.writes:
+        (job.folder / "model").mkdir()
+        weights = {k: v.detach().clone().contiguous() for k, v in state.items()}  # clone: tied weights share memory
+        save_file(weights, str(job.folder / "model" / "model.safetensors"))
 
 
 class GroundTruth(ClassifierStage):
@@ -245,44 +290,46 @@ class Transfer(ClassifierStage):
         return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra, supervisor)
 
 
+def image_encoder(job: StageJob, head: bool = False):
+    """An image model as the stage's spec names it (`head`: with its own class outputs), and its size."""
+    from w2s import vision
+
+    model = job.stage.model
+    try:
+        encoder = vision.load_image_encoder(
+            model.name,
+            random_init=model.random_init,
+            config_overrides=model.config_overrides,
+            dtype=getattr(torch, model.dtype),
+            head=head,
+            trust_remote_code=model.trust_remote_code,
+        )
+    except ValueError as err:
+        raise SpecError(f"{model_location(job.spec, job.stage)}.name: {first_line(err)}") from None
+    n_params = sum(p.numel() for p in encoder.model.parameters())
+    return encoder, {"parameters": n_params, "non_embedding_parameters": n_params}
+
+
 class ZeroShot:
     """A model used as it is (`train: false`): its own predictions on half B (the weak labels) and test,
     mapped to the task's classes (`class_map`). Nothing trains; the stage stands where a weak model's
     ground-truth stage would, as the supervisor and the PGR baseline."""
 
     def run(self, job: StageJob) -> Output:
-        stage, spec = job.stage, job.spec
-        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        stage, k, key = job.stage, job.stage.dataset.num_classes, model_location(job.spec, job.stage)
+        splits = load_splits(stage.dataset, stage.seed)
         accelerator = make_accelerator(stage.settings)
-        lengths, key, k = LengthLog(), model_location(spec, stage), stage.dataset.num_classes
+        lengths, batch = LengthLog(), stage.settings.eval_batch_size
         start = time.perf_counter()
+        outputs, rows = {}, {}
         if stage.dataset.is_image:
-            from w2s import vision
-
-            try:
-                model = vision.load_image_encoder(
-                    stage.model.name,
-                    random_init=stage.model.random_init,
-                    config_overrides=stage.model.config_overrides,
-                    dtype=getattr(torch, stage.model.dtype),
-                    head=True,
-                    trust_remote_code=stage.model.trust_remote_code,
-                )
-            except ValueError as err:
-                raise SpecError(f"{key}.name: {first_line(err)}") from None
-            n_params = sum(p.numel() for p in model.model.parameters())
-            sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
-            outputs = {
-                name: activations.of_images(
-                    model, rows, accelerator, stage.settings.eval_batch_size, f"zero-shot {name}"
-                )
-                for name, rows in (("train_b", splits.train_b), ("test", splits.test))
-            }
-            rows = {"train_b": splits.train_b, "test": splits.test}
+            model, sizes = image_encoder(job, head=True)
+            for name, split_rows in (("train_b", splits.train_b), ("test", splits.test)):
+                outputs[name] = activations.of_images(model, split_rows, accelerator, batch, f"zero-shot {name}")
+                rows[name] = split_rows
         else:
             model = load_zero_shot_classifier(stage.model, key).to(accelerator.device)
             sizes = count_parameters(model)
-            outputs, rows = {}, {}
 
             def logits(inputs: dict) -> torch.Tensor:
                 with accelerator.autocast():
@@ -290,9 +337,7 @@ class ZeroShot:
 
             for name, split_rows in (("train_b", splits.train_b), ("test", splits.test)):
                 data, rows[name] = encode(split_rows, stage, one_hot(split_rows, k), lengths, name)
-                outputs[name] = batch_outputs(
-                    logits, data, accelerator, stage.settings.eval_batch_size, f"zero-shot {name}"
-                )
+                outputs[name] = batch_outputs(logits, data, accelerator, batch, f"zero-shot {name}")
         job.echo_notes(lengths.notes)
         probs = {
             name: canonical_probabilities(map_classes(logits, stage.model.class_map, k, key))
@@ -302,7 +347,7 @@ class ZeroShot:
             return None, None
         metrics = classifier_metrics(probs["train_b"], rows["train_b"], probs["test"], rows["test"], 0, 0.0)
         metrics.update(sizes, seconds=round(time.perf_counter() - start, 2), **lengths.metrics())
-        return metrics, predictions(job, {name: (rows[name], probs[name]) for name in probs})
+        return metrics, prediction_lines(job.folder, {name: (rows[name], probs[name]) for name in probs})
 
 
 class Ensemble:
@@ -313,26 +358,12 @@ class Ensemble:
 
     def run(self, job: StageJob) -> Output:
         stage, start = job.stage, time.perf_counter()
-        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        splits = load_splits(stage.dataset, stage.seed)
         folders = [finished_folder(job.root, m) for m in stage.members]
         rules = [
             r for r in RULES if r == "final" or all((f / rule_file("predictions.jsonl", r)).is_file() for f in folders)
         ]
-        results = {}
-        for rule in rules:
-            results[rule] = {}
-            members = [
-                read_split_probabilities(f, ("train_b", "test"), None if rule == "final" else rule) for f in folders
-            ]
-            for split, rows in (("train_b", splits.train_b), ("test", splits.test)):
-                read = [member[split] for member in members]
-                common = set.intersection(*(set(ids) for ids, _ in read))  # rows every member predicted
-                rows = [r for r in rows if r["id"] in common]
-                ordered = []
-                for ids, probs in read:
-                    where = {id_: i for i, id_ in enumerate(ids)}
-                    ordered.append(probs[[where[r["id"]] for r in rows]].astype(np.float64))
-                results[rule][split] = (rows, canonical_probabilities(combine(ordered, stage.combine)))
+        results = {rule: self.combined(stage, splits, folders, rule) for rule in rules}
         if not job.writes:
             return None, None
         (b_rows, p_b), (test_rows, p_test) = results["final"]["train_b"], results["final"]["test"]
@@ -347,67 +378,47 @@ class Ensemble:
             metrics["selection"] = {}
             for rule, combined in results.items():
                 rows, probs = combined["test"]
-                y = hard_labels(rows)
-                metrics["selection"][rule] = {
-                    "step": None,
-                    "test_accuracy": scores.accuracy(probs, y),
-                    "test_auroc": scores.auroc(probs, y) if probs.shape[1] == 2 else None,
-                    "ece": scores.expected_calibration_error(probs, y),
-                }
+                metrics["selection"][rule] = {"step": None, **test_scores(probs, hard_labels(rows))}
                 if rule != "final":
-                    write_predictions(job.folder, combined, rule)
-        return metrics, predictions(job, results["final"])
+                    write_rule_predictions(job.folder, combined, rule)
+        return metrics, prediction_lines(job.folder, results["final"])
 
-
-def predictions(job: StageJob, splits: dict[str, tuple[list[dict], np.ndarray]]) -> list[dict]:
-    """The lines of predictions.jsonl; with more than two classes the probabilities also go to probs.npz."""
-    if any(probs.shape[1] > 2 for _, probs in splits.values()):
-        write_probabilities(job.folder, splits)
-    return [line for name, (rows, probs) in splits.items() for line in prediction_rows(name, rows, probs)]
-
-
-def write_predictions(folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]], rule: str) -> None:
-    """predictions.<rule>.jsonl (and probs.<rule>.npz): the checkpoint another selection rule chose."""
-    if any(probs.shape[1] > 2 for _, probs in splits.values()):
-        write_probabilities(folder, splits, rule)
-    lines = [line for name, (rows, probs) in splits.items() for line in prediction_rows(name, rows, probs)]
-    write_jsonl(folder / rule_file("predictions.jsonl", rule), lines)
+    @staticmethod
+    def combined(stage: Stage, splits, folders: list[Path], rule: str) -> dict[str, tuple[list[dict], np.ndarray]]:
+        """Per split, the rows every member predicted and their combined probabilities, at `rule`'s checkpoints."""
+        members = [read_split_probabilities(f, ("train_b", "test"), None if rule == "final" else rule) for f in folders]
+        out = {}
+        for split, rows in (("train_b", splits.train_b), ("test", splits.test)):
+            read = [member[split] for member in members]
+            common = set.intersection(*(set(ids) for ids, _ in read))  # rows every member predicted
+            rows = [r for r in rows if r["id"] in common]
+            ordered = []
+            for ids, probs in read:
+                where = {id_: i for i, id_ in enumerate(ids)}
+                ordered.append(probs[[where[r["id"]] for r in rows]].astype(np.float64))
+            out[split] = (rows, canonical_probabilities(combine(ordered, stage.combine)))
+        return out
 
 
 class Features:
     """The `features` stage: pooled activations of the frozen model for every split, in features.npz."""
 
     def run(self, job: StageJob) -> Output:
-        stage, root = job.stage, job.root
-        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        stage = job.stage
+        splits = load_splits(stage.dataset, stage.seed)
         accelerator = make_accelerator(stage.settings)
         batch, key = stage.settings.eval_batch_size, model_location(job.spec, stage)
         start = time.perf_counter()
         arrays, lengths = {}, LengthLog()
         split_rows = {"train_a": splits.train_a, "train_b": splits.train_b, "test": splits.test}
         if stage.dataset.is_image:
-            from w2s import vision
-
-            try:
-                encoder = vision.load_image_encoder(
-                    stage.model.name,
-                    random_init=stage.model.random_init,
-                    config_overrides=stage.model.config_overrides,
-                    dtype=getattr(torch, stage.model.dtype),
-                    trust_remote_code=stage.model.trust_remote_code,
-                )
-            except ValueError as err:
-                raise SpecError(f"{key}.name: {first_line(err)}") from None
-            n_params = sum(p.numel() for p in encoder.model.parameters())
-            sizes = {"parameters": n_params, "non_embedding_parameters": n_params}
+            encoder, sizes = image_encoder(job)
             layer = None
             for name, rows in split_rows.items():
-                arrays[name] = activations.SplitActivations(
-                    [r["id"] for r in rows],
-                    activations.of_images(encoder, rows, accelerator, batch, f"features {name}"),
-                )
+                array = activations.of_images(encoder, rows, accelerator, batch, f"features {name}")
+                arrays[name] = activations.SplitActivations([r["id"] for r in rows], array)
         else:
-            model = load_classifier(stage.model, key=key, weights_from=base_weights(root, stage))
+            model = load_classifier(stage.model, key=key, weights_from=base_weights(job.root, stage))
             sizes = count_parameters(model)
             layer = resolve_layer(stage.layer, model.backbone.config.num_hidden_layers)
             for name, rows in split_rows.items():
@@ -435,7 +446,7 @@ class LMFinetune:
 
     def run(self, job: StageJob) -> Output:
         stage = job.stage
-        splits = data_mod.load_splits(stage.dataset, stage.seed)
+        splits = load_splits(stage.dataset, stage.seed)
         lengths = LengthLog()
         rows = splits.train_a + splits.train_b
         k = stage.dataset.num_classes
@@ -454,8 +465,8 @@ class LMFinetune:
         return (dict(metrics, **lengths.metrics()), []) if job.writes else (None, None)
 
 
-# the class that runs each kind of w2s/kinds.py's table (a kind there without a class here is an
-# error at import, not at the first stage of that kind)
+# the class that runs each kind of w2s/experiment/kinds.py's table (a kind there without a class here is
+# an error at import, not at the first stage of that kind)
 RUNNERS: dict[str, type] = {
     "ground_truth": GroundTruth,
     "zero_shot": ZeroShot,

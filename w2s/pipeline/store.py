@@ -20,16 +20,10 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
+from w2s.experiment.kinds import Stage
 from w2s.jsonfiles import read_json, write_json, write_jsonl
 from w2s.pipeline.locks import Lease, Locks, this_process
-from w2s.plan import Stage
 from w2s.spec import ExperimentSpec
-
-
-def experiment_dir(spec: ExperimentSpec) -> Path:
-    return Path(spec.output_dir) / spec.name
 
 
 def prepare(root: Path) -> None:
@@ -86,82 +80,6 @@ def read_metrics(root: Path, stage: Stage | None) -> dict | None:
     return found[1] if found else None
 
 
-PROBS_FILE = "probs.npz"  # (n, k) class probabilities per split, for k > 2
-
-
-def prediction_rows(split: str, rows: list[dict], probs: np.ndarray) -> list[dict]:
-    """predictions.jsonl's lines for one split: the tidy view (pandas reads it), one per example.
-
-    Two classes: p_pos, the positive class's probability, which describes the prediction fully. More
-    classes: the predicted class and its probability; the whole (n, k) array goes to probs.npz
-    (`write_probabilities`), since a 1000-way split as JSON would be hundreds of megabytes.
-    """
-    predicted = probs.argmax(axis=1)
-    if probs.shape[1] == 2:
-        extra = [{"p_pos": float(p)} for p in probs[:, 1]]
-    else:
-        extra = [{"confidence": float(c)} for c in probs[np.arange(len(probs)), predicted]]
-    return [
-        {"split": split, "id": r["id"], "hard_label": r["hard_label"], "predicted": int(c), **e}
-        for r, c, e in zip(rows, predicted, extra)
-    ]
-
-
-def write_probabilities(
-    folder: Path, splits: dict[str, tuple[list[dict], np.ndarray]], rule: str | None = None
-) -> None:
-    """probs.npz (or, for another rule's checkpoint, probs.<rule>.npz): per split the (n, k)
-    probabilities (float32) and the row ids, in order."""
-    arrays = {}
-    for split, (rows, probs) in splits.items():
-        arrays[split] = probs.astype(np.float32)
-        arrays[f"{split}_ids"] = np.array([r["id"] for r in rows], dtype=str)
-    np.savez(folder / rule_file(PROBS_FILE, rule), **arrays)
-
-
-def rule_file(name: str, rule: str | None) -> str:
-    """A stage folder's file of one selection rule's checkpoint (w2s/selection.py): `name` itself
-    (predictions.jsonl, probs.npz) holds the stage's own result; the checkpoints other rules chose,
-    where the stage evaluated, are `<stem>.<rule>.<suffix>`."""
-    if rule is None:
-        return name
-    stem, _, suffix = name.rpartition(".")
-    return f"{stem}.{rule}.{suffix}"
-
-
-def read_probabilities(folder: Path, split: str, rule: str | None = None) -> tuple[list[str], np.ndarray]:
-    """A finished stage's class probabilities on one split: (ids, float32 (n, k)). Binary stages keep
-    p_pos in predictions.jsonl (column 0 is 1 - p_pos); others keep them in probs.npz. `rule`: the
-    checkpoint that selection rule chose, where the stage kept one apart from its result (else its
-    result is that checkpoint: a stage that did not evaluate has one, a student is its rule's)."""
-    return read_split_probabilities(folder, (split,), rule)[split]
-
-
-def read_split_probabilities(
-    folder: Path, splits: tuple[str, ...], rule: str | None = None
-) -> dict[str, tuple[list[str], np.ndarray]]:
-    """`read_probabilities` of several splits, from one read of the file."""
-    if rule is not None and (folder / rule_file("predictions.jsonl", rule)).is_file():
-        probs_file, predictions_file = rule_file(PROBS_FILE, rule), rule_file("predictions.jsonl", rule)
-    else:
-        probs_file, predictions_file = PROBS_FILE, "predictions.jsonl"
-    if (folder / probs_file).is_file():
-        with np.load(folder / probs_file) as data:
-            return {split: (data[f"{split}_ids"].tolist(), data[split]) for split in splits}
-    found = {split: ([], []) for split in splits}  # split -> (ids, p_pos)
-    lines = [line for line in (folder / predictions_file).read_text().splitlines() if line.strip()]
-    for row in json.loads("[" + ",".join(lines) + "]"):  # one parse: a split of many rows reads fast
-        if row["split"] in found:
-            ids, p_pos = found[row["split"]]
-            ids.append(row["id"])
-            p_pos.append(row["p_pos"])
-    read = {}
-    for split, (ids, p_pos) in found.items():
-        p = np.array(p_pos, dtype=np.float32)
-        read[split] = ids, np.stack([1 - p, p], axis=1)
-    return read
-
-
 def temporary_folder(root: Path, stage: Stage) -> Path:
     """Where this process writes the stage before publishing it."""
     return root / "stages" / f".tmp-{stage.folder}-{os.getpid()}"
@@ -169,8 +87,9 @@ def temporary_folder(root: Path, stage: Stage) -> Path:
 
 def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
     """What a stage is, in one layout: its config.json and the config of its W&B run, so the report
-    reads either the same way. Specs as JSON, other stages by key; never credentials (a spec has none)."""
-    supervisor = stage.supervisor
+    reads either the same way. Specs as JSON, other stages by key; never credentials (a spec has none).
+    Its kind's own fields are its record's (`Stage.recorded`)."""
+    kind = stage.recorded()
     return {
         "stage": stage.name,
         "kind": stage.kind,
@@ -178,21 +97,13 @@ def stage_config(stage: Stage, spec: ExperimentSpec) -> dict:
         "dataset": stage.dataset.model_dump(mode="json"),
         "model": stage.model.model_dump(mode="json"),
         "seed": stage.seed,
-        "loss": stage.loss.model_dump(mode="json") if stage.loss is not None else None,
         "settings": dataclasses.asdict(stage.settings),
-        "chain": list(stage.chain),
-        "supervisor": supervisor.key if supervisor else None,
+        **kind,
         "weak": stage.weak.key if stage.weak else None,
         "ceiling": stage.ceiling.key if stage.ceiling else None,
-        "train_split": stage.train_split if stage.kind == "ground_truth" else None,
-        "select": stage.select,  # students: their chain's selection rule (others record every rule)
-        "gold_frac": stage.gold_frac,
-        "member": stage.member,
-        "members": [m.key for m in stage.members],  # ensembles
-        "combine": stage.combine,
         "requires": [s.key for s in stage.requires],
         # the weak labels this stage trained on: the supervisor run's W&B artifact
-        "supervisor_artifact": f"preds-{supervisor.key}" if supervisor else None,
+        "supervisor_artifact": f"preds-{kind['supervisor']}" if kind["supervisor"] else None,
         "spec": spec.model_dump(mode="json"),
     }
 

@@ -7,9 +7,9 @@ predictions, so its intervals come from seeds alone).
 
 The modules, in the order the report uses them:
 - `records`: finding experiment folders and reading their stages (or W&B runs) as result rows
-  (w2s/result_rows.py);
+  (w2s/scoring/rows.py);
 - `tables`: the per-seed, summary and ground-truth tables, their markdown and provenance line, with
-  intervals from resampled scores (w2s/metrics.py) and PGR from w2s/pgr_stats.py;
+  intervals from resampled scores (w2s/scoring/metrics.py) and PGR from w2s/scoring/pgr.py;
 - `figures`: the paper-style figures (the only module that imports matplotlib);
 - here: `build_report`, `report` and `report_wandb`, which tie them together.
 """
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from w2s.kinds import TRANSFER_KINDS
+from w2s.errors import SpecError
+from w2s.experiment.kinds import TRANSFER_KINDS
+from w2s.experiment.selection import RULES
 from w2s.report.conclusions import (
     comparisons_markdown,
     conclusions_markdown,
@@ -46,8 +48,7 @@ from w2s.report.tables import (
     summary_columns,
     summary_rows,
 )
-from w2s.selection import RULES
-from w2s.spec import SpecError
+from w2s.scoring.metrics import PGR_METRICS
 
 # what callers use as w2s.report.<name> (the CLI, the tests); the rest stays in its module
 __all__ = [
@@ -64,14 +65,12 @@ __all__ = [
     "provenance",
 ]
 
-METRICS = ("accuracy", "auroc")
-
 
 def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: str = "size") -> list[Path]:
     """Tables and figures for these stage records into `out`; returns the files written. `x`: the
     curves' x-axis, the strong model's size or its ceiling (`figures.X_AXES`)."""
-    if metric not in METRICS:
-        raise SpecError(f"report: unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if metric not in PGR_METRICS:
+        raise SpecError(f"report: unknown metric {metric!r}; use one of {', '.join(PGR_METRICS)}")
     if x not in X_AXES:
         raise SpecError(f"report: unknown x-axis {x!r}; use one of {', '.join(X_AXES)}")
     if not any(r["kind"] in TRANSFER_KINDS and not r.get("superseded") for r in records):
@@ -124,7 +123,7 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
 
 def _levels(summary, column: str) -> list | None:
     """The order in which two levels of `column` are compared (b - a, a first): for losses xent (the
-    paper's baseline) first, for selection rules w2s/selection.py's order (final first); else as
+    paper's baseline) first, for selection rules w2s/experiment/selection.py's order (final first); else as
     the summary has them."""
     if column not in summary:
         return []

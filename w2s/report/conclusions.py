@@ -19,8 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from w2s.metrics import aggregate_seeds, percentile_interval
-from w2s.pgr_stats import pgr, pgr_interval, unbounded_note, undefined_note
+from w2s.scoring.metrics import aggregate_seeds, percentile_interval
+from w2s.scoring.pgr import pgr, pgr_interval, unbounded_note, undefined_note
 
 PAIR_GROUPS = ["experiment", "dataset", "loss"]
 # group columns the summary may carry (a sweep over label selection or gold fractions): grouped by when present
@@ -119,7 +119,7 @@ def pair_draws(keys: list[str], draws: dict[str, np.ndarray]) -> np.ndarray | No
 def pooled_pgr(frame: pd.DataFrame, metric: str, resamples: list[np.ndarray | None]) -> dict:
     """PGR of the mean weak, ceiling and student scores over the valid pairs `frame`, with Fieller's
     interval over the mean of the pairs' resamples. The resamples share their random state
-    (w2s.metrics.SEED), so draw j picks the same seeds and test examples in every pair of a dataset:
+    (w2s.scoring.metrics.SEED), so draw j picks the same seeds and test examples in every pair of a dataset:
     pooling them resamples the sweep jointly, as its pairs share test sets and ground-truth stages."""
     weak, ceiling, student = (
         float(frame[f"{who}_{metric}"].astype(float).mean()) for who in ("weak", "ceiling", "test")

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from w2s.experiment.selection import RULES
+
 STYLE = {
     "font.size": 8,
     "axes.labelsize": 8,
@@ -475,17 +477,26 @@ def _pgr_pairs(summary: pd.DataFrame) -> pd.DataFrame:
     return different if len(different) else direct
 
 
+# how the selection rules (w2s/experiment/selection.py) are drawn; another rule: dash-dot, its name
 RULE_STYLES = {"final": "-", "weak_validation": "--", "oracle": ":"}
 RULE_LABELS = {"final": "final", "weak_validation": "weak validation", "oracle": "oracle (upper bound)"}
 
 
+def _rules_in(frame: pd.DataFrame) -> list[str]:
+    """The selection rules the rows hold, in w2s/experiment/selection.py's order."""
+    return [r for r in RULES if (frame["select"] == r).any()]
+
+
+def _first_rule(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one selection rule, the first of w2s/experiment/selection.py's order the sweep has."""
+    present = _rules_in(frame) if "select" in frame else []
+    return frame[frame["select"] == present[0]] if present else frame
+
+
 def _first_rule_least_gold(summary: pd.DataFrame) -> pd.DataFrame:
-    """The rows of one selection rule (the first of w2s/selection.py's order the sweep has) and of its
-    smallest gold share: what the size curves draw, so that no line mixes settings."""
-    frame = summary
-    if "select" in frame:
-        present = [r for r in RULE_STYLES if (frame["select"] == r).any()]
-        frame = frame[frame["select"] == present[0]] if present else frame
+    """The rows of one selection rule and of its smallest gold share: what the size curves draw, so
+    that no line mixes settings."""
+    frame = _first_rule(summary)
     if "gold_frac" in frame and frame["gold_frac"].notna().any():
         frame = frame[frame["gold_frac"] == frame["gold_frac"].min()]
     return frame
@@ -494,10 +505,7 @@ def _first_rule_least_gold(summary: pd.DataFrame) -> pd.DataFrame:
 def plot_gold(summary: pd.DataFrame, metric: str):
     """The student's metric and PGR against the share of ground truth mixed into its labels, a line
     per transfer (with its 95% interval), the weak model's and the ceiling's scores as references."""
-    direct = summary[summary["kind"] == "transfer"]
-    if "select" in direct:
-        present = [r for r in RULE_STYLES if (direct["select"] == r).any()]
-        direct = direct[direct["select"] == present[0]] if present else direct
+    direct = _first_rule(summary[summary["kind"] == "transfer"])
     fig, axes = _figure(1, 2)
     score, ratio = axes[0, 0], axes[0, 1]
     several = direct["dataset"].nunique() > 1
@@ -533,13 +541,14 @@ def plot_progress(curves: pd.DataFrame):
     n_cols = min(3, len(panels))
     fig, axes = _figure(math.ceil(len(panels) / n_cols), n_cols)
     for ax, ((dataset, chain, loss), frame) in zip(axes.flat, panels):
-        for i, rule in enumerate(r for r in RULE_STYLES if (frame["select"] == r).any()):
+        for i, rule in enumerate(_rules_in(frame)):
             lines = frame[frame["select"] == rule]
             color = f"C{i}"
             for gold, line in lines.groupby("gold_frac", sort=True):
                 mean = line.groupby("progress", sort=True)["pgr"].mean()
                 suffix = f", gold {gold:g}" if lines["gold_frac"].nunique() > 1 else ""
-                ax.plot(mean.index, mean.to_numpy(), RULE_STYLES[rule], color=color, label=RULE_LABELS[rule] + suffix)
+                style, name = RULE_STYLES.get(rule, "-."), RULE_LABELS.get(rule, rule.replace("_", " "))
+                ax.plot(mean.index, mean.to_numpy(), style, color=color, label=name + suffix)
                 chosen = line[line["chosen"]]
                 n = chosen["seed"].nunique()
                 ax.plot(

@@ -1,4 +1,4 @@
-"""Reading stages: the result row (w2s/result_rows.py) of every finished stage, from stage folders or
+"""Reading stages: the result row (w2s/scoring/rows.py) of every finished stage, from stage folders or
 from the runs a W&B project logged, with what the report adds: the experiment it belongs to, its
 folder, when it finished, and whether a newer stage of the same slot supersedes it.
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from w2s.errors import SpecError
+from w2s.experiment.kinds import kind_of
 from w2s.jsonfiles import read_jsonl
-from w2s.kinds import kind_of
-from w2s.result_rows import stage_row, stage_seconds
-from w2s.spec import SpecError
+from w2s.scoring.rows import stage_row, stage_seconds
 
 
 def find_experiments(paths: list[str | Path]) -> list[Path]:
@@ -48,7 +48,7 @@ def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = Non
 
 def records_of(*run_dirs: str | Path, wandb: str | None = None, group: str | None = None, echo=print) -> list[dict]:
     """The finished stages of experiment folders (each a folder with stages/, or a parent of several),
-    or of a W&B project (ENTITY/PROJECT, optionally one group), as result rows (w2s/result_rows.py) with
+    or of a W&B project (ENTITY/PROJECT, optionally one group), as result rows (w2s/scoring/rows.py) with
     the report's additions: experiment, folder, finished_at, seconds, superseded."""
     if wandb is not None:
         if run_dirs:

@@ -1,7 +1,7 @@
 """Tables: one row per transfer stage and seed, the seed-mean summary with its intervals, the
 ground-truth ceiling per model, their markdown, and the provenance line under each table.
 
-Columns are the result rows' (w2s/result_rows.py): the student's own scores are test_accuracy,
+Columns are the result rows' (w2s/scoring/rows.py): the student's own scores are test_accuracy,
 test_auroc, ece, its size non_embedding_parameters; the report adds intervals (`*_low`, `*_high`),
 student_minus_weak and the weak model's size.
 """
@@ -14,8 +14,12 @@ import numpy as np
 import pandas as pd
 
 from w2s.errors import first_line
-from w2s.kinds import kind_of
-from w2s.metrics import (
+from w2s.experiment.kinds import kind_of
+from w2s.report.records import link_references
+from w2s.scoring.metrics import (
+    PGR_METRICS,
+    PREDICTION_COLUMN,
+    SCORE_COLUMNS,
     accuracy,
     aggregate_seeds,
     bootstrap_seed,
@@ -23,22 +27,21 @@ from w2s.metrics import (
     percentile_interval,
     transfer_diagnostics,
 )
-from w2s.pgr_stats import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
-from w2s.pipeline.store import read_split_probabilities, rule_file
-from w2s.report.records import link_references
-from w2s.result_rows import (
+from w2s.scoring.pgr import difference_interval, pgr, pgr_interval, unbounded_note, undefined_note
+from w2s.scoring.predictions import read_split_probabilities, rule_file
+from w2s.scoring.rows import (
     AGREEMENT_SPLIT,
     ERROR_METRICS,
     LENGTH_METRICS,
     PROBE_METRICS,
     PROVENANCE_COLUMNS,
-    SCORE_COLUMNS,
     WEAK_LABEL_METRICS,
     reference_score,
     with_references,
 )
 
-SCORES = ["weak_accuracy", "ceiling_accuracy", "test_accuracy", "weak_auroc", "ceiling_auroc", "test_auroc"]
+# each PGR metric's weak, ceiling and student scores
+SCORES = [f"{who}_{metric}" for metric in PGR_METRICS for who in ("weak", "ceiling", "test")]
 # the student's other scores (ece, and any metric added to the result row), as its row has them
 OTHER_SCORES = [c for c in SCORE_COLUMNS if c not in SCORES]
 
@@ -70,9 +73,20 @@ def _score_columns(counts: list[str], student_interval: list[str]) -> list[str]:
     ]
 
 
-# select: the chain's selection rule (w2s/selection.py); gold_frac: the share of ground truth mixed in
+# select: the chain's selection rule (w2s/experiment/selection.py); gold_frac: the share of ground truth mixed in
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", "gold_frac"]
 SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], []), *PROVENANCE_COLUMNS, "stage", "key"]
+SEED_ORDER = [  # the per-seed table's rows: by experiment, dataset, the pair's sizes, then the rest
+    "experiment",
+    "dataset",
+    "weak_non_embedding_parameters",
+    "non_embedding_parameters",
+    "chain",
+    "loss",
+    "select",
+    "gold_frac",
+    "seed",
+]
 # sizes stay integers even when one is missing
 _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters": "Int64"}
 
@@ -89,7 +103,7 @@ SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
 def _test_predictions(record: dict | None, cache: dict, rule: str = "final") -> pd.DataFrame | None:
     """A stage's test predictions indexed by example id: hard_label, predicted (the top class) and
     p_pos (two classes; NaN with more), at the checkpoint `rule` chose where the stage kept it apart
-    (w2s/selection.py). None without a folder or file."""
+    (w2s/experiment/selection.py). None without a folder or file."""
     folder = record and record.get("folder")
     if folder is None:
         return None
@@ -164,67 +178,75 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
     for r in records:
         if not kind_of(r["kind"]).is_transfer or r.get("superseded"):
             continue
-        weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
-        row = with_references(
-            {**{k: r.get(k) for k in SEED_COLUMNS}, "test_accuracy": r["test_accuracy"], "test_auroc": r["test_auroc"]},
-            weak,
-            ceiling,
-            metric,
-        )
-        point = [row[f"{who}_{metric}"] for who in ("weak", "ceiling", "test")]
-        value, note = row["pgr"], row["pgr_note"]
-        low = high = diff_low = diff_high = None
-        rule = r.get("select") or "final"  # the weak model's and ceiling's checkpoints under the chain's rule
-        frames = [
-            _test_predictions(weak, cache, rule),
-            _test_predictions(ceiling, cache, rule),
-            _test_predictions(r, cache),
-        ]
-        column = "predicted" if metric == "accuracy" else "p_pos"  # AUROC: two classes only
-        if all(f is not None and f[column].notna().all() for f in frames):
-            joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
-            result = bootstrap_seed(
-                joined["hard_label"], joined[column], joined[f"{column}_c"], joined[f"{column}_s"], metric
-            )
-            draws[r["key"]] = result.bootstrap_distribution
-            diff_low, diff_high = difference_interval(result.bootstrap_distribution)
-            if value is not None:
-                low, high = pgr_interval(result.bootstrap_distribution, *point)
-                note = unbounded_note(low, note)
-        elif None not in point:
-            draws[r["key"]] = np.array(point, dtype=float)[:, None]
-        split = {k: r[k] for k in AGREEMENT_SPLIT if k in r}  # as the run wrote them into metrics.json
-        if not split:
-            supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache, rule)
-            if frames[2] is not None and supervisor is not None:
-                split = dict(zip(AGREEMENT_SPLIT, _agreement_split(frames[2], supervisor)))
-        if any(r.get(k) is None for k in (*ERROR_METRICS, "weak_label_accuracy")):  # folders from before them
-            split.update(_diagnostics(r, by_key.get(r["supervisor_key"]), rule))
-        row.update(
-            split,
-            weak_non_embedding_parameters=weak and weak["non_embedding_parameters"],
-            metric=metric,
-            pgr_low=low,
-            pgr_high=high,
-            pgr_note=note,
-            student_minus_weak=None if None in point[::2] else point[2] - point[0],
-            student_minus_weak_low=diff_low,
-            student_minus_weak_high=diff_high,
-        )
+        row, resamples = _seed_row(r, by_key, cache, metric)
+        if resamples is not None:
+            draws[r["key"]] = resamples
         rows.append(row)
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
-    order = [
-        "experiment",
-        "dataset",
-        "weak_non_embedding_parameters",
-        "non_embedding_parameters",
-        "chain",
-        "loss",
-        "select",
-        "gold_frac",
-        "seed",
+    return frame.sort_values(SEED_ORDER, kind="stable").reset_index(drop=True), draws
+
+
+def _seed_row(r: dict, by_key: dict, cache: dict, metric: str) -> tuple[dict, np.ndarray | None]:
+    """A transfer's row: its scores beside its weak model's and ceiling's at the checkpoints its chain's
+    rule chose, PGR and student - weak with their intervals, and the diagnostics its folder predates;
+    and its test-set resamples (None without predictions or scores)."""
+    weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
+    row = with_references({k: r.get(k) for k in SEED_COLUMNS}, weak, ceiling, metric)
+    rule = r.get("select") or "final"  # the weak model's and ceiling's checkpoints under the chain's rule
+    frames = [
+        _test_predictions(weak, cache, rule),
+        _test_predictions(ceiling, cache, rule),
+        _test_predictions(r, cache),
     ]
-    return frame.sort_values(order, kind="stable").reset_index(drop=True), draws
+    intervals, resamples = _intervals(row, frames, metric)
+    row.update(
+        _recomputed(r, by_key, cache, rule, frames[2]),
+        weak_non_embedding_parameters=weak and weak["non_embedding_parameters"],
+        metric=metric,
+        **intervals,
+    )
+    return row, resamples
+
+
+def _intervals(row: dict, frames: list, metric: str) -> tuple[dict, np.ndarray | None]:
+    """PGR's and student - weak's intervals from a joint bootstrap of the three stages' test predictions
+    (w2s/scoring/pgr.py), and the resamples; without predictions, the point scores stand for them."""
+    point = [row[f"{who}_{metric}"] for who in ("weak", "ceiling", "test")]
+    low = high = diff_low = diff_high = resamples = None
+    note = row["pgr_note"]
+    column = PREDICTION_COLUMN[metric]
+    if all(f is not None and f[column].notna().all() for f in frames):
+        joined = frames[0].join(frames[1], rsuffix="_c", how="inner").join(frames[2], rsuffix="_s", how="inner")
+        resamples = bootstrap_seed(
+            joined["hard_label"], joined[column], joined[f"{column}_c"], joined[f"{column}_s"], metric
+        ).bootstrap_distribution
+        diff_low, diff_high = difference_interval(resamples)
+        if row["pgr"] is not None:
+            low, high = pgr_interval(resamples, *point)
+            note = unbounded_note(low, note)
+    elif None not in point:
+        resamples = np.array(point, dtype=float)[:, None]
+    return {
+        "pgr_low": low,
+        "pgr_high": high,
+        "pgr_note": note,
+        "student_minus_weak": None if None in point[::2] else point[2] - point[0],
+        "student_minus_weak_low": diff_low,
+        "student_minus_weak_high": diff_high,
+    }, resamples
+
+
+def _recomputed(r: dict, by_key: dict, cache: dict, rule: str, student: pd.DataFrame | None) -> dict:
+    """The agreement split and the diagnostics as the run wrote them into metrics.json, or, for folders
+    from before them, recomputed from the predictions."""
+    split = {k: r[k] for k in AGREEMENT_SPLIT if k in r}
+    if not split:
+        supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache, rule)
+        if student is not None and supervisor is not None:
+            split = dict(zip(AGREEMENT_SPLIT, _agreement_split(student, supervisor)))
+    if any(r.get(k) is None for k in (*ERROR_METRICS, "weak_label_accuracy")):
+        split.update(_diagnostics(r, by_key.get(r["supervisor_key"]), rule))
+    return split
 
 
 def summary_rows(
@@ -333,7 +355,7 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
             {k: r.get(k) for k in columns}
             for r in records
             if kind_of(r["kind"]).is_baseline
-            and r["kind"] != "ensemble"  # several models: no point of one model's curve
+            and not kind_of(r["kind"]).several_models  # an ensemble: no point of one model's curve
             and not r.get("superseded")
             and not r.get("member")
         ],
@@ -382,32 +404,17 @@ def _provenance(used: list[dict]) -> str:
 
 def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: str | None = None) -> str:
     """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets; the
-    provenance line under it."""
-
-    def num(v):
-        return "–" if v is None or pd.isna(v) else f"{v:.3f}"
-
-    def bound(v):
-        return "−∞" if v == -np.inf else "∞" if v == np.inf else num(v)
-
-    def with_ci(r, column="pgr"):
-        if r[column] is None or pd.isna(r[column]):
-            return "n/a"
-        low, high = r[f"{column}_low"], r[f"{column}_high"]
-        return num(r[column]) + ("" if pd.isna(low) else f" [{bound(low)}, {bound(high)}]")
-
-    def lengths(r):
-        """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
-        parts = [
-            f"{r['shortened']:.3g} ({r['decisive_cut']:.3g} cut)" if r["shortened"] else "",
-            f"{r['dropped']:.3g} dropped" if r["dropped"] else "",
-        ]
-        return ", ".join(p for p in parts if p)
-
+    provenance line under it. The selection rule, the gold share and over-long examples show only
+    where a table has more than the defaults."""
+    long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())
+    rules = "select" in frame and bool((frame["select"].fillna("final") != "final").any())
+    gold = "gold_frac" in frame and bool(frame["gold_frac"].fillna(0).astype(float).any())
+    extra = [name for name, shown in (("select", rules), ("gold", gold)) if shown]
     header = [
         "dataset",
         "chain",
         "loss",
+        *extra,
         "seed" if per_seed else "seeds",
         f"weak {metric}",
         f"ceiling {metric}",
@@ -416,16 +423,9 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
         "student − weak [95% CI]",
         "agreement",
         "ECE",
+        *(["over max_ctx"] if long else []),
         "note",
     ]
-    long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())  # only then the column shows
-    if long:
-        header.insert(-1, "over max_ctx")
-    # the selection rule and the gold share show where a table has more than the defaults
-    rules = "select" in frame and bool((frame["select"].fillna("final") != "final").any())
-    gold = "gold_frac" in frame and bool(frame["gold_frac"].fillna(0).astype(float).any())
-    extra = [name for name, shown in (("select", rules), ("gold", gold)) if shown]
-    header[3:3] = extra
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     several = frame["experiment"].nunique() > 1
     for _, r in frame.iterrows():
@@ -433,25 +433,44 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
             f"{r['experiment']}/{r['dataset']}" if several else r["dataset"],
             r["chain"],
             r["loss"],
+            *[_rule(r["select"]) if name == "select" else f"{r['gold_frac']:g}" for name in extra],
             r["seed"] if per_seed else r["n_seeds"],
-            num(r[f"weak_{metric}"]),
-            num(r[f"ceiling_{metric}"]),
-            num(r[f"test_{metric}"]),
-            with_ci(r),
-            with_ci(r, "student_minus_weak"),
-            num(r["agreement"]),
-            num(r["ece"]),
+            *(_number(r[f"{who}_{metric}"]) for who in ("weak", "ceiling", "test")),
+            _with_interval(r),
+            _with_interval(r, "student_minus_weak"),
+            _number(r["agreement"]),
+            _number(r["ece"]),
+            *([_lengths(r.fillna(0))] if long else []),
             "" if pd.isna(r["pgr_note"]) else r["pgr_note"],
         ]
-        if long:
-            cells.insert(-1, lengths(r.fillna(0)))
-        cells[3:3] = [_rule(r["select"]) if name == "select" else f"{r['gold_frac']:g}" for name in extra]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for line in (provenance_line or "").splitlines():  # a paragraph per experiment
         lines += ["", line]
     return "\n".join(lines) + "\n"
 
 
+def _number(v) -> str:
+    return "–" if v is None or pd.isna(v) else f"{v:.3f}"
+
+
+def _with_interval(r, column: str = "pgr") -> str:
+    """A value and its interval in brackets, infinite bounds as such; n/a where it has none."""
+    if r[column] is None or pd.isna(r[column]):
+        return "n/a"
+    low, high = r[f"{column}_low"], r[f"{column}_high"]
+    bound = lambda v: "−∞" if v == -np.inf else "∞" if v == np.inf else _number(v)  # noqa: E731
+    return _number(r[column]) + ("" if pd.isna(low) else f" [{bound(low)}, {bound(high)}]")
+
+
+def _lengths(r) -> str:
+    """Over-long examples of the student's splits: shortened (decisive part cut), dropped."""
+    parts = [
+        f"{r['shortened']:.3g} ({r['decisive_cut']:.3g} cut)" if r["shortened"] else "",
+        f"{r['dropped']:.3g} dropped" if r["dropped"] else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
 def _rule(rule: str) -> str:
-    """A selection rule as the tables name it: oracle is an upper bound only (w2s/selection.py)."""
+    """A selection rule as the tables name it: oracle is an upper bound only (w2s/experiment/selection.py)."""
     return "oracle (upper bound)" if rule == "oracle" else rule

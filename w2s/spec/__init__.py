@@ -4,13 +4,13 @@ A spec is read from YAML, patched by `--set key=value` overrides, and validated 
 runs. Every model forbids unknown keys, so a typo is an error, never a silently ignored setting.
 Registries (datasets, models, losses) are consulted here, so `w2s validate` catches unknown names.
 
-Submodules (import from `w2s.spec` itself; every public name is re-exported here):
+Submodules (import from `w2s.spec` itself; every public name is re-exported here). Its errors,
+`SpecError` and `first_line`, are `w2s.errors`'s, as every layer's are.
 
-- `errors`: `SpecError` (a user-input problem, one line, exit code 2) and `first_line`.
 - `base`: `Strict`, the base model that forbids unknown keys.
 - `datasets`: `DataSpec`, checked against the dataset registry.
 - `ladder`: `ModelSpec`, `LoraSpec`, `GenerativeSpec`: the model ladder.
-- `training`: `TrainSpec`.
+- `training`: `TrainSpec`, and `SELECTION_RULES` (the names `train.select` takes).
 - `loss_specs`: the loss union `LossSpec` and its members, `loss_label`, `describe_losses`.
 - `experiment`: `TrackingSpec` and `ExperimentSpec` with its whole-spec checks, `model_pairs`.
 - `recipes`: named recipes (`recipe: reference`), expanded before validation; `describe_recipe`.
@@ -19,7 +19,6 @@ Submodules (import from `w2s.spec` itself; every public name is re-exported here
 
 from __future__ import annotations
 
-from w2s.errors import SpecError, first_line
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec, dataset_label
 from w2s.spec.experiment import EnsembleSpec, ExperimentSpec, TrackingSpec, model_pairs
@@ -39,7 +38,7 @@ from w2s.spec.loss_specs import (
     loss_label,
 )
 from w2s.spec.recipes import RECIPES, describe_recipe
-from w2s.spec.training import TrainSpec
+from w2s.spec.training import SELECTION_RULES, TrainSpec
 
 __all__ = [
     "CustomLoss",
@@ -56,7 +55,7 @@ __all__ = [
     "ProbeSpec",
     "ProductLoss",
     "RECIPES",
-    "SpecError",
+    "SELECTION_RULES",
     "Strict",
     "TrackingSpec",
     "TrainSpec",
@@ -67,7 +66,6 @@ __all__ = [
     "describe_error",
     "describe_losses",
     "describe_recipe",
-    "first_line",
     "json_schema",
     "load_spec",
     "loss_label",

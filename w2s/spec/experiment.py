@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.aliases import parse_model_name
+from w2s.models.names import parse_model_name
 from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec
 from w2s.spec.ladder import ModelSpec
@@ -224,6 +225,11 @@ class ExperimentSpec(Strict):
             for i, model in enumerate(self.models):
                 if parse_model_name(model.name).is_image:
                     raise ValueError(f"models.{i}.name: {model.name!r} is an image model; the datasets here are text")
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: <output_dir>/<name>."""
+        return Path(self.output_dir) / self.name
 
     def model(self, label: str) -> ModelSpec:
         return next(m for m in self.models if m.display == label)

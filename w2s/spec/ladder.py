@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.aliases import parse_model_name
+from w2s.models.names import parse_model_name
 from w2s.spec.base import Strict
 
 
@@ -112,5 +112,6 @@ class ModelSpec(Strict):
     @field_validator("name")
     @classmethod
     def _plausible_model(cls, name: str) -> str:
-        parse_model_name(name)  # syntax only: whether a folder exists is checked before a run (w2s/checks.py)
+        # syntax only: whether a folder exists is checked before a run (w2s/experiment/checks.py)
+        parse_model_name(name)
         return name

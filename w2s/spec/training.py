@@ -6,10 +6,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.selection import RULES
 from w2s.spec.base import Strict
 
 _PRECISION_NAMES = Literal["auto", "no", "fp32", "bf16", "fp16"]
+# the checkpoint selection rules `select` names; what each chooses: w2s/experiment/selection.py
+SELECTION_RULES = ("final", "weak_validation", "oracle")
 
 
 class TrainSpec(Strict):
@@ -39,26 +40,25 @@ class TrainSpec(Strict):
     compile: bool | Literal["auto"] = Field(
         False,
         description="torch.compile the model: true, false, or auto (compile where a once-per-machine "
-        "measurement, compile time included, says it is faster; w2s/compiling.py).",
+        "measurement, compile time included, says it is faster; w2s/training/compiling.py).",
     )
     attention: Literal["sdpa", "math"] = Field(
         "sdpa",
         description="sdpa: the models' scaled-dot-product attention with the kernel PyTorch picks. math: "
         "its matmul-and-softmax kernel; on a CPU without dropout, where PyTorch picks its flash kernel, "
-        "MiniLM-L6 trained 1.34x faster with it in bf16 (docs/spec.md, Attention kernels); on a GPU it is "
-        "slower.",
+        "it trains faster (docs/spec.md, Attention kernels); on a GPU it is slower.",
     )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 where the device computes it natively, fp16 on CUDA without bf16, "
-        "else fp32 (w2s/precision.py); 'no' (or fp32) for fp32.",
+        "else fp32 (w2s/training/precision.py); 'no' (or fp32) for fp32.",
     )
 
     eval_every: Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, lt=1)] | None = Field(
         None,
         description="Evaluate on the validation split and test every N optimizer steps (an integer), or at "
         "every fraction of training (a number below 1), and at the last step: the learning curves, and "
-        "the checkpoints `select` chooses from (w2s/selection.py).",
+        "the checkpoints `select` chooses from (w2s/experiment/selection.py).",
     )
     validation_frac: float = Field(
         0.0,
@@ -67,7 +67,7 @@ class TrainSpec(Strict):
         description="Share of half B held out as the validation split (seeded): nobody trains on it; "
         "ground-truth stages validate on its ground truth, students on their supervisor's labels of it.",
     )
-    select: list[Literal[RULES]] = Field(
+    select: list[Literal[SELECTION_RULES]] = Field(
         default_factory=lambda: ["final"],
         min_length=1,
         json_schema_extra={"examples": [["final", "weak_validation", "oracle"]]},

@@ -10,7 +10,7 @@ everything here is inference only. By job:
 * datasets.py: the image datasets (digits, digits10, cifar10, imagenet, imagenet1k) as rows
   {"id", "image", "hard_label"}, and the registry's loaders (w2s/data/registry.py);
 * encoders.py: `load_image_encoder` for torchvision:<arch>, torchhub:... and Hugging Face image
-  models (the name's kind: w2s/aliases.py), as an `ImageEncoder` whose `embed` maps images to
+  models (the name's kind: w2s/models/names.py), as an `ImageEncoder` whose `embed` maps images to
   one vector each.
 
 This package re-exports what callers outside it use; everything else is imported from its module.

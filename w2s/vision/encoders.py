@@ -1,5 +1,5 @@
 """Frozen image models as `ImageEncoder`s: `load_image_encoder` wraps a torchvision model, a torch.hub
-entry point or a Hugging Face vision model (the name's kind: w2s/aliases.py, `parse_model_name`)
+entry point or a Hugging Face vision model (the name's kind: w2s/models/names.py, `parse_model_name`)
 so that `embed` maps images to one vector each, preprocessing included: features for probes, or
 (`head=True`) the model's own class logits for a zero-shot supervisor.
 
@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from w2s.aliases import ModelName, parse_model_name
 from w2s.errors import first_line
-from w2s.models import quiet_transformers
+from w2s.models.loading import quiet_transformers
+from w2s.models.names import ModelName, parse_model_name
 from w2s.vision.images import ImageLike, imagenet_eval_preprocess, to_rgb
 
 

@@ -3,10 +3,10 @@ undefined when it is.
 
 Uncertainty has two sources and the intervals cover both:
 - within a seed, the test set is a sample: the weak model, the ceiling and the student are resampled
-  jointly over test examples (`w2s.metrics.bootstrap_seed`), so their scores move together, as they
+  jointly over test examples (`w2s.scoring.metrics.bootstrap_seed`), so their scores move together, as they
   do in reality;
 - across seeds, training is noisy: the aggregate resamples seeds, and within each drawn seed one of
-  its test-set resamples (`w2s.metrics.aggregate_seeds`), then takes PGR of the averaged scores.
+  its test-set resamples (`w2s.scoring.metrics.aggregate_seeds`), then takes PGR of the averaged scores.
 
 PGR is a ratio whose denominator can come near zero. Its interval is Fieller's (1954): the set of r
 for which student - weak - r (ceiling - weak) is indistinguishable from 0, with the variances and
@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from w2s.metrics import CONFIDENCE, percentile_interval
+from w2s.scoring.metrics import CONFIDENCE, percentile_interval
 
 MIN_GAP = 0.01  # a ceiling that beats the weak model by less than this leaves PGR undefined
 

@@ -1,12 +1,12 @@
 """Tracking: every stage writes its step log locally (JSONL) and, unless disabled, one W&B run.
 
 Why the wandb SDK directly rather than Accelerate's tracker API (`Accelerator(log_with="wandb")`):
-the trainer makes a fresh Accelerator per stage inside `w2s.train.train`, while a stage's W&B run
+the trainer makes a fresh Accelerator per stage inside `w2s.training.loop.train`, while a stage's W&B run
 must span more than training (predictions, tables, artifacts, summary metrics written after
 evaluation) and must survive W&B failures with a fallback to offline. Accelerate's WandBTracker
 would only forward `wandb.init` and `log`; Tables, Artifacts, init timeouts and the fallback need
 the SDK anyway. So `StageTracker` talks to wandb itself, and exists only on the main process
-(run.py creates it there), which is what Accelerate's tracker would guarantee too.
+(the runner creates it there), which is what Accelerate's tracker would guarantee too.
 
 Modes (spec `tracking.mode`): `online`; `offline` (runs under <output_dir>/<experiment>/wandb/,
 upload later with `wandb sync`); `disabled` (nothing under wandb/, wandb is not even imported);
@@ -25,9 +25,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from w2s.kinds import KINDS
-from w2s.pipeline.store import PROBS_FILE, stage_config
-from w2s.result_rows import PROVENANCE_COLUMNS, rule_scores, stage_row, with_references
+from w2s.experiment.kinds import KINDS, StudentStage
+from w2s.pipeline.store import stage_config
+from w2s.scoring.predictions import PROBS_FILE
+from w2s.scoring.rows import PROVENANCE_COLUMNS, rule_scores, stage_row, with_references
 
 DEFAULT_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before we fall back to offline
 _state = {"offline": set(), "warned": set()}  # experiment folders whose online start failed
@@ -121,8 +122,10 @@ def run_name(stage) -> str:
 
 
 def stage_tags(stage) -> list[str]:
-    tags = [stage.dataset.label, *(stage.chain or (stage.model.display,))]
-    if stage.loss is not None:
+    """Its dataset, its model(s) and a student's loss."""
+    student = isinstance(stage, StudentStage)
+    tags = [stage.dataset.label, *(stage.chain if student else (stage.model.display,))]
+    if student:
         tags.append(stage.loss_label)
     return list(dict.fromkeys(t[:64] for t in tags))  # W&B tags: at most 64 characters, no repeats
 
@@ -226,10 +229,10 @@ class StageTracker:
                 artifact.add_file(str(self.folder / name))
         if tables:
             run.log(tables)
-        supervisor = self.stage.supervisor
+        supervisor = self.config["supervisor"]
         if supervisor is not None and not run.offline:  # lineage: W&B links the two runs
             try:
-                run.use_artifact(f"preds-{supervisor.key}:latest")
+                run.use_artifact(f"preds-{supervisor}:latest")
             except Exception:
                 pass  # e.g. the supervisor was trained offline and never synced
         run.log_artifact(artifact)

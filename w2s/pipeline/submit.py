@@ -20,16 +20,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
-from w2s import environment
+from w2s.errors import SpecError
+from w2s.experiment import environment
 from w2s.jsonfiles import write_json
 from w2s.pipeline import store
-from w2s.spec import SpecError, read_spec, validate_spec
+from w2s.pipeline.workers import visible_devices, worker_command
+from w2s.spec import read_spec, validate_spec
 
 EXECUTORS = ("slurm", "local")
 
@@ -62,25 +63,6 @@ def parse_slurm_options(items: list[str]) -> dict:
             raise SpecError(f"--slurm {item!r}: give KEY=VALUE, an sbatch option, e.g. --slurm account=lab")
         options[key.strip().lstrip("-").replace("-", "_")] = yaml.safe_load(value) if value else value
     return options
-
-
-def worker_command(spec_file: Path, sweep: str, gpus: int) -> list[str]:
-    """What one worker runs: `w2s run` in the sweep (each logs the W&B summary and prints the table
-    if it ends last, see run._log_summary_once); across its GPUs if it has several."""
-    run = ["run", str(spec_file), "--sweep", sweep]
-    if gpus > 1:
-        return [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(gpus),
-            "--module",
-            "w2s",
-            *run,
-        ]
-    return [sys.executable, "-m", "w2s", *run]
 
 
 class Worker:
@@ -116,15 +98,64 @@ def submit(
     echo=print,
 ) -> dict:
     """Check the spec, freeze it, submit the workers; return submission.json's content."""
-    import submitit
+    from w2s.experiment.plan import plan_run
+    from w2s.pipeline.runner import new_sweep
 
-    from w2s.checks import check_runnable
-    from w2s.data import fingerprints
-    from w2s.plan import plan
-    from w2s.runner import new_sweep
+    minutes, options = parse_time(time_limit), parse_slurm_options(slurm)
+    _check_executor(executor, options, partition)
+    raw = read_spec(spec_path, overrides)
+    spec = validate_spec(raw, source=spec_path)
+    # `auto` is the folder's, decided where its first stage trains: on a login node the keys are only
+    # provisional, and plan.jsonl is left to the first worker (w2s/experiment/environment.py)
+    planned = plan_run(spec)
+    planned.check()  # a bad spec fails here, not in every queued worker
+    if executor == "local":
+        _check_local_gpus(gpus_per_worker)
+    # every check is done: from here on, the submission is written
 
-    minutes = parse_time(time_limit)
-    options = parse_slurm_options(slurm)
+    sweep = new_sweep()
+    folder = _freeze(planned, raw, sweep)
+    worker = Worker(worker_command(folder / "spec.yaml", sweep, gpus=gpus_per_worker), os.getcwd())
+    try:
+        jobs, job_id, describe = _launch(
+            executor, folder / "logs", worker, workers, gpus_per_worker, minutes, partition, options, spec.name
+        )
+    except BaseException:  # nothing was submitted: leave no trace of it
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    submission = {
+        "sweep": sweep,
+        "root": str(planned.root),
+        "stages": len(planned.stages),
+        "executor": executor,
+        "job_id": job_id,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "time_minutes": minutes,
+        "describe": describe,
+        "logs": str(folder / "logs"),
+        "spec": str(folder / "spec.yaml"),
+        "submitted": time.time(),
+    }
+    write_json(folder / "submission.json", submission)
+    _tell(submission, spec.name, planned.env, echo)
+    return {**submission, "jobs": jobs}
+
+
+def _freeze(planned, raw: dict, sweep: str) -> Path:
+    """The submission's folder, <run>/submit/<sweep>/, with the spec as submitted (--set overrides
+    applied; editing the YAML later changes nothing queued); the run folder prepared, and its plan
+    written where `auto` is recorded already (else the first worker writes it)."""
+    folder = (planned.root / "submit" / sweep).resolve()
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    store.prepare(planned.root)
+    if planned.env.final:
+        store.write_plan(planned.root, planned.stages)
+    return folder
+
+
+def _check_executor(executor: str, options: dict, partition: str | None) -> None:
     if executor == "local" and (options or partition):
         raise SpecError(
             "--partition and --slurm are Slurm's; --executor local takes --workers, --gpus-per-worker, --time"
@@ -133,72 +164,36 @@ def submit(
         raise SpecError(
             "sbatch not found: submit from a Slurm login node, or run the workers here with --executor local"
         )
-    raw = read_spec(spec_path, overrides)
-    spec = validate_spec(raw, source=spec_path)
-    root = store.experiment_dir(spec)
-    # `auto` is the folder's, decided where its first stage trains: on a login node the keys are only
-    # provisional, and plan.jsonl is left to the first worker (w2s/environment.py)
-    env = environment.resolve(spec, root, record=False)
-    stages = plan(spec, env, fingerprints(spec))
-    check_runnable(spec, stages)  # a bad spec fails here, not in every queued worker
+
+
+def _launch(executor: str, logs: Path, worker: Worker, n: int, gpus: int, minutes: int, partition, options, name):
+    """(jobs, job id, a line describing them): `n` workers as local processes or a Slurm job array."""
+    import submitit
+
     if executor == "local":
-        _check_local_gpus(gpus_per_worker)
-    # every check is done: from here on, the submission is written
+        jobs = _submit_local(submitit, logs, worker, n, gpus, minutes)
+        job_id = ",".join(job.job_id for job in jobs)
+        return jobs, job_id, f"{n} local worker processes (pids {job_id.replace(',', ', ')})"
+    jobs = _submit_slurm(submitit, logs, worker, n, gpus, minutes, partition, options, name)
+    job_id = jobs[0].job_id.split("_")[0]
+    tasks = f"{job_id}_0" if n == 1 else f"{job_id}_0 .. {job_id}_{n - 1}"
+    return jobs, job_id, f"Slurm job array {job_id} ({n} worker{'s' if n > 1 else ''}: {tasks})"
 
-    sweep = new_sweep()
-    folder = (root / "submit" / sweep).resolve()
-    folder.mkdir(parents=True)
-    spec_file = folder / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-    store.prepare(root)
-    if env.final:
-        store.write_plan(root, stages)
-    worker = Worker(worker_command(spec_file, sweep, gpus_per_worker), os.getcwd())
 
-    try:
-        if executor == "local":
-            jobs = _submit_local(submitit, folder / "logs", worker, workers, gpus_per_worker, minutes)
-            job_id = ",".join(job.job_id for job in jobs)
-            describe = f"{workers} local worker processes (pids {job_id.replace(',', ', ')})"
-        else:
-            jobs = _submit_slurm(
-                submitit, folder / "logs", worker, workers, gpus_per_worker, minutes, partition, options, spec.name
-            )
-            job_id = jobs[0].job_id.split("_")[0]
-            tasks = f"{job_id}_0" if workers == 1 else f"{job_id}_0 .. {job_id}_{workers - 1}"
-            describe = f"Slurm job array {job_id} ({workers} worker{'s' if workers > 1 else ''}: {tasks})"
-    except BaseException:  # nothing was submitted: leave no trace of it
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    submission = {
-        "sweep": sweep,
-        "root": str(root),
-        "stages": len(stages),
-        "executor": executor,
-        "job_id": job_id,
-        "workers": workers,
-        "gpus_per_worker": gpus_per_worker,
-        "time_minutes": minutes,
-        "describe": describe,
-        "logs": str(folder / "logs"),
-        "spec": str(spec_file),
-        "submitted": time.time(),
-    }
-    write_json(folder / "submission.json", submission)
-    echo(f"{spec.name}: {len(stages)} stages; sweep {sweep}")
+def _tell(submission: dict, name: str, env, echo) -> None:
+    """What was submitted, where its logs are, and how to follow it."""
+    echo(f"{name}: {submission['stages']} stages; sweep {submission['sweep']}")
     if env.final:
         for note in env.notes:
             echo(note)
     else:
         echo(
             f"auto settings (precision, compile) are decided by the first worker to start, on its hardware, "
-            f"and recorded in {root / environment.FOLDER}"
+            f"and recorded in {Path(submission['root']) / environment.FOLDER}"
         )
-    echo(f"submitted {describe}")
-    echo(f"logs:     {folder / 'logs'}")
-    echo(f"progress: w2s status {root}")
-    submission["jobs"] = jobs
-    return submission
+    echo(f"submitted {submission['describe']}")
+    echo(f"logs:     {submission['logs']}")
+    echo(f"progress: w2s status {submission['root']}")
 
 
 def _submit_slurm(
@@ -226,8 +221,6 @@ def _submit_slurm(
 
 def _submit_local(submitit, folder: Path, worker: Worker, n: int, gpus: int, minutes: int) -> list:
     """One local process per worker; with GPUs, worker i gets its own G of the visible devices."""
-    from w2s.workers import visible_devices
-
     executor = submitit.LocalExecutor(folder=folder)
     devices = [int(d) for d in visible_devices() if d.isdigit()]
     jobs = []
@@ -239,8 +232,6 @@ def _submit_local(submitit, folder: Path, worker: Worker, n: int, gpus: int, min
 
 
 def _check_local_gpus(gpus: int) -> None:
-    from w2s.workers import visible_devices
-
     devices = [d for d in visible_devices() if d.isdigit()]
     if gpus and len(devices) < gpus:
         raise SpecError(f"--gpus-per-worker {gpus}: this machine has {len(devices)} visible CUDA devices")
@@ -248,7 +239,7 @@ def _check_local_gpus(gpus: int) -> None:
 
 def wait(submission: dict, root: Path, echo=print, poll: float = 2.0) -> None:
     """Until every worker has ended: a line whenever the counts of `w2s status` change."""
-    from w2s.status import counts, describe, stage_states
+    from w2s.pipeline.status import counts, describe, stage_states
 
     jobs, last = submission["jobs"], None
     while _alive(submission, jobs):

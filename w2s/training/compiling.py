@@ -4,12 +4,12 @@ Whether compiling pays depends on the device and on how long a stage is: the com
 (tens of seconds on a CPU) is paid once per stage, the gain on every step. `auto` measures it once
 per machine, on a workload the size of a short stage (a 2-layer, 384-wide BERT, 40 training steps
 of 32 x 64 tokens, compile time included), and compiles when that is faster than eager. The answer
-is remembered like the precision probe's (w2s/precision.py): per CPU model or GPU, torch version and
+is remembered like the precision probe's (w2s/training/precision.py): per CPU model or GPU, torch version and
 precision. Compiling can change float results in the last bits, so a compiled stage's key differs
 from an eager one's.
 
 A model that fails to compile never stops a run: training falls back to eager with one line
-(w2s/train.py).
+(w2s/training/loop.py).
 """
 
 from __future__ import annotations
@@ -21,16 +21,10 @@ import os
 import time
 from importlib import metadata
 
-from w2s import cache
-from w2s.precision import device_name
+from w2s import machine_cache
+from w2s.training.precision import device_name
 
 MIN_SPEEDUP = 1.1  # compiling must beat eager by this much, compile time included, for `auto`
-
-
-def resolve_compile(requested: bool | str, precision: str) -> bool:
-    if requested != "auto":
-        return bool(requested)
-    return auto_compile(precision)[0]
 
 
 @functools.cache
@@ -45,10 +39,10 @@ def auto_compile(precision: str) -> tuple[bool, str]:
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
     name = f"compile-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    cached = cache.read(name)
+    cached = machine_cache.read(name)
     if cached is None or "speedup" not in cached:
         cached = {**machine, **compile_speedup(precision)}
-        cache.write(name, cached)
+        machine_cache.write(name, cached)
     speedup = cached["speedup"]
     if speedup is None:
         return False, f"torch.compile failed on this machine ({cached.get('error')})"

@@ -14,14 +14,14 @@ polarity of the evaluative adjective, which is either
 
 Why it separates weak from strong: a 1-layer encoder cannot assemble a word's meaning
 from its pieces, so on held-out rare words it is far behind the 6-layer pretrained
-encoder (measured, quickstart settings, seeds 0/1: 53%/74% vs 76%/86%), which knows most
-of them and transfers the sentiment direction it learns from common words.  The weak
-model labels the train pool almost perfectly (it memorises the seen rare words), so its
-labels carry no systematic error for the strong student to copy, and the student
-generalises to the held-out words much like the ceiling (PGR 1.2/0.6 with xent).
-Negation (P_NEG) and two-clause "A, but B" examples (P_SINGLE < 1) remain available as
-knobs but are off: the 1-layer model's errors on them were systematic (it ignores which
-clause a connective makes decisive) and the student copied them (PGR ~0).
+encoder, which knows most of them and transfers the sentiment direction it learns from
+common words.  The weak model labels the train pool almost perfectly (it memorises the
+seen rare words), so its labels carry no systematic error for the strong student to
+copy, and the student generalises to the held-out words much like the ceiling
+(docs/results.md has the quickstart's numbers).  Negation (P_NEG) and two-clause
+"A, but B" examples (P_SINGLE < 1) remain available as knobs but are off: the 1-layer
+model's errors on them were systematic (it ignores which clause a connective makes
+decisive) and the student copied them, recovering nothing.
 
 Leakage control: the label is drawn first, so openers, intensifiers and aspect nouns are
 label-independent; both rare lists average ~2.9 wordpieces per word.

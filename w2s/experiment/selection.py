@@ -12,29 +12,20 @@ picks one of those points:
   upper bound only, labelled as such in every table.
 
 Ties go to the earlier step. Under a rule the whole chain selects by it: a student trains on its
-supervisor's labels from the supervisor's checkpoint under the same rule (w2s/plan.py).
-No torch here: the spec, the planner and the report read it.
+supervisor's labels from the supervisor's checkpoint under the same rule (w2s/experiment/plan.py).
+When a stage evaluates is the loop's (`w2s.training.loop.evaluation_steps`). No torch here.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 
-RULES = ("final", "weak_validation", "oracle")
+from w2s.spec import SELECTION_RULES
+
+RULES = SELECTION_RULES  # final, weak_validation, oracle: the names a spec's `train.select` takes
 # the score each rule maximises, as a curve point names it (final: none, the last point)
 RULE_SCORES = {"weak_validation": "validation_accuracy", "oracle": "test_accuracy"}
-
-
-def evaluation_steps(total: int, eval_every: float | None) -> list[int]:
-    """The optimizer steps (1-based counts) after which a stage evaluates: every `eval_every` steps
-    (an int), or at every `eval_every` fraction of training (a float below 1), and always the last."""
-    if eval_every is None:
-        return []
-    every = eval_every if eval_every >= 1 else eval_every * total
-    points = {min(total, max(1, math.ceil(i * every - 1e-9))) for i in range(1, math.ceil(total / every + 1e-9) + 1)}
-    return sorted(points | {total})
 
 
 def improves(rule: str, point: dict, best: dict | None) -> bool:

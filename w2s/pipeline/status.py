@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from w2s import environment
+from w2s.errors import SpecError
+from w2s.experiment import environment
 from w2s.jsonfiles import read_json, read_jsonl
 from w2s.pipeline import store
 from w2s.pipeline.locks import expiry_seconds, holder_gone, read_lock
-from w2s.spec import SpecError
 
 STATES = ("finished", "running", "failed", "waiting")
 
@@ -28,7 +28,7 @@ def stage_states(root: Path) -> list[dict]:
     """One row per stage of the plan: stage, key, state, and what explains it (tidy: pandas reads it)."""
     plan_file = root / store.PLAN_FILE
     if not plan_file.is_file():
-        if latest_submission(root):  # submitted; the first worker writes the plan (w2s/environment.py)
+        if latest_submission(root):  # submitted; the first worker writes the plan (w2s/experiment/environment.py)
             return []
         raise SpecError(
             f"{root}: not an experiment folder (no {store.PLAN_FILE}; `w2s run` and `w2s submit` "
@@ -46,34 +46,31 @@ def stage_states(root: Path) -> list[dict]:
         if p["key"] in finished:
             row["state"] = "finished"
         elif found is not None:
-            holder, (_, _, mtime_ns) = found
-            row.update(
-                state="running",
-                host=holder.get("host"),
-                pid=holder.get("pid"),
-                slurm_job=holder.get("slurm_job"),
-                since=holder.get("since"),
-                heartbeat_age=round(now - mtime_ns / 1e9, 1),
-            )
-            if holder_gone(holder):
-                row["note"] = "its process is gone: the next worker to look takes the stage over"
-            elif row["heartbeat_age"] > expiry:
-                row["note"] = f"no heartbeat for over {expiry:.0f} s: taken over once a worker has watched it that long"
+            row.update(_running(*found, now, expiry))
         elif p["key"] in failures:
-            record = failures[p["key"]]
-            row.update(
-                state="failed",
-                error=record.get("error"),
-                host=record.get("host"),
-                slurm_job=record.get("slurm_job"),
-                time=record.get("time"),
-                traceback=str(Path(record["folder"]) / "traceback.txt"),
-            )
+            row.update(_failed(failures[p["key"]]))
         else:
             missing = [k for k in p["requires"] if k not in finished]
             row.update(state="waiting", needs=[names.get(k, k) for k in missing])
         rows.append(row)
     return rows
+
+
+def _running(holder: dict, stat: tuple, now: float, expiry: float) -> dict:
+    """Who holds a stage's lock, since when, its last heartbeat, and whether it looks gone."""
+    row = {"state": "running", **{k: holder.get(k) for k in ("host", "pid", "slurm_job", "since")}}
+    row["heartbeat_age"] = round(now - stat[2] / 1e9, 1)
+    if holder_gone(holder):
+        row["note"] = "its process is gone: the next worker to look takes the stage over"
+    elif row["heartbeat_age"] > expiry:
+        row["note"] = f"no heartbeat for over {expiry:.0f} s: taken over once a worker has watched it that long"
+    return row
+
+
+def _failed(record: dict) -> dict:
+    """A recorded failure: the error's last line, where and when, and its traceback's file."""
+    row = {"state": "failed", **{k: record.get(k) for k in ("error", "host", "slurm_job", "time")}}
+    return {**row, "traceback": str(Path(record["folder"]) / "traceback.txt")}
 
 
 def _read_plan(path: Path) -> list[dict]:

@@ -1,4 +1,5 @@
-"""`w2s run SPEC --workers N`: N processes share one experiment's stage queue.
+"""Workers: `w2s run SPEC --workers N` starts N processes here that share one experiment's stage
+queue; `w2s submit` (w2s/pipeline/submit.py) starts the same worker command as a Slurm job array.
 
 A sweep of small models leaves a modern GPU mostly idle; several stages on it at once keep it busy.
 Each worker is a `w2s run` of the same spec, so it claims stages exactly as separate `w2s run`
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 
 def visible_devices() -> list[str]:
@@ -29,15 +31,22 @@ def visible_devices() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def worker_command(spec: str, overrides: list[str], only: list[str], sweep: str) -> list[str]:
-    """`w2s run` as one worker of a sweep: the sweep id keeps the workers from retrying each other's
-    failed stages."""
-    args = [sys.executable, "-m", "w2s", "run", spec, "--worker", "--sweep", sweep]
+def worker_command(
+    spec: str | Path, sweep: str, overrides: list[str] = (), only: list[str] = (), gpus: int = 0, summary: bool = True
+) -> list[str]:
+    """`w2s run` as one worker of a sweep, for `--workers` and `w2s submit` alike: the sweep id keeps
+    the workers from retrying each other's failed stages; across its GPUs under `accelerate launch`
+    when it has several. `summary=False` (`--workers`): the W&B summary and the table are the starting
+    process's last pass; otherwise whichever worker ends last logs them."""
+    run = ["run", str(spec), "--sweep", sweep, *([] if summary else ["--worker"])]
     for value in overrides:
-        args += ["--set", value]
+        run += ["--set", value]
     for pattern in only:
-        args += ["--only", pattern]
-    return args
+        run += ["--only", pattern]
+    if gpus > 1:
+        launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus), "--module", "w2s"]
+        return [sys.executable, *launch, *run]
+    return [sys.executable, "-m", "w2s", *run]
 
 
 def run_workers(spec: str, overrides: list[str], only: list[str], n: int, sweep: str, echo=print) -> list[int]:
@@ -51,7 +60,7 @@ def run_workers(spec: str, overrides: list[str], only: list[str], n: int, sweep:
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
         proc = subprocess.Popen(
-            worker_command(spec, overrides, only, sweep),
+            worker_command(spec, sweep, overrides, only, summary=False),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

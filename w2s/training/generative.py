@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from w2s.batches import Encoded
-from w2s.models import is_causal, load_backbone, read_config
-from w2s.spec import SpecError
-from w2s.train import batch_outputs, language_modelling, make_accelerator, train
+from w2s.errors import SpecError
+from w2s.models.loading import is_causal, load_backbone, read_config
+from w2s.training.batches import Encoded
+from w2s.training.inference import batch_outputs
+from w2s.training.launch import make_accelerator
+from w2s.training.loop import language_modelling, train
 
 
 def check_causal(model_spec, key: str) -> None:

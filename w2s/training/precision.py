@@ -1,8 +1,8 @@
 """Mixed precision chosen by the hardware: `train.mixed_precision: auto` (the default).
 
 bf16 pays only where the device computes it natively. The CPUs behind one cluster (or one cloud
-account) differ: with AVX512-BF16/AMX a bf16 matmul runs about 2x faster than fp32; with AVX2 only,
-bf16 is emulated and runs 10-60x slower. A spec that hard-codes bf16 is fast on one machine and
+account) differ: with AVX512-BF16 or AMX a bf16 matmul is faster than fp32; with AVX2 only, bf16
+is emulated and many times slower. A spec that hard-codes bf16 is fast on one machine and
 unusable on the next, so `auto` decides per machine:
 
 - under `accelerate launch` with mixed_precision bf16/fp16 in its config: that (the launcher asked);
@@ -17,7 +17,7 @@ device node), or to run the CPU probe the first time. Elsewhere the remembered a
 without torch, so `w2s validate` and `w2s run --dry-run` stay instant.
 
 The resolved precision enters every stage key: a stage trained in bf16 is not reused as fp32; a run
-folder records what `auto` resolved to where it first trained (w2s/environment.py), so a sweep's
+folder records what `auto` resolved to where it first trained (w2s/experiment/environment.py), so a sweep's
 machines agree. `W2S_FAKE_PRECISION=no|bf16|fp16` answers in the hardware's place: a test setting,
 to make one process's hardware differ from another's on one machine.
 """
@@ -34,17 +34,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from w2s import cache
+from w2s import machine_cache
 from w2s.errors import SpecError
 
-BF16_SPEEDUP = 1.25  # bf16 must beat fp32 by this factor on the probe (measured: >2x native, <0.1x emulated)
-
-
-def resolve_precision(requested: str) -> str:
-    """'no' | 'bf16' | 'fp16' for a spec's setting ('auto' decided here; an explicit value wins)."""
-    if requested != "auto":
-        return requested
-    return auto_precision()[0]
+BF16_SPEEDUP = 1.25  # bf16 must beat fp32 by this factor on the probe: native bf16 is well above, emulated far below
 
 
 @functools.cache
@@ -78,11 +71,11 @@ def _cpu_precision() -> tuple[str, str]:
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
     name = f"precision-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    cached = cache.read(name)
+    cached = machine_cache.read(name)
     speedup = cached.get("bf16_speedup") if cached else None
     if speedup is None:
         speedup = bf16_speedup()
-        cache.write(name, {**machine, "bf16_speedup": speedup})
+        machine_cache.write(name, {**machine, "bf16_speedup": speedup})
     if speedup >= BF16_SPEEDUP:
         return "bf16", f"this CPU computes bf16 natively ({speedup:.1f}x fp32 on a matmul probe)"
     return "no", f"this CPU has no fast bf16 ({speedup:.2g}x fp32 on a matmul probe), so fp32"
@@ -91,8 +84,7 @@ def _cpu_precision() -> tuple[str, str]:
 def bf16_speedup(size: int = 256, repeats: int = 10) -> float:
     """fp32 time / bf16 time of a square matmul (above 1: bf16 is faster), each the best of `repeats`
     timings taken in turns: a busy machine slows some timings of both, and the best of each is what
-    the hardware does (with 3 timings of one dtype in a row, a neighbour's burst once made emulated
-    bf16 look 1.5x faster than fp32)."""
+    the hardware does (timings of one dtype in a row let a neighbour's burst favour one of them)."""
     import torch
 
     pairs = {

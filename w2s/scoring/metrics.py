@@ -7,8 +7,9 @@ classes; with more, `auroc` returns None and `macro_ovr_auroc` the macro average
 AUROCs. Resampling (the report's within-seed intervals) weighs each test example by how often a
 bootstrap draw picked it: `metric_values`, `bootstrap_seed`, `aggregate_seeds`.
 
-Adding a metric: a function here, its entry in the stage's metrics (`w2s/pipeline/evaluation.py`),
-and its name in the result row (`w2s/result_rows.py`); docs/extending.md.
+A stage's scores are `test_scores` (its metrics.json, each selection rule's checkpoint, an
+ensemble's), under the names `SCORE_COLUMNS` gives every result row; the scores PGR is taken on,
+with intervals, are `PGR_METRICS`. Adding a metric is this file (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -17,9 +18,30 @@ import warnings
 
 import numpy as np
 
+# every stage's scores on test, as metrics.json and the result rows name them (`test_scores`)
+SCORE_COLUMNS = ("test_accuracy", "test_auroc", "ece")
+# the metrics PGR and its intervals are taken on (`w2s report --metric`): each has a resampled form in
+# `metric_values`, computed from the prediction column it reads
+PGR_METRICS = ("accuracy", "auroc")
+PREDICTION_COLUMN = {"accuracy": "predicted", "auroc": "p_pos"}  # auroc: two classes only
+
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed random state: the same stages give the same intervals
+
+
+def test_scores(probs, labels) -> dict:
+    """The scores of (n, k) test probabilities against integer labels: `SCORE_COLUMNS`, and with more
+    than two classes the macro one-vs-rest AUROC too."""
+    probs = np.asarray(probs)
+    scores = {
+        "test_accuracy": accuracy(probs, labels),
+        "test_auroc": auroc(probs, labels),
+        "ece": expected_calibration_error(probs, labels),
+    }
+    if probs.shape[1] > 2:
+        scores["test_auroc_macro_ovr"] = macro_ovr_auroc(probs, labels)
+    return scores
 
 
 def accuracy(probs, labels) -> float:
@@ -68,7 +90,7 @@ def expected_calibration_error(probs, labels, bins: int = 10) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# resampled forms (the report's intervals; w2s/pgr_stats.py turns them into PGR intervals)
+# resampled forms (the report's intervals; w2s/scoring/pgr.py turns them into PGR intervals)
 
 
 def metric_values(y: np.ndarray, p: np.ndarray, metric: str, counts: np.ndarray | None = None) -> np.ndarray:
@@ -101,7 +123,7 @@ def bootstrap_seed(y, weak, ceiling, student, metric: str = "accuracy"):
     indices, so one draw is the same examples for weak, ceiling and student (a paired bootstrap).
 
     Returns scipy's BootstrapResult for the statistic [weak, ceiling, student]: its
-    `bootstrap_distribution` (3 x N_RESAMPLES) feeds the PGR and difference intervals (w2s/pgr_stats.py)
+    `bootstrap_distribution` (3 x N_RESAMPLES) feeds the PGR and difference intervals (w2s/scoring/pgr.py)
     and the across-seed aggregate (percentile intervals; BCa's jackknife would cost n fits more).
     """
     from scipy import stats

@@ -1,7 +1,7 @@
 """The pre-run check: can this spec run here? One function, called by `w2s validate`, `w2s run
 --dry-run` and `w2s run` before anything is written.
 
-Validation (w2s/spec/) already rejected what the spec says on its own; planning (w2s/plan.py)
+Validation (w2s/spec/) already rejected what the spec says on its own; planning (w2s/experiment/plan.py)
 already found every data file, since keys hash their contents. What is left needs the files, the
 code or the model configs: the data parse and hold class indices in the right columns, every split
 is non-empty, losses build with the keywords given, batch sizes divide across the processes, probe
@@ -21,8 +21,10 @@ import os
 from pathlib import Path
 
 from w2s import data
-from w2s.aliases import parse_model_name, resolve
-from w2s.spec import CustomLoss, ExperimentSpec, SpecError, first_line
+from w2s.errors import SpecError, first_line
+from w2s.experiment.kinds import StudentStage
+from w2s.models.names import parse_model_name, resolve
+from w2s.spec import CustomLoss, ExperimentSpec
 
 
 def check_runnable(spec: ExperimentSpec, stages: list) -> None:
@@ -31,7 +33,7 @@ def check_runnable(spec: ExperimentSpec, stages: list) -> None:
     _check_batches(spec, stages)
     for i, loss in enumerate(spec.losses):
         if isinstance(loss, CustomLoss):  # built-in losses take exactly the keywords their spec allows
-            from w2s.losses import build_loss
+            from w2s.training.losses import build_loss
 
             build_loss(loss, key=f"losses.{i}")
     splits = {}
@@ -101,7 +103,7 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             _check_tokenizer(model, folder, f"models.{i}")
             tokenizers.add((folder, model.trust_remote_code))
         if model.generative_finetune is not None:
-            from w2s import generative
+            from w2s.training import generative
 
             generative.check_causal(model, f"models.{i}")
         probes = [
@@ -109,11 +111,11 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             for j, loss in enumerate(spec.losses)  # probe layers given as numbers
             if loss.probe is not None
             and isinstance(loss.probe.layer, int)
-            and any(s.loss == loss and s.model.display == model.display for s in stages)
+            and any(isinstance(s, StudentStage) and s.loss == loss and s.model.display == model.display for s in stages)
         ]
         if model.lora is None and not probes and model.train:
             continue
-        from w2s.models import read_config
+        from w2s.models.loading import read_config
 
         config = read_config(model)  # None where it cannot be read here (a hub id offline): loading says why
         if config is None:
@@ -170,7 +172,7 @@ def _check_tokenizer(model, folder: Path, key: str) -> None:
     with the `tokenizers` library, without transformers; anything else is loaded as the stages load it."""
     file = folder / "tokenizer.json"
     if not (file.is_file() and not model.trust_remote_code):
-        from w2s.models import load_tokenizer
+        from w2s.models.loading import load_tokenizer
 
         load_tokenizer(model, key=key)
         return
@@ -238,7 +240,7 @@ def _check_context(spec: ExperimentSpec, stages: list, splits: dict) -> None:
         dataset = spec.datasets[d]
         if dataset.ctx_policy != "drop" or dataset.is_image:
             continue
-        from w2s.models import load_tokenizer
+        from w2s.models.loading import load_tokenizer
 
         for model in {s.model.display: s.model for s in stages if s.dataset is dataset}.values():
             tokenizer = load_tokenizer(model)

@@ -1,7 +1,7 @@
 """What `auto` means for a run folder: decided once, by the first process that trains in it.
 
 `train.mixed_precision: auto` and `train.compile: auto` are decided by the hardware
-(w2s/precision.py, w2s/compiling.py), and what they resolve to enters every stage key: a stage
+(w2s/training/precision.py, w2s/training/compiling.py), and what they resolve to enters every stage key: a stage
 trained in bf16 is not reused as fp32. The processes of one sweep need not share hardware: `w2s
 submit` plans on a login node without a GPU, its workers train on GPU nodes, perhaps of two kinds.
 Were each to decide for itself, the workers would train under keys the submission never listed,
@@ -28,9 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from w2s.compiling import auto_compile
+from w2s import __version__
 from w2s.errors import SpecError
-from w2s.precision import auto_precision, device_name
+from w2s.experiment.keys import KEY_VERSION
+from w2s.training.compiling import auto_compile
+from w2s.training.precision import auto_precision, device_name
 
 FOLDER = "environment"
 
@@ -38,7 +40,7 @@ FOLDER = "environment"
 @dataclass(frozen=True)
 class Environment:
     """How stages run: the resolved precision and compile setting (what enters stage keys, so that
-    `w2s.plan.plan` is a pure function of the spec, the data and this), and notes on how `auto` was decided."""
+    `w2s.experiment.plan.plan` is a pure function of the spec, the data and this), and notes on how `auto` was decided."""
 
     mixed_precision: str  # no | bf16 | fp16
     compile: bool  # torch.compile for stages that train
@@ -63,20 +65,8 @@ def resolve(spec, root: Path | None = None, record: bool = False) -> Environment
     return Environment(precision, bool(compile_), tuple(notes), final)
 
 
-def plan_here(spec):
-    """The stages `spec` plans to on this machine, nothing recorded (a preview; `w2s run` plans with
-    its run folder's environment)."""
-    from w2s.data import fingerprints
-    from w2s.plan import plan
-
-    return plan(spec, resolve(spec), fingerprints(spec))
-
-
 def provenance() -> dict:
     """Where a stage ran, for its metrics.json and every table the report makes of it."""
-    from w2s import __version__
-    from w2s.plan import KEY_VERSION
-
     return {"machine": device_name(), "w2s_version": __version__, "key_version": KEY_VERSION}
 
 

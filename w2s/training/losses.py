@@ -5,7 +5,7 @@ probabilities (one-hot for ground truth), `step_frac` the share of training done
 loss here is defined for any k but `window`, which needs two classes (the spec says so up front).
 A user adds a loss by pointing the spec at any such callable: `{name: custom, path: pkg.mod:Loss}`.
 
-A loss is called on the whole optimizer batch, whatever minibatch_size is (w2s/train.py). A loss
+A loss is called on the whole optimizer batch, whatever minibatch_size is (w2s/training/loop.py). A loss
 that is a mean of per-example terms sets `per_example = True`: the trainer may then call it on each
 micro-batch alone, which gives the same gradient without a no-grad pass over the batch first.
 """
@@ -19,17 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from w2s.spec import (
-    CustomLoss,
-    EntropyLoss,
-    KLLoss,
-    LogconfLoss,
-    ProductLoss,
-    SpecError,
-    WindowLoss,
-    XentLoss,
-    first_line,
-)
+from w2s.errors import SpecError, first_line
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
@@ -182,22 +172,24 @@ class KL:
         return soft_cross_entropy(logits, target) - own_entropy
 
 
-LOSSES: dict[type, type] = {  # spec model (w2s.spec) -> the callable it builds; custom losses name theirs by path
-    XentLoss: Xent,
-    LogconfLoss: Logconf,
-    ProductLoss: Product,
-    WindowLoss: Window,
-    EntropyLoss: Entropy,
-    KLLoss: KL,
+# a loss name a spec writes (`name:`, w2s/spec/loss_specs.py) -> the callable it builds; a custom loss
+# names its own by `path`
+LOSSES: dict[str, type] = {
+    "xent": Xent,
+    "logconf": Logconf,
+    "product": Product,
+    "window": Window,
+    "entropy": Entropy,
+    "kl": KL,
 }
 
 
 def build_loss(spec, key: str = "loss") -> LossFn:
-    """Instantiate a loss from its spec entry (see `w2s.spec.LossSpec`); errors name the spec `key`
+    """Instantiate a loss from its spec entry (a `w2s.spec.LossSpec`); errors name the spec `key`
     (e.g. losses.1.path for a module that does not import, losses.1.smoothng for a misspelt keyword)."""
     params = spec.model_dump(exclude={"name", "label", "path", "probe"})
-    if not isinstance(spec, CustomLoss):
-        return LOSSES[type(spec)](**params)
+    if spec.name != "custom":
+        return LOSSES[spec.name](**params)
     module_name, _, attr = spec.path.partition(":")
     try:
         obj = importlib.import_module(module_name)

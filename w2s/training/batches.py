@@ -1,6 +1,6 @@
 """What the training loop reads a split from: one small interface, three kinds of rows.
 
-`train`, `predict` and `batch_outputs` (w2s/train.py) take any `Batches`: its length, a length per
+`train`, `predict` and `batch_outputs` (w2s/training/loop.py) take any `Batches`: its length, a length per
 example (training batches group similar lengths, so little compute goes to padding; fixed-size rows
 say 1) and `collate`, which turns example indices into {"inputs": the model's keyword arguments,
 "labels": (b, k) class probabilities where the rows carry labels, "index": the row indices}.

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from w2s.batches import Activations, Encoded, ImageRows
-from w2s.train import batch_outputs
+from w2s.training.batches import Activations, Encoded, ImageRows
+from w2s.training.inference import batch_outputs
 
 SPLITS = ("train_a", "train_b", "test")
 FILE = "features.npz"

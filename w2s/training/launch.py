@@ -1,0 +1,101 @@
+"""The launch a stage runs in: its process group (one process, or `accelerate launch`), a fresh
+`Accelerator` per stage, seeding, the attention kernels, and moving batches to the device.
+
+The runner asks this module what process it is (`process_state`) and sets up each stage's
+randomness and kernels (`seed_everything`, `attention_kernels`); the loop and inference build
+their accelerator with `make_accelerator`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    is_torch_xla_available,
+    recursively_apply,
+    send_to_device,
+    set_seed,
+)
+
+from w2s.errors import SpecError
+from w2s.training.settings import TrainSettings
+
+
+def process_state() -> PartialState:
+    """The launch's process group, made CPU-aware.
+
+    `PartialState()` alone forms a gloo group on CPU only when told `cpu=True`; Accelerate's
+    multi-GPU launcher does not pass the config's `use_cpu` on, so on a machine without CUDA every
+    launched process would think it is the only one (each training every stage by itself).
+    Launched (LOCAL_RANK set) without CUDA, or with ACCELERATE_USE_CPU, we ask for CPU.
+    """
+    launched_without_cuda = "LOCAL_RANK" in os.environ and not torch.cuda.is_available()
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or launched_without_cuda
+    return PartialState(cpu=cpu)
+
+
+def make_accelerator(settings: TrainSettings) -> Accelerator:
+    processes = process_state().num_processes
+    per_step = settings.minibatch_size * processes
+    if settings.batch_size % per_step:
+        raise SpecError(
+            f"train.batch_size: {settings.batch_size} is not a multiple of minibatch_size x processes "
+            f"= {settings.minibatch_size} x {processes}; pick sizes that divide"
+        )
+    state = AcceleratorState._shared_state
+    if processes == 1 and state and state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
+        # one process running experiments with different precisions (tests, notebooks): start afresh
+        AcceleratorState._reset_state()
+    return Accelerator(
+        mixed_precision=settings.mixed_precision,
+        gradient_accumulation_steps=settings.batch_size // per_step,
+        # prediction loaders pin their batches on a GPU (batch_outputs); copies from pinned memory need not wait
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
+    )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators, as accelerate's `set_seed` does. Without an
+    accelerator it seeds torch's CPU generator directly: `torch.manual_seed` would also queue a lazy
+    CUDA seeding, with a captured stack, that never runs."""
+    devices = getattr(torch, "accelerator", None)  # torch >= 2.6; before, seed as accelerate does
+    if devices is None or devices.is_available() or is_torch_xla_available():
+        set_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+
+
+def attention_kernels(choice: str):
+    """`train.attention` around everything a stage runs: PyTorch's choice of scaled-dot-product
+    attention kernel (`sdpa`), or its math kernel alone (`math`). On a CPU without dropout PyTorch
+    picks a flash kernel whose backward, at sequences of tens of tokens, costs several times the
+    matmuls and softmax of the math kernel (docs/benchmarks.md)."""
+    if choice == "sdpa":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch on `device`. To a GPU it goes from pinned host memory without waiting
+    (non_blocking): the copy overlaps the kernels still running and does not synchronise."""
+    if device.type != "cuda":
+        return send_to_device(batch, device)
+    pinned = recursively_apply(torch.Tensor.pin_memory, batch)
+    return send_to_device(pinned, device, non_blocking=True)
+
+
+def no_progress_bar(accelerator: Accelerator) -> bool:
+    """Progress bars on the main process only, and none under TQDM_DISABLE (workers, Slurm logs):
+    an explicit `disable=` would otherwise override tqdm's own reading of it."""
+    return not accelerator.is_local_main_process or bool(os.environ.get("TQDM_DISABLE"))
