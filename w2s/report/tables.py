@@ -340,16 +340,8 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     models' own scores. `train_split` is the half a ground-truth stage trained on (train_b: the
     ceilings of `ceiling: half_b`; zero-shot models: None); `ceiling` marks the rows that are the
     models' ceilings (train_b where a model has one, else its half-A stage)."""
-    columns = [
-        "experiment",
-        "dataset",
-        "model",
-        "train_split",
-        "seed",
-        "non_embedding_parameters",
-        "test_accuracy",
-        "test_auroc",
-    ]
+    scores = [f"test_{metric}" for metric in PGR_METRICS]
+    columns = ["experiment", "dataset", "model", "train_split", "seed", "non_embedding_parameters", *scores]
     frame = pd.DataFrame(
         [
             {k: r.get(k) for k in columns}
@@ -363,11 +355,7 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     )
     frame = frame.groupby(
         ["experiment", "dataset", "model", "train_split"], sort=False, as_index=False, dropna=False
-    ).agg(
-        non_embedding_parameters=("non_embedding_parameters", "first"),
-        test_accuracy=("test_accuracy", "mean"),
-        test_auroc=("test_auroc", "mean"),
-    )
+    ).agg(non_embedding_parameters=("non_embedding_parameters", "first"), **{s: (s, "mean") for s in scores})
     on_b = frame.groupby(["experiment", "dataset", "model"])["train_split"].transform(lambda s: (s == "train_b").any())
     frame["ceiling"] = (frame["train_split"] == "train_b") | ~on_b.astype(bool)
     return frame

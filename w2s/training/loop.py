@@ -146,13 +146,8 @@ class _Step:
     first training forward trains eager from then on, after one line (`echo`)."""
 
     def __init__(self, model, objective: Objective, settings: TrainSettings, accelerator: Accelerator, echo):
-        self.eager, self.objective, self.settings, self.accelerator, self.echo = (
-            model,
-            objective,
-            settings,
-            accelerator,
-            echo,
-        )
+        self.eager, self.objective, self.echo = model, objective, echo
+        self.settings, self.accelerator = settings, accelerator
         self.model = torch.compile(model, dynamic=True) if settings.compile else model
 
     def prepare(self, total: int) -> torch.optim.lr_scheduler.LambdaLR:
