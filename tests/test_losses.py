@@ -1,7 +1,11 @@
 """Losses against values computed by hand (see the arithmetic in each test)."""
 
 import math
+import os
+import subprocess
+import sys
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,3 +277,27 @@ def test_soft_label_losses_take_any_number_of_classes(loss):
 def test_window_refuses_more_than_two_classes():
     with pytest.raises(ValueError, match="the window loss needs two classes, got 3"):
         Window()(LOGITS3, WEAK3, 0.5)
+
+
+def test_a_custom_loss_in_the_working_directory_imports_under_the_console_script(tmp_path):
+    """`w2s` (the console script) does not put the working directory on sys.path as `python -m w2s`
+    does; a spec's `path: mypkg.losses:Loss` must find ./mypkg all the same."""
+    from tests.conftest import tiny_spec, write_spec
+
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "losses.py").write_text(
+        "import torch.nn.functional as F\n\n\n"
+        "class SmoothedXent:\n"
+        "    def __init__(self, smoothing: float = 0.1):\n"
+        "        self.smoothing = smoothing\n\n"
+        "    def __call__(self, logits, soft_labels, step_frac):\n"
+        "        return F.cross_entropy(logits.float(), soft_labels * (1 - self.smoothing) + self.smoothing / 2)\n"
+    )
+    spec = tiny_spec(tmp_path / "runs")
+    spec["losses"] = [{"name": "custom", "path": "mypkg.losses:SmoothedXent", "smoothing": 0.2}]
+    write_spec(tmp_path / "spec.yaml", spec)
+    script = Path(sys.executable).parent / "w2s"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(script), "validate", "spec.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "spec.yaml: valid (5 stages), runnable here"

@@ -157,6 +157,7 @@ def _stdout_to_devnull() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _working_directory_importable()
     try:
         return _dispatch(args)
     except SpecError as err:
@@ -171,6 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     except StagesFailed as err:
         print(f"w2s: {err}", file=sys.stderr)
         return 1
+
+
+def _working_directory_importable() -> None:
+    """A spec's `module:attr` (a custom loss's `path`) finds modules in the working directory, as under
+    `python -m w2s`, which puts it on sys.path; the `w2s` console script does not. Appended, not put
+    first: an installed package of the same name wins."""
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
 
 
 def _stop_on_signal(signum, frame) -> None:
