@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import offline_runs, tiny_spec, write_spec
 from tests.wandb_offline import read_offline_run
+from w2s.cli import main
 from w2s.experiment.plan import plan_run
 from w2s.pipeline import tracking
 from w2s.pipeline.runner import run_experiment
@@ -289,3 +290,47 @@ def test_selection_ensembles_gold_and_diagnostics_reach_wandb(tmp_path):
             assert run["config"]["gold_frac"] == 0.5 and run["config"]["select"] == row["select"]
             for key in ("misfit", "error_inheritance", "error_correction", "weak_label_accuracy", "n_gold"):
                 assert run["summary"][key] == row[key]
+
+
+def test_wandb_variables_decide_where_the_spec_is_silent_and_the_spec_wins_where_it_is_not(tmp_path, monkeypatch):
+    """W&B's conventions, with the real wandb library offline: WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY
+    and WANDB_DIR decide what the spec leaves out; a spec field wins over its variable."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    monkeypatch.setenv("WANDB_ENTITY", "env-team")
+    silent = tiny_spec(tmp_path / "a", ladder=1)
+    del silent["tracking"]  # the spec says nothing about W&B
+    run_experiment(validate_spec(silent), echo=lambda *a: None)
+    runs = offline_runs(tmp_path / "a" / "tiny")
+    assert len(runs) == 3  # ground truth, transfer, summary
+    assert {(r["project"], r["entity"]) for r in runs} == {("from-env", "env-team")}
+
+    spoken = tiny_spec(tmp_path / "b", ladder=1, tracking={"mode": "offline", "project": "from-spec"})
+    run_experiment(validate_spec(spoken), echo=lambda *a: None)
+    assert {(r["project"], r["entity"]) for r in offline_runs(tmp_path / "b" / "tiny")} == {("from-spec", "env-team")}
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run_experiment(validate_spec({**silent, "output_dir": str(tmp_path / "c")}), echo=lambda *a: None)
+    assert (tmp_path / "c" / "tiny" / "stages").is_dir() and not (tmp_path / "c" / "tiny" / "wandb").exists()
+    disabled_by_spec = {**spoken, "output_dir": str(tmp_path / "d"), "tracking": {"mode": "disabled"}}
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_experiment(validate_spec(disabled_by_spec), echo=lambda *a: None)
+    assert not (tmp_path / "d" / "tiny" / "wandb").exists()  # the spec's mode wins over WANDB_MODE
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    run_experiment(validate_spec({**silent, "output_dir": str(tmp_path / "e")}), echo=lambda *a: None)
+    assert not (tmp_path / "e" / "tiny" / "wandb").exists()
+    assert len(list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*"))) == 3
+
+
+def test_a_wandb_mode_wandb_would_refuse_stops_the_run_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "ofline")
+    spec = tiny_spec(tmp_path, ladder=1)
+    del spec["tracking"]
+    code = main(["run", str(write_spec(tmp_path / "spec.yaml", spec))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "w2s: error: WANDB_MODE='ofline': w2s reads online, offline or disabled (or run, dryrun); "
+        "set tracking.mode in the spec, or unset it"
+    ]
+    assert not (tmp_path / "tiny").exists()

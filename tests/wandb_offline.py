@@ -40,9 +40,12 @@ def _records(path: Path):
 
 
 def read_offline_run(run_dir: Path) -> dict:
-    """Name, group, job type, tags, config, final summary and logged artifacts of an offline run folder."""
+    """Project, entity, name, group, job type, tags, config, final summary and logged artifacts of an
+    offline run folder."""
     run_dir = Path(run_dir)
     out = {
+        "project": None,
+        "entity": None,
         "name": None,
         "group": None,
         "job_type": None,
@@ -66,6 +69,7 @@ def read_offline_run(run_dir: Path) -> dict:
         if kind == "run":
             run = record.run
             out.update(name=run.display_name, group=run.run_group, job_type=run.job_type, tags=list(run.tags))
+            out.update(project=run.project, entity=run.entity)
             update(out["config"], run.config.update)
             update(out["summary"], run.summary.update)
         elif kind == "config":

@@ -48,7 +48,7 @@ def check_runnable(spec: ExperimentSpec, stages: list) -> None:
 
 def _check_output(spec: ExperimentSpec) -> None:
     """Results go to <output_dir>/<name>: every part of that path that exists must be a folder."""
-    path = Path(spec.output_dir) / spec.name
+    path = spec.run_dir
     for part in (path, *path.parents):
         if part.exists() and not part.is_dir():
             key = "name" if part == path else "output_dir"

@@ -38,7 +38,7 @@ from w2s.pipeline.evaluation import headline
 from w2s.pipeline.locks import Lease
 from w2s.pipeline.stages import RUNNERS, StageJob
 from w2s.pipeline.summary import ResultsFile, log_summary_once
-from w2s.pipeline.tracking import StageTracker
+from w2s.pipeline.tracking import StageTracker, resolve_tracking
 from w2s.scoring.rows import format_table
 from w2s.spec import ExperimentSpec, describe_recipe
 from w2s.training.launch import attention_kernels, process_state, seed_everything
@@ -162,6 +162,7 @@ def run_experiment(
 def _plan(spec: ExperimentSpec, only, force, dry_run: bool) -> tuple[RunPlan, list[StageAction]]:
     """The plan and what to do with each stage, checked: a dry run checks every stage, as `w2s
     validate` does; a run, the ones it will train, in the environment it records for the folder."""
+    resolve_tracking(spec)  # W&B's variables read now: a bad WANDB_MODE stops the run before anything is written
     planned = plan_run(spec)
     actions = stage_actions(planned.stages, planned.root, only, force)
     planned.check(planned.stages if dry_run else [a.stage for a in to_train(actions)])

@@ -6,6 +6,7 @@ be half-written or hold a row twice; its rows are `w2s.scoring.rows`'.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from w2s.experiment.kinds import Stage
 from w2s.jsonfiles import read_json, write_jsonl
 from w2s.pipeline import store
 from w2s.pipeline.locks import Locks
-from w2s.pipeline.tracking import log_experiment_summary
+from w2s.pipeline.tracking import log_experiment_summary, resolve_tracking
 from w2s.scoring.rows import link, stage_row
 from w2s.spec import ExperimentSpec
 
@@ -66,7 +67,8 @@ def log_summary_once(spec: ExperimentSpec, root: Path, rows: list[dict], locks: 
     in a marker written after the run is logged, so a run killed in between logs it when rerun; under
     a lock, so that workers ending together log it once."""
     marker = root / ".summary-logged"
-    digest = hashlib.sha256(json.dumps([spec.tracking.model_dump(), rows], sort_keys=True, default=str).encode())
+    tracking = dataclasses.asdict(resolve_tracking(spec))
+    digest = hashlib.sha256(json.dumps([tracking, rows], sort_keys=True, default=str).encode())
     lease = locks.try_acquire("summary")
     if lease is None:  # another process is logging it
         return

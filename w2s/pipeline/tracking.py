@@ -8,10 +8,10 @@ would only forward `wandb.init` and `log`; Tables, Artifacts, init timeouts and 
 the SDK anyway. So `StageTracker` talks to wandb itself, and exists only on the main process
 (the runner creates it there), which is what Accelerate's tracker would guarantee too.
 
-Modes (spec `tracking.mode`): `online`; `offline` (runs under <output_dir>/<experiment>/wandb/,
-upload later with `wandb sync`); `disabled` (nothing under wandb/, wandb is not even imported);
-`auto`: online when credentials are present (WANDB_API_KEY, or a netrc entry for the W&B host),
-offline otherwise. A W&B failure never stops an experiment: a failed online start falls back to
+Modes (spec `tracking.mode`, else WANDB_MODE, else `auto`: `resolve_tracking`): `online`; `offline`
+(runs under <output_dir>/<experiment>/wandb/, or $WANDB_DIR/wandb/, upload later with `wandb sync`);
+`disabled` (nothing under wandb/, wandb is not even imported); `auto`: online when credentials are
+present (WANDB_API_KEY, or a netrc entry for the W&B host), offline otherwise. A W&B failure never stops an experiment: a failed online start falls back to
 offline (one warning, and the experiment's later runs in this process go straight offline), and a failure while
 logging drops W&B for that run only. The local files (log.jsonl, metrics.json) are always written.
 """
@@ -22,9 +22,11 @@ import json
 import netrc
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from w2s.errors import SpecError
 from w2s.experiment.kinds import KINDS, StudentStage
 from w2s.pipeline.store import stage_config
 from w2s.scoring.predictions import PROBS_FILE
@@ -63,9 +65,41 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def wandb_dir(spec) -> Path:
-    """W&B keeps its run folders next to the stages: <output_dir>/<experiment>/wandb/."""
-    return Path(spec.output_dir) / spec.name / "wandb"
+# WANDB_MODE's values as wandb reads them, in w2s's modes
+WANDB_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline", "disabled": "disabled"}
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How a run's stages log to W&B: its mode (before `auto` looks for credentials), project, entity,
+    and the folder W&B keeps its run folders in."""
+
+    mode: str
+    project: str
+    entity: str | None
+    folder: Path
+
+
+def resolve_tracking(spec) -> Tracking:
+    """W&B's conventions: a spec field wins; where the spec leaves `tracking.mode`, `project` or
+    `entity` out, W&B's own variable decides (WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY); then w2s's
+    default. Run folders go next to the stages (<output_dir>/<experiment>/wandb/), or under
+    $WANDB_DIR/wandb/ where that is set."""
+    t, env = spec.tracking, os.environ
+
+    def pick(field: str, variable: str):
+        return getattr(t, field) if field in t.model_fields_set or not env.get(variable) else env[variable]
+
+    mode = pick("mode", "WANDB_MODE")
+    if mode not in ("auto", *WANDB_MODES):
+        raise SpecError(
+            f"WANDB_MODE={mode!r}: w2s reads online, offline or disabled (or run, dryrun); "
+            "set tracking.mode in the spec, or unset it"
+        )
+    folder = Path(env["WANDB_DIR"]) / "wandb" if env.get("WANDB_DIR") else spec.run_dir / "wandb"
+    return Tracking(
+        WANDB_MODES.get(mode, mode), pick("project", "WANDB_PROJECT"), pick("entity", "WANDB_ENTITY"), folder
+    )
 
 
 def _go_offline(folder: Path, reason: str) -> None:
@@ -77,17 +111,19 @@ def _go_offline(folder: Path, reason: str) -> None:
 
 
 def start_run(spec, **init_kwargs):
-    """A W&B run in the spec's mode, or None when disabled or when W&B cannot be used at all."""
-    mode = resolve_mode(spec.tracking.mode)
+    """A W&B run in the resolved mode (`resolve_tracking`), or None when disabled or when W&B cannot be
+    used at all."""
+    tracking = resolve_tracking(spec)
+    mode = resolve_mode(tracking.mode)
     if mode == "disabled":
         return None
     import wandb
 
-    folder = wandb_dir(spec)
+    folder = tracking.folder
     folder.mkdir(parents=True, exist_ok=True)
     common = dict(  # wandb writes into <dir>/wandb/
-        project=spec.tracking.project,
-        entity=spec.tracking.entity,
+        project=tracking.project,
+        entity=tracking.entity,
         group=spec.name,
         dir=str(folder.parent),
         reinit="create_new",
@@ -266,7 +302,7 @@ def log_experiment_summary(spec, rows: list[dict]) -> None:
             if values:
                 run.summary[f"pgr_mean/{loss}"] = sum(values) / len(values)
         run.summary.update({"n_stages": len(rows), "n_transfers": len(transfers)})
-        results = Path(spec.output_dir) / spec.name / "results.jsonl"
+        results = spec.run_dir / "results.jsonl"
         if results.is_file():
             artifact = wandb.Artifact(f"results-{spec.name}", type="results", description="results.jsonl rows")
             artifact.add_file(str(results))
