@@ -54,9 +54,12 @@ def run_cli(args, capsys):
         ("name: [unclosed\n", "malformed YAML (line"),
         (
             GOOD.replace("name: demo", "name: demo\nlearning_rate: 3"),
-            "learning_rate: unknown key; valid keys here: name,",
+            "learning_rate: unknown key (did you mean train.lr? the Trainer's learning_rate); valid keys here: name,",
         ),
-        (GOOD.replace("minilm-l6}", "minilm-l6, nmae: x}"), "models.1.nmae: unknown key; valid keys here: name, label"),
+        (
+            GOOD.replace("minilm-l6}", "minilm-l6, nmae: x}"),
+            "models.1.nmae: unknown key (did you mean name?); valid keys here: name, label",
+        ),
         (GOOD.replace("name: synthetic", "name: imdbb"), "datasets.0.name: unknown dataset 'imdbb'; registered:"),
         (GOOD.replace("name: xent", "name: focal"), "losses.0: Input tag 'focal'"),
         (GOOD.replace("aux_coef: 0.5", "aux_coef: 2"), "losses.1.aux_coef: Input should be less than or equal to 1"),
@@ -97,7 +100,9 @@ def test_checkpoint_folders_are_checked_before_a_run_not_by_the_spec(spec_file, 
 
 def test_bad_override_names_the_key(spec_file, capsys):
     code, _, err = run_cli(["validate", str(spec_file(GOOD)), "--set", "train.lrr=1"], capsys)
-    assert code == 2 and "train.lrr: unknown key; valid keys here: epochs, transfer_epochs, lr" in err
+    assert (
+        code == 2 and "train.lrr: unknown key (did you mean lr?); valid keys here: epochs, transfer_epochs, lr" in err
+    )
 
 
 def test_missing_spec_file(capsys, tmp_path):
@@ -203,3 +208,42 @@ def test_the_sst2_experiments_are_runnable_from_the_repository(sst2_dir, monkeyp
     for name, stages in (("sst2_ladder", 48), ("sst2_wide_gap", 25)):
         code, out, err = run_cli(["validate", f"experiments/{name}.yaml"], capsys)
         assert code == 0 and f"valid ({stages} stages), runnable here" in out, err
+
+
+def test_every_problem_of_a_spec_is_a_line_of_its_own(spec_file, capsys, tmp_path):
+    """Three mistakes, three lines, each naming its key (and the near spelling), exit 2, nothing written."""
+    text = GOOD.replace("minilm-l1}}", "minilm-16}}").replace("aux_coef: 0.5", "aux_coeff: 0.5") + (
+        "train: {{lr_schedule: cosin}}\n"
+    )
+    code, out, err = run_cli(["validate", str(spec_file(text))], capsys)
+    source = tmp_path / "spec.yaml"
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"w2s: error: {source}: models.0.name: unknown model alias 'minilm-16'; did you mean 'minilm-l6'? "
+        "aliases: minilm-l1 ... minilm-l6, mpnet-l1 ... mpnet-l12",
+        f"w2s: error: {source}: losses.1.aux_coeff: unknown key (did you mean aux_coef?); valid keys here: name, "
+        "label, probe, aux_coef, warmup_frac, schedule",
+        f"w2s: error: {source}: train.lr_schedule: Input should be 'cosine', 'constant' or 'linear' "
+        "(did you mean 'cosine'?)",
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_trainers_names_point_to_w2s_s_and_many_problems_end_in_a_count(spec_file, capsys, tmp_path):
+    trainer = {
+        "learning_rate": "lr? the Trainer's learning_rate",
+        "num_train_epochs": "epochs? the Trainer's num_train_epochs",
+        "warmup_ratio": "warmup_frac? the Trainer's warmup_ratio",
+        "per_device_train_batch_size": "minibatch_size? the Trainer's per_device_train_batch_size, examples per "
+        "forward pass per process; train.batch_size is the optimizer batch over all processes",
+    }
+    text = GOOD + "train: {{" + ", ".join(f"{k}: 1" for k in trainer) + "}}\n"
+    code, _, err = run_cli(["validate", str(spec_file(text))], capsys)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 4
+    for line, (key, hint) in zip(lines, trainer.items()):
+        assert line.startswith(f"w2s: error: {tmp_path / 'spec.yaml'}: train.{key}: unknown key (did you mean {hint}")
+    many = GOOD + "train: {{" + ", ".join(f"bad{i}: 1" for i in range(13)) + "}}\n"
+    code, _, err = run_cli(["validate", str(spec_file(many))], capsys)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 11 and lines[-1] == f"w2s: error: {tmp_path / 'spec.yaml'}: and 3 more problems"

@@ -116,3 +116,25 @@ def test_seed_everything_leaves_the_generators_as_accelerates_set_seed(monkeypat
     assert states() == theirs
     seed_everything(8)
     assert states() != theirs
+
+
+@pytest.mark.parametrize("total, warmup", [(10, 0), (10, 3), (7, 7), (2, 0)])
+def test_the_linear_schedule_is_the_trainers(total, warmup):
+    """`lr_schedule: linear` gives the learning rates of transformers' get_linear_schedule_with_warmup
+    (the Trainer's default) at every step, warm-up included."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from w2s.training.loop import _lr_lambda
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        schedule, out = make(optimizer), []
+        for _ in range(total):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return out
+
+    ours = rates(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda("linear", total, warmup)))
+    theirs = rates(lambda opt: get_linear_schedule_with_warmup(opt, warmup, total))
+    assert ours == theirs and len(set(ours)) > 1

@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     _working_directory_importable()
     try:
         return _dispatch(args)
-    except SpecError as err:
-        print(f"w2s: error: {err}", file=sys.stderr)
+    except SpecError as err:  # a line per problem
+        for line in str(err).splitlines():
+            print(f"w2s: error: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output cut short by the reader; nothing else went wrong
         _stdout_to_devnull()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,28 +119,95 @@ def apply_override(raw: dict, item: str) -> None:
         raise SpecError(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
 
 
+MAX_PROBLEMS = 10  # shown one line each; beyond that, a count
+
+
 def validate_spec(raw: dict, source: str = "spec") -> ExperimentSpec:
+    """The validated spec; SpecError with every problem validation finds, a line each (up to
+    MAX_PROBLEMS, then how many more), each naming its key, what is wrong and what is valid."""
     try:
         return ExperimentSpec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(f"{source}: {describe_error(err, raw)}") from None
+        problems = [f"{source}: {line}" for line in describe_errors(err, raw)]
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS] + [f"{source}: and {more} more problem{'s' if more > 1 else ''}"]
+        raise SpecError("\n".join(problems)) from None
+
+
+def describe_errors(err: ValidationError, raw: Any) -> list[str]:
+    """Every validation error as one line: the dotted key, what is wrong, and what is valid. One line
+    per key: the members of a union (`pairs`, a loss) each reject the same value, and the first says
+    it best."""
+    lines, seen = [], set()
+    for error in err.errors():
+        key, msg = _describe(error, raw)
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"{key}: {msg}" if key else msg)  # whole-spec checks name their keys in the message
+    return lines
 
 
 def describe_error(err: ValidationError, raw: Any) -> str:
-    """The first validation error as one line: the dotted key, what is wrong, and what is valid."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    # pydantic puts union tags into the location (e.g. losses.0.logconf.aux_coef); drop them
-    loc = [p for p in loc if p not in (*_LOSS_CLASSES, "list[tuple[str,str]]")]
-    loc = [p for p in loc if not p.startswith(("literal[", "function-", "constrained-"))]
-    key = ".".join(loc)
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        valid = _valid_keys(loc[:-1], raw)
-        msg = f"unknown key; valid keys here: {', '.join(valid)}" if valid else "unknown key"
-    elif first["type"] == "missing":
+    """The first validation error as one line."""
+    return describe_errors(err, raw)[0]
+
+
+# Hugging Face Trainer (TrainingArguments) names -> where w2s sets the same thing, and how it differs
+TRAINER_NAMES = {
+    "learning_rate": ("train.lr", ""),
+    "num_train_epochs": ("train.epochs", ""),
+    "warmup_ratio": ("train.warmup_frac", ""),
+    "warmup_steps": ("train.warmup_frac", ", a share of the steps"),
+    "lr_scheduler_type": ("train.lr_schedule", ""),
+    "per_device_train_batch_size": (
+        "train.minibatch_size",
+        ", examples per forward pass per process; train.batch_size is the optimizer batch over all "
+        "processes, the Trainer's per_device_train_batch_size x processes x gradient_accumulation_steps",
+    ),
+    "per_device_eval_batch_size": ("train.eval_batch_size", ""),
+    "gradient_accumulation_steps": ("train.batch_size", ", the optimizer batch: minibatch_size x processes x steps"),
+    "eval_steps": ("train.eval_every", ""),
+    "logging_steps": ("tracking.log_every", ""),
+    "report_to": ("tracking.mode", ""),
+    "seed": ("seeds", ", a list"),
+    "bf16": ("train.mixed_precision", ": bf16"),
+    "fp16": ("train.mixed_precision", ": fp16"),
+    "max_seq_length": ("datasets.max_ctx", ""),
+    "model_name_or_path": ("models.N.name", ""),
+}
+
+
+def _describe(error: dict, raw: Any) -> tuple[str, str]:
+    """(dotted key, what is wrong and what is valid) of one validation error."""
+    loc = [str(p) for p in error["loc"]]
+    # pydantic puts union tags into the location (losses.0.logconf.aux_coef, pairs.list[tuple[str, str]]):
+    # drop them (no spec key holds a bracket or starts so)
+    loc = [p for p in loc if p not in _LOSS_CLASSES and "[" not in p]
+    loc = [p for p in loc if not p.startswith(("function-", "constrained-"))]
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = _unknown_key(loc[-1], _valid_keys(loc[:-1], raw))
+    elif error["type"] == "missing":
         msg = "required key is missing"
-    return f"{key}: {msg}" if key else msg  # whole-spec checks name their keys in the message
+    elif error["type"] == "literal_error" and isinstance(error.get("input"), str):
+        choices = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+        if near := difflib.get_close_matches(error["input"], choices, n=1, cutoff=0.6):
+            msg += f" (did you mean {near[0]!r}?)"
+    return ".".join(loc), msg
+
+
+def _unknown_key(name: str, valid: list[str]) -> str:
+    """`unknown key`, what it may be (a near spelling, or the Trainer's name for a w2s setting), and
+    the keys valid there."""
+    hint = ""
+    if name in TRAINER_NAMES:
+        path, note = TRAINER_NAMES[name]
+        here = path.rsplit(".", 1)[-1]
+        hint = f" (did you mean {here if here in valid else path}? the Trainer's {name}{note})"
+    elif near := difflib.get_close_matches(name, valid, n=1, cutoff=0.75):
+        hint = f" (did you mean {near[0]}?)"
+    return f"unknown key{hint}" + (f"; valid keys here: {', '.join(valid)}" if valid else "")
 
 
 def _valid_keys(parent: list[str], raw: Any) -> list[str]:

@@ -24,7 +24,11 @@ class TrainSpec(Strict):
     eval_batch_size: int = Field(64, gt=0)
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_schedule: Literal["cosine", "constant", "linear"] = Field(
+        "cosine",
+        description="After warmup_frac of the steps: cosine decay to 0, constant, or linear decay to 0 "
+        "(Hugging Face Trainer's default schedule, warm-up included, as transformers computes it).",
+    )
     warmup_frac: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
     dropout: bool = Field(

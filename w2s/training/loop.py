@@ -309,6 +309,12 @@ def set_dropout(model: torch.nn.Module, enabled: bool) -> None:
 
 
 def _lr_lambda(schedule: str, total: int, warmup: int) -> Callable[[int], float]:
+    """The learning rate's factor at each optimizer step (0-based)."""
+    if schedule == "linear":  # the Trainer's, as transformers.get_linear_schedule_with_warmup computes it
+        return lambda step: (
+            step / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+        )
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
