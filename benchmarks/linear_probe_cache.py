@@ -40,7 +40,7 @@ def sweep_spec(out: Path, sst2: Path | None, n_train: int, epochs: float) -> dic
         data = {
             "name": "sst2",
             "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
-            "column_names": ["sentence", "label"],
+            "column_names": ["text", "label"],
             "n_train": n_train,
             "max_ctx": 64,
         }

@@ -79,7 +79,7 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
         data = {
             "name": "sst2",
             "data_files": {"train": str(sst2 / "train.tsv"), "test": str(sst2 / "dev.tsv")},
-            "column_names": ["sentence", "label"],
+            "column_names": ["text", "label"],
             "n_train": n_train,
             "n_test": 256,
             "max_ctx": 64,
@@ -460,8 +460,10 @@ def ladder_sweep(tmp: Path, sst2: Path) -> dict:
     """experiments/sst2_ladder.yaml with one seed, end to end through `w2s.pipeline.runner`, then rerun (cached)."""
     from w2s.spec import load_spec
 
-    files = f"{{train: {sst2 / 'train.tsv'}, test: [{sst2 / 'dev.tsv'}, {sst2 / 'test.tsv'}]}}"
-    overrides = [f"output_dir={tmp}", "seeds=[0]", "tracking.mode=disabled", f"datasets.data_files={files}"]
+    if sst2.name != "sst2":
+        raise SystemExit(f"--ladder reads SST-2 through W2S_DATA_DIR, which needs a folder named sst2: {sst2}")
+    os.environ["W2S_DATA_DIR"] = str(sst2.parent)  # the local-data switch (docs/datasets_and_models.md)
+    overrides = [f"output_dir={tmp}", "seeds=[0]", "tracking.mode=disabled"]
     spec = load_spec(ROOT / "experiments" / "sst2_ladder.yaml", overrides)
     first = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))
     rerun = _timed(lambda: run_mod.run_experiment(spec, echo=QUIET))

@@ -244,8 +244,8 @@ def _output_dir_is_a_file(spec: dict, tmp: Path) -> None:
 RANDOM_BYTES = bytes(range(256)) * 4 + b"\x00\xff\xfe\x80garbage\x00" * 16
 
 
-def _sst2_csv_without_sentence(spec: dict, tmp: Path) -> None:
-    (tmp / "sst2.csv").write_text("text,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(20)))
+def _sst2_csv_without_text(spec: dict, tmp: Path) -> None:
+    (tmp / "sst2.csv").write_text("sentence,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(20)))
     spec["datasets"] = {"name": "sst2", "data_files": {"train": "sst2.csv"}}
 
 
@@ -493,7 +493,7 @@ CASES = [
         _train_files_with_other_columns,
     ),
     Case("label-column-missing", ("datasets.0", "verdict"), _set("datasets.label_column", "verdict")),
-    Case("sst2-csv-lacks-sentence", ("datasets.0", "sentence"), _sst2_csv_without_sentence),
+    Case("sst2-csv-lacks-text", ("datasets.0", "lacks column(s) text"), _sst2_csv_without_text),
     # --- where results go
     Case("output-dir-is-a-file", ("output_dir",), _output_dir_is_a_file),
     # --- run's own options

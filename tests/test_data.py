@@ -14,7 +14,7 @@ needs_sst2 = pytest.mark.skipif(not SST2.is_dir(), reason=f"local SST-2 copy not
 
 def sst2_spec(**kw) -> DataSpec:
     files = {"train": str(SST2 / "train.tsv"), "test": str(SST2 / "test.tsv")}
-    return DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"], **kw)
+    return DataSpec(name="sst2", data_files=files, column_names=["text", "label"], **kw)
 
 
 def ids(rows):
@@ -55,12 +55,12 @@ def test_sst2_local_files_read_intact():
 @needs_sst2
 def test_sst2_validation_file_is_the_test_split():
     files = {"train": str(SST2 / "train.tsv"), "validation": str(SST2 / "dev.tsv")}
-    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"]), seed=0)
+    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["text", "label"]), seed=0)
     assert len(s.test) == 872
     assert all(i.startswith("validation-") for i in ids(s.test))
     # with all three files, sst2's registered test split (validation) wins over test
     files["test"] = str(SST2 / "test.tsv")
-    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["sentence", "label"]), seed=0)
+    s = load_dataset_rows(DataSpec(name="sst2", data_files=files, column_names=["text", "label"]), seed=0)
     assert len(s.test) == 872
 
 
@@ -82,7 +82,7 @@ def test_splits_disjoint_capped_and_seeded():
 @needs_sst2
 def test_missing_column_names_hints_header_less():
     files = {"train": str(SST2 / "train.tsv")}
-    with pytest.raises(SpecError, match=r"lacks column\(s\) sentence, label.*set column_names"):
+    with pytest.raises(SpecError, match=r"lacks column\(s\) text, label.*set column_names"):
         load_dataset_rows(DataSpec(name="sst2", data_files=files), seed=0)
 
 
@@ -275,7 +275,7 @@ def test_synthetic_uses_generator_defaults(monkeypatch):
 def test_non_binary_labels_name_the_key(tmp_path):
     path = tmp_path / "bad.tsv"
     path.write_text("good film\t1\nbad film\t0\nmeh\t2\nugh\t3\nok\t2\n")
-    spec = DataSpec(name="sst2", id="mine", data_files={"train": str(path)}, column_names=["sentence", "label"])
+    spec = DataSpec(name="sst2", id="mine", data_files={"train": str(path)}, column_names=["text", "label"])
     with pytest.raises(SpecError) as err:
         load_dataset_rows(spec, seed=0, key="datasets.3")
     assert str(err.value) == (
@@ -324,7 +324,7 @@ def test_registry_lists_every_dataset():
 
     names = [n for n, _ in describe_datasets()]
     assert names == list(DATASETS)
-    assert DATASETS["sst2"].test == "validation" and DATASETS["sst2"].hub == "stanfordnlp/sst2"
+    assert DATASETS["sst2"].test == ("validation", "test") and DATASETS["sst2"].hub == "SetFit/sst2"
     assert (DATASETS["sst2"].classes, DATASETS["digits10"].classes, DATASETS["imagenet1k"].classes) == (2, 10, 1000)
     assert all(desc for _, desc in describe_datasets())
     for name, description in describe_datasets():
@@ -474,18 +474,18 @@ def test_hub_path_uses_registered_splits_at_the_resolved_revision(monkeypatch):
         sha = "0123abcd"
 
     def fake_load(path, config=None, **kw):
-        assert (path, config, kw) == ("stanfordnlp/sst2", None, {"revision": "0123abcd"})
-        make = lambda n: datasets.Dataset.from_list([{"idx": i, "sentence": f"s{i}", "label": i % 2} for i in range(n)])
+        assert (path, config, kw) == ("SetFit/sst2", None, {"revision": "0123abcd"})
+        make = lambda n: datasets.Dataset.from_list([{"text": f"s{i}", "label": i % 2} for i in range(n)])
         return datasets.DatasetDict(train=make(20), validation=make(6), test=make(9))
 
     data.hub_revision.cache_clear()
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo: Info())
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    assert data.fingerprint(DataSpec(name="sst2")) == {"hub": "stanfordnlp/sst2", "revision": "0123abcd"}
+    assert data.fingerprint(DataSpec(name="sst2")) == {"hub": "SetFit/sst2", "revision": "0123abcd"}
     s = load_dataset_rows(DataSpec(name="sst2"), seed=0)
     data.hub_revision.cache_clear()
-    assert (len(s.train_a), len(s.train_b), len(s.test)) == (10, 10, 6)
-    assert all(i.startswith("validation-") for i in ids(s.test))
+    assert (len(s.train_a), len(s.train_b), len(s.test)) == (10, 10, 15)  # test: validation + test
+    assert all(i.startswith("test-") for i in ids(s.test))
 
 
 def test_the_hash_cache_keeps_one_entry_per_file(tmp_path, monkeypatch):

@@ -184,3 +184,16 @@ def test_a_fragment_without_its_heading_is_caught(tmp_path, monkeypatch):
         "page.md:1: [c](other.md#not-a-heading): no heading #not-a-heading in other.md",
         "page.md:1: [d](#top): no heading #top in page.md",
     ]
+
+
+UNQUOTED_SET = re.compile(r"--set [A-Za-z_.0-9]+=[\[{]")  # zsh refuses it; bash may expand it as a glob
+
+
+@pytest.mark.parametrize("path", [*markdown_files(), *sorted((ROOT / "experiments").rglob("*.yaml"))], ids=str)
+def test_no_set_with_brackets_goes_unquoted(path):
+    assert not UNQUOTED_SET.findall(path.read_text()), f"{path}: quote it: --set 'key=[...]'"
+
+
+def test_the_quoting_check_finds_an_unquoted_set():
+    assert UNQUOTED_SET.findall("w2s run spec.yaml --set seeds=[0,1]")
+    assert not UNQUOTED_SET.findall("w2s run spec.yaml --set 'seeds=[0,1]' --set train.lr=1e-4")

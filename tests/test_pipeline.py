@@ -126,7 +126,7 @@ def test_minilm_on_real_sst2_ceiling_beats_weak(tmp_path, sst2_dir):
         "datasets": {
             "name": "sst2",
             "data_files": {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")},
-            "column_names": ["sentence", "label"],
+            "column_names": ["text", "label"],
             "n_train": 600,
             "n_test": 300,
             "max_ctx": 64,

@@ -190,7 +190,7 @@ def test_optimizer_batches_do_not_depend_on_micro_batches_and_follow_the_order()
 
 def test_sample_first_keeps_the_first_rows_in_file_order(tmp_path, sst2_dir):
     files = {"train": str(sst2_dir / "train.tsv"), "test": str(sst2_dir / "dev.tsv")}
-    spec = {"name": "sst2", "data_files": files, "column_names": ["sentence", "label"], "n_train": 300, "n_test": 50}
+    spec = {"name": "sst2", "data_files": files, "column_names": ["text", "label"], "n_train": 300, "n_test": 50}
     first = validate_spec({**tiny_spec(tmp_path), "datasets": {**spec, "sample": "first"}}).datasets[0]
     drawn = validate_spec({**tiny_spec(tmp_path), "datasets": spec}).datasets[0]
     splits = load_splits(first, 0)

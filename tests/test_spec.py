@@ -202,14 +202,6 @@ def test_output_to_a_closed_pipe_is_no_traceback(spec_file):
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
-def test_the_sst2_experiments_are_runnable_from_the_repository(sst2_dir, monkeypatch, capsys):
-    """They read the project's SST-2 copy by a path relative to the checkout (../shared/data/sst2)."""
-    monkeypatch.chdir(REPO)
-    for name, stages in (("sst2_ladder", 48), ("sst2_wide_gap", 25)):
-        code, out, err = run_cli(["validate", f"experiments/{name}.yaml"], capsys)
-        assert code == 0 and f"valid ({stages} stages), runnable here" in out, err
-
-
 def test_every_problem_of_a_spec_is_a_line_of_its_own(spec_file, capsys, tmp_path):
     """Three mistakes, three lines, each naming its key (and the near spelling), exit 2, nothing written."""
     text = GOOD.replace("minilm-l1}}", "minilm-16}}").replace("aux_coef: 0.5", "aux_coeff: 0.5") + (

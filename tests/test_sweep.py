@@ -261,7 +261,7 @@ def test_keys_follow_data_contents_not_paths(tmp_path):
         datasets={  # noqa: E731
             "name": "sst2",
             "data_files": {"train": str(path)},
-            "column_names": ["sentence", "label"],
+            "column_names": ["text", "label"],
         },
     )
     keys = lambda path: [s.key for s in plan_run(validate_spec(spec(path))).stages]  # noqa: E731

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a spec field, e.g. --set train.lr=1e-4 --set seeds=[0,1]",
+            help="override a spec field, e.g. --set train.lr=1e-4 --set 'seeds=[0,1]'",
         )
         return p
 

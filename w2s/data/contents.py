@@ -103,5 +103,5 @@ def hub_revision(repo: str, where: str) -> str:
             return ref.read_text().strip()
         raise SpecError(
             f"{where}: cannot reach the Hugging Face hub for {repo} ({first_line(err)}) and no copy "
-            "is cached; give data_files with a local copy"
+            "is cached; give data_files with a local copy, or W2S_DATA_DIR (docs/datasets_and_models.md)"
         ) from None

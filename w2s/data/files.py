@@ -39,7 +39,7 @@ def _read_splits(spec, info: DatasetInfo, seed: int, key: str):
 
     if spec.data_files:
         pool_names = [info.pool, "train"]
-        test_names = [info.test, "test", "validation"]
+        test_names = [*info.test_splits, "test", "validation"]
         valid = [n for n in dict.fromkeys(pool_names + test_names) if n]
         for split in spec.data_files:
             if split not in valid:
@@ -64,12 +64,15 @@ def _read_splits(spec, info: DatasetInfo, seed: int, key: str):
     except Exception as err:  # noqa: BLE001 - network, cache and hub errors all mean "cannot load"
         raise SpecError(
             f"{key} ({spec.label}): cannot load {info.hub} from the hub: {first_line(err)}; "
-            "give data_files with a local copy"
+            "give data_files with a local copy, or W2S_DATA_DIR (docs/datasets_and_models.md)"
         ) from None
     if info.pool not in dd:
         raise SpecError(f"{key} ({spec.label}): hub dataset {info.hub} has no split {info.pool!r}: {list(dd)}")
-    test_name = info.test if info.test in dd else None
-    return {s: dd[s] for s in (info.pool, test_name) if s}, info.pool, test_name
+    tests = [dd[s] for s in info.test_splits if s in dd]
+    if not tests:
+        return {info.pool: dd[info.pool]}, info.pool, None
+    test = tests[0] if len(tests) == 1 else datasets.concatenate_datasets(tests)
+    return {info.pool: dd[info.pool], "test": test}, info.pool, "test"
 
 
 _COMPRESSION = (".gz", ".bz2", ".xz")

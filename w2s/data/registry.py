@@ -9,9 +9,11 @@ as "module:function" (resolved when rows are read), so neither torch nor an impo
 from __future__ import annotations
 
 import importlib
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # source row + rng -> {"txt", "hard_label"} and, where the text ends in what decides the label,
 # "decisive": that suffix of "txt" (kept whole when the text is shortened to max_ctx)
@@ -26,7 +28,8 @@ class DatasetInfo:
     hub: str | None = None  # Hugging Face hub path; None: only local files or generated
     config: str | None = None
     pool: str = "train"  # hub split used as the training pool
-    test: str | None = "test"  # hub split used as the test set; None: hold out test_frac of the pool
+    # hub split(s) used as the test set (several: concatenated in order); None: hold out test_frac of the pool
+    test: str | tuple[str, ...] | None = "test"
     columns: tuple[str, ...] = ()  # source columns the formatter reads (checked up front for a clear error)
     label_column: str | None = None  # a source column of class indices (checked over the whole split)
     classes: int = 2  # labels are 0..classes-1; heads have this many outputs
@@ -37,6 +40,14 @@ class DatasetInfo:
     loader: str | None = None
     truncate: str = "right"  # which side of a too-long text (before its decisive part) is cut by default
     data_dir: str | None = None  # read from the user's own copy (DataSpec.data_dir), which holds this
+    # a local copy's files in $W2S_DATA_DIR/<name>/ per split (`local_copy`), and the column names of
+    # header-less csv/tsv files
+    local_files: dict[str, str | tuple[str, ...]] | None = None
+    local_columns: tuple[str, ...] | None = None
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        return self.test if isinstance(self.test, tuple) else (self.test,) if self.test else ()
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -58,6 +69,24 @@ def load_rows(info: DatasetInfo, spec, seed: int) -> tuple[list, list]:
     """Call the entry's loader (imported only now: image loaders need torch and PIL)."""
     module, _, function = info.loader.partition(":")
     return getattr(importlib.import_module(module), function)(spec, seed)
+
+
+DATA_DIR = "W2S_DATA_DIR"  # a folder of local copies: $W2S_DATA_DIR/<dataset>/, read instead of the hub
+
+
+def local_copy(name: str) -> dict | None:
+    """The spec fields that read dataset `name` from its local copy, $W2S_DATA_DIR/<name>/ laid out as
+    its entry's `local_files` say (data_files, with their column_names), or None: no W2S_DATA_DIR, no
+    such folder, or no layout for the dataset. A missing file there is named when the data is read."""
+    root, info = os.environ.get(DATA_DIR), DATASETS.get(name) if isinstance(name, str) else None
+    if not root or info is None or info.local_files is None or not (Path(root).expanduser() / name).is_dir():
+        return None
+    folder = Path(root).expanduser() / name
+    files = {
+        split: [str(folder / f) for f in names] if isinstance(names, tuple) else str(folder / names)
+        for split, names in info.local_files.items()
+    }
+    return {"data_files": files, **({"column_names": list(info.local_columns)} if info.local_columns else {})}
 
 
 def describe_datasets() -> list[tuple[str, str]]:
@@ -144,14 +173,16 @@ def format_anthropic_hh(row: dict, rng: random.Random) -> dict:
 
 @register(
     "sst2",
-    hub="stanfordnlp/sst2",
-    test="validation",
-    columns=("sentence", "label"),
+    hub="SetFit/sst2",
+    test=("validation", "test"),
+    columns=("text", "label"),
     label_column="label",
+    local_files={"train": "train.tsv", "test": ("dev.tsv", "test.tsv")},
+    local_columns=("text", "label"),
 )
 def format_sst2(row: dict, rng: random.Random) -> dict:
-    """SST-2 movie review sentences: positive or negative? (test = hub validation; hub test labels are hidden)"""
-    return {"txt": row["sentence"], "hard_label": int(row["label"])}
+    """SST-2 movie review sentences (train 6,920; test: validation 872 + test 1,821): positive or negative?"""
+    return {"txt": row["text"], "hard_label": int(row["label"])}
 
 
 @register(

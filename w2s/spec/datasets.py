@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from w2s.data.registry import DATASETS
+from w2s.data.registry import DATASETS, local_copy
 from w2s.spec.base import Strict
 
 
@@ -67,6 +67,22 @@ class DataSpec(Strict):
     @property
     def label(self) -> str:
         return dataset_label(self.model_dump(include={"id", "name"}))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_copy(cls, data: Any) -> Any:
+        """With W2S_DATA_DIR set, a dataset named without files or a folder reads its local copy there
+        ($W2S_DATA_DIR/<name>/, w2s.data.registry.local_copy): as if the spec named those files."""
+        if not isinstance(data, dict) or data.get("data_files") or data.get("data_dir"):
+            return data
+        found = local_copy(data.get("name"))
+        if found is None:
+            return data
+        return {
+            **data,
+            "data_files": found["data_files"],
+            "column_names": data.get("column_names") or found.get("column_names"),
+        }
 
     @field_validator("name")
     @classmethod
