@@ -329,7 +329,7 @@ def test_registry_lists_every_dataset():
     assert all(desc for _, desc in describe_datasets())
     for name, description in describe_datasets():
         info = DATASETS[name]
-        assert info.name == name and info.description == description and description.strip()
+        assert info.name == name and description.endswith(f". {info.description}") and info.description.strip()
         assert info.modality in ("text", "image") and isinstance(info.classes, int) and info.classes >= 2
         if info.loader is not None:  # "module:function", resolved only when rows are read
             module, _, function = info.loader.partition(":")

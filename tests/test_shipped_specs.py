@@ -105,3 +105,28 @@ def test_relative_data_paths_are_the_spec_files_and_set_paths_the_working_direct
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "w2s: error: datasets.0.data_files.train: file not found: specs/data/rows.tsv"
     )
+
+
+def test_every_shipped_spec_is_a_packaged_example(capsys):
+    """experiments/ links to the specs inside the package, so an installed wheel runs each by name."""
+    from w2s.cli import main
+
+    linked = {p.name.removesuffix(".yaml"): p for p in (REPO / "experiments").rglob("*.yaml")}
+    assert all(p.is_symlink() and p.resolve().parent == REPO / "w2s" / "examples" for p in linked.values())
+    assert main(["list", "examples"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(f"example:{name}" for name in linked) and len(listed) == 13
+    assert main(["run", "sst2_ladder"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "w2s: error: spec file not found: sst2_ladder; did you mean example:sst2_ladder? (a spec shipped with w2s)"
+    )
+
+
+def test_list_datasets_shows_classes_source_and_columns(capsys):
+    from w2s.cli import main
+
+    assert main(["list", "datasets"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "2 classes; hub SetFit/sst2 (train; test: validation + test); columns text, label. " in lines["sst2"]
+    assert "10 classes; generated offline. " in lines["digits10"]
+    assert "1000 classes; your copy (data_dir). " in lines["imagenet1k"]

@@ -204,8 +204,10 @@ def _schema(args) -> None:
 
 
 def _list(args) -> None:
-    for name, description in _registry(args.what):
-        say(f"{name:<22} {description}")
+    rows = _registry(args.what)
+    width = max(22, *(len(name) for name, _ in rows))
+    for name, description in rows:
+        say(f"{name:<{width}} {description}")
 
 
 def _validate(args) -> None:
@@ -322,9 +324,9 @@ def _registry(what: str) -> list[tuple[str, str]]:
 
         return describe_models()
     if what == "examples":
-        from w2s.spec.loading import examples
+        from w2s.spec.loading import describe_examples
 
-        return [(f"example:{name}", "a spec shipped with w2s: w2s run example:" + name) for name in examples()]
+        return describe_examples()
     if what == "kinds":
         from w2s.experiment.kinds import KINDS
 

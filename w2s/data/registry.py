@@ -90,8 +90,19 @@ def local_copy(name: str) -> dict | None:
 
 
 def describe_datasets() -> list[tuple[str, str]]:
-    """(name, one-line description) for `w2s list datasets`."""
-    return [(name, info.description) for name, info in DATASETS.items()]
+    """(name, its classes, where it comes from and the columns it reads, and its description) for
+    `w2s list datasets`."""
+    rows = []
+    for name, info in DATASETS.items():
+        if info.hub:
+            source = f"hub {info.hub} ({info.pool}; test: {' + '.join(info.test_splits) or f'a share of {info.pool}'})"
+        elif info.loader:
+            source = "your copy (data_dir)" if info.data_dir else "generated offline"
+        else:
+            source = "your files (data_files)"
+        columns = f"; columns {', '.join(info.columns)}" if info.columns else ""
+        rows.append((name, f"{info.classes} classes; {source}{columns}. {info.description}"))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

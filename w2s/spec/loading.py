@@ -43,10 +43,20 @@ EXAMPLE = "example:"  # `w2s run example:quickstart`: a spec shipped inside the 
 
 
 def examples() -> list[str]:
-    """The names of the specs shipped in w2s/examples/ (what `example:<name>` can name)."""
+    """The names of the specs shipped in w2s/examples/ (what `example:<name>` can name): every spec of
+    the repository's experiments/, which links to them."""
     from importlib.resources import files
 
     return sorted(p.name.removesuffix(".yaml") for p in files("w2s.examples").iterdir() if p.name.endswith(".yaml"))
+
+
+def describe_examples() -> list[tuple[str, str]]:
+    """(example:<name>, its first comment line) for `w2s list examples`."""
+    rows = []
+    for name in examples():
+        comments = [line for line in _example(name).read_text().splitlines() if line.startswith("#")]
+        rows.append((f"{EXAMPLE}{name}", comments[0].lstrip("# ").strip() if comments else ""))
+    return rows
 
 
 def _example(name: str) -> Path:
@@ -68,7 +78,9 @@ def read_spec(path: str | Path, overrides: list[str] = ()) -> dict:
         inside = f"; YAML files in it: {', '.join(found)}" if found else ""
         raise SpecError(f"{path}: is a directory; give a spec file (YAML){inside}")
     if not path.is_file():
-        raise SpecError(f"spec file not found: {path}")
+        name = path.name.removesuffix(".yaml")
+        shipped = f"; did you mean {EXAMPLE}{name}? (a spec shipped with w2s)" if name in examples() else ""
+        raise SpecError(f"spec file not found: {path}{shipped}")
     try:
         raw = _yaml(path.read_text())
     except UnicodeDecodeError:
