@@ -239,3 +239,52 @@ def test_the_trainers_names_point_to_w2s_s_and_many_problems_end_in_a_count(spec
     code, _, err = run_cli(["validate", str(spec_file(many))], capsys)
     lines = err.splitlines()
     assert code == 2 and len(lines) == 11 and lines[-1] == f"w2s: error: {tmp_path / 'spec.yaml'}: and 3 more problems"
+
+
+def test_one_pair_in_one_line_is_the_spec_it_prints(tmp_path, capsys, monkeypatch):
+    """`w2s run --weak --strong --dataset --loss --seeds` makes a spec; --dry-run prints it, and that
+    spec, saved and run, plans the same stages, key for key."""
+    monkeypatch.chdir(tmp_path)
+    pair = ["--weak", "minilm-l1", "--strong", "minilm-l6", "--dataset", "synthetic", "--loss", "xent,logconf"]
+    code, out, err = run_cli(["run", *pair, "--seeds", "0,1", "--dry-run", "--set", "datasets.n_train=200"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    start, end = lines.index(lines[0]), lines.index("# end of the spec")
+    assert lines[0].startswith("# the spec of this pair")
+    (tmp_path / "pair.yaml").write_text("\n".join(lines[start + 1 : end]) + "\n")
+    plan = [line for line in lines[end + 1 :] if line.startswith(("run ", "cached "))]
+    assert len(plan) == 8 and sum("transfer/synthetic/minilm-l1->minilm-l6/" in line for line in plan) == 4
+    code, out, err = run_cli(["run", "pair.yaml", "--dry-run"], capsys)
+    assert code == 0 and [line for line in out.splitlines() if line.startswith(("run ", "cached "))] == plan, err
+    saved = load_spec(tmp_path / "pair.yaml")
+    assert saved.name == "synthetic-minilm-l1-to-minilm-l6" and saved.seeds == [0, 1]
+    assert [loss.name for loss in saved.losses] == ["xent", "logconf"] and saved.datasets[0].n_train == 200
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["--weak", "minilm-l1"],
+            "run: one pair needs --strong, --dataset too (--weak, --strong and --dataset together)",
+        ),
+        ([], "run: give a SPEC file (or example:NAME), or one pair: --weak MODEL --strong MODEL --dataset NAME"),
+        (
+            ["spec.yaml", "--weak", "minilm-l1"],
+            "run: give a SPEC file or one pair (--weak, --strong, --dataset), not both",
+        ),
+        (
+            ["--weak", "minilm-l1", "--strong", "minilm-l6", "--dataset", "synthetic", "--seeds", "0,x"],
+            "--seeds '0,x': give whole numbers, comma-separated, e.g. 0,1,2",
+        ),
+        (
+            ["--weak", "minilm-l1", "--strong", "minilm-l9", "--dataset", "synthetic"],
+            "the pair: models.1.name: unknown model alias 'minilm-l9'; did you mean 'minilm-l6'?",
+        ),
+    ],
+)
+def test_a_half_given_pair_is_one_line(tmp_path, capsys, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["run", *args], capsys)
+    assert code == 2 and out == "" and err.splitlines()[0].startswith(f"w2s: error: {expected}")
+    assert not (tmp_path / "runs").exists()

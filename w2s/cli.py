@@ -13,10 +13,12 @@ import signal
 import sys
 from pathlib import Path
 
+import yaml
+
 from w2s import __version__
 from w2s.errors import SpecError, StagesFailed
 from w2s.scoring.metrics import PGR_METRICS
-from w2s.spec import json_schema, load_spec
+from w2s.spec import json_schema, load_spec, pair_spec, validate_spec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"w2s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def with_spec(p):
-        p.add_argument("spec", help="experiment spec (YAML)")
+    def with_spec(p, optional: bool = False):
+        p.add_argument("spec", nargs="?" if optional else None, help="experiment spec (YAML)")
         p.add_argument(
             "--set",
             dest="overrides",
@@ -43,8 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
-    run = with_spec(sub.add_parser("run", help="run an experiment (finished stages are reused)"))
+    run = with_spec(sub.add_parser("run", help="run an experiment (finished stages are reused)"), optional=True)
     run.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
+    pair = run.add_argument_group("one pair, without a spec file (--dry-run prints the spec it makes)")
+    pair.add_argument("--weak", metavar="MODEL", help="the weak supervisor, e.g. minilm-l1")
+    pair.add_argument("--strong", metavar="MODEL", help="the strong student, e.g. minilm-l6")
+    pair.add_argument("--dataset", metavar="NAME", help="a registered dataset (w2s list datasets), e.g. sst2")
+    pair.add_argument("--loss", default="xent", metavar="NAMES", help="losses, comma-separated (default xent)")
+    pair.add_argument("--seeds", default="0", metavar="SEEDS", help="seeds, comma-separated (default 0)")
     run.add_argument(
         "--only",
         action="append",
@@ -223,7 +231,9 @@ def _validate(args) -> None:
 
 
 def _run(args) -> int:
-    spec = load_spec(args.spec, args.overrides)
+    if args.spec is not None and any(getattr(args, flag) for flag in PAIR_FLAGS):
+        raise SpecError("run: give a SPEC file or one pair (--weak, --strong, --dataset), not both")
+    spec = _pair_spec(args) if args.spec is None else load_spec(args.spec, args.overrides)
     from w2s.pipeline.runner import new_sweep, run_experiment
 
     for signum in (signal.SIGTERM, signal.SIGUSR2):
@@ -237,6 +247,34 @@ def _run(args) -> int:
         spec, only=args.only, force=args.force, dry_run=args.dry_run, echo=say, summary=not args.worker, sweep=sweep
     )
     return 0
+
+
+PAIR_FLAGS = ("weak", "strong", "dataset")
+
+
+def _pair_spec(args):
+    """`w2s run --weak A --strong B --dataset D [--loss ...] [--seeds ...]`: the spec of one pair, made
+    and checked as a written one (`--set` applies to it); `--dry-run` prints it, ready to save."""
+    missing = [f"--{flag}" for flag in PAIR_FLAGS if getattr(args, flag) is None]
+    if len(missing) == len(PAIR_FLAGS):
+        raise SpecError(
+            "run: give a SPEC file (or example:NAME), or one pair: --weak MODEL --strong MODEL --dataset NAME"
+        )
+    if missing:
+        raise SpecError(f"run: one pair needs {', '.join(missing)} too (--weak, --strong and --dataset together)")
+    if args.workers > 1:
+        raise SpecError("--workers: save the pair's spec (w2s run ... --dry-run prints it) and run that file")
+    seeds = [s.strip() for s in args.seeds.split(",")]
+    if not all(s.isdigit() for s in seeds):
+        raise SpecError(f"--seeds {args.seeds!r}: give whole numbers, comma-separated, e.g. 0,1,2")
+    losses = [name.strip() for name in args.loss.split(",") if name.strip()]
+    raw = pair_spec(args.weak, args.strong, args.dataset, losses, [int(s) for s in seeds], args.overrides)
+    spec = validate_spec(raw, source="the pair")
+    if args.dry_run:
+        say("# the spec of this pair (save it as a file to edit it and run it with: w2s run FILE)")
+        say(yaml.safe_dump(raw, sort_keys=False, default_flow_style=None).rstrip())
+        say("# end of the spec")
+    return spec
 
 
 def _run_workers(args, spec, sweep: str) -> int:

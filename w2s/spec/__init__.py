@@ -23,7 +23,15 @@ from w2s.spec.base import Strict
 from w2s.spec.datasets import DataSpec, dataset_label
 from w2s.spec.experiment import EnsembleSpec, ExperimentSpec, TrackingSpec, model_pairs
 from w2s.spec.ladder import GenerativeSpec, LoraSpec, ModelSpec, model_label
-from w2s.spec.loading import apply_override, describe_error, json_schema, load_spec, read_spec, validate_spec
+from w2s.spec.loading import (
+    apply_override,
+    describe_error,
+    json_schema,
+    load_spec,
+    pair_spec,
+    read_spec,
+    validate_spec,
+)
 from w2s.spec.loss_specs import (
     CustomLoss,
     EntropyLoss,
@@ -71,6 +79,7 @@ __all__ = [
     "loss_label",
     "model_label",
     "model_pairs",
+    "pair_spec",
     "read_spec",
     "validate_spec",
 ]

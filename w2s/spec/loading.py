@@ -123,6 +123,25 @@ def _from(folder: Path, path):
     return str(folder / path)
 
 
+def pair_spec(
+    weak: str, strong: str, dataset: str, losses: list[str], seeds: list[int], overrides: list[str] = ()
+) -> dict:
+    """The spec of one weak -> strong pair on a registered dataset, with w2s's defaults (what `w2s run
+    --weak --strong --dataset` runs), `key=value` overrides applied; not validated yet."""
+    safe = lambda name: re.sub(r"[^\w.\-]+", "-", name).strip("-.") or "model"  # noqa: E731
+    raw = {
+        "name": f"{safe(dataset)}-{safe(weak)}-to-{safe(strong)}",
+        "datasets": {"name": dataset},
+        "models": [{"name": weak}, {"name": strong}] if weak != strong else [{"name": weak}],
+        "pairs": [[weak, strong]],
+        "losses": [{"name": name} for name in losses],
+        "seeds": seeds,
+    }
+    for item in overrides:
+        apply_override(raw, item)
+    return raw
+
+
 def apply_override(raw: dict, item: str) -> None:
     """`a.b.0.c=value`: set a nested key (list items by index); the value is parsed as YAML."""
     key, sep, text = item.partition("=")
