@@ -14,6 +14,26 @@ from tests.wandb_offline import read_offline_run
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slurm",
+        action="store_true",
+        help="also run the Slurm tests (tests/slurm/): they need the one-node cluster of "
+        "`bash tests/slurm/cluster.sh start --install`, and fail where it cannot start",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Slurm tests run only when asked (--slurm; CI asks): every other test changes nothing
+    outside the repository and temporary folders."""
+    if config.getoption("--slurm"):
+        return
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    if slurm:
+        config.hook.pytest_deselected(items=slurm)
+        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+
+
 def tiny_model(label: str, hidden: int = 16, layers: int = 1, **extra) -> dict:
     """A randomly initialised BERT with the MiniLM tokenizer: trains in well under a second."""
     overrides = {

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
 # One-node Slurm cluster (slurmctld + slurmd + munged on localhost) for tests.
-# Usage: bash tests/slurm/cluster.sh [start|stop|status]      (default: start)
+# Usage: bash tests/slurm/cluster.sh [start [--install]|stop|status]      (default: start)
 # Debian 12 (Slurm 22.05), no systemd and policy-rc.d blocks service starts, so the
 # daemons are started directly.  `start` is idempotent: on a running cluster it only checks.
 # No slurmdbd, so `sacct` does not work: use squeue/scontrol (MinJobAge keeps finished
 # jobs there for 5 min).  Logs: /var/log/slurm/*.log, /var/log/munge/munged.log.
+#
+# It leaves a real Slurm alone: before it changes anything it refuses, in one line, where a
+# slurm.conf it did not write exists ($SLURM_CONF, Slurm's own variable, or /etc/slurm/slurm.conf)
+# or a slurmctld runs that it did not start. Debian's slurm-wlm and munge are installed only with
+# --install (what CI asks for).
 set -euo pipefail
 
-if [[ $EUID -ne 0 ]]; then
-  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then exec sudo -n bash "$0" "$@"; fi
-  echo "slurm: cluster.sh must run as root (or with passwordless sudo)" >&2; exit 1
+CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
+MARK="# Written by tests/slurm/cluster.sh -- one-node test cluster; edits are overwritten."
+ACTION=${1:-start}
+INSTALL=0
+[[ ${2:-} == --install ]] && INSTALL=1
+
+ours() { [[ -f $CONF ]] && [[ $(head -n 1 "$CONF") == "$MARK" ]]; }
+refuse() { echo "slurm: $*; nothing changed" >&2; exit 1; }
+
+if [[ $ACTION == start || $ACTION == stop ]]; then   # read-only checks first, before root or sudo
+  if [[ -e $CONF ]] && ! ours; then
+    refuse "$CONF exists and was not written by this script (a real Slurm?); it leaves it alone (SLURM_CONF=<another path> runs a test cluster beside it)"
+  fi
+  if ! ours && ps -C slurmctld -o stat= 2>/dev/null | grep -qv "^Z"; then
+    refuse "a slurmctld runs that this script did not start (no $CONF of its own); it leaves it alone"
+  fi
 fi
 
-CONF=/etc/slurm/slurm.conf
+if [[ $EUID -ne 0 ]]; then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then exec sudo -n env SLURM_CONF="$CONF" bash "$0" "$@"; fi
+  echo "slurm: cluster.sh must run as root (or with passwordless sudo)" >&2; exit 1
+fi
+export SLURM_CONF=$CONF   # the daemons and the client commands below read this configuration
 LOGS=(/var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log /var/log/munge/munged.log)
 
 die() {  # show the logs that explain a failure, then one clear line
@@ -40,8 +62,9 @@ stop() {
 }
 
 start() {
-  # 1. Packages, only when a daemon binary is missing (apt-get update only if needed).
+  # 1. Packages, only when asked (--install) and a daemon binary is missing (apt-get update only if needed).
   if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+    ((INSTALL)) || refuse "slurmctld, slurmd or munged is not installed; run with --install to apt-get install slurm-wlm munge"
     local pkgs=(slurm-wlm munge)
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends "${pkgs[@]}" >/tmp/slurm-apt.log 2>&1 \
@@ -63,7 +86,7 @@ start() {
   local mem_mb new changed=0
   mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)   # a bit under MemTotal
   new=$(cat <<EOF
-# Written by tests/slurm/cluster.sh -- one-node test cluster; edits are overwritten.
+$MARK
 ClusterName=w2s-test
 SlurmctldHost=localhost
 SlurmUser=root
@@ -90,7 +113,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 )
   if [[ ! -f $CONF || $(cat "$CONF") != "$new" ]]; then
-    mkdir -p /etc/slurm; printf '%s\n' "$new" >"$CONF"; changed=1
+    mkdir -p "$(dirname "$CONF")"; printf '%s\n' "$new" >"$CONF"; changed=1
   fi
   if ((changed)) && { running slurmctld || running slurmd; }; then
     echo "slurm: slurm.conf changed, restarting slurmctld/slurmd"
@@ -99,8 +122,8 @@ EOF
   fi
 
   # 4. Daemons.  The hostname is not "localhost", so slurmd is told its node name.
-  if ! running slurmctld; then slurmctld || die "slurmctld failed to start"; fi
-  if ! running slurmd; then slurmd -N localhost || die "slurmd failed to start"; fi
+  if ! running slurmctld; then slurmctld -f "$CONF" || die "slurmctld failed to start"; fi
+  if ! running slurmd; then slurmd -f "$CONF" -N localhost || die "slurmd failed to start"; fi
 
   # 5. Wait for the node to be usable; resume it if a previous run left it down/drained.
   for _ in $(seq 60); do
@@ -125,9 +148,9 @@ status() {
   node_ok
 }
 
-case "${1:-start}" in
+case "$ACTION" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start [--install]|stop|status]" >&2; exit 2 ;;
 esac

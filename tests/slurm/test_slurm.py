@@ -1,6 +1,6 @@
-"""`w2s submit` against a real one-node Slurm cluster (tests/slurm/cluster.sh installs and starts it;
-.ci/run starts it before the tests). Where the cluster cannot start, these tests fail: deselect them
-with `-m "not slurm"` on a machine without one.
+"""`w2s submit` against a real one-node Slurm cluster (`bash tests/slurm/cluster.sh start --install`
+makes it; .ci/run starts it before the tests). They run only with `python -m pytest --slurm`, and
+fail, not skip, where the cluster cannot start.
 
 The tiny 3-model sweep (9 stages) runs once locally with one process, then as 2 Slurm workers: every
 stage trains once, with the local run's numbers. Then a sweep loses both workers to scancel, each in
@@ -29,7 +29,7 @@ def cluster():
     proc = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=900)
     if proc.returncode:
         pytest.fail(
-            f"the one-node Slurm cluster did not start (bash {CLUSTER.relative_to(REPO)} start, as root):\n"
+            f"the one-node Slurm cluster did not start (bash {CLUSTER.relative_to(REPO)} start --install, as root):\n"
             f"{proc.stdout}{proc.stderr}",
             pytrace=False,
         )
@@ -191,3 +191,19 @@ def test_workers_on_other_hardware_than_the_submitting_node_train_each_stage_onc
     rerun = on_login("run", spec)
     assert rerun.returncode == 0 and "9 stages, 0 to train" in rerun.stdout, rerun.stdout + rerun.stderr
     assert len(list((root / "stages").iterdir())) == 9  # nothing trained twice, nothing trained on the login node
+
+
+def test_the_cluster_script_leaves_a_slurmctld_it_did_not_start_alone(cluster, tmp_path):
+    """Pointed at a configuration path of its own (SLURM_CONF), the script sees the running test
+    cluster's slurmctld as another Slurm's: it refuses in one line and writes nothing."""
+    conf = tmp_path / "etc" / "slurm.conf"
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    for action in ("start", "stop"):
+        proc = subprocess.run(["bash", str(CLUSTER), action], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+        assert proc.stderr.strip() == (
+            f"slurm: a slurmctld runs that this script did not start (no {conf} of its own); it leaves it alone; "
+            "nothing changed"
+        )
+    assert not (tmp_path / "etc").exists()
+    assert subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True, timeout=60).returncode == 0
