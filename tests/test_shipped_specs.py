@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import SHARED_DATA, write_spec
 from w2s.experiment.plan import plan_run
+from w2s.pipeline.runner import run_experiment
 from w2s.spec import load_spec, validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +77,9 @@ def test_w2s_data_dir_reads_the_local_copy_as_if_the_spec_named_its_files(monkey
     keys = [s.key for s in plan_run(validate_spec(named)).stages]
     monkeypatch.setenv("W2S_DATA_DIR", str(SHARED_DATA))
     assert [s.key for s in plan_run(switched).stages] == keys and len(keys) == 16
+    said = []
+    run_experiment(switched, dry_run=True, echo=said.append)
+    assert f"datasets.0 (sst2): the local copy in {SHARED_DATA / 'sst2'}" in said  # the dry run says where
 
 
 def test_relative_data_paths_are_the_spec_files_and_set_paths_the_working_directorys(tmp_path):

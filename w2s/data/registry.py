@@ -89,6 +89,18 @@ def local_copy(name: str) -> dict | None:
     return {"data_files": files, **({"column_names": list(info.local_columns)} if info.local_columns else {})}
 
 
+def local_copy_notes(datasets) -> list[str]:
+    """A line for each of a spec's datasets that reads its local copy through W2S_DATA_DIR."""
+    notes = []
+    for i, dataset in enumerate(datasets):
+        found = local_copy(dataset.name)
+        if found is not None and dataset.data_files == found["data_files"]:
+            notes.append(
+                f"datasets.{i} ({dataset.label}): the local copy in {Path(os.environ[DATA_DIR]) / dataset.name}"
+            )
+    return notes
+
+
 def describe_datasets() -> list[tuple[str, str]]:
     """(name, its classes, where it comes from and the columns it reads, and its description) for
     `w2s list datasets`."""

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from accelerate.utils import broadcast_object_list
 
+from w2s.data.registry import local_copy_notes
 from w2s.errors import SpecError, StagesFailed, first_line
 from w2s.experiment import environment
 from w2s.experiment.kinds import Stage
@@ -128,7 +129,7 @@ def run_experiment(
     state = process_state()
     say = echo if state.is_main_process else (lambda *a, **k: None)
     planned, actions = _plan(spec, only, force, dry_run)
-    for line in planned.env.notes + (describe_recipe(spec),):
+    for line in (*planned.env.notes, *local_copy_notes(spec.datasets), describe_recipe(spec)):
         if line is not None:
             say(line)
     if dry_run:
