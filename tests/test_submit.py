@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import tiny_spec, write_spec
 from w2s.errors import SpecError
@@ -116,3 +117,36 @@ def test_local_executor_workers_train_each_stage_once(tmp_path):
     submission = json.loads(next(root.glob("submit/*/submission.json")).read_text())
     assert submission["executor"] == "local" and submission["workers"] == 2
     assert not list((root / ".locks").iterdir())  # every lock released
+
+
+def test_a_submission_freezes_its_data_paths_absolute(tmp_path):
+    """A spec file's relative data path (its folder's) and a --set one (the working directory's) both
+    reach the workers, who read the frozen copy in <run>/submit/<sweep>/, another folder."""
+    folder = tmp_path / "project"
+    (folder / "data").mkdir(parents=True)
+    rows = [f"good film {i}\t1\nbad film {i}\t0\n" for i in range(30)]
+    (folder / "data" / "train.tsv").write_text("".join(rows))
+    (folder / "data" / "test.tsv").write_text("".join(rows[:10]))
+    spec = tiny_spec(tmp_path / "runs", name="paths", ladder=1)
+    spec["datasets"] = {
+        "name": "local",
+        "data_files": {"train": "data/train.tsv"},
+        "column_names": ["text", "label"],
+        "text_columns": ["text"],
+        "label_column": "label",
+    }
+    write_spec(folder / "spec.yaml", spec)
+    proc = subprocess.run(
+        [sys.executable, "-m", "w2s", "submit", "project/spec.yaml", "--workers", "1", "--executor", "local"]
+        + ["--set", "datasets.data_files.test=project/data/test.tsv", "--wait"],
+        cwd=tmp_path,
+        env=dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (frozen,) = (tmp_path / "runs" / "paths" / "submit").glob("*/spec.yaml")
+    files = yaml.safe_load(frozen.read_text())["datasets"]["data_files"]
+    assert files == {"train": str(folder / "data" / "train.tsv"), "test": str(folder / "data" / "test.tsv")}
+    assert "2 stages: 2 finished" in proc.stdout

@@ -30,7 +30,7 @@ from w2s.experiment import environment
 from w2s.jsonfiles import write_json
 from w2s.pipeline import store
 from w2s.pipeline.workers import visible_devices, worker_command
-from w2s.spec import read_spec, validate_spec
+from w2s.spec.loading import data_paths_from, read_spec, validate_spec
 
 EXECUTORS = ("slurm", "local")
 
@@ -104,6 +104,7 @@ def submit(
     minutes, options = parse_time(time_limit), parse_slurm_options(slurm)
     _check_executor(executor, options, partition)
     raw = read_spec(spec_path, overrides)
+    data_paths_from(raw, Path.cwd())  # `--set` paths too: the frozen copy lives in another folder
     spec = validate_spec(raw, source=spec_path)
     # `auto` is the folder's, decided where its first stage trains: on a login node the keys are only
     # provisional, and plan.jsonl is left to the first worker (w2s/experiment/environment.py)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,16 @@ def read_spec(path: str | Path, overrides: list[str] = ()) -> dict:
         raise SpecError(f"{path}: a value cannot be read: {err}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping of keys such as name, datasets, models")
-    _data_paths_from(raw, path.parent)
+    data_paths_from(raw, path.parent)
     for item in overrides:
         apply_override(raw, item)
     return raw
 
 
-def _data_paths_from(raw: dict, folder: Path) -> None:
+def data_paths_from(raw: dict, folder: Path) -> None:
     """The data a spec file names by a relative path (`data_files`, `data_dir`) is relative to the spec
-    file's folder, wherever `w2s` runs; `--set` values, applied after, are relative to the working
-    directory, as any command-line path. (`output_dir` stays relative to the working directory: that is
+    file's folder, wherever `w2s` runs: made absolute here. `--set` values, applied after, are relative
+    to the working directory, as any command-line path. (`output_dir` stays relative to the working directory: that is
     where results go; a model's checkpoint folder stays as written: its name is part of its stage key.)"""
     datasets = raw.get("datasets")
     for dataset in [datasets] if isinstance(datasets, dict) else datasets if isinstance(datasets, list) else []:
@@ -120,7 +121,7 @@ def _from(folder: Path, path):
     """A relative path (a string that is not absolute and does not start with ~) joined to `folder`."""
     if not isinstance(path, str) or not path or Path(path).is_absolute() or path.startswith("~"):
         return path
-    return str(folder / path)
+    return os.path.abspath(folder / path)
 
 
 def pair_spec(
