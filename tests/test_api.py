@@ -123,7 +123,9 @@ def test_the_read_path_imports_no_torch(finished):
 def test_the_packaged_quickstart_is_the_experiments_one(capsys):
     shipped = w2s.load_spec("example:quickstart")
     assert shipped == w2s.load_spec(REPO / "experiments" / "quickstart.yaml")
-    with pytest.raises(SpecError, match="example:nope: no such example; shipped: example:quickstart"):
+    with pytest.raises(SpecError, match="^example:nope: no such example; `w2s list examples` shows the 13 shipped$"):
         w2s.load_spec("example:nope")
+    with pytest.raises(SpecError, match="^example:quickstrat: no such example; did you mean example:quickstart"):
+        w2s.load_spec("example:quickstrat")
     assert main(["list", "examples"]) == 0
     assert "example:quickstart" in capsys.readouterr().out

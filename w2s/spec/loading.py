@@ -64,7 +64,11 @@ def _example(name: str) -> Path:
     from importlib.resources import files
 
     if name not in examples():
-        raise SpecError(f"{EXAMPLE}{name}: no such example; shipped: {', '.join(EXAMPLE + e for e in examples())}")
+        near = difflib.get_close_matches(name, examples(), n=1, cutoff=0.6)
+        hint = f"did you mean {EXAMPLE}{near[0]}? " if near else ""
+        raise SpecError(
+            f"{EXAMPLE}{name}: no such example; {hint}`w2s list examples` shows the {len(examples())} shipped"
+        )
     return Path(str(files("w2s.examples") / f"{name}.yaml"))
 
 
