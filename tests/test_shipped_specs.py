@@ -44,8 +44,10 @@ def test_no_shipped_spec_reads_outside_the_repository():
 
 
 @pytest.mark.parametrize("spec", RUNNABLE_HERE)
-def test_each_shipped_spec_is_runnable_from_the_repository_and_from_another_folder(spec, tmp_path):
+def test_each_shipped_spec_is_runnable_from_the_repository_and_from_another_folder(spec, tmp_path, request):
     """`w2s validate` runs the whole pre-run check (data read and split, tokenizers, models, sizes)."""
+    if "sst2" in (REPO / spec).read_text():
+        request.getfixturevalue("sst2_dir")  # the project's copy, as every SST-2 test reads it
     for cwd, path in ((REPO, spec), (tmp_path, str(REPO / spec))):
         proc = w2s("validate", path, "--set", f"output_dir={tmp_path / 'runs'}", cwd=cwd)
         assert proc.returncode == 0, proc.stderr
@@ -60,7 +62,7 @@ def test_the_other_shipped_specs_are_valid_from_anywhere(spec, tmp_path):
         assert proc.returncode == 0 and "valid spec" in proc.stdout, proc.stderr
 
 
-def test_w2s_data_dir_reads_the_local_copy_as_if_the_spec_named_its_files(monkeypatch, tmp_path):
+def test_w2s_data_dir_reads_the_local_copy_as_if_the_spec_named_its_files(monkeypatch, tmp_path, sst2_dir):
     """`name: sst2` without data_files, with W2S_DATA_DIR: the same stages, key for key, as the spec
     that names the copy's files itself; without the variable the dataset is the hub's."""
     monkeypatch.setenv("W2S_DATA_DIR", str(SHARED_DATA))
