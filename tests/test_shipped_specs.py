@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA, write_spec
+from w2s.cli import main
 from w2s.experiment.plan import plan_run
 from w2s.pipeline.runner import run_experiment
 from w2s.spec import load_spec, validate_spec
@@ -44,22 +45,29 @@ def test_no_shipped_spec_reads_outside_the_repository():
 
 
 @pytest.mark.parametrize("spec", RUNNABLE_HERE)
-def test_each_shipped_spec_is_runnable_from_the_repository_and_from_another_folder(spec, tmp_path, request):
+def test_each_shipped_spec_is_runnable_from_the_repository_and_from_another_folder(
+    spec, tmp_path, request, monkeypatch, capsys
+):
     """`w2s validate` runs the whole pre-run check (data read and split, tokenizers, models, sizes)."""
     if "sst2" in (REPO / spec).read_text():
         request.getfixturevalue("sst2_dir")  # the project's copy, as every SST-2 test reads it
+    monkeypatch.setenv("W2S_DATA_DIR", str(SHARED_DATA))
     for cwd, path in ((REPO, spec), (tmp_path, str(REPO / spec))):
-        proc = w2s("validate", path, "--set", f"output_dir={tmp_path / 'runs'}", cwd=cwd)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.startswith(f"{path}: valid (") and proc.stdout.rstrip().endswith("runnable here")
+        monkeypatch.chdir(cwd)
+        code = main(["validate", path, "--set", f"output_dir={tmp_path / 'runs'}"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert out.startswith(f"{path}: valid (") and out.rstrip().endswith("runnable here")
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("spec", SPEC_ONLY)
-def test_the_other_shipped_specs_are_valid_from_anywhere(spec, tmp_path):
+def test_the_other_shipped_specs_are_valid_from_anywhere(spec, tmp_path, monkeypatch, capsys):
     for cwd, path in ((REPO, spec), (tmp_path, str(REPO / spec))):
-        proc = w2s("validate", "--spec-only", path, cwd=cwd)
-        assert proc.returncode == 0 and "valid spec" in proc.stdout, proc.stderr
+        monkeypatch.chdir(cwd)
+        code = main(["validate", "--spec-only", path])
+        out, err = capsys.readouterr()
+        assert code == 0 and "valid spec" in out, err
 
 
 def test_w2s_data_dir_reads_the_local_copy_as_if_the_spec_named_its_files(monkeypatch, tmp_path, sst2_dir):
@@ -115,8 +123,6 @@ def test_relative_data_paths_are_the_spec_files_and_set_paths_the_working_direct
 
 def test_every_shipped_spec_is_a_packaged_example(capsys):
     """experiments/ links to the specs inside the package, so an installed wheel runs each by name."""
-    from w2s.cli import main
-
     linked = {p.name.removesuffix(".yaml"): p for p in (REPO / "experiments").rglob("*.yaml")}
     assert all(p.is_symlink() and p.resolve().parent == REPO / "w2s" / "examples" for p in linked.values())
     assert main(["list", "examples"]) == 0
@@ -129,8 +135,6 @@ def test_every_shipped_spec_is_a_packaged_example(capsys):
 
 
 def test_list_datasets_shows_classes_source_and_columns(capsys):
-    from w2s.cli import main
-
     assert main(["list", "datasets"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "2 classes; hub SetFit/sst2 (train; test: validation + test); columns text, label. " in lines["sst2"]
