@@ -24,8 +24,8 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The Slurm tests run only when asked (--slurm; CI asks): every other test changes nothing
-    outside the repository and temporary folders."""
+    """The Slurm tests run only when asked (--slurm; CI asks): no other test installs or configures
+    anything on the machine."""
     if config.getoption("--slurm"):
         return
     slurm = [item for item in items if item.get_closest_marker("slurm")]
