@@ -40,6 +40,34 @@ def test_run_returns_the_rows_of_results_jsonl(finished):
     assert again["test_accuracy"].tolist() == rows["test_accuracy"].tolist()
 
 
+def assert_results_equal_results_jsonl(run: Path) -> pd.DataFrame:
+    """One table, three doors: w2s.results holds every row and column of results.jsonl with the same
+    values (PGR included), then the report's additions; the per-seed table's PGR is the same."""
+    from w2s.report.records import REPORT_COLUMNS
+
+    df = w2s.results(run, echo=lambda *a: None)
+    listed = pd.read_json(run / "results.jsonl", lines=True, dtype={"key": str, "weak_key": str})
+    assert list(df.columns) == [*listed.columns, *REPORT_COLUMNS]
+    ours = df[listed.columns].set_index("key").loc[listed["key"]]
+    theirs = listed.set_index("key")
+    for column in theirs.columns:
+        a, b = ours[column], theirs[column]
+        if pd.api.types.is_numeric_dtype(b):
+            assert np.allclose(a.astype(float), b.astype(float), equal_nan=True), column
+        else:
+            assert a.fillna("-").astype(str).tolist() == b.fillna("-").astype(str).tolist(), column
+    per_seed = w2s.pgr(df, per_seed=True).set_index("key")
+    assert np.allclose(per_seed["pgr"].astype(float), theirs.loc[per_seed.index, "pgr"].astype(float), equal_nan=True)
+    return theirs
+
+
+def test_results_equal_results_jsonl_column_for_column(finished):
+    theirs = assert_results_equal_results_jsonl(finished)
+    transfers = theirs["kind"] == "transfer"
+    assert transfers.sum() == 12 and theirs.loc[transfers, ["weak_accuracy", "ceiling_auroc"]].notna().all(axis=None)
+    assert (theirs.loc[transfers, "pgr"].notna() | theirs.loc[transfers, "pgr_note"].notna()).all()
+
+
 def test_results_are_the_rows_of_results_jsonl_with_the_report_columns(finished):
     df = w2s.results(finished, echo=lambda *a: None)
     listed = pd.read_json(finished / "results.jsonl", lines=True, dtype={"key": str}).set_index("key")
@@ -67,13 +95,14 @@ def test_pgr_matches_what_w2s_report_writes(finished, tmp_path):
 def test_pgr_by_other_groups_and_on_a_filtered_frame(finished):
     df = w2s.results(finished, echo=lambda *a: None)
     by_loss = w2s.pgr(df, by=["loss"])
-    assert sorted(by_loss["loss"]) == ["logconf", "xent"] and (by_loss["n_seeds"] == 3 * 2).all()
+    assert sorted(by_loss["loss"]) == ["logconf", "xent"]
+    assert (by_loss["n_seeds"] == 2).all() and (by_loss["n_transfers"] == 3 * 2).all()  # 3 pairs x 2 seeds
     per_seed = w2s.pgr(df, per_seed=True)
     for loss, row in by_loss.set_index("loss").iterrows():
         assert row["test_accuracy"] == pytest.approx(per_seed.loc[per_seed["loss"] == loss, "test_accuracy"].mean())
     one_seed = w2s.pgr(df[df["seed"] == 0])
     assert (one_seed["n_seeds"] == 1).all() and len(one_seed) == 6
-    with pytest.raises(SpecError, match="unknown metric 'f1'"):
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
         w2s.pgr(df, metric="f1")
 
 
@@ -94,6 +123,39 @@ def test_plots_are_the_report_figures(finished):
     assert {"ceiling (ground truth)", "weak: tiny-16", "weak: tiny-24"} <= labels
     with pytest.raises(ValueError, match="no direct weak-to-strong transfers"):
         w2s.plots.pgr_vs_size(df[df["kind"] == "ground_truth"])
+
+
+def test_each_misuse_names_its_argument(finished, tmp_path):
+    """A wrong argument is a TypeError or ValueError in one sentence naming it, not a Python error
+    from inside pandas; run folders that do not exist are SpecError (exported from w2s)."""
+    df = w2s.results(finished, echo=lambda *a: None)
+    cases = [
+        (lambda: w2s.pgr(str(finished)), TypeError, r"^pgr: df is the DataFrame w2s.results returned, not run folders"),
+        (lambda: w2s.pgr([str(finished), str(finished)]), TypeError, r"^pgr: df is the DataFrame .*w2s.results\("),
+        (lambda: w2s.pgr(42), TypeError, "^pgr: df is the DataFrame w2s.results returned, got int$"),
+        (lambda: w2s.pgr(df, by="loss"), TypeError, r"^pgr: by is a list of strings, such as \['loss'\]; got the st"),
+        (lambda: w2s.pgr(df, by=["los"]), ValueError, "^pgr: by names no column of the per-seed table: los; use "),
+        (lambda: w2s.pgr(df[["seed", "loss"]]), ValueError, "^pgr: df lacks the columns kind, experiment, key"),
+        (lambda: w2s.ground_truth("runs/x"), TypeError, "^ground_truth: df is the DataFrame"),
+        (
+            lambda: w2s.load_spec(REPO / "experiments" / "quickstart.yaml", "seeds=[0,1]"),
+            TypeError,
+            r"^load_spec: overrides is a list of strings, such as \['seeds=\[0,1\]'\]; got the string",
+        ),
+        (lambda: w2s.load_spec(None), TypeError, "^load_spec: path takes a path"),
+        (lambda: w2s.run(42), TypeError, "^run: spec takes an ExperimentSpec"),
+        (lambda: w2s.results(tmp_path / "nope"), w2s.SpecError, f"^results: no such folder: {tmp_path / 'nope'}$"),
+        (lambda: w2s.results(42), TypeError, "^results: run_dirs takes run folders"),
+        (lambda: w2s.plots.gold_frac(df), ValueError, "^gold_frac: these results have one gold share"),
+        (lambda: w2s.plots.pgr_vs_progress(df), ValueError, "^pgr_vs_progress: no learning curves"),
+        (lambda: w2s.plots.pgr_vs_size(df, metric="f1"), ValueError, "^pgr_vs_size: unknown metric 'f1'"),
+        (lambda: w2s.plots.pgr_vs_size("runs/x"), TypeError, "^pgr_vs_size: df is the DataFrame"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert w2s.SpecError is SpecError and issubclass(w2s.StagesFailed, RuntimeError)
+    assert len(w2s.results([finished], echo=lambda *a: None)) == len(df)  # a list of folders is fine
 
 
 def test_load_spec_with_overrides_and_its_errors(tmp_path):

@@ -129,9 +129,9 @@ def test_pooled_interval_of_pairs_that_differ_by_a_shift_is_the_one_pairs_interv
     shifted = [tuple(v + 0.05 for v in seed) for seed in first]
     invalid = [(0.9, 0.8, 0.1), (0.9, 0.8, 0.1)]
     per_seed = per_seed_frame({"a->b": first, "c->d": shifted, "e->f": invalid})
-    draws = {f"a->b/s{i}": seed_draws(rng, point) for i, point in enumerate(first)}
-    draws |= {f"c->d/s{i}": draws[f"a->b/s{i}"] + 0.05 for i in range(2)}
-    draws |= {f"e->f/s{i}": seed_draws(rng, point, sd=0.5) for i, point in enumerate(invalid)}
+    draws = {("e", f"a->b/s{i}"): seed_draws(rng, point) for i, point in enumerate(first)}
+    draws |= {("e", f"c->d/s{i}"): draws[("e", f"a->b/s{i}")] + 0.05 for i in range(2)}
+    draws |= {("e", f"e->f/s{i}"): seed_draws(rng, point, sd=0.5) for i, point in enumerate(invalid)}
     summary = report.summary_rows(per_seed, draws)
     (row,) = pair_conclusions(summary, per_seed, draws).to_dict("records")
     alone = summary.iloc[0]
@@ -147,7 +147,7 @@ def test_pooled_interval_of_independent_pairs_is_narrower_than_each_pairs():
     rng = np.random.default_rng(2)
     seeds = [(0.6, 0.9, 0.75), (0.6, 0.9, 0.75)]
     per_seed = per_seed_frame({"a->b": seeds, "c->d": seeds})
-    draws = {f"{chain}/s{i}": seed_draws(rng, seeds[i]) for chain in ("a->b", "c->d") for i in range(2)}
+    draws = {("e", f"{chain}/s{i}"): seed_draws(rng, seeds[i]) for chain in ("a->b", "c->d") for i in range(2)}
     summary = report.summary_rows(per_seed, draws)
     (row,) = pair_conclusions(summary, per_seed, draws).to_dict("records")
     widths = summary["pgr_high"] - summary["pgr_low"]
@@ -160,8 +160,8 @@ def test_a_pair_without_resamples_leaves_the_pooled_interval_empty():
     """One seed with its point values only (a W&B run: no predictions) gives no interval."""
     rng = np.random.default_rng(3)
     per_seed = per_seed_frame({"a->b": [(0.6, 0.9, 0.75)] * 2, "c->d": [(0.6, 0.8, 0.65)]})
-    draws = {"a->b/s0": seed_draws(rng, (0.6, 0.9, 0.75)), "a->b/s1": seed_draws(rng, (0.6, 0.9, 0.75))}
-    draws["c->d/s0"] = np.array([[0.6], [0.8], [0.65]])
+    draws = {("e", "a->b/s0"): seed_draws(rng, (0.6, 0.9, 0.75)), ("e", "a->b/s1"): seed_draws(rng, (0.6, 0.9, 0.75))}
+    draws[("e", "c->d/s0")] = np.array([[0.6], [0.8], [0.65]])
     (row,) = pair_conclusions(report.summary_rows(per_seed, draws), per_seed, draws).to_dict("records")
     assert row["pooled_pgr"] == pytest.approx((0.7 - 0.6) / (0.85 - 0.6))  # mean student (0.75 + 0.65) / 2
     assert row["pooled_pgr_low"] is None and row["note"] == "no resamples for 1 of 2 valid pairs: no interval"
@@ -284,7 +284,9 @@ def test_build_report_writes_conclusions_and_comparisons(tmp_path):
     # the pooled interval averages the three valid pairs' seed-aggregated resamples of seed_rows
     per_seed, draws = report.seed_rows(report.load_records(root))
     valid = per_seed[(per_seed["loss"] == "xent") & (per_seed["weak_model"] != per_seed["model"])]
-    pooled = np.mean([aggregate_seeds([draws[k] for k in f["key"]]) for _, f in valid.groupby("chain")], axis=0)
+    pooled = np.mean(
+        [aggregate_seeds([draws[k] for k in zip(f["experiment"], f["key"])]) for _, f in valid.groupby("chain")], axis=0
+    )
     expected = pgr_interval(pooled, 0.65, 0.85, 0.75)
     assert tuple(conclusions.loc["xent", ["pooled_pgr_low", "pooled_pgr_high"]]) == pytest.approx(expected)
     assert expected[0] < 0.5 < expected[1]

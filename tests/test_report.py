@@ -3,6 +3,7 @@ figures from a hand-written results folder, W&B records, and the CLI's errors.""
 
 import json
 import os
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from w2s import report
 from w2s.cli import main
 from w2s.errors import SpecError
+from w2s.report.records import records_of
 from w2s.scoring import metrics as w2s_metrics
 from w2s.scoring.pgr import pgr_interval
 
@@ -309,7 +311,7 @@ def test_report_from_results_folder_writes_tables_and_figures(tmp_path):
     same = summary[summary["weak_model"] == summary["model"]]
     assert same["pgr"].isna().all() and same["pgr_note"].str.contains("< 0.01").all()
     text = (out / "summary.md").read_text()
-    assert "| toy | small->large | logconf | 2 |" in text and "PGR [95% CI]" in text
+    assert "| toy | small->large | logconf | 2 |" in text and "PGR of the means [95% CI] | mean of seed PGRs" in text
 
 
 def test_damaged_results_jsonl_and_metrics_are_left_out_with_one_warning(tmp_path, capsys):
@@ -349,7 +351,7 @@ def test_degenerate_one_model_one_seed(tmp_path):
 def test_cli_report_writes_to_out(tmp_path, capsys):
     root = write_experiment(tmp_path / "runs" / "quickstart", seeds=(0,))
     assert main(["report", str(root), "--out", str(tmp_path / "plots")]) == 0
-    assert "PGR [95% CI]" in capsys.readouterr().out
+    assert "PGR of the means [95% CI]" in capsys.readouterr().out
     assert (tmp_path / "plots" / "pgr_vs_size.png").is_file()
 
 
@@ -541,3 +543,72 @@ def test_figures_without_model_sizes_fall_back_to_ladder_order(tmp_path):
         (run["summary"] if isinstance(run, dict) else run.summary_metrics).pop("non_embedding_parameters", None)
     written = report.build_report([r for r in map(report.record_from_wandb, runs) if r], tmp_path / "out")
     assert len(written) == 18 and all(p.stat().st_size > 0 for p in written)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a summary row means
+
+
+def test_summary_pgr_is_the_pgr_of_the_seed_means_and_the_mean_of_seed_pgrs_beside_it():
+    """Two seeds by hand: (weak, ceiling, student) = (0.60, 0.80, 0.70) and (0.60, 0.70, 0.68). PGR of
+    the means is (0.69 - 0.60) / (0.75 - 0.60) = 0.6; the seeds' PGRs are 0.5 and 0.8, their mean 0.65."""
+    rows = []
+    for seed, (w, c, s) in enumerate([(0.60, 0.80, 0.70), (0.60, 0.70, 0.68)]):
+        rows.append(
+            dict(experiment="e", dataset="toy", kind="transfer", chain="a->b", weak_model="a", model="b", loss="xent")
+            | dict(select="final", gold_frac=0.0, seed=seed, key=f"s{seed}", n_test=100)
+            | dict(weak_accuracy=w, ceiling_accuracy=c, test_accuracy=s)
+        )
+    draws = {
+        ("e", f"s{i}"): np.array([[r["weak_accuracy"]], [r["ceiling_accuracy"]], [r["test_accuracy"]]])
+        for i, r in enumerate(rows)
+    }
+    (row,) = report.summary_rows(pd.DataFrame(rows), draws).to_dict("records")
+    assert row["pgr"] == pytest.approx(0.6) and row["mean_seed_pgr"] == pytest.approx(0.65)
+    assert row["n_seeds"] == 2 and row["n_transfers"] == 2
+    other = pd.DataFrame(rows).assign(chain="c->b", weak_model="c", key=["t0", "t1"])
+    draws |= {("e", f"t{i}"): draws[("e", f"s{i}")] for i in range(2)}
+    pooled = report.summary_rows(pd.concat([pd.DataFrame(rows), other]), draws, by=["loss"])
+    assert pooled["n_seeds"].tolist() == [2] and pooled["n_transfers"].tolist() == [4]  # 2 pairs x 2 seeds
+    rows[1]["ceiling_accuracy"] = 0.605  # a seed's gap under MIN_GAP: its PGR is undefined, so is their mean
+    (row,) = report.summary_rows(pd.DataFrame(rows), draws).to_dict("records")
+    assert row["mean_seed_pgr"] is None or np.isnan(row["mean_seed_pgr"])
+    assert row["pgr"] == pytest.approx((0.69 - 0.60) / (0.7025 - 0.60))
+
+
+def test_two_run_folders_of_one_name_are_kept_apart(tmp_path, capsys):
+    """Two copies of one experiment (the same stage keys) read together: two experiments named by the
+    end of their paths, each with its own seed, never one with seed 0 counted twice."""
+    for copy in ("a", "b"):
+        write_experiment(tmp_path / copy / "runs" / "quickstart", seeds=(0,))
+    folders = [tmp_path / copy / "runs" / "quickstart" for copy in ("a", "b")]
+    records = records_of(*folders, echo=lambda *a: None)
+    assert {r["experiment"] for r in records} == {"a/runs/quickstart", "b/runs/quickstart"}
+    assert main(["report", *map(str, folders), "--out", str(tmp_path / "out")]) == 0
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert (summary["n_seeds"] == 1).all() and len(summary) == 2 * 2 * 6  # 2 copies x 2 losses x 6 chains
+    assert sorted(summary["experiment"].unique()) == ["a/runs/quickstart", "b/runs/quickstart"]
+    assert records_of(folders[0], folders[0], echo=lambda *a: None)[0]["experiment"] == "quickstart"
+
+
+def test_redraw_draws_a_reports_figures_from_its_own_tables(tmp_path, capsys):
+    """--redraw reads summary.csv and per_seed.csv only (no stage folders): the same figures, and the
+    ground truth it rebuilds from the per-seed table is the report's own."""
+    root = write_experiment(tmp_path / "runs" / "exp", seeds=(0, 1))
+    report.report([root], tmp_path / "first", echo=lambda *a: None)
+    shutil.copytree(tmp_path / "first", tmp_path / "tables", ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+    shutil.rmtree(root)  # the stage folders are gone
+    assert main(["report", "--redraw", str(tmp_path / "tables")]) == 0
+    assert "redrew 5 figures" in capsys.readouterr().out
+    drawn = {p.name for p in (tmp_path / "tables").glob("*.p*")}
+    assert drawn == {p.name for p in (tmp_path / "first").glob("*.p*")} and len(drawn) == 10
+    rebuilt = report.ground_truth_from_per_seed(pd.read_csv(tmp_path / "first" / "per_seed.csv"))
+    truth = rebuilt.set_index("model")
+    for model, (size, acc) in LADDER.items():
+        assert truth.loc[model, "test_accuracy"] == pytest.approx(acc, abs=1e-9) and truth.loc[model, "ceiling"]
+        assert truth.loc[model, "non_embedding_parameters"] == size
+    assert main(["report", str(tmp_path), "--redraw", str(tmp_path / "tables")]) == 2
+    assert "one of the three" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    assert main(["report", "--redraw", str(tmp_path / "bad")]) == 2
+    assert "cannot read its summary.csv and per_seed.csv" in capsys.readouterr().err

@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
         "its ceiling accuracy (the reference code's plots)",
     )
     rep.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the stages' W&B runs instead of folders")
+    rep.add_argument(
+        "--redraw",
+        metavar="REPORT_DIR",
+        help="draw a report's figures again from its own summary.csv and per_seed.csv (its stage folders "
+        "elsewhere), into REPORT_DIR or --out",
+    )
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
     return parser
 
@@ -330,8 +336,12 @@ def _status(args) -> None:
 def _report(args) -> None:
     from w2s import report
 
-    if bool(args.wandb) == bool(args.run_dirs):
-        raise SpecError("report: give RUN_DIR(s) or --wandb ENTITY/PROJECT (one of the two)")
+    if sum(map(bool, (args.wandb, args.run_dirs, args.redraw))) != 1:
+        raise SpecError("report: give RUN_DIR(s), --wandb ENTITY/PROJECT or --redraw REPORT_DIR (one of the three)")
+    if args.redraw:
+        written = report.redraw(args.redraw, args.out, x=args.x)
+        say(f"redrew {len(written) // 2} figures from {args.redraw}'s tables into {Path(args.out or args.redraw)}")
+        return
     if args.wandb:
         written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x)
     else:

@@ -5,7 +5,9 @@ matplotlib Figure: the same figures `w2s report` saves, drawn from the same tabl
     fig.savefig("figure3.pdf")
 
 The figures are made without pyplot (no global state); in a notebook the returned Figure displays
-itself. `metric`: accuracy or auroc, as `w2s report --metric`.
+itself, 8 in wide at 150 dpi (`w2s report` saves the paper's column size at 300 dpi). `metric`:
+accuracy or auroc, as `w2s report --metric`. A frame that cannot give the figure (no transfers, no
+gold sweep, no learning curves) is a ValueError that says what is missing.
 """
 
 from __future__ import annotations
@@ -14,26 +16,36 @@ import pandas as pd
 
 from w2s import api
 
+NOTEBOOK_WIDTH, NOTEBOOK_DPI = 8.0, 150  # inches and dots per inch of a figure shown in a notebook
+
 
 def _figure(df: pd.DataFrame, name: str, metric: str, x: str):
-    from w2s.report.figures import figures
+    from w2s.report.figures import figures, missing_for
     from w2s.report.tables import curve_rows
 
-    curves = curve_rows(api._records(df)) if name == "pgr_vs_progress" else None
-    made = figures(api.pgr(df, metric=metric), api.ground_truth(df), metric, x, only=name, curves=curves)
-    if not made:
-        raise ValueError("no direct weak-to-strong transfers among these results: nothing to draw")
+    api.check_metric(name, metric)
+    records = api._records(df, name)
+    curves = curve_rows(records) if name == "pgr_vs_progress" else None
+    summary = api.pgr(records, metric=metric)
+    missing = missing_for(name, summary, curves)
+    if missing:
+        raise ValueError(f"{name}: {missing}")
+    made = figures(summary, api.ground_truth(records), metric, x, only=name, curves=curves)
     return _displayable(made[name])
 
 
 def _displayable(fig):
-    """The figure, shown as a PNG where a notebook displays it (the figures are made without pyplot,
-    so IPython's matplotlib hook does not know them)."""
+    """The figure at a notebook's size, shown as a PNG where a notebook displays it (the figures are
+    made without pyplot, so IPython's matplotlib hook does not know them)."""
     import io
+
+    width, height = fig.get_size_inches()
+    if width < NOTEBOOK_WIDTH:  # wider, and taller by less: the paper's 8-pt text, more room for the data
+        fig.set_size_inches(NOTEBOOK_WIDTH, height * (NOTEBOOK_WIDTH / width) ** 0.5)
 
     def png() -> bytes:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=150)
+        fig.savefig(buffer, format="png", dpi=NOTEBOOK_DPI)
         return buffer.getvalue()
 
     fig._repr_png_ = png

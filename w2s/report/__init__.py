@@ -41,6 +41,7 @@ from w2s.report.tables import (
     SEED_COLUMNS,
     SUMMARY_COLUMNS,
     curve_rows,
+    ground_truth_from_per_seed,
     ground_truth_rows,
     markdown,
     provenance,
@@ -55,6 +56,7 @@ __all__ = [
     "build_report",
     "report",
     "report_wandb",
+    "redraw",
     "load_records",
     "record_from_wandb",
     "seed_rows",
@@ -63,6 +65,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "summary_columns",
     "provenance",
+    "ground_truth_from_per_seed",
 ]
 
 
@@ -143,6 +146,33 @@ def report(
     precisions = Counter(r["mixed_precision"] or "unrecorded" for r in records)
     echo("precision: " + ", ".join(f"{p} ({n} stage{'s' if n > 1 else ''})" for p, n in sorted(precisions.items())))
     return build_report(records, out, metric, x)
+
+
+def redraw(folder: str | Path, out: str | Path | None = None, x: str = "size") -> list[Path]:
+    """`w2s report --redraw REPORT_DIR`: a report's figures drawn again from its own tables
+    (summary.csv, per_seed.csv, curves.csv where written), for a report whose stage folders are not at
+    hand: the figures of this version, from the numbers of the report. What the tables of an older
+    version lack (its weak models' and ceilings' intervals, the agreement splits'), the figures leave
+    out. Into `out` (default: the report folder itself)."""
+    folder = Path(folder)
+    if x not in X_AXES:
+        raise SpecError(f"report: unknown x-axis {x!r}; use one of {', '.join(X_AXES)}")
+    try:
+        summary, per_seed = (pd.read_csv(folder / f"{name}.csv") for name in ("summary", "per_seed"))
+        curves = pd.read_csv(folder / "curves.csv") if (folder / "curves.csv").is_file() else None
+    except (OSError, ValueError) as err:
+        raise SpecError(f"report: --redraw {folder}: cannot read its summary.csv and per_seed.csv ({err})") from None
+    for table in (summary, per_seed):  # tables of versions before selection rules and gold mixing
+        for column, default in (("select", "final"), ("gold_frac", 0.0)):
+            if column not in table:
+                table[column] = default
+    lacking = [c for c in ("metric", "n_seeds", "pgr", "chain", "kind") if c not in summary]
+    if lacking or summary.empty:
+        raise SpecError(f"report: --redraw {folder}: summary.csv is not a w2s report's (no {', '.join(lacking)})")
+    out = Path(out) if out else folder
+    out.mkdir(parents=True, exist_ok=True)
+    metric = str(summary["metric"].iloc[0])  # the report's own: its PGR columns are on it
+    return write_figures(summary, ground_truth_from_per_seed(per_seed), metric, out, x, curves)
 
 
 def report_wandb(

@@ -19,7 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from w2s.scoring.metrics import aggregate_seeds, percentile_interval
+from w2s.report.tables import stage_ids
+from w2s.scoring.metrics import CONFIDENCE, aggregate_seeds, percentile_interval
 from w2s.scoring.pgr import pgr, pgr_interval, unbounded_note, undefined_note
 
 PAIR_GROUPS = ["experiment", "dataset", "loss"]
@@ -99,15 +100,15 @@ def median_pgr(frame: pd.DataFrame, metric: str) -> float | None:
     return float(((student - weak) / (ceiling - weak)).median())
 
 
-def pair_seed_keys(per_seed: pd.DataFrame, groups: list[str]) -> dict[tuple, list[str]]:
-    """Each summary row's stage keys (its seeds), by its group values."""
+def pair_seed_keys(per_seed: pd.DataFrame, groups: list[str]) -> dict[tuple, list[tuple[str, str]]]:
+    """Each summary row's stages (its seeds, as `stage_ids`), by its group values."""
     return {
-        _key(values if isinstance(values, tuple) else (values,)): list(frame["key"])
+        _key(values if isinstance(values, tuple) else (values,)): stage_ids(frame)
         for values, frame in per_seed.groupby(groups, sort=False, dropna=False)
     }
 
 
-def pair_draws(keys: list[str], draws: dict[str, np.ndarray]) -> np.ndarray | None:
+def pair_draws(keys: list[tuple[str, str]], draws: dict[tuple[str, str], np.ndarray]) -> np.ndarray | None:
     """A pair's resampled seed-mean (weak, ceiling, student), as the summary's interval resamples
     them (`aggregate_seeds`); None when a seed has no draws, or one seed has only its point values."""
     seed_draws = [draws[k] for k in keys if k in draws]
@@ -386,11 +387,13 @@ def misfit_correlation(frame: pd.DataFrame) -> dict:
     """Across the transfers of `diagnostics` (seed means): the Pearson and Spearman correlation of the
     misfit with the student's gain over its weak model (Charikar et al. 2024: the gain is at least
     the misfit, for squared loss in their setting), with two-sided p-values and the number of
-    transfers; None where fewer than three have both or either does not vary."""
+    transfers, and Pearson's 95% interval (Fisher's z); None where fewer than three have both or
+    either does not vary (the interval: fewer than four)."""
     from scipy import stats
 
     both = frame[["misfit", "student_minus_weak"]].dropna().astype(float)
-    out = {"n": len(both), "pearson": None, "pearson_p": None, "spearman": None, "spearman_p": None}
+    out = dict.fromkeys(("pearson", "pearson_p", "pearson_low", "pearson_high", "spearman", "spearman_p"))
+    out["n"] = len(both)
     if len(both) < 3 or both.nunique().min() < 2:
         return out
     pearson = stats.pearsonr(both["misfit"], both["student_minus_weak"])
@@ -401,6 +404,9 @@ def misfit_correlation(frame: pd.DataFrame) -> dict:
         spearman=float(spearman.statistic),
         spearman_p=float(spearman.pvalue),
     )
+    if len(both) > 3:
+        interval = pearson.confidence_interval(CONFIDENCE)
+        out.update(pearson_low=float(interval.low), pearson_high=float(interval.high))
     return out
 
 

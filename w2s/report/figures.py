@@ -1,11 +1,20 @@
 """Figures (paper column: ~3.4 in per panel, 8 pt text), drawn on Agg without pyplot.
 
+How every figure draws what it shows:
+- colours: weak supervisors on a sequential scale by their size (a ladder reads dark to light);
+  everything else that is only a name (losses, selection rules, a gold sweep's lines) in one
+  colour-blind-safe palette (Okabe and Ito's), a loss the same colour in every figure;
+- intervals: error bars with caps, the same 95% intervals as the tables, and the legend says over what
+  (test-set resamples and how many seeds); an unbounded one is an arrow to the axis edge, an interval
+  that runs past the axis a triangle at the edge, each with its legend entry.
+
 matplotlib is imported here only, inside the functions, so reading records does not load it.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +38,10 @@ STYLE = {
     "pdf.fonttype": 42,
 }
 PANEL = (3.4, 2.5)
+# Okabe & Ito (2008), without its yellow (unreadable on white): what is only a name
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
+UNBOUNDED = "95% interval unbounded (ceiling − weak within noise)"
+BEYOND = "95% interval continues past the axis"
 
 
 X_AXES = ("size", "ceiling")  # the curves' x: the strong model's size (the paper's), or its ceiling (the reference's)
@@ -52,7 +65,7 @@ def figures(
     `misfit` draws each transfer's gain against its misfit on its weak labels."""
     import matplotlib
 
-    if not (summary["kind"] == "transfer").any():
+    if missing_for(None, summary, curves):
         return {}
     if summary["experiment"].nunique() > 1:
         summary = summary.assign(dataset=summary["experiment"] + "/" + summary["dataset"])
@@ -66,15 +79,35 @@ def figures(
         f"pgr_vs_{x}": lambda: plot_pgr(summary, metric, colors, x),
         "pgr_by_loss": lambda: plot_losses(summary, metric),
         "agreement": lambda: plot_agreement(summary),
+        "gold_frac": lambda: plot_gold(everything, metric),
+        "pgr_vs_progress": lambda: plot_progress(curves),
+        "misfit": lambda: plot_misfit(everything, metric),
     }
-    if "gold_frac" in everything and everything["gold_frac"].nunique() > 1:
-        makers["gold_frac"] = lambda: plot_gold(everything, metric)
-    if curves is not None and len(curves):
-        makers["pgr_vs_progress"] = lambda: plot_progress(curves)
-    if "misfit" in everything and everything.loc[everything["kind"] == "transfer", "misfit"].notna().sum() >= 2:
-        makers["misfit"] = lambda: plot_misfit(everything, metric)
+    wanted = [name for name in makers if only in (None, name) and not missing_for(name, everything, curves)]
     with matplotlib.rc_context(STYLE):
-        return {name: make() for name, make in makers.items() if only in (None, name)}
+        return {name: makers[name]() for name in wanted}
+
+
+def missing_for(name: str | None, summary: pd.DataFrame, curves: pd.DataFrame | None = None) -> str | None:
+    """What a summary lacks for figure `name` (None: every figure's common need, direct transfers),
+    in words for the user; None when it can be drawn."""
+    direct = summary[summary["kind"] == "transfer"]
+    if direct.empty:
+        return "no direct weak-to-strong transfers among these results (kind 'transfer'): nothing to draw"
+    if name == "gold_frac" and direct["gold_frac"].nunique() < 2:
+        shares = ", ".join(f"{v:g}" for v in direct["gold_frac"].drop_duplicates())
+        return (
+            f"these results have one gold share (train.gold_frac {shares}); the figure needs transfers at "
+            "several (docs/supervision.md)"
+        )
+    if name == "pgr_vs_progress" and (curves is None or curves.empty):
+        return (
+            "no learning curves among these results: no transfer evaluated during training "
+            "(train.eval_every, docs/selection.md)"
+        )
+    if name == "misfit" and direct.get("misfit", pd.Series(dtype=float)).notna().sum() < 2:
+        return "fewer than 2 transfers with a misfit (it needs each supervisor's predictions on half B)"
+    return None
 
 
 def write_figures(
@@ -153,11 +186,69 @@ def _size_axis(ax, has_sizes: bool, x: np.ndarray, order: list[str], sizes: dict
         ax.set_xlabel("strong student")
 
 
-def _interval_band(ax, x, y, low, high, color, alpha: float) -> None:
-    """A 95% interval as a shaded band; a band needs two points, so a lone point's is a bar."""
-    ax.fill_between(x, low, high, color=color, alpha=alpha, linewidth=0)
-    if len(x) == 1:
-        ax.errorbar(x, y, yerr=np.nan_to_num([y - low, high - y]), color=color, linewidth=0.8)
+def _intervals(ax, x, y, low, high, color) -> None:
+    """95% intervals as error bars with caps; an unbounded one (Fieller's, when the gap is within
+    noise) as an arrow from the point to each axis edge, which follows the axis limits however they
+    are set later."""
+    x, y, low, high = (np.asarray(v, dtype=float) for v in (x, y, low, high))
+    finite = np.isfinite(low) & np.isfinite(high) & np.isfinite(y)
+    if finite.any():
+        yerr = [y[finite] - low[finite], high[finite] - y[finite]]
+        ax.errorbar(x[finite], y[finite], yerr=yerr, fmt="none", ecolor=color, elinewidth=0.8, capsize=2)
+    unbounded = (np.isinf(low) | np.isinf(high)) & np.isfinite(y)
+    for xi, yi in zip(x[unbounded], y[unbounded]):
+        for edge in (0.0, 1.0):
+            ax.annotate(
+                "",
+                xy=(xi, edge),
+                xycoords=ax.get_xaxis_transform(),  # x in data, y in axes fractions: the edge
+                xytext=(xi, yi),
+                textcoords="data",
+                arrowprops={"arrowstyle": "-|>", "color": color, "linewidth": 0.8, "shrinkA": 0, "shrinkB": 0},
+            )
+    if unbounded.any():
+        ax.plot([], [], linestyle="", marker=r"$\updownarrow$", color="grey", markersize=8, label=UNBOUNDED)
+
+
+def _mark_beyond_axes(ax) -> None:
+    """A triangle at the edge where an error bar runs past the axis limits (call once they are set)."""
+    from matplotlib.container import ErrorbarContainer
+
+    low_edge, high_edge = ax.get_ylim()
+    marked = False
+    for container in ax.containers:
+        if not isinstance(container, ErrorbarContainer) or not container.lines[2]:
+            continue
+        bars = container.lines[2][0]
+        color = bars.get_colors()[0] if len(bars.get_colors()) else "grey"
+        for (x, a), (_, b) in bars.get_segments():
+            for beyond, edge, marker in (
+                (max(a, b) > high_edge, high_edge, "^"),
+                (min(a, b) < low_edge, low_edge, "v"),
+            ):
+                if beyond:
+                    ax.plot([x], [edge], marker, color=color, markersize=4, clip_on=False, zorder=5)
+                    marked = True
+    if marked:
+        ax.plot([], [], "^", color="grey", markersize=4, label=BEYOND)
+
+
+def _interval_words(frame: pd.DataFrame) -> str:
+    """What the error bars are, for a legend's title: 95%, over what, and how many seeds."""
+    seeds = [int(n) for n in frame["n_seeds"].dropna()] if "n_seeds" in frame else []
+    if not seeds:
+        n = "seeds"
+    elif min(seeds) == max(seeds):
+        n = f"{seeds[0]} seed" + ("s" if seeds[0] > 1 else "")
+    else:
+        n = f"{min(seeds)}–{max(seeds)} seeds"
+    return f"error bars: 95% intervals over test-set resamples and {n}"
+
+
+def _loss_colors(summary: pd.DataFrame) -> dict[str, str]:
+    """A colour per loss, the same in every figure of a report: the palette in the losses' sorted order."""
+    losses = sorted(summary["loss"].dropna().unique())
+    return {loss: PALETTE[i % len(PALETTE)] for i, loss in enumerate(losses)}
 
 
 def _count(n: float) -> str:
@@ -179,6 +270,7 @@ def _grid(summary: pd.DataFrame, n_panels: int) -> tuple[int, int]:
 def _panels(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """One panel per dataset and loss (datasets across, losses down), direct transfers only."""
     direct = summary[summary["kind"] == "transfer"]
+    direct = direct.sort_values("weak_non_embedding_parameters", kind="stable")  # lines and legend by weak size
     return [
         (dataset, loss, direct[(direct["dataset"] == dataset) & (direct["loss"] == loss)])
         for loss in direct["loss"].drop_duplicates()
@@ -203,8 +295,9 @@ def _students_x(lines: pd.DataFrame, x_by: str, metric: str, order: list[str], h
 
 def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, colors: dict, x_by: str = "size"):
     """Figure 3 of the paper: student metric against strong size, a line per weak supervisor,
-    the ground-truth ceiling in black, each supervisor's own score as a star. `x_by="ceiling"`: against
-    the strong model's ceiling instead (the reference's plot), so the ceiling is the diagonal."""
+    the ground-truth ceiling in black, each supervisor's own score as a star, every point with its 95%
+    interval. `x_by="ceiling"`: against the strong model's ceiling instead (the reference's plot),
+    so the ceiling is the diagonal."""
     panels = _panels(summary)
     fig, axes = _figure(*_grid(summary, len(panels)), sharey=summary["dataset"].nunique() == 1)  # one scale per dataset
     # a log axis needs every size, and above 0 (a zero-shot model may have none: a rule, a lookup table)
@@ -221,22 +314,25 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
             x = gt[f"test_{metric}"].astype(float).to_numpy()
         else:
             x = _x(gt, "non_embedding_parameters", order, has_sizes, "model")
-        ax.plot(x, gt[f"test_{metric}"], "o-", color="black", label="ceiling (ground truth)", zorder=3)
+        y = gt[f"test_{metric}"].astype(float).to_numpy()
+        ax.plot(x, y, "o-", color="black", label="ceiling (ground truth)", zorder=3)
+        own = _reference_intervals(summary[summary["dataset"] == dataset], metric)  # every loss's rows
+        _intervals(ax, x, y, *_bounds(own, gt["model"], gt["train_split"] == "train_b"), "black")
         for weak, lines in frame.groupby("weak_model", sort=False):
             lines, x_strong = _students_x(lines, x_by, metric, order, has_sizes)
-            ax.plot(x_strong, lines[f"test_{metric}"], "o-", color=colors[weak], label=f"weak: {weak}")
-            if f"test_{metric}_low" in lines:  # the student's 95% interval (over test resamples and seeds)
-                y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
-                _interval_band(ax, x_strong, y, low, high, colors[weak], alpha=0.15)
-            own = supervisors[supervisors["model"] == weak]
+            y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
+            ax.plot(x_strong, y, "o-", color=colors[weak], label=f"weak: {weak}")
+            _intervals(ax, x_strong, y, low, high, colors[weak])
+            alone = supervisors[supervisors["model"] == weak]
             if x_by == "ceiling":  # the supervisor at its own ceiling, where it has one
-                own = own[own["model"].isin(ceilings)]
-                x_own = own["model"].map(ceilings).to_numpy()
+                alone = alone[alone["model"].isin(ceilings)]
+                x_alone = alone["model"].map(ceilings).to_numpy()
             else:
-                x_own = _x(own, "non_embedding_parameters", order, has_sizes, "model")
+                x_alone = _x(alone, "non_embedding_parameters", order, has_sizes, "model")
+            y_alone = alone[f"test_{metric}"].astype(float).to_numpy()
             ax.plot(
-                x_own,
-                own[f"test_{metric}"],
+                x_alone,
+                y_alone,
                 "*",
                 color=colors[weak],
                 markersize=10,
@@ -244,20 +340,50 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
                 markeredgewidth=0.5,
                 zorder=4,
             )
+            _intervals(ax, x_alone, y_alone, *_bounds(own, alone["model"], False, "weak"), colors[weak])
         ax.set_title(f"{dataset} ({loss})")
         ax.set_ylabel(f"test {metric}")
         if x_by == "ceiling":
             _ceiling_axis(ax, ceilings, metric)
         else:
             _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["non_embedding_parameters"].astype(float))))
+        _mark_beyond_axes(ax)
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     from matplotlib.lines import Line2D
 
     handles.append(Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black", markersize=8))
     labels.append("weak supervisor alone")
-    _figure_legend(fig, handles, labels)
+    _figure_legend(fig, handles, labels, _interval_words(summary))
     return fig
+
+
+def _reference_intervals(frame: pd.DataFrame, metric: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """The 95% intervals of the weak models' and the ceilings' own scores, by (role, model), from the
+    summary rows they appear in (the same stages and resamples in each of them)."""
+    out = {}
+    for role, model_column in (("weak", "weak_model"), ("ceiling", "model")):
+        low, high = f"{role}_{metric}_low", f"{role}_{metric}_high"
+        if low not in frame:
+            continue
+        for model, rows in frame.groupby(model_column, sort=False):
+            known = rows.dropna(subset=[low, high])
+            if len(known):
+                out[(role, model)] = (float(known[low].iloc[0]), float(known[high].iloc[0]))
+    return out
+
+
+def _bounds(intervals: dict, models, on_half_b, role: str = "ceiling") -> tuple[np.ndarray, np.ndarray]:
+    """Low and high bounds of each model's own score: its ceiling's interval, or for a model whose
+    ceiling is its half-A stage and that is no student here, its weak interval (the same stage)."""
+    on_half_b = np.broadcast_to(np.asarray(on_half_b), (len(models),))
+    bounds = []
+    for model, half_b in zip(models, on_half_b):
+        found = intervals.get((role, model))
+        if found is None and role == "ceiling" and not half_b:
+            found = intervals.get(("weak", model))
+        bounds.append(found or (np.nan, np.nan))
+    return tuple(np.array(b, dtype=float).reshape(len(models)) for b in zip(*bounds)) if bounds else (np.array([]),) * 2
 
 
 def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
@@ -298,19 +424,8 @@ def plot_pgr(summary: pd.DataFrame, metric: str, colors: dict, x_by: str = "size
         for weak, lines in frame.groupby("weak_model", sort=False):
             lines, x = _students_x(lines, x_by, metric, order, has_sizes)
             y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
-            unbounded = np.isinf(low) | np.isinf(high)  # no band there: hollow markers say why
-            low, high = np.where(unbounded, np.nan, low), np.where(unbounded, np.nan, high)
             ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
-            if unbounded.any():
-                ax.plot(
-                    np.asarray(x)[unbounded],
-                    y[unbounded],
-                    "o",
-                    color="white",
-                    markeredgecolor=colors[weak],
-                    label="CI unbounded (gap within noise)",
-                )
-            _interval_band(ax, x, y, low, high, colors[weak], alpha=0.2)
+            _intervals(ax, x, y, low, high, colors[weak])
         if frame["pgr"].isna().all():
             ax.text(
                 0.5,
@@ -327,16 +442,23 @@ def plot_pgr(summary: pd.DataFrame, metric: str, colors: dict, x_by: str = "size
             _ceiling_axis(ax, dict(zip(frame["model"], frame[f"ceiling_{metric}"].astype(float))), metric)
         else:
             _size_axis(ax, has_sizes, every_size, order, {m: v for m, v in sizes.items() if m in set(order)})
-    points = summary["pgr"].astype(float).dropna()
-    if len(points):  # the points decide the scale; an interval reaching far beyond runs off the panel
-        for ax in axes.flat:
-            ax.set_ylim(min(-0.25, points.min() - 0.25), max(1.25, points.max() + 0.25))
+    for ax in axes.flat:
+        _pgr_limits(ax, summary)
+        _mark_beyond_axes(ax)
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
     if handles:
-        _figure_legend(fig, handles, labels)
+        _figure_legend(fig, handles, labels, _interval_words(summary))
     _note_missing(fig, summary)
     return fig
+
+
+def _pgr_limits(ax, frame: pd.DataFrame) -> None:
+    """PGR's axis from 0 and 1 to the points, with a margin: the points decide the scale, so one wide
+    interval cannot squash the rest (`_mark_beyond_axes` marks where it runs past)."""
+    points = frame["pgr"].astype(float).dropna()
+    if len(points):
+        ax.set_ylim(min(-0.25, points.min() - 0.25), max(1.25, points.max() + 0.25))
 
 
 def _pair_label(r, several_datasets: bool) -> str:
@@ -344,41 +466,18 @@ def _pair_label(r, several_datasets: bool) -> str:
     return f"{r['dataset']}\n{pair}" if several_datasets else pair
 
 
-def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: str | None, several: bool):
-    """Bars grouped by pair, one colour per loss; missing values marked 'n/a' at zero."""
-    from matplotlib import colormaps
-
-    pairs = (
-        list(frame["chain"].drop_duplicates())
-        if not several
-        else list((frame["dataset"] + "|" + frame["chain"]).drop_duplicates())
-    )
-    losses = sorted(frame["loss"].dropna().unique())  # the same colour per loss in every figure
-    width = 0.8 / len(losses)
-    for j, loss in enumerate(losses):
-        part = frame[frame["loss"] == loss]
-        ids = part["chain"] if not several else part["dataset"] + "|" + part["chain"]
-        x = np.array([pairs.index(p) for p in ids]) - 0.4 + width * (j + 0.5)
+def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: str | None, several: bool, colors):
+    """Bars grouped by pair, a colour per loss (`colors`), their 95% intervals as error bars (an
+    unbounded one an arrow to each edge); a missing value is marked 'n/a' at zero."""
+    pairs, bars, width = _bar_layout(frame, several)
+    for loss, (part, x) in bars.items():
         y = part[value].astype(float).to_numpy()
-        err = None
-        unbounded = np.zeros(len(y), dtype=bool)
+        ax.bar(x, np.nan_to_num(y), width, color=colors[loss], label=loss)
         if low:
-            lo, hi = part[low].astype(float).to_numpy(), part[high].astype(float).to_numpy()
-            unbounded = np.isinf(lo) | np.isinf(hi)
-            err = np.nan_to_num(np.stack([y - lo, hi - y]), nan=0.0, posinf=0.0, neginf=0.0)
-        ax.bar(
-            x,
-            np.nan_to_num(y),
-            width,
-            yerr=err,
-            capsize=2,
-            error_kw={"linewidth": 0.8},
-            color=colormaps["tab10"](j),
-            label=loss,
-        )
-        for xi, text in [(xi, "n/a") for xi in x[np.isnan(y)]] + [(xi, "CI ±∞") for xi in x[unbounded]]:
+            _intervals(ax, x, y, part[low].astype(float), part[high].astype(float), "black")
+        for xi in x[np.isnan(y)]:
             ax.annotate(
-                text,
+                "n/a",
                 (xi, 0),
                 xytext=(0, 2),
                 textcoords="offset points",
@@ -389,7 +488,8 @@ def _grouped_bars(ax, frame: pd.DataFrame, value: str, low: str | None, high: st
                 color="grey",
             )
     labels = [_pair_label({"dataset": p.split("|")[0], "chain": p.split("|")[-1]}, several) for p in pairs]
-    crowded = len(pairs) > 3
+    longest = max(len(line) for label in labels for line in label.splitlines())
+    crowded = len(pairs) * longest * 0.06 > ax.figure.get_figwidth()  # ~0.06 in per 7-pt character
     ax.set_xticks(range(len(pairs)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_xlim(-0.6, len(pairs) - 0.4)
 
@@ -404,43 +504,77 @@ def plot_losses(summary: pd.DataFrame, metric: str):
     direct = _pgr_pairs(summary)
     fig, axes = _figure(1, 1, width=_bar_width(direct))
     ax = axes[0, 0]
-    _grouped_bars(ax, direct, "pgr", "pgr_low", "pgr_high", direct["dataset"].nunique() > 1)
+    _grouped_bars(ax, direct, "pgr", "pgr_low", "pgr_high", direct["dataset"].nunique() > 1, _loss_colors(summary))
     ax.axhline(0, color="black", linewidth=0.6)
     ax.axhline(1, color="grey", linewidth=0.6, linestyle="--")
     ax.set_ylabel(f"PGR ({metric})")
     missing = direct["pgr"].isna().any()
     ax.set_xlabel("weak → strong" + ("\n(n/a: PGR undefined, see pgr_note in the table)" if missing else ""))
-    _loss_legend(fig, ax)
+    _pgr_limits(ax, direct)
+    _mark_beyond_axes(ax)
+    _loss_legend(fig, ax, _interval_words(direct))
     return fig
 
 
 def plot_agreement(summary: pd.DataFrame):
-    """Student-supervisor agreement where the supervisor was right vs wrong: high agreement on its
-    mistakes means the student imitates them rather than generalizing past them."""
+    """Student-supervisor agreement where the supervisor was right vs wrong, with Wilson's 95%
+    intervals and, on each bar, how many test examples (over all seeds) it counts: high agreement on
+    its mistakes means the student imitates them rather than generalizing past them."""
     direct = summary[summary["kind"] == "transfer"]
     fig, axes = _figure(2, 1, width=_bar_width(direct))
     several = direct["dataset"].nunique() > 1
-    for ax, column, title in (
-        (axes[0, 0], "agreement_supervisor_right", "where the supervisor is right"),
-        (axes[1, 0], "agreement_supervisor_wrong", "where the supervisor is wrong"),
+    colors = _loss_colors(summary)
+    for ax, split, title in (
+        (axes[0, 0], "right", "where the supervisor is right"),
+        (axes[1, 0], "wrong", "where the supervisor is wrong"),
     ):
-        _grouped_bars(ax, direct, column, None, None, several)
-        ax.set_ylim(0, 1.05)
+        column = f"agreement_supervisor_{split}"
+        bounds = (f"{column}_low", f"{column}_high") if f"{column}_low" in direct else (None, None)
+        _grouped_bars(ax, direct, column, *bounds, several, colors)
+        if f"n_supervisor_{split}" in direct:
+            _bar_counts(ax, direct, f"n_supervisor_{split}", several)
+        ax.set_ylim(0, 1.12)
         ax.set_ylabel("student-supervisor\nagreement")
         ax.set_title(f"test examples {title}")
     axes[0, 0].tick_params(labelbottom=False)
     axes[1, 0].set_xlabel("weak → strong")
-    _loss_legend(fig, axes[0, 0])
+    seeds = _interval_words(direct).rsplit(" and ", 1)[-1]
+    _loss_legend(fig, axes[0, 0], f"error bars: Wilson's 95% intervals; above each bar: its test examples over {seeds}")
     return fig
 
 
-def _loss_legend(fig, ax) -> None:
+def _bar_counts(ax, frame: pd.DataFrame, column: str, several: bool) -> None:
+    """Each bar's count written above the bars, small."""
+    for part, x in _bar_layout(frame, several)[1].values():
+        for xi, n in zip(x, part[column]):
+            if pd.notna(n):
+                ax.text(xi, 1.01, f"{int(n):,}", ha="center", va="bottom", fontsize=5, color="dimgrey")
+
+
+def _bar_layout(frame: pd.DataFrame, several: bool) -> tuple[list[str], dict, float]:
+    """Where grouped bars go: the pairs (dataset|chain with several datasets) at 0, 1, ...; per loss,
+    in sorted order, its rows and their bars' x; the bars' width."""
+    ids = frame["chain"] if not several else frame["dataset"] + "|" + frame["chain"]
+    pairs = list(ids.drop_duplicates())
+    losses = sorted(frame["loss"].dropna().unique())
+    width = 0.8 / len(losses)
+    bars = {}
+    for j, loss in enumerate(losses):
+        mine = frame["loss"] == loss
+        bars[loss] = (frame[mine], np.array([pairs.index(p) for p in ids[mine]]) - 0.4 + width * (j + 0.5))
+    return pairs, bars, width
+
+
+def _loss_legend(fig, ax, title_note: str | None = None) -> None:
     """Above the bars, so it never covers them: as many columns as the figure's width holds for the
-    longest label (about 0.045 in per 7-pt character plus the colour patch)."""
-    handles, labels = ax.get_legend_handles_labels()
+    longest label (about 0.045 in per 7-pt character plus the colour patch); its title says what the
+    error bars are."""
+    handles, labels = _legend_entries(np.array([ax]))
     entry_width = 0.4 + 0.045 * max(map(len, labels), default=1)
     ncol = max(1, min(len(labels), int(fig.get_figwidth() / entry_width)))
-    fig.legend(handles, labels, loc="outside upper center", ncol=ncol, frameon=False, title="loss")
+    title = "loss" + (f" ({title_note})" if title_note else "")
+    title = textwrap.fill(title, width=int(fig.get_figwidth() / 0.055))  # ~0.055 in per 7-pt character
+    fig.legend(handles, labels, loc="outside upper center", ncol=ncol, frameon=False, title=title)
 
 
 def _hide_unused(axes, used: int) -> None:
@@ -448,18 +582,23 @@ def _hide_unused(axes, used: int) -> None:
         ax.set_visible(False)
 
 
-def _figure_legend(fig, handles, labels) -> None:
-    """Below the panels, as many columns as the figure's width holds (~1.7 in per entry)."""
+def _figure_legend(fig, handles, labels, title: str | None = None) -> None:
+    """Below the panels, as many columns as the figure's width holds (~1.7 in per entry); `title`:
+    what the error bars are."""
     ncol = max(1, min(len(labels), int(fig.get_figwidth() / 1.7)))
-    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+    if title:
+        title = textwrap.fill(title, width=int(fig.get_figwidth() / 0.055))
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False, title=title)
 
 
 def _legend_entries(axes):
+    """Every panel's legend entries once, what the interval marks mean last."""
     seen = {}
     for ax in axes.flat:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
-    return list(seen.values()), list(seen)
+    labels = sorted(seen, key=lambda label: label in (UNBOUNDED, BEYOND))  # stable: the rest keep their order
+    return [seen[label] for label in labels], labels
 
 
 def _note_missing(fig, frame: pd.DataFrame) -> None:
@@ -511,15 +650,15 @@ def plot_gold(summary: pd.DataFrame, metric: str):
     several = direct["dataset"].nunique() > 1
     for i, ((dataset, chain, loss), lines) in enumerate(direct.groupby(["dataset", "chain", "loss"], sort=False)):
         lines = lines.sort_values("gold_frac")
-        color = f"C{i % 10}"
+        color = PALETTE[i % len(PALETTE)]
         label = f"{dataset}: {chain} ({loss})" if several else f"{chain} ({loss})"
         x = lines["gold_frac"].astype(float).to_numpy()
         for ax, column in ((score, f"test_{metric}"), (ratio, "pgr")):
             y = lines[column].astype(float).to_numpy()
             ax.plot(x, y, "o-", color=color, label=label)
             low, high = f"{column}_low", f"{column}_high"
-            if low in lines and lines[low].notna().any():
-                _interval_band(ax, x, y, lines[low].astype(float), lines[high].astype(float), color, 0.15)
+            if low in lines:
+                _intervals(ax, x, y, lines[low].astype(float), lines[high].astype(float), color)
         score.axhline(lines[f"weak_{metric}"].mean(), color=color, linewidth=0.6, linestyle=":")
         score.axhline(lines[f"ceiling_{metric}"].mean(), color=color, linewidth=0.6, linestyle="--")
     score.set_ylabel(f"student test {metric}\n(dotted: weak, dashed: ceiling)")
@@ -528,8 +667,9 @@ def plot_gold(summary: pd.DataFrame, metric: str):
     ratio.set_ylabel("PGR")
     for ax in (score, ratio):
         ax.set_xlabel("gold_frac: share of the weak labels\nreplaced by ground truth")
-    handles, labels = score.get_legend_handles_labels()
-    _figure_legend(fig, handles, labels)
+        _mark_beyond_axes(ax)
+    handles, labels = _legend_entries(axes)
+    _figure_legend(fig, handles, labels, _interval_words(direct))
     return fig
 
 
@@ -543,7 +683,7 @@ def plot_progress(curves: pd.DataFrame):
     for ax, ((dataset, chain, loss), frame) in zip(axes.flat, panels):
         for i, rule in enumerate(_rules_in(frame)):
             lines = frame[frame["select"] == rule]
-            color = f"C{i}"
+            color = PALETTE[i % len(PALETTE)]
             for gold, line in lines.groupby("gold_frac", sort=True):
                 mean = line.groupby("progress", sort=True)["pgr"].mean()
                 suffix = f", gold {gold:g}" if lines["gold_frac"].nunique() > 1 else ""
@@ -574,20 +714,28 @@ def plot_progress(curves: pd.DataFrame):
 
 
 def plot_misfit(summary: pd.DataFrame, metric: str):
-    """Each transfer's gain over its weak model against its misfit on its weak labels (seed means),
-    with the correlation across transfers (Charikar et al. 2024)."""
+    """Each transfer's gain over its weak model against its misfit on its weak labels, a point per
+    transfer (its seed means), with the correlation across transfers, its 95% interval and p-values
+    (Charikar et al. 2024)."""
     from w2s.report.conclusions import misfit_correlation
 
     direct = summary[summary["kind"] == "transfer"].dropna(subset=["misfit", "student_minus_weak"])
     fig, axes = _figure(1, 1)
     ax = axes[0, 0]
-    for i, (loss, points) in enumerate(direct.groupby("loss", sort=False)):
-        ax.plot(points["misfit"], points["student_minus_weak"], "o", color=f"C{i}", label=loss)
+    colors = _loss_colors(summary)
+    for loss, points in direct.groupby("loss", sort=True):
+        ax.plot(points["misfit"], points["student_minus_weak"], "o", color=colors[loss], label=loss)
     ax.axhline(0, color="black", linewidth=0.6)
     c = misfit_correlation(direct)
+    title = f"{c['n']} transfers, each a mean over its seeds"
     if c["pearson"] is not None:
-        ax.set_title(f"{c['n']} transfers: Pearson r = {c['pearson']:.2f}, Spearman ρ = {c['spearman']:.2f}")
+        interval = "" if c["pearson_low"] is None else f" [{c['pearson_low']:.2f}, {c['pearson_high']:.2f}]"
+        title += (
+            f"\nPearson r = {c['pearson']:.2f}{interval}, p = {c['pearson_p']:.2g}; "
+            f"Spearman ρ = {c['spearman']:.2f}, p = {c['spearman_p']:.2g}"
+        )
+    ax.set_title(title)
     ax.set_xlabel("misfit on the weak labels of half B\n(mean squared distance of the probabilities)")
     ax.set_ylabel(f"student − weak (test {metric})")
-    _loss_legend(fig, ax)
+    _loss_legend(fig, ax, "r's interval: 95%, Fisher's z" if c["pearson_low"] is not None else None)
     return fig

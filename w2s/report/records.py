@@ -14,23 +14,44 @@ from pathlib import Path
 from w2s.errors import SpecError
 from w2s.experiment.kinds import kind_of
 from w2s.jsonfiles import read_jsonl
-from w2s.scoring.rows import stage_row, stage_seconds
+from w2s.scoring.rows import stage_row, stage_seconds, with_references
 
 
-def find_experiments(paths: list[str | Path]) -> list[Path]:
-    """Experiment folders (those holding `stages/`): each path is one, or a parent of several."""
+def find_experiments(paths: list[str | Path], who: str = "report") -> list[Path]:
+    """Experiment folders (those holding `stages/`): each path is one, or a parent of several. `who`
+    starts the error's line (the command or function that was given the paths)."""
     found = []
     for path in map(Path, paths):
         if not path.is_dir():
-            raise SpecError(f"report: no such folder: {path}")
+            raise SpecError(f"{who}: no such folder: {path}")
         if (path / "stages").is_dir():
             found.append(path)
             continue
         children = sorted(p for p in path.iterdir() if (p / "stages").is_dir())
         if not children:
-            raise SpecError(f"report: {path} is not an experiment folder (no stages/) and holds none")
+            raise SpecError(f"{who}: {path} is not an experiment folder (no stages/) and holds none")
         found.extend(children)
-    return found
+    unique = {p.resolve(): p for p in reversed(found)}  # a folder given twice is read once
+    return [p for p in found if unique[p.resolve()] is p]
+
+
+def experiment_names(folders: list[Path]) -> list[str]:
+    """Each experiment folder's name in the tables: its own name (the spec's), or, where folders of the
+    same name are read together (two copies of one run), the shortest end of its path that tells it
+    apart (`a/quickstart`, `b/quickstart`): their seeds are never pooled."""
+    folders = [f.resolve() for f in folders]
+    names = []
+    for folder in folders:
+        for depth in range(1, len(folder.parts) + 1):
+            name = "/".join(folder.parts[-depth:])
+            if sum("/".join(f.parts[-depth:]) == name for f in folders) == 1:
+                break
+        names.append(name)
+    return names
+
+
+# what the report adds to a stage's result row (`_record`, `mark_superseded`)
+REPORT_COLUMNS = ("experiment", "folder", "finished_at", "seconds", "curve", "superseded")
 
 
 def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = None) -> dict:
@@ -46,24 +67,37 @@ def _record(row: dict, metrics: dict, experiment: str, folder: Path | None = Non
     }
 
 
-def records_of(*run_dirs: str | Path, wandb: str | None = None, group: str | None = None, echo=print) -> list[dict]:
+def records_of(
+    *run_dirs: str | Path, wandb: str | None = None, group: str | None = None, echo=print, who: str = "report"
+) -> list[dict]:
     """The finished stages of experiment folders (each a folder with stages/, or a parent of several),
     or of a W&B project (ENTITY/PROJECT, optionally one group), as result rows (w2s/scoring/rows.py) with
-    the report's additions: experiment, folder, finished_at, seconds, superseded."""
+    the report's additions: experiment, folder, finished_at, seconds, superseded. Each transfer carries
+    its weak model's and ceiling's scores and its PGR, as in results.jsonl (`w2s.scoring.rows.link`)."""
     if wandb is not None:
         if run_dirs:
-            raise SpecError("results: give run folders or wandb=ENTITY/PROJECT, not both")
-        if wandb.count("/") != 1:
-            raise SpecError(f"results: wandb expects ENTITY/PROJECT, got {wandb!r}")
-        return wandb_records(wandb, group)
-    if not run_dirs:
-        raise SpecError("results: give at least one run folder (or wandb=ENTITY/PROJECT)")
-    return [r for root in find_experiments(list(run_dirs)) for r in load_records(root, echo)]
+            raise SpecError(f"{who}: give run folders or wandb=ENTITY/PROJECT, not both")
+        if not isinstance(wandb, str) or wandb.count("/") != 1:
+            raise SpecError(f"{who}: wandb expects ENTITY/PROJECT, got {wandb!r}")
+        records = wandb_records(wandb, group)
+    else:
+        if not run_dirs:
+            raise SpecError(f"{who}: give at least one run folder (or wandb=ENTITY/PROJECT)")
+        folders = find_experiments(list(run_dirs), who)
+        records = [r for root, name in zip(folders, experiment_names(folders)) for r in load_records(root, echo, name)]
+    by_key = link_references(records)
+    for r in records:
+        if kind_of(r["kind"]).is_transfer:
+            references = (by_key.get((r["experiment"], r[f"{role}_key"])) for role in ("weak", "ceiling"))
+            with_references(r, *references)
+    return records
 
 
-def load_records(root: Path, echo=print) -> list[dict]:
+def load_records(root: Path, echo=print, name: str | None = None) -> list[dict]:
     """The finished stages of one experiment folder (metrics.json marks a stage finished), one per
-    dataset x models x loss x seed (see `mark_superseded`)."""
+    dataset x models x loss x seed (see `mark_superseded`); `name`: the experiment's in the tables
+    (default: the folder's)."""
+    name = name or root.name
     records = []
     for folder in sorted((root / "stages").iterdir()):
         if folder.name.startswith(".") or not (folder / "metrics.json").is_file():
@@ -78,10 +112,10 @@ def load_records(root: Path, echo=print) -> list[dict]:
             continue
         row = stage_row(config, metrics)
         if row is not None:  # features and lm_finetune stages are inputs of others: nothing to report
-            records.append(_record(row, metrics, root.name, folder))
+            records.append(_record(row, metrics, name, folder))
     n_old = mark_superseded(records, _listed_keys(root / "results.jsonl", echo))
     if n_old:
-        echo(f"{root.name}: left out {n_old} superseded stage folders (same slot, older settings)")
+        echo(f"{name}: left out {n_old} superseded stage folders (same slot, older settings)")
     return records
 
 
@@ -163,11 +197,11 @@ def wandb_records(path: str, group: str | None = None) -> list[dict]:
     return records
 
 
-def link_references(records: list[dict]) -> dict[str, dict]:
-    """The records by key, each transfer's weak / ceiling / supervisor keys filled from its
-    ground-truth stages where the source did not name them (W&B runs of older versions), matching by
-    experiment, dataset, model and seed."""
-    by_key = {r["key"]: r for r in records}
+def link_references(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """The records by (experiment, key) (`stage_id`), each transfer's weak / ceiling / supervisor keys
+    filled from its ground-truth stages where the source did not name them (W&B runs of older
+    versions), matching by experiment, dataset, model and seed."""
+    by_key = {stage_id(r): r for r in records}
     truth = {}  # half A (or zero-shot) stages by (experiment, dataset, model, seed), and half B ones
     for r in records:
         if kind_of(r["kind"]).is_baseline and not r.get("superseded") and not r.get("member"):
@@ -177,11 +211,18 @@ def link_references(records: list[dict]) -> dict[str, dict]:
         if not kind_of(r["kind"]).is_transfer or r["folder"] is not None:  # a stage folder names its own
             continue
         where = (r["experiment"], r["dataset"])
-        if r["weak_key"] not in by_key and (weak := truth.get((*where, r["weak_model"], r["seed"], False))):
+        if (r["experiment"], r["weak_key"]) not in by_key and (
+            weak := truth.get((*where, r["weak_model"], r["seed"], False))
+        ):
             r["weak_key"] = weak["key"]
         ceiling = truth.get((*where, r["model"], r["seed"], True)) or truth.get((*where, r["model"], r["seed"], False))
-        if r["ceiling_key"] not in by_key and ceiling:
+        if (r["experiment"], r["ceiling_key"]) not in by_key and ceiling:
             r["ceiling_key"] = ceiling["key"]
         if r["supervisor_key"] is None and r["kind"] == "transfer":
             r["supervisor_key"] = r["weak_key"]
     return by_key
+
+
+def stage_id(record: dict) -> tuple[str, str]:
+    """A stage among records of several run folders: two copies of one experiment hold the same keys."""
+    return record["experiment"], record["key"]

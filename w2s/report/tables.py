@@ -15,8 +15,9 @@ import pandas as pd
 
 from w2s.errors import first_line
 from w2s.experiment.kinds import kind_of
-from w2s.report.records import link_references
+from w2s.report.records import link_references, stage_id
 from w2s.scoring.metrics import (
+    CONFIDENCE,
     PGR_METRICS,
     PREDICTION_COLUMN,
     SCORE_COLUMNS,
@@ -47,17 +48,18 @@ OTHER_SCORES = [c for c in SCORE_COLUMNS if c not in SCORES]
 
 
 # the scores, PGR and what explains it: the per-seed table's and the summary's columns after their own
-def _score_columns(counts: list[str], student_interval: list[str]) -> list[str]:
+def _score_columns(counts: list[str], intervals: list[str], seed_pgr: list[str]) -> list[str]:
     return [
         "weak_non_embedding_parameters",
         "non_embedding_parameters",
         *counts,
         *SCORES,
         "metric",
-        *student_interval,
+        *intervals,
         "pgr",
         "pgr_low",
         "pgr_high",
+        *seed_pgr,
         "pgr_note",
         "student_minus_weak",
         "student_minus_weak_low",
@@ -75,7 +77,7 @@ def _score_columns(counts: list[str], student_interval: list[str]) -> list[str]:
 
 # select: the chain's selection rule (w2s/experiment/selection.py); gold_frac: the share of ground truth mixed in
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", "gold_frac"]
-SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], []), *PROVENANCE_COLUMNS, "stage", "key"]
+SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], [], []), *PROVENANCE_COLUMNS, "stage", "key"]
 SEED_ORDER = [  # the per-seed table's rows: by experiment, dataset, the pair's sizes, then the rest
     "experiment",
     "dataset",
@@ -92,9 +94,23 @@ _INTEGERS = {"weak_non_embedding_parameters": "Int64", "non_embedding_parameters
 
 
 def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> list[str]:
-    """The summary's columns: the groups `by`, the seed-mean of each per-seed score, and the interval
-    of the student's `test_<metric>` as test_<metric>_low / _high."""
-    return [*by, "n_seeds", *_score_columns([], [f"test_{metric}_low", f"test_{metric}_high"])]
+    """The summary's columns: the groups `by`, how many seeds and transfer stages each holds, the
+    seed-mean of each per-seed score, the intervals of the weak model's, the ceiling's and the
+    student's `<metric>` (weak_<metric>_low, ..., test_<metric>_high), PGR of the means with its
+    interval, and the mean of the stages' own PGRs."""
+    intervals = [f"{who}_{metric}_{end}" for who in ("weak", "ceiling", "test") for end in ("low", "high")]
+    columns = _score_columns([], intervals, ["mean_seed_pgr"])
+    at = columns.index(AGREEMENT_SPLIT[-1]) + 1  # each agreement split's interval and count after it
+    return [*by, "n_seeds", "n_transfers", *columns[:at], *AGREEMENT_INTERVALS, *columns[at:]]
+
+
+# the agreement splits' 95% intervals (Wilson's, over the test examples of all the group's stages) and
+# how many examples each split holds (`_agreement_intervals`)
+AGREEMENT_INTERVALS = [
+    *(f"{split}_{end}" for split in AGREEMENT_SPLIT for end in ("low", "high")),
+    "n_supervisor_right",
+    "n_supervisor_wrong",
+]
 
 
 SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
@@ -172,7 +188,7 @@ def _agreement_split(student: pd.DataFrame, supervisor: pd.DataFrame) -> tuple[f
 
 def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """One row per transfer stage (dataset x weak x strong x loss x seed), and per stage key the
-    3 x N test-set resamples of (weak, ceiling, student) metric for the aggregate."""
+    3 x N test-set resamples of (weak, ceiling, student) metric for the aggregate, by `stage_id`."""
     by_key = link_references(records)
     rows, draws, cache = [], {}, {}
     for r in records:
@@ -180,7 +196,7 @@ def seed_rows(records: list[dict], metric: str = "accuracy") -> tuple[pd.DataFra
             continue
         row, resamples = _seed_row(r, by_key, cache, metric)
         if resamples is not None:
-            draws[r["key"]] = resamples
+            draws[stage_id(r)] = resamples
         rows.append(row)
     frame = pd.DataFrame(rows, columns=SEED_COLUMNS).astype(_INTEGERS)
     return frame.sort_values(SEED_ORDER, kind="stable").reset_index(drop=True), draws
@@ -190,7 +206,7 @@ def _seed_row(r: dict, by_key: dict, cache: dict, metric: str) -> tuple[dict, np
     """A transfer's row: its scores beside its weak model's and ceiling's at the checkpoints its chain's
     rule chose, PGR and student - weak with their intervals, and the diagnostics its folder predates;
     and its test-set resamples (None without predictions or scores)."""
-    weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
+    weak, ceiling = _reference(by_key, r, "weak"), _reference(by_key, r, "ceiling")
     row = with_references({k: r.get(k) for k in SEED_COLUMNS}, weak, ceiling, metric)
     rule = r.get("select") or "final"  # the weak model's and ceiling's checkpoints under the chain's rule
     frames = [
@@ -236,36 +252,52 @@ def _intervals(row: dict, frames: list, metric: str) -> tuple[dict, np.ndarray |
     }, resamples
 
 
+def _reference(by_key: dict, record: dict, role: str) -> dict | None:
+    """A transfer's weak model, ceiling or supervisor (`role`) among the records of its experiment."""
+    return by_key.get((record["experiment"], record[f"{role}_key"]))
+
+
+def stage_ids(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The rows' `stage_id`s: what the resamples of `seed_rows` are found by."""
+    return list(zip(frame["experiment"], frame["key"]))
+
+
 def _recomputed(r: dict, by_key: dict, cache: dict, rule: str, student: pd.DataFrame | None) -> dict:
     """The agreement split and the diagnostics as the run wrote them into metrics.json, or, for folders
     from before them, recomputed from the predictions."""
     split = {k: r[k] for k in AGREEMENT_SPLIT if k in r}
     if not split:
-        supervisor = _test_predictions(by_key.get(r["supervisor_key"]), cache, rule)
+        supervisor = _test_predictions(_reference(by_key, r, "supervisor"), cache, rule)
         if student is not None and supervisor is not None:
             split = dict(zip(AGREEMENT_SPLIT, _agreement_split(student, supervisor)))
     if any(r.get(k) is None for k in (*ERROR_METRICS, "weak_label_accuracy")):
-        split.update(_diagnostics(r, by_key.get(r["supervisor_key"]), rule))
+        split.update(_diagnostics(r, _reference(by_key, r, "supervisor"), rule))
     return split
 
 
 def summary_rows(
-    per_seed: pd.DataFrame, draws: dict[str, np.ndarray], metric: str = "accuracy", by: list[str] = GROUP_COLUMNS
+    per_seed: pd.DataFrame, draws: dict[tuple, np.ndarray], metric: str = "accuracy", by: list[str] = GROUP_COLUMNS
 ) -> pd.DataFrame:
-    """Mean over seeds per group (by default dataset x chain x loss, in each experiment); PGR of the
-    seed-mean metrics with its interval, over the seeds and test examples of the group's stages."""
+    """Per group (by default dataset x chain x loss, in each experiment) the mean of each score over
+    its transfer stages, and two PGRs: `pgr`, the PGR of the mean weak, ceiling and student scores
+    (the paper's: the mean of seeds, then the ratio), with its interval over the seeds and test
+    examples of the group's stages; and `mean_seed_pgr`, the mean of the stages' own PGRs (missing
+    where one is). They differ where seeds' gaps differ: a seed with a small gap weighs as much as
+    any other in the mean of ratios. `n_seeds` counts distinct seeds, `n_transfers` the stages (a
+    group that pools pairs has more stages than seeds)."""
     by = list(by)
     rows, columns = [], summary_columns(metric, by)
+    derived = ("seed", "pgr", "pgr_low", "pgr_high", "mean_seed_pgr")  # not means of the per-seed column
     for group, frame in per_seed.groupby(by, sort=False, dropna=False):
         means = frame.drop(columns=by).mean(numeric_only=True)
-        row = dict(zip(by, group), n_seeds=len(frame), metric=metric)
+        row = dict(zip(by, group), n_seeds=frame["seed"].nunique(), n_transfers=len(frame), metric=metric)
         for column in columns:
             if column in by:
                 continue
             if column in _INTEGERS and column in frame:  # a size: the group's, if it has one size
                 sizes = frame[column].dropna().unique()
                 row[column] = int(sizes[0]) if len(sizes) == 1 else None
-            elif column in means.index and column not in ("seed", "pgr", "pgr_low", "pgr_high"):
+            elif column in means.index and column not in derived:
                 row[column] = None if pd.isna(means[column]) else float(means[column])
         scores = [f"{who}_{metric}" for who in ("weak", "ceiling", "test")]  # the student's is test_<metric>
         weak, ceiling, student = (row.get(c) for c in scores)
@@ -274,17 +306,46 @@ def summary_rows(
         row["pgr"], row["pgr_note"] = value, None
         if value is None:
             row["pgr_note"] = undefined_note(weak, ceiling, student) if complete else "a seed lacks a score"
+        seed_pgrs = [
+            pgr(*(None if pd.isna(v) else float(v) for v in r)) for r in frame[[scores[2], *scores[:2]]].to_numpy()
+        ]
+        row["mean_seed_pgr"] = None if None in seed_pgrs else float(np.mean(seed_pgrs))
         row["student_minus_weak"] = None if None in (weak, student) else student - weak
-        seed_draws = [draws[k] for k in frame["key"] if k in draws]
+        row.update(_agreement_intervals(frame))
+        seed_draws = [draws[k] for k in stage_ids(frame) if k in draws]
         if len(seed_draws) == len(frame) and (len(frame) > 1 or seed_draws[0].shape[1] > 1):
             means = aggregate_seeds(seed_draws)
-            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = percentile_interval(means[2])
+            for who, resampled in zip(("weak", "ceiling", "test"), means):
+                row[f"{who}_{metric}_low"], row[f"{who}_{metric}_high"] = percentile_interval(resampled)
             row["student_minus_weak_low"], row["student_minus_weak_high"] = difference_interval(means)
             if value is not None:
                 row["pgr_low"], row["pgr_high"] = pgr_interval(means, weak, ceiling, student)
                 row["pgr_note"] = unbounded_note(row["pgr_low"], row["pgr_note"])
         rows.append(row)
-    return pd.DataFrame(rows, columns=columns).astype(_INTEGERS)
+    counts = {"n_supervisor_right": "Int64", "n_supervisor_wrong": "Int64"}
+    return pd.DataFrame(rows, columns=columns).astype(_INTEGERS | counts)
+
+
+def _agreement_intervals(frame: pd.DataFrame) -> dict:
+    """AGREEMENT_INTERVALS of a group's stages: the examples where the supervisor was right (wrong)
+    and those of them where the student agreed, counted back from each stage's shares and pooled,
+    with Wilson's interval for the pooled share (it ignores seed-to-seed variation: with 3 seeds there
+    is too little of it to resample)."""
+    from scipy.stats import binomtest
+
+    columns = ["n_test", "supervisor_accuracy", *AGREEMENT_SPLIT]
+    shares = frame.reindex(columns=columns).astype(float)  # a column missing: no interval
+    out = dict.fromkeys(AGREEMENT_INTERVALS)
+    if shares.isna().any(axis=None):
+        return out
+    right = (shares["n_test"] * shares["supervisor_accuracy"]).round()
+    for split, examples in zip(AGREEMENT_SPLIT, (right, shares["n_test"] - right)):
+        n, k = int(examples.sum()), int((examples * shares[split]).round().sum())
+        out["n_" + split.removeprefix("agreement_")] = n
+        if n:
+            interval = binomtest(k, n).proportion_ci(CONFIDENCE, method="wilson")
+            out[f"{split}_low"], out[f"{split}_high"] = float(interval.low), float(interval.high)
+    return out
 
 
 CURVE_COLUMNS = [
@@ -317,7 +378,7 @@ def curve_rows(records: list[dict]) -> pd.DataFrame:
         if r["kind"] != "transfer" or r.get("superseded") or not r.get("curve"):
             continue
         rule = r.get("select") or "final"
-        weak, ceiling = by_key.get(r["weak_key"]), by_key.get(r["ceiling_key"])
+        weak, ceiling = _reference(by_key, r, "weak"), _reference(by_key, r, "ceiling")
         scores = [reference_score(ref, rule, "test_accuracy") for ref in (weak, ceiling)]
         for point in r["curve"]:
             rows.append(
@@ -361,6 +422,38 @@ def ground_truth_rows(records: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def ground_truth_from_per_seed(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """`ground_truth_rows` as far as a per-seed table (per_seed.csv) knows it, for redrawing a report
+    without its stage folders: each model's scores as a weak model and as a ceiling, mean over seeds.
+    Where a model's ceiling scores differ from its weak ones in a seed, the ceiling trained on half B
+    (`ceiling: half_b`) and the two are separate rows."""
+    scores = [f"test_{metric}" for metric in PGR_METRICS]
+    rows = []
+    for (experiment, dataset), frame in per_seed.groupby(["experiment", "dataset"], sort=False):
+        roles = {}
+        for role, model_column, size_column in (
+            ("weak", "weak_model", "weak_non_embedding_parameters"),
+            ("ceiling", "model", "non_embedding_parameters"),
+        ):
+            columns = [f"{role}_{metric}" for metric in PGR_METRICS]
+            per_model_seed = frame.drop_duplicates([model_column, "seed"])
+            for model, seeds in per_model_seed.groupby(model_column, sort=False):
+                roles[(role, model)] = (seeds[size_column].iloc[0], seeds[columns].astype(float).to_numpy())
+        for model in dict.fromkeys(m for _, m in roles):
+            weak, ceiling = roles.get(("weak", model)), roles.get(("ceiling", model))
+            same = weak is not None and ceiling is not None and np.allclose(weak[1], ceiling[1], equal_nan=True)
+            for role, found in (("weak", weak), ("ceiling", ceiling)):
+                if found is None or (role == "ceiling" and same):
+                    continue
+                split = "train_b" if role == "ceiling" and weak is not None else "train_a"
+                row = dict(experiment=experiment, dataset=dataset, model=model, train_split=split)
+                row |= dict(non_embedding_parameters=found[0], **dict(zip(scores, np.nanmean(found[1], axis=0))))
+                rows.append(row | {"ceiling": role == "ceiling" or same or ceiling is None})
+    return pd.DataFrame(
+        rows, columns=["experiment", "dataset", "model", "train_split", "non_embedding_parameters", *scores, "ceiling"]
+    )
+
+
 def provenance(records: list[dict]) -> str:
     """Where the reported stages came from, a line per experiment: w2s version, KEY_VERSION, machine,
     precision, seeds and their summed wall time, so that a stale table shows itself."""
@@ -391,8 +484,9 @@ def _provenance(used: list[dict]) -> str:
 
 
 def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: str | None = None) -> str:
-    """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets; the
-    provenance line under it. The selection rule, the gold share and over-long examples show only
+    """A readable subset of the table: metrics to 3 places, PGR with its interval in brackets (the
+    summary: PGR of the seed-mean scores, and beside it the mean of the seeds' PGRs); the provenance
+    line under it. The selection rule, the gold share and over-long examples show only
     where a table has more than the defaults."""
     long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())
     rules = "select" in frame and bool((frame["select"].fillna("final") != "final").any())
@@ -407,7 +501,8 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
         f"weak {metric}",
         f"ceiling {metric}",
         f"student {metric}",
-        "PGR [95% CI]",
+        "PGR [95% CI]" if per_seed else "PGR of the means [95% CI]",
+        *([] if per_seed else ["mean of seed PGRs"]),
         "student − weak [95% CI]",
         "agreement",
         "ECE",
@@ -425,6 +520,7 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
             r["seed"] if per_seed else r["n_seeds"],
             *(_number(r[f"{who}_{metric}"]) for who in ("weak", "ceiling", "test")),
             _with_interval(r),
+            *([] if per_seed else [_number(r["mean_seed_pgr"])]),
             _with_interval(r, "student_minus_weak"),
             _number(r["agreement"]),
             _number(r["ece"]),
