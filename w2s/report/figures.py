@@ -539,7 +539,9 @@ def plot_agreement(summary: pd.DataFrame):
     axes[0, 0].tick_params(labelbottom=False)
     axes[1, 0].set_xlabel("weak → strong")
     seeds = _interval_words(direct).rsplit(" and ", 1)[-1]
-    _loss_legend(fig, axes[0, 0], f"error bars: Wilson's 95% intervals; above each bar: its test examples over {seeds}")
+    drawn = "n_supervisor_wrong" in direct and direct["n_supervisor_wrong"].notna().any()  # not in older tables
+    words = f"error bars: Wilson's 95% intervals; above each bar: its test examples over {seeds}"
+    _loss_legend(fig, axes[0, 0], words if drawn else None)
     return fig
 
 
@@ -709,7 +711,8 @@ def plot_progress(curves: pd.DataFrame):
         ax.set_title(f"{dataset}: {chain} ({loss})")
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)
-    _figure_legend(fig, handles, labels)
+    n = curves["seed"].nunique()
+    _figure_legend(fig, handles, labels, f"means over {n} seed{'s' if n > 1 else ''} at each point (no intervals)")
     return fig
 
 
@@ -730,10 +733,8 @@ def plot_misfit(summary: pd.DataFrame, metric: str):
     title = f"{c['n']} transfers, each a mean over its seeds"
     if c["pearson"] is not None:
         interval = "" if c["pearson_low"] is None else f" [{c['pearson_low']:.2f}, {c['pearson_high']:.2f}]"
-        title += (
-            f"\nPearson r = {c['pearson']:.2f}{interval}, p = {c['pearson_p']:.2g}; "
-            f"Spearman ρ = {c['spearman']:.2f}, p = {c['spearman_p']:.2g}"
-        )
+        title += f"\nPearson r = {c['pearson']:.2f}{interval}, p = {c['pearson_p']:.2g}"
+        title += f"\nSpearman ρ = {c['spearman']:.2f}, p = {c['spearman_p']:.2g}"
     ax.set_title(title)
     ax.set_xlabel("misfit on the weak labels of half B\n(mean squared distance of the probabilities)")
     ax.set_ylabel(f"student − weak (test {metric})")
