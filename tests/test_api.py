@@ -68,6 +68,13 @@ def test_results_equal_results_jsonl_column_for_column(finished):
     assert (theirs.loc[transfers, "pgr"].notna() | theirs.loc[transfers, "pgr_note"].notna()).all()
 
 
+def test_results_equal_results_jsonl_on_the_committed_sst2_run():
+    """The same on a real run, where every transfer has a PGR (the tiny ladder's gaps are mostly too small)."""
+    theirs = assert_results_equal_results_jsonl(REPO / "docs" / "notebooks" / "runs" / "sst2-ladder")
+    transfers = theirs["kind"] == "transfer"
+    assert transfers.sum() == 18 and theirs.loc[transfers, "pgr"].notna().all()
+
+
 def test_results_are_the_rows_of_results_jsonl_with_the_report_columns(finished):
     df = w2s.results(finished, echo=lambda *a: None)
     listed = pd.read_json(finished / "results.jsonl", lines=True, dtype={"key": str}).set_index("key")

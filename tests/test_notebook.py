@@ -1,29 +1,56 @@
-"""The example notebook runs, top to bottom, on the run folder committed beside it (nbclient, a real
-Python kernel) and draws the paper's figure; its tables are the API's numbers."""
+"""The example notebook is committed with its outputs, computed on the real run folder committed beside
+it; executed again here (nbclient, a real Python kernel), every cell gives the same numbers, tables and
+number of figures as the committed ones."""
 
-import html
+import copy
+import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
-import w2s
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "docs" / "notebooks"
+NUMBER = re.compile(r"[-+]?(?:\d[\d,]*\.?\d*(?:[eE][-+]?\d+)?|inf|nan)")
 
 
-def test_the_analysis_notebook_runs_and_draws_the_figure():
-    notebook = nbformat.read(NOTEBOOKS / "analysis.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed cleared
+def texts(cell) -> list[str]:
+    """A cell's printed and displayed text (tables as HTML and as plain text), in order."""
+    out = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            out.append(output.text)
+        elif "data" in output:
+            out += [output.data[kind] for kind in ("text/html", "text/plain") if kind in output.data]
+    return out
+
+
+def numbers(text: str) -> list[float]:
+    text = re.sub(r"<[^>]+>", " ", text)  # tags hold no results, only markup
+    text = re.sub(r"0x[0-9a-f]+", " ", text)  # object addresses
+    return [float(n.replace(",", "")) for n in NUMBER.findall(text)]
+
+
+def images(cell) -> int:
+    return sum("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+
+
+def test_the_committed_notebook_has_its_outputs_and_executing_it_gives_them_again():
+    committed = nbformat.read(NOTEBOOKS / "analysis.ipynb", as_version=4)
+    code = [cell for cell in committed.cells if cell.cell_type == "code"]
+    assert all(cell.get("outputs") for cell in code), "committed without outputs: execute it (docs/development.md)"
+    assert sum(map(images, code)) >= 5  # Figure 3, PGR, losses, agreement, misfit
+    assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
+
+    fresh = copy.deepcopy(committed)
+    for cell in fresh.cells:
+        cell.outputs = [] if cell.cell_type == "code" else cell.get("outputs")
     NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        fresh, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()
-    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
-    assert not [out for out in outputs if out.output_type == "error"]
-    images = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(images) == 2  # accuracy_vs_size and pgr_vs_size
-    tables = [html.unescape(out["data"]["text/html"]) for out in outputs if "text/html" in out.get("data", {})]
-    summary = w2s.pgr(w2s.results(NOTEBOOKS / "runs" / "tiny-ladder", echo=lambda *a: None))
-    assert len(summary) == 6 and len(tables) == 3  # 3 pairs x 2 losses; results, pgr, pgr by loss
-    for _, row in summary.iterrows():  # the notebook's PGR table shows the API's rows
-        assert f"{row['chain']}" in tables[1] and f"{row['ceiling_accuracy']:.6f}" in tables[1]
+    ran = [cell for cell in fresh.cells if cell.cell_type == "code"]
+    for i, (old, new) in enumerate(zip(code, ran)):
+        assert images(new) == images(old), f"cell {i}: {images(new)} figures, committed {images(old)}"
+        before, after = numbers("\n".join(texts(old))), numbers("\n".join(texts(new)))
+        assert len(after) == len(before), f"cell {i}: {len(after)} numbers, committed {len(before)}"
+        assert after == pytest.approx(before, rel=1e-9, abs=1e-12, nan_ok=True), f"cell {i} differs"

@@ -150,8 +150,8 @@ def pgr(
 
 
 def ground_truth(df: pd.DataFrame | list[dict]) -> pd.DataFrame:
-    """Each model's own scores (ground truth or zero-shot), mean over seeds, with 95% intervals: the
-    figures' ceilings and supervisors."""
+    """Each model's own scores (ground truth or zero-shot), mean over seeds: the figures' ceilings and
+    supervisors (their intervals are the summary's weak_<metric>_low, ceiling_<metric>_low, ...)."""
     from w2s.report.tables import ground_truth_rows
 
     return ground_truth_rows(_records(df, "ground_truth"))

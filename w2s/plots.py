@@ -54,7 +54,7 @@ def _displayable(fig):
 
 def accuracy_vs_size(df: pd.DataFrame, metric: str = "accuracy"):
     """The paper's Figure 3: the student's test metric against the strong model's size, a line per
-    weak supervisor, the ceilings in black, each supervisor alone as a star; 95% bands."""
+    weak supervisor, the ceilings in black, each supervisor alone as a star; 95% error bars."""
     return _figure(df, "accuracy_vs_size", metric, "size")
 
 

@@ -318,8 +318,10 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
         ax.plot(x, y, "o-", color="black", label="ceiling (ground truth)", zorder=3)
         own = _reference_intervals(summary[summary["dataset"] == dataset], metric)  # every loss's rows
         _intervals(ax, x, y, *_bounds(own, gt["model"], gt["train_split"] == "train_b"), "black")
-        for weak, lines in frame.groupby("weak_model", sort=False):
+        weak_lines = list(frame.groupby("weak_model", sort=False))
+        for k, (weak, lines) in enumerate(weak_lines):
             lines, x_strong = _students_x(lines, x_by, metric, order, has_sizes)
+            x_strong = _dodge(x_strong, k, len(weak_lines), x_by, has_sizes)
             y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
             ax.plot(x_strong, y, "o-", color=colors[weak], label=f"weak: {weak}")
             _intervals(ax, x_strong, y, low, high, colors[weak])
@@ -356,6 +358,16 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
     labels.append("weak supervisor alone")
     _figure_legend(fig, handles, labels, _interval_words(summary))
     return fig
+
+
+def _dodge(x: np.ndarray, k: int, n: int, x_by: str, has_sizes: bool) -> np.ndarray:
+    """The students of weak model k of n, moved a little sideways so that the error bars of several
+    supervisors' students of one strong model do not cover each other (the tick stays at the model);
+    on the ceiling axis x is itself a measurement, so it stays."""
+    step = k - (n - 1) / 2
+    if x_by == "ceiling":
+        return x
+    return x * 1.04**step if has_sizes else x + 0.06 * step  # a log axis of sizes, or ladder positions
 
 
 def _reference_intervals(frame: pd.DataFrame, metric: str) -> dict[tuple[str, str], tuple[float, float]]:
@@ -404,8 +416,8 @@ def _ceiling_axis(ax, ceilings: dict[str, float], metric: str) -> None:
 
 
 def plot_pgr(summary: pd.DataFrame, metric: str, colors: dict, x_by: str = "size"):
-    """PGR against strong size (or its ceiling: `x_by="ceiling"`), a line per weak supervisor, shaded 95%
-    interval."""
+    """PGR against strong size (or its ceiling: `x_by="ceiling"`), a line per weak supervisor, with 95%
+    error bars."""
     has_sizes = (summary["non_embedding_parameters"].fillna(0) > 0).all()
     order = list(summary.sort_values("non_embedding_parameters", kind="stable")["model"].drop_duplicates())
     every_size = _x(
@@ -421,8 +433,10 @@ def plot_pgr(summary: pd.DataFrame, metric: str, colors: dict, x_by: str = "size
     for ax, (dataset, loss, frame) in zip(axes.flat, panels):
         for y in (0, 1):
             ax.axhline(y, color="grey", linewidth=0.6, linestyle="--", zorder=0)
-        for weak, lines in frame.groupby("weak_model", sort=False):
+        weak_lines = list(frame.groupby("weak_model", sort=False))
+        for k, (weak, lines) in enumerate(weak_lines):
             lines, x = _students_x(lines, x_by, metric, order, has_sizes)
+            x = _dodge(x, k, len(weak_lines), x_by, has_sizes)
             y, low, high = (lines[c].astype(float).to_numpy() for c in ("pgr", "pgr_low", "pgr_high"))
             ax.plot(x, y, "o-", color=colors[weak], label=f"weak: {weak}")
             _intervals(ax, x, y, low, high, colors[weak])
