@@ -321,7 +321,7 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
         weak_lines = list(frame.groupby("weak_model", sort=False))
         for k, (weak, lines) in enumerate(weak_lines):
             lines, x_strong = _students_x(lines, x_by, metric, order, has_sizes)
-            x_strong = _dodge(x_strong, k, len(weak_lines), x_by, has_sizes)
+            x_strong = _dodge(x_strong, k, len(weak_lines), x_by, has_sizes, beside_ceiling=True)
             y, low, high = (lines[f"test_{metric}{end}"].astype(float).to_numpy() for end in ("", "_low", "_high"))
             ax.plot(x_strong, y, "o-", color=colors[weak], label=f"weak: {weak}")
             _intervals(ax, x_strong, y, low, high, colors[weak])
@@ -360,11 +360,11 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
     return fig
 
 
-def _dodge(x: np.ndarray, k: int, n: int, x_by: str, has_sizes: bool) -> np.ndarray:
+def _dodge(x: np.ndarray, k: int, n: int, x_by: str, has_sizes: bool, beside_ceiling: bool = False) -> np.ndarray:
     """The students of weak model k of n, moved a little sideways so that the error bars of several
-    supervisors' students of one strong model do not cover each other (the tick stays at the model);
-    on the ceiling axis x is itself a measurement, so it stays."""
-    step = k - (n - 1) / 2
+    supervisors' students of one strong model do not cover each other, nor the ceiling's at the tick
+    (`beside_ceiling`: all to its right); on the ceiling axis x is itself a measurement, so it stays."""
+    step = k + 1 if beside_ceiling else k - (n - 1) / 2
     if x_by == "ceiling":
         return x
     return x * 1.04**step if has_sizes else x + 0.06 * step  # a log axis of sizes, or ladder positions
@@ -749,6 +749,8 @@ def plot_misfit(summary: pd.DataFrame, metric: str):
         interval = "" if c["pearson_low"] is None else f" [{c['pearson_low']:.2f}, {c['pearson_high']:.2f}]"
         title += f"\nPearson r = {c['pearson']:.2f}{interval}, p = {c['pearson_p']:.2g}"
         title += f"\nSpearman ρ = {c['spearman']:.2f}, p = {c['spearman_p']:.2g}"
+    else:
+        title += "\n(no correlation: fewer than 3 transfers, or one does not vary)"
     ax.set_title(title)
     ax.set_xlabel("misfit on the weak labels of half B\n(mean squared distance of the probabilities)")
     ax.set_ylabel(f"student − weak (test {metric})")
