@@ -153,6 +153,11 @@ def test_each_misuse_names_its_argument(finished, tmp_path):
         (lambda: w2s.run(42), TypeError, "^run: spec takes an ExperimentSpec"),
         (lambda: w2s.results(tmp_path / "nope"), w2s.SpecError, f"^results: no such folder: {tmp_path / 'nope'}$"),
         (lambda: w2s.results(42), TypeError, "^results: run_dirs takes run folders"),
+        (
+            lambda: w2s.results(finished / "results.jsonl"),
+            w2s.SpecError,
+            "^results: .*results.jsonl is a file; give a run",
+        ),
         (lambda: w2s.plots.gold_frac(df), ValueError, "^gold_frac: these results have one gold share"),
         (lambda: w2s.plots.pgr_vs_progress(df), ValueError, "^pgr_vs_progress: no learning curves"),
         (lambda: w2s.plots.pgr_vs_size(df, metric="f1"), ValueError, "^pgr_vs_size: unknown metric 'f1'"),

@@ -283,6 +283,16 @@ CASES = [
     Case("name-with-slash", ("name",), _set("name", "a/b")),
     Case("unknown-dataset", ("datasets.0.name", "imdbb"), _set("datasets.name", "imdbb")),
     Case("unknown-loss", ("losses.0", "focal"), _set("losses", [{"name": "focal"}])),
+    # --- round 3: a recipe that is not a name, and booleans where numbers belong (YAML's yes/no/on/off)
+    Case("recipe-a-list", ("recipe", "'reference'"), _set("recipe", ["reference"])),
+    Case("recipe-a-mapping-by-set", ("recipe", "'reference'"), args=("--set", "recipe={name: reference}")),
+    Case(
+        "recipe-beside-a-loss-named-by-a-list",
+        ("losses.0", "xent"),
+        _all(_set("recipe", "reference"), _set("losses", [{"name": ["xent"]}])),
+    ),
+    Case("eval-every-yes", ("eval_every", "a number, not true"), _set("train.eval_every", True)),
+    Case("gold-frac-yes", ("gold_frac", "a number, not true"), _set("train.gold_frac", True)),
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),
     Case("model-folder-not-a-checkpoint", ("models.0.name", "not-a-checkpoint"), _empty_model_folder),
     Case("tokenizer-json-damaged", ("models.0.name", "cannot load the tokenizer"), _damaged_tokenizer),

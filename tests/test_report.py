@@ -612,3 +612,25 @@ def test_redraw_draws_a_reports_figures_from_its_own_tables(tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     assert main(["report", "--redraw", str(tmp_path / "bad")]) == 2
     assert "cannot read its summary.csv and per_seed.csv" in capsys.readouterr().err
+
+
+def test_a_report_over_damaged_supervisors_ceilings_and_transfers_is_whole_with_a_warning_each(tmp_path):
+    """Every ground-truth stage's metrics.json without its scores (each supervisor and each ceiling of
+    the sweep), one transfer's predictions cut short: the report still writes every file (before, the
+    figures ended in "zero-size array to reduction operation minimum"), and says once per damaged
+    metrics.json what it left out."""
+    root = write_experiment(tmp_path / "runs" / "exp", seeds=(0,))
+    stages = root / "stages"
+    for folder in stages.glob("ground_truth__*"):
+        (folder / "metrics.json").write_text('{"n_train": 200}\n')  # valid JSON, no scores
+    transfer = next(stages.glob("transfer__*"))
+    (transfer / "predictions.jsonl").write_text('{"split": "test", "id"')
+    said = []
+    written = report.report([root], tmp_path / "out", echo=said.append)
+    names = {p.name for p in written}
+    assert {"per_seed.csv", "summary.csv", "conclusions.csv", "accuracy_vs_size.png", "pgr_vs_size.png"} <= names
+    assert sum("metrics.json has no test_accuracy" in line for line in said) == len(LADDER)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["pgr"].isna().all() and summary["pgr_note"].notna().all()
+    per_seed = pd.read_csv(tmp_path / "out" / "per_seed.csv")
+    assert (per_seed["pgr_note"] == "weak, ceiling not finished").all()

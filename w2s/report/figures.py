@@ -348,7 +348,10 @@ def plot_accuracy(summary: pd.DataFrame, truth: pd.DataFrame, metric: str, color
         if x_by == "ceiling":
             _ceiling_axis(ax, ceilings, metric)
         else:
-            _size_axis(ax, has_sizes, x, order, dict(zip(gt["model"], gt["non_embedding_parameters"].astype(float))))
+            # every model of the panel: a ceiling whose stages are damaged still has students to place
+            sizes = dict(zip(frame["model"], frame["non_embedding_parameters"].astype(float)))
+            sizes |= dict(zip(gt["model"], gt["non_embedding_parameters"].astype(float)))
+            _size_axis(ax, has_sizes, np.array(list(sizes.values())), order, sizes)
         _mark_beyond_axes(ax)
     _hide_unused(axes, len(panels))
     handles, labels = _legend_entries(axes)

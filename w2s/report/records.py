@@ -22,6 +22,8 @@ def find_experiments(paths: list[str | Path], who: str = "report") -> list[Path]
     starts the error's line (the command or function that was given the paths)."""
     found = []
     for path in map(Path, paths):
+        if path.exists() and not path.is_dir():
+            raise SpecError(f"{who}: {path} is a file; give a run folder (<output_dir>/<name>) or a folder of them")
         if not path.is_dir():
             raise SpecError(f"{who}: no such folder: {path}")
         if (path / "stages").is_dir():
@@ -111,8 +113,12 @@ def load_records(root: Path, echo=print, name: str | None = None) -> list[dict]:
             echo(f"warning: {folder}: unreadable config.json or metrics.json; left out (w2s run reruns it)")
             continue
         row = stage_row(config, metrics)
-        if row is not None:  # features and lm_finetune stages are inputs of others: nothing to report
+        if row is not None:
             records.append(_record(row, metrics, name, folder))
+        elif getattr(kind_of(config.get("kind")), "has_predictions", False):  # features, lm_finetune: no row
+            echo(
+                f"warning: {folder}: metrics.json has no test_accuracy (damaged?); left out (w2s run --force reruns it)"
+            )
     n_old = mark_superseded(records, _listed_keys(root / "results.jsonl", echo))
     if n_old:
         echo(f"{name}: left out {n_old} superseded stage folders (same slot, older settings)")

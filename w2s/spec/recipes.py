@@ -38,8 +38,8 @@ RECIPES = {"w2s": {}, "reference": REFERENCE}
 
 def expand_recipe(raw: Any) -> Any:
     """The raw spec with its recipe's settings filled in wherever the spec does not set them."""
-    if not isinstance(raw, dict) or raw.get("recipe") not in RECIPES:
-        return raw  # no recipe, or an unknown name: validation reports it
+    if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str) or raw["recipe"] not in RECIPES:
+        return raw  # no recipe, an unknown name or not a name at all: validation reports it
     recipe, raw = RECIPES[raw["recipe"]], dict(raw)
     if "train" in recipe and isinstance(raw.get("train", {}), dict):
         raw["train"] = {**recipe["train"], **raw.get("train", {})}
@@ -51,7 +51,9 @@ def expand_recipe(raw: Any) -> Any:
         raw["datasets"] = fill(datasets) if isinstance(datasets, dict) else [fill(d) for d in datasets]
     if "losses" in recipe and isinstance(raw.get("losses"), list):
         raw["losses"] = [
-            {**recipe["losses"].get(loss.get("name"), {}), **loss} if isinstance(loss, dict) else loss
+            {**recipe["losses"].get(loss.get("name"), {}), **loss}
+            if isinstance(loss, dict) and isinstance(loss.get("name"), str)  # else validation reports the entry
+            else loss
             for loss in raw["losses"]
         ]
     return raw
