@@ -291,6 +291,20 @@ CASES = [
         ("losses.0", "xent"),
         _all(_set("recipe", "reference"), _set("losses", [{"name": ["xent"]}])),
     ),
+    Case("model-alias-in-capitals", ("models.0.name", "did you mean 'mpnet-l6'"), _set("models.0.name", "MPNet-L6")),
+    Case("model-alias-layer-zero", ("models.0.name", "mpnet has layers 1 to 12"), _set("models.0.name", "mpnet-l0")),
+    Case(
+        "config-override-misspelt",
+        ("models.1.config_overrides.hidden_dropout_prb", "did you mean hidden_dropout_prob"),
+        lambda spec, tmp: spec["models"][1]["config_overrides"].update(hidden_dropout_prb=0.0),
+    ),
+    Case(
+        "num-layers-past-the-checkpoint",
+        ("models.1.num_layers", "more than the 6 layers", "use 1 to 6"),
+        lambda spec, tmp: spec["models"].__setitem__(
+            1, {"name": "minilm-l6", "label": spec["models"][1]["label"], "num_layers": 9}
+        ),
+    ),
     Case("eval-every-yes", ("eval_every", "a number, not true"), _set("train.eval_every", True)),
     Case("gold-frac-yes", ("gold_frac", "a number, not true"), _set("train.gold_frac", True)),
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),

@@ -141,10 +141,18 @@ def test_malformed_image_models(name):
 def test_unknown_names():
     with pytest.raises(
         ValueError,
-        match=r"^unknown model alias 'minilm-l9'; did you mean 'minilm-l6'\? aliases: "
+        match=r"^unknown model alias 'minilm-16'; did you mean 'minilm-l6'\? aliases: "
         r"minilm-l1 \.\.\. minilm-l6, mpnet-l1 \.\.\. mpnet-l12$",
     ):
-        parse_model_name("minilm-l9")
+        parse_model_name("minilm-16")
+    # an alias past its family's layers names the range, not the nearest spelling (mpnet-l0 is not mpnet-l10)
+    for name, family, layers in (("minilm-l9", "minilm", 6), ("mpnet-l0", "mpnet", 12), ("mpnet-l13", "mpnet", 12)):
+        with pytest.raises(ValueError, match=rf"^unknown model alias '{name}': {family} has layers 1 to {layers} "):
+            parse_model_name(name)
+    with pytest.raises(
+        ValueError, match=r"^unknown model alias 'MPNet-L6'; aliases are lower case: did you mean 'mpnet-l6'\?$"
+    ):
+        parse_model_name("MPNet-L6")  # before: taken as a hub id, failing offline
     assert parse_model_name("org/minilm-l9").kind == "hub"  # with a "/" a near-alias is a hub id
     for name in ("no such model", "-gpt2", "a b/c", ""):
         with pytest.raises(ValueError, match=rf"^unknown model '{name}': not an alias \(minilm-l1 \.\.\. "):

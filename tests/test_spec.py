@@ -279,7 +279,7 @@ def test_one_pair_in_one_line_is_the_spec_it_prints(tmp_path, capsys, monkeypatc
         ),
         (
             ["--weak", "minilm-l1", "--strong", "minilm-l9", "--dataset", "synthetic"],
-            "the pair: models.1.name: unknown model alias 'minilm-l9'; did you mean 'minilm-l6'?",
+            "the pair: models.1.name: unknown model alias 'minilm-l9': minilm has layers 1 to 6",
         ),
     ],
 )

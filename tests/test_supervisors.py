@@ -64,6 +64,9 @@ def test_gold_mixing_replaces_a_seeded_nested_share_by_ground_truth():
         ({"ensembles": [{"label": "tiny-16", "models": ["tiny-16", "tiny-16"]}]}, "is a model of the ladder"),
         ({"ensembles": [{"label": "e", "models": ["tiny-16", "nope"]}]}, "ensembles.0.models: unknown model 'nope'"),
         ({"ensembles": [{"label": "e", "models": ["tiny-16"]}]}, "ensembles.0.models"),
+        # an empty label named its stage after its first member and read "->tiny-32" in chains
+        ({"ensembles": [{"label": "", "models": ["tiny-16", "tiny-16"]}]}, "ensembles.0.label"),
+        ({"ensembles": [{"label": "a->b", "models": ["tiny-16", "tiny-16"]}]}, "ensembles.0.label"),
         (
             {"ensembles": [{"label": "e", "models": ["tiny-16", "tiny-16"]}], "pairs": [["tiny-16", "e"]]},
             "'e' is an ensemble; an ensemble only supervises",

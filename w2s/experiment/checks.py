@@ -113,6 +113,8 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
             and isinstance(loss.probe.layer, int)
             and any(isinstance(s, StudentStage) and s.loss == loss and s.model.display == model.display for s in stages)
         ]
+        if model.config_overrides or model.num_layers is not None:
+            _check_config(model, f"models.{i}")
         if model.lora is None and not probes and model.train:
             continue
         from w2s.models.loading import read_config
@@ -130,6 +132,42 @@ def _check_models(spec: ExperimentSpec, stages: list) -> None:
                     f"losses.{j}.probe.layer: {probe.layer} is out of range; "
                     f"{model.display} has hidden states 0..{config.num_hidden_layers}"
                 )
+
+
+def _check_config(model, key: str) -> None:
+    """`num_layers` within the checkpoint's layers (more would be built with random weights), and every
+    `config_overrides` key one the model's config knows (a Hugging Face config takes any keyword, so a
+    misspelt one would do nothing); skipped where the checkpoint's config cannot be read here."""
+    import difflib
+    import inspect
+
+    from transformers import AutoConfig
+
+    from w2s.models.loading import quiet_transformers
+
+    source, layers = resolve(model)
+    try:
+        with quiet_transformers():
+            base = AutoConfig.from_pretrained(source, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError):
+        return
+    have = getattr(base, "num_hidden_layers", None)
+    if layers is not None and have is not None and layers > have and not model.random_init:
+        raise SpecError(
+            f"{key}.num_layers: {layers} is more than the {have} layers of {model.name}: the rest would be "
+            f"random weights; use 1 to {have}"
+        )
+    known = set(base.to_dict()) | set(getattr(base, "attribute_map", {}))
+    for cls in type(base).__mro__:  # every keyword the config classes' __init__ take
+        if "__init__" in vars(cls):
+            known |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    for name in model.config_overrides:
+        if name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise SpecError(
+                f"{key}.config_overrides.{name}: {type(base).__name__} has no such setting (it would be ignored){hint}"
+            )
 
 
 def _check_zero_shot_head(spec: ExperimentSpec, model, config, key: str) -> None:

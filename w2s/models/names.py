@@ -101,6 +101,8 @@ _TORCHVISION = re.compile(r"torchvision:(\w+)")
 # torch.hub: owner/repo[:ref]/entrypoint (GitHub), or a local folder with a hubconf.py, then /entrypoint
 _TORCH_HUB = re.compile(r"^torchhub:(?:[\w.\-]+/[\w.\-]+(?::[\w.\-/]+)?|[/.~].*)/\w+$")
 
+_ALIAS_SHAPE = re.compile(rf"({'|'.join(f.prefix for f in FAMILIES)})-l(\d+)")  # family-l<N>, any N
+
 NameKind = Literal["alias", "folder", "hub", "torchvision", "torchhub"]
 
 
@@ -160,6 +162,14 @@ def parse_model_name(name: str) -> ModelName:
         return ModelName("alias", name, family=family, layers=layers)
     if name.startswith(PATH_PREFIXES) or name.count("/") > 1:
         return ModelName("folder", name)
+    if shaped := _ALIAS_SHAPE.fullmatch(name.lower()):  # an alias spelt in capitals, or past the family's layers
+        family = next(f for f in FAMILIES if f.prefix == shaped.group(1))
+        if name.lower() in MODEL_ALIASES:
+            raise ValueError(f"unknown model alias {name!r}; aliases are lower case: did you mean {name.lower()!r}?")
+        raise ValueError(
+            f"unknown model alias {name!r}: {family.prefix} has layers 1 to {family.layers} "
+            f"({family.prefix}-l1 ... {family.prefix}-l{family.layers})"
+        )
     near = difflib.get_close_matches(name, MODEL_ALIASES, n=1, cutoff=0.8)
     if near and "/" not in name:  # minilm-l9: a mistyped alias, not a hub id that fails at load time
         raise ValueError(f"unknown model alias {name!r}; did you mean {near[0]!r}? aliases: {alias_names()}")

@@ -28,7 +28,11 @@ class TrackingSpec(Strict):
 class EnsembleSpec(Strict):
     """Several weak supervisors as one: their mean soft label, or their majority vote."""
 
-    label: str = Field(description="Its name in pairs, results and folders.")
+    label: str = Field(
+        pattern=r"^[\w.+@\-]+$",  # it names folders and stands in chains (a->b): no spaces, "/" or ">"
+        max_length=100,
+        description="Its name in pairs, results and folders: letters, digits and _ . + @ -.",
+    )
     models: list[str] = Field(
         min_length=2,
         description="Model labels of the ladder; a label given n times is that model trained n times, "
