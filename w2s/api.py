@@ -88,19 +88,17 @@ def _records(df, who: str) -> list[dict]:
             f"{who}: df is the DataFrame w2s.results returned, not run folders; "
             f"use w2s.{who}(w2s.results({_shown(df)}))"
         )
-    if isinstance(df, list) and all(isinstance(r, dict) for r in df):
-        frame = pd.DataFrame(df)
-    elif isinstance(df, pd.DataFrame):
-        frame = df
-    else:
+    records = isinstance(df, list) and all(isinstance(r, dict) for r in df)  # already records: kept as they are
+    if not records and not isinstance(df, pd.DataFrame):
         raise TypeError(f"{who}: df is the DataFrame w2s.results returned, got {type(df).__name__}")
-    missing = [c for c in RESULT_COLUMNS if c not in frame]
+    columns = {k for r in df for k in r} if records else set(df.columns)
+    missing = [c for c in RESULT_COLUMNS if c not in columns]
     if missing:
         raise ValueError(
             f"{who}: df lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}: give the DataFrame "
             "w2s.results returned (filter its rows, keep its columns)"
         )
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return df if records else df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def _shown(paths) -> str:
