@@ -305,6 +305,22 @@ CASES = [
             1, {"name": "minilm-l6", "label": spec["models"][1]["label"], "num_layers": 9}
         ),
     ),
+    # settings that leave a feature nothing to work on (24 rows per half, batch 16)
+    Case(
+        "eval-every-beyond-the-run",
+        ("train.eval_every", "every 10 steps", "trains 6 steps", "at most 5"),
+        _all(_set("train.epochs", 4), _set("train.eval_every", 10)),
+    ),
+    Case(
+        "validation-frac-holds-out-half-b",
+        ("train.validation_frac", "all 24 rows of half B", "at most 0.95"),
+        _all(_set("train.eval_every", 0.5), _set("train.validation_frac", 0.99)),
+    ),
+    Case(
+        "gold-frac-rounds-to-no-row",
+        ("train.gold_frac", "of the 24 weak labels", "is 0 rows", "at least 0.042"),
+        _set("train.gold_frac", [0, 0.01]),
+    ),
     Case("eval-every-yes", ("eval_every", "a number, not true"), _set("train.eval_every", True)),
     Case("gold-frac-yes", ("gold_frac", "a number, not true"), _set("train.gold_frac", True)),
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),
@@ -727,10 +743,13 @@ def test_report_out_that_is_a_file_rejected(finished_run: Path, tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    """The good spec, trained once (5 stages); each test damages a copy of it."""
+    """The good spec with an ensemble of two tiny-16s, trained once (9 stages); each test damages a
+    copy of it."""
     tmp = tmp_path_factory.mktemp("finished")
     _loss_module(tmp)
-    write_spec(tmp / "spec.yaml", base_spec(tmp))
+    spec = base_spec(tmp)
+    spec["ensembles"] = [{"label": "x2", "models": ["tiny-16", "tiny-16"]}]
+    write_spec(tmp / "spec.yaml", spec)
     proc = w2s(tmp, "run", "spec.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "runs" / NAME
@@ -745,21 +764,32 @@ def _cut(path: Path, keep: float = 0.5) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
+STUDENT = "transfer__local__tiny-16_to_tiny-24__xent__s0"
 DAMAGE = {  # what is damaged -> (how, the file the warning names)
     "plan-cut-mid-line": (lambda r: _cut(r / "plan.jsonl"), lambda r: r / "plan.jsonl"),
     "plan-not-utf8": (lambda r: (r / "plan.jsonl").write_bytes(b"\xff\xfe\x00 not text"), lambda r: r / "plan.jsonl"),
     "metrics-a-list": (
-        lambda r: (_stage(r, "transfer__") / "metrics.json").write_text("[]"),
-        lambda r: _stage(r, "transfer__"),
+        lambda r: (_stage(r, STUDENT) / "metrics.json").write_text("[]"),
+        lambda r: _stage(r, STUDENT),
     ),
     "predictions-cut-mid-line": (
-        lambda r: _cut(_stage(r, "transfer__") / "predictions.jsonl"),
-        lambda r: _stage(r, "transfer__") / "predictions.jsonl",
+        lambda r: _cut(_stage(r, STUDENT) / "predictions.jsonl"),
+        lambda r: _stage(r, STUDENT) / "predictions.jsonl",
     ),
-    "supervisor-metrics-cut": (
-        lambda r: _cut(_stage(r, "ground_truth__") / "metrics.json"),
-        lambda r: _stage(r, "ground_truth__"),
-    ),
+    # each kind of stage a report reads: a supervisor, a ceiling, an ensemble member, an ensemble, a student
+    **{
+        f"{what}-metrics-cut": (
+            lambda r, prefix=prefix: _cut(_stage(r, prefix) / "metrics.json"),
+            lambda r, prefix=prefix: _stage(r, prefix),
+        )
+        for what, prefix in (
+            ("supervisor", "ground_truth__local__tiny-16__s0"),
+            ("ceiling", "ground_truth__local__tiny-24__s0"),
+            ("ensemble-member", "ground_truth__local__tiny-16__member-1__s0"),
+            ("ensemble", "ensemble__local__x2__s0"),
+            ("transfer", STUDENT),
+        )
+    },
 }
 
 

@@ -274,7 +274,8 @@ def test_selection_ensembles_gold_and_diagnostics_reach_wandb(tmp_path):
         ensembles=[{"label": "x2", "models": ["tiny-16", "tiny-16"]}],
         tracking={"mode": "offline"},
     )
-    spec["train"].update(eval_every=2, validation_frac=0.25, select=["final", "oracle"], gold_frac=[0.5])
+    # two evaluation points in every stage (3 or 4 steps): a single one is refused before the run
+    spec["train"].update(epochs=2, eval_every=0.5, validation_frac=0.25, select=["final", "oracle"], gold_frac=[0.5])
     rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
     runs = {r["config"].get("key"): r for r in offline_runs(tmp_path / "tiny") if r["job_type"] != "summary"}
     assert sorted(r["job_type"] for r in runs.values()) == ["ensemble"] + ["ground_truth"] * 3 + ["transfer"] * 2

@@ -17,12 +17,14 @@ quickstart (generated data, plain models) takes a fraction of a second.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from pathlib import Path
 
 from w2s import data
 from w2s.errors import SpecError, first_line
-from w2s.experiment.kinds import StudentStage
+from w2s.experiment.kinds import TRANSFER_KINDS, StudentStage
+from w2s.experiment.selection import validation_ids
 from w2s.models.names import parse_model_name, resolve
 from w2s.spec import CustomLoss, ExperimentSpec
 
@@ -42,6 +44,7 @@ def check_runnable(spec: ExperimentSpec, stages: list) -> None:
             splits[i, seed] = data.load_splits(dataset, seed, key=f"datasets.{i}")  # read once; the run reuses them
     _check_models(spec, stages)
     _check_label_budgets(spec, stages, splits)
+    _check_training_rows(spec, stages, splits)
     _check_probes(spec, splits)
     _check_context(spec, stages, splits)
 
@@ -256,6 +259,56 @@ def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> No
                     f"{spec.datasets[d].label} has {len(split.train_a)} rows; give at most "
                     f"{len(split.train_a)}, or leave it out to use them all"
                 )
+
+
+def _check_training_rows(spec: ExperimentSpec, stages: list, splits: dict) -> None:
+    """The settings that split a stage's rows or steps must leave something on each side: a validation
+    split that leaves half B rows to train on, a gold share of at least one row, and evaluation
+    points before the last step (one point makes every selection rule `final`)."""
+    t = spec.train
+    for stage in stages:
+        if stage.kind not in ("ground_truth", *TRANSFER_KINDS):
+            continue
+        d = next(i for i, dataset in enumerate(spec.datasets) if dataset is stage.dataset)
+        split, where = splits[d, stage.seed], f"{stage.dataset.label} (seed {stage.seed})"
+        half_b = len(split.train_b)
+        held = len(validation_ids(split.train_b, t.validation_frac, stage.seed))
+        if held >= half_b:
+            most = math.floor((half_b - 1) / half_b * 100) / 100
+            raise SpecError(
+                f"train.validation_frac: {t.validation_frac:g} holds out all {half_b} rows of half B of {where}, "
+                f"leaving nothing to train on; give at most {most:g}"
+            )
+        split_name = getattr(stage, "train_split", "train_b")
+        rows = len(getattr(split, split_name)) - (held if split_name == "train_b" else 0)
+        if stage.kind == "ground_truth" and stage.model.label_budget is not None:
+            rows = min(rows, stage.model.label_budget)
+        gold = getattr(stage, "gold_frac", 0.0)
+        if gold and round(gold * rows) < 1:
+            least = math.ceil(1000 / rows) / 1000
+            raise SpecError(
+                f"train.gold_frac: {gold:g} of the {rows} weak labels a student of {where} trains on is 0 rows "
+                f"(rounded); give at least {least:g} (one row), or 0 for none"
+            )
+        settings = stage.settings
+        if settings.eval_every is None:
+            continue
+        from w2s.training.loop import evaluation_steps, optimizer_steps  # torch: only where there is evaluation
+
+        steps = optimizer_steps(rows, settings.batch_size, settings.epochs)
+        if len(evaluation_steps(steps, settings.eval_every)) < 2:
+            every = settings.eval_every
+            asked = f"every {every:g} steps" if every >= 1 else f"every {every:g} of training"
+            hint = (
+                f"give fewer steps (at most {steps - 1}) or a share of training such as 0.1"
+                if steps > 1
+                else "train on more rows or for more epochs, or leave eval_every out"
+            )
+            raise SpecError(
+                f"train.eval_every: {asked}, but {stage.name} trains {steps} step{'s' * (steps != 1)} "
+                f"({rows} rows x {settings.epochs:g} epochs / batch {settings.batch_size}): its only evaluation "
+                f"point is its last, so every select rule is final; {hint}"
+            )
 
 
 def _check_probes(spec: ExperimentSpec, splits: dict) -> None:

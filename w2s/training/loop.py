@@ -251,6 +251,11 @@ def fused_or_default(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
         return opt_cls(params, **kwargs)
 
 
+def optimizer_steps(n: int, batch_size: int, epochs: float) -> int:
+    """How many optimizer steps `epochs` passes over `n` examples make (`optimizer_batches`)."""
+    return max(1, math.floor(epochs * n + 1e-9) // batch_size)
+
+
 def optimizer_batches(
     lengths: np.ndarray, batch_size: int, epochs: float, order: str, rng: np.random.Generator
 ) -> list[list[int]]:
@@ -264,7 +269,7 @@ def optimizer_batches(
     unsorted (the reference's).
     """
     n = len(lengths)
-    steps = max(1, math.floor(epochs * n + 1e-9) // batch_size)
+    steps = optimizer_steps(n, batch_size, epochs)
     once = rng.permutation(n).tolist()
     stream: list[int] = []
     while len(stream) < steps * batch_size:
