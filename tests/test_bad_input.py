@@ -765,6 +765,15 @@ def _cut(path: Path, keep: float = 0.5) -> None:
 
 
 STUDENT = "transfer__local__tiny-16_to_tiny-24__xent__s0"
+SUPERVISOR = "ground_truth__local__tiny-16__s0"
+# every kind of stage a report reads, by its folder's prefix
+KINDS_OF_STAGE = {
+    "supervisor": SUPERVISOR,
+    "ceiling": "ground_truth__local__tiny-24__s0",
+    "ensemble member": "ground_truth__local__tiny-16__member-1__s0",
+    "ensemble": "ensemble__local__x2__s0",
+    "transfer": STUDENT,
+}
 DAMAGE = {  # what is damaged -> (how, the file the warning names)
     "plan-cut-mid-line": (lambda r: _cut(r / "plan.jsonl"), lambda r: r / "plan.jsonl"),
     "plan-not-utf8": (lambda r: (r / "plan.jsonl").write_bytes(b"\xff\xfe\x00 not text"), lambda r: r / "plan.jsonl"),
@@ -776,20 +785,10 @@ DAMAGE = {  # what is damaged -> (how, the file the warning names)
         lambda r: _cut(_stage(r, STUDENT) / "predictions.jsonl"),
         lambda r: _stage(r, STUDENT) / "predictions.jsonl",
     ),
-    # each kind of stage a report reads: a supervisor, a ceiling, an ensemble member, an ensemble, a student
-    **{
-        f"{what}-metrics-cut": (
-            lambda r, prefix=prefix: _cut(_stage(r, prefix) / "metrics.json"),
-            lambda r, prefix=prefix: _stage(r, prefix),
-        )
-        for what, prefix in (
-            ("supervisor", "ground_truth__local__tiny-16__s0"),
-            ("ceiling", "ground_truth__local__tiny-24__s0"),
-            ("ensemble-member", "ground_truth__local__tiny-16__member-1__s0"),
-            ("ensemble", "ensemble__local__x2__s0"),
-            ("transfer", STUDENT),
-        )
-    },
+    "supervisor-metrics-cut": (
+        lambda r: _cut(_stage(r, SUPERVISOR) / "metrics.json"),
+        lambda r: _stage(r, SUPERVISOR),
+    ),
 }
 
 
@@ -825,6 +824,32 @@ def test_damaged_run_folder_warns_and_shows_the_rest(
         written = sorted(p.name for p in (tmp_path / "report").iterdir())
         assert {"per_seed.csv", "summary.csv", "summary.md", "accuracy_vs_size.png"} <= set(written), written
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.report-")]  # no temporary left
+
+
+def test_a_report_over_every_kind_of_damaged_stage_warns_once_for_each_and_writes_the_rest(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """A supervisor, a ceiling, an ensemble member, an ensemble and a transfer, each with its
+    metrics.json cut short: one warning naming each, and the report whole from the other stages."""
+    import shutil
+
+    root = tmp_path / NAME
+    shutil.copytree(finished_run, root)
+    damaged = {kind: _stage(root, prefix) for kind, prefix in KINDS_OF_STAGE.items()}
+    for folder in damaged.values():
+        _cut(folder / "metrics.json")
+    proc = w2s(tmp_path, "report", NAME, "--out", "report")
+    shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, shown
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "warning:" in line]
+    assert len(warnings) == len(damaged), shown
+    for kind, folder in damaged.items():
+        assert sum(str(folder.relative_to(tmp_path)) in w for w in warnings) == 1, f"{kind}: {shown}"
+    summary = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 4, shown  # the transfers left: tiny-16->tiny-16, tiny-24->tiny-24, x2->both
+    written = sorted(p.name for p in (tmp_path / "report").iterdir())
+    assert {"per_seed.csv", "summary.md", "accuracy_vs_size.png"} <= set(written), written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.report-")]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -184,3 +184,15 @@ def test_a_sweep_gives_the_same_numbers_with_kept_backbones(tmp_path, monkeypatc
     assert len(BACKBONES.entries) == 2  # the two rungs, each loaded by several stages
     assert len(afresh) == 5 and list(afresh.values()) == list(kept.values())
     BACKBONES.clear()
+
+
+@pytest.mark.parametrize(
+    "change, layers", [({"config_overrides": {"num_hidden_layers": 3}}, 3), ({"num_layers": 1}, 1)]
+)
+def test_per_layer_config_lists_follow_a_changed_layer_count(tiny_qwen, change, layers):
+    """Qwen2's config lists an attention type per layer, and a saved config brings its list back as
+    it was: a deeper random model used to fail building its third layer (IndexError)."""
+    model = load_classifier(ModelSpec(name=str(tiny_qwen), random_init=True, **change))
+    assert len(model.backbone.layers) == len(model.backbone.config.layer_types) == layers
+    logits = model(torch.tensor([[101, 2204, 102]]), torch.ones(1, 3, dtype=torch.long))
+    assert logits.shape == (1, 2)

@@ -66,8 +66,19 @@ def resolve(spec, root: Path | None = None, record: bool = False) -> Environment
 
 
 def provenance() -> dict:
-    """Where a stage ran, for its metrics.json and every table the report makes of it."""
-    return {"machine": device_name(), "w2s_version": __version__, "key_version": KEY_VERSION}
+    """Where a stage ran, for its metrics.json and every table the report makes of it; and how it
+    was launched: its processes and accelerate's distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP,
+    DEEPSPEED), which keys leave out (one process and several train the same stage)."""
+    from accelerate.state import AcceleratorState
+
+    distributed = AcceleratorState._shared_state.get("distributed_type")  # set by the stage's accelerator
+    return {
+        "machine": device_name(),
+        "w2s_version": __version__,
+        "key_version": KEY_VERSION,
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+        "distributed": distributed.value if distributed is not None else "NO",
+    }
 
 
 def check_can_train(env: Environment, root: Path) -> None:

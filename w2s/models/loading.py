@@ -15,6 +15,7 @@ import collections
 import contextlib
 import hashlib
 import itertools
+import os
 
 import numpy as np
 import torch
@@ -78,13 +79,23 @@ def _config_overrides(spec) -> dict:
     return overrides
 
 
+def _config(source: str, spec):
+    """The config of `source` with the spec's changes. Lists a config derives from its layer count
+    when built (`layer_types` of Qwen2/3 and Gemma: one entry per layer) come back from a saved
+    config as they were; a changed count gets them fitted: the first layers' entries (num_layers
+    keeps the first layers), and for a deeper random model the pattern repeated."""
+    config = AutoConfig.from_pretrained(source, trust_remote_code=spec.trust_remote_code, **_config_overrides(spec))
+    types, layers = getattr(config, "layer_types", None), getattr(config, "num_hidden_layers", None)
+    if isinstance(types, list) and types and isinstance(layers, int) and len(types) != layers:
+        config.layer_types = [types[i % len(types)] for i in range(layers)]
+    return config
+
+
 def read_config(spec):
     """The config a ladder rung will have, or None when it cannot be read here (e.g. a hub id offline)."""
     try:
         with quiet_transformers():
-            return AutoConfig.from_pretrained(
-                resolve(spec)[0], trust_remote_code=spec.trust_remote_code, **_config_overrides(spec)
-            )
+            return _config(resolve(spec)[0], spec)
     except (OSError, ValueError):
         return None
 
@@ -134,7 +145,11 @@ def load_backbone(spec, key: str = "model", weights_from: str | None = None, aut
     remote = spec.trust_remote_code
     overrides = _config_overrides(spec)
     cache_key = None
-    if weights_from is None:  # a finetuned folder is read once, by the one stage that builds on it
+    # a finetuned folder is read once, by the one stage that builds on it. Under DeepSpeed ZeRO-3 a
+    # copy of a kept backbone fails at its first optimizer step ("expected to be released", deepspeed
+    # 0.19.8), so there every stage loads afresh
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if weights_from is None and not deepspeed:
         state = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
         cache_key = (path, auto.__name__, remote, spec.random_init, spec.dtype, repr(sorted(overrides.items())), state)
         kept = BACKBONES.get(cache_key)
@@ -142,7 +157,7 @@ def load_backbone(spec, key: str = "model", weights_from: str | None = None, aut
             return kept
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(weights_from or path, trust_remote_code=remote, **overrides)
+            config = _config(weights_from or path, spec)
             dtype = _DTYPES[spec.dtype]
             if spec.random_init and weights_from is None:
                 model = auto.from_config(config, trust_remote_code=remote, dtype=dtype)

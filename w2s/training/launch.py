@@ -53,12 +53,26 @@ def make_accelerator(settings: TrainSettings) -> Accelerator:
     if processes == 1 and state and state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
         # one process running experiments with different precisions (tests, notebooks): start afresh
         AcceleratorState._reset_state()
-    return Accelerator(
+    accumulation = settings.batch_size // per_step
+    accelerator = Accelerator(
         mixed_precision=settings.mixed_precision,
-        gradient_accumulation_steps=settings.batch_size // per_step,
+        gradient_accumulation_steps=accumulation,
         # prediction loaders pin their batches on a GPU (batch_outputs); copies from pinned memory need not wait
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
+    deepspeed = accelerator.state.deepspeed_plugin
+    if deepspeed is not None:
+        # DeepSpeed steps, accumulates and clips itself, from its config: the spec's batches and
+        # clipping, not its own defaults (accelerate fills a clip of 1.0, and reads the micro-batch
+        # from a prepared loader, which the loop, drawing its own batches, does not have)
+        deepspeed.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=settings.minibatch_size,
+            gradient_accumulation_steps=accumulation,
+            train_batch_size=settings.batch_size,
+            gradient_clipping=settings.max_grad_norm or 0.0,  # 0: none
+        )
+        accelerator.gradient_accumulation_steps = accumulation
+    return accelerator
 
 
 def seed_everything(seed: int) -> None:
