@@ -21,17 +21,25 @@ def pytest_addoption(parser):
         help="also run the Slurm tests (tests/slurm/): they need the one-node cluster of "
         "`bash tests/slurm/cluster.sh start --install`, and fail where it cannot start",
     )
+    parser.addoption(
+        "--deepspeed",
+        action="store_true",
+        help='also run the DeepSpeed ZeRO-3 launch (tests/test_sharded.py): it needs `pip install -e ".[deepspeed]"` '
+        "and builds DeepSpeed's CPU communication op (about a minute here), and fails without them",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     """The Slurm tests run only when asked (--slurm; CI asks): no other test installs or configures
-    anything on the machine."""
-    if config.getoption("--slurm"):
-        return
-    slurm = [item for item in items if item.get_closest_marker("slurm")]
-    if slurm:
-        config.hook.pytest_deselected(items=slurm)
-        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+    anything on the machine. The DeepSpeed launch runs only with --deepspeed (CI does not ask: its
+    minute and the package do not fit CI's 20 minutes)."""
+    for marker in ("slurm", "deepspeed"):
+        if config.getoption(f"--{marker}"):
+            continue
+        asked_for = [item for item in items if item.get_closest_marker(marker)]
+        if asked_for:
+            config.hook.pytest_deselected(items=asked_for)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
 def tiny_model(label: str, hidden: int = 16, layers: int = 1, **extra) -> dict:
