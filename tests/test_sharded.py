@@ -21,9 +21,10 @@ import pytest
 import yaml
 from safetensors.numpy import load_file
 
-from tests.conftest import save_tiny_qwen, tiny_spec, write_spec
+from tests.conftest import save_tiny_qwen, tiny_model, tiny_spec, write_spec
+from w2s.models.loading import load_classifier
 from w2s.pipeline.runner import run_experiment
-from w2s.spec import validate_spec
+from w2s.spec import ModelSpec, validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,21 @@ def test_the_launches_use_the_configuration_the_template_shows(sharding, title):
     assert template["distributed_type"] == tested["distributed_type"] == sharding
     section = "fsdp_config" if sharding == "FSDP" else "deepspeed_config"
     assert tested[section] == template[section]
+
+
+def test_transformer_based_wrap_gives_each_block_of_the_classifier_its_own_shard_group(tmp_path):
+    """The docs' FSDP config wraps by the model's block classes, which accelerate reads from the model
+    it prepares: w2s's classifier, around the backbone that names them."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    qwen = ModelSpec(name=str(save_tiny_qwen(tmp_path / "qwen", 16, 2, weights=True)))
+    bert = ModelSpec(**tiny_model("bert", 16, 2))
+    for spec, blocks in ((qwen, ["Qwen2DecoderLayer"] * 2), (bert, ["BertEmbeddings", "BertLayer", "BertLayer"])):
+        model = load_classifier(spec)
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+        assert [type(m).__name__ for m in model.modules() if policy(m)] == blocks
 
 
 def _launch(spec_path: Path, sharding: str, extensions: Path) -> subprocess.CompletedProcess:

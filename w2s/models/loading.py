@@ -45,6 +45,12 @@ class Classifier(nn.Module):
         self.pooling = pooling
         self.head = _zero_head(backbone.config.hidden_size, classes)
 
+    @property
+    def _no_split_modules(self):
+        """The backbone's transformer blocks: FSDP's TRANSFORMER_BASED_WRAP (accelerate) reads them from
+        the model it prepares, and without them would keep every layer in one shard group."""
+        return getattr(self.backbone, "_no_split_modules", None)
+
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """The pooled hidden state: of the last layer, or of `layer` (0 = embeddings) for probes."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layer is not None)
