@@ -7,13 +7,14 @@ code or the model configs: the data parse and hold class indices in the right co
 is non-empty, losses build with the keywords given, batch sizes divide across the processes, the
 settings that split a stage's rows or steps (validation, gold labels, evaluation points) leave
 something on each side, probe layers exist, generative finetuning has a causal LM, tokenizers load.
-Each problem is one
-`SpecError` naming the spec key, so nobody waits an hour for an error a second could have shown.
+Each problem is one `SpecError` naming the spec key, so nobody waits an hour for an error a second
+could have shown.
 
 Torch and transformers are imported only by the checks that need them (a custom loss module, a
 model config for probe layers, LoRA or generative finetuning, tokenizing with ctx_policy: drop, a
-tokenizer without a tokenizer.json, a spec that evaluates during training); data files are parsed with `datasets`. So checking the
-quickstart (generated data, plain models) takes a fraction of a second.
+tokenizer without a tokenizer.json, a spec that evaluates during training); data files are parsed
+with `datasets`. So checking the quickstart (generated data, plain models) takes a fraction of a
+second.
 """
 
 from __future__ import annotations
