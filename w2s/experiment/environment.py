@@ -71,12 +71,14 @@ def provenance() -> dict:
     DEEPSPEED), which keys leave out (one process and several train the same stage)."""
     from accelerate.state import AcceleratorState
 
+    from w2s.experiment.checks import world_size
+
     distributed = AcceleratorState._shared_state.get("distributed_type")  # set by the stage's accelerator
     return {
         "machine": device_name(),
         "w2s_version": __version__,
         "key_version": KEY_VERSION,
-        "processes": int(os.environ.get("WORLD_SIZE", "1")),
+        "processes": world_size(),
         "distributed": distributed.value if distributed is not None else "NO",
     }
 
