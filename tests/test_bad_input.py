@@ -12,11 +12,12 @@ written here, so a case that wrongly starts training still ends in seconds. Each
 own folder (the working directory while it runs, offline).
 
 Run time: a `w2s` process that gets past the YAML imports torch (2-5 s on a 2-core CPU), so
-`validate` and `run --dry-run` are called in this process (`w2s.cli.main`, stdout and stderr
-captured), and a full `run` is a real `python -m w2s` subprocess for the cases in FULL_RUN (one or
-more per kind of check: what the process prints, library noise included, and its exit code); set
-W2S_BAD_INPUT_ALL_RUN=1 to run every case as a subprocess `run` as well. The subprocesses run up
-front, several at a time (W2S_BAD_INPUT_JOBS, default the CPU count, at most 8).
+`validate`, `run --dry-run` and the full `run` of the cases in FULL_RUN (one or more per kind of
+check) are called in this process (`w2s.cli.main`, stdout and stderr captured, the environment a
+process gets), and the runs of PROCESS_RUN are real `python -m w2s` subprocesses (what the process
+prints, library noise included, and its exit code); set W2S_BAD_INPUT_ALL_RUN=1 to run every case
+as a subprocess `run` as well. The subprocesses run up front, several at a time
+(W2S_BAD_INPUT_JOBS, default the CPU count, at most 8).
 """
 
 from __future__ import annotations
@@ -571,8 +572,18 @@ FULL_RUN = {
     "set-lr-5000-digits",
     "zero-shot-bare-encoder",
 }
+# of those, the runs checked as a real `python -m w2s` process (the rest in this process): what a
+# user's process prints, library noise on stderr included, one per stage of the run at which it is
+# refused (the YAML, the pre-run check, loading a model, a custom loss, the data)
+PROCESS_RUN = {
+    "malformed-yaml",
+    "set-mixed-precision-maybe",
+    "model-folder-not-a-checkpoint",
+    "custom-loss-misspelt-keyword",
+    "random-bytes-parquet",
+}
 ALL_RUN = os.environ.get("W2S_BAD_INPUT_ALL_RUN") == "1"
-assert FULL_RUN <= {c.id for c in CASES}
+assert PROCESS_RUN <= FULL_RUN <= {c.id for c in CASES}
 assert len({c.id for c in CASES}) == len(CASES) >= 45
 
 
@@ -629,15 +640,23 @@ def _invoke(case: Case, command: str, tmp: Path) -> Outcome:
     arg = str(_prepare(case, tmp))
     head = {"validate": ["validate", arg], "dry-run": ["run", arg, "--dry-run"], "run": ["run", arg]}[command]
     untouched = _files(tmp)
-    call = w2s if command == "run" or case.subprocess else w2s_in_process
+    call = w2s if _in_a_process(case, command) else w2s_in_process
     return Outcome(call(tmp, *head, *case.args), tmp, untouched)
 
 
+def _in_a_process(case: Case, command: str) -> bool:
+    return case.subprocess or (command == "run" and (ALL_RUN or case.id in PROCESS_RUN))
+
+
 def w2s_in_process(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    """`w2s.cli.main(args)` with tmp as the working directory, its stdout and stderr captured."""
+    """`w2s.cli.main(args)` with tmp as the working directory, its stdout and stderr captured, in the
+    environment a `w2s` process of the table gets (`_env`): a case refused in the same process as its
+    `w2s` command would be, without the seconds each process spends importing torch."""
     out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
+    cwd, environ = os.getcwd(), dict(os.environ)
     os.chdir(tmp)
+    os.environ.update({k: v for k, v in _env(tmp).items() if k != "PYTHONPATH"})
+    os.environ.pop("WANDB_API_KEY", None)
     sys.path.insert(0, str(tmp / "lossmods"))
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -651,6 +670,8 @@ def w2s_in_process(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     finally:
         sys.path.remove(str(tmp / "lossmods"))
         os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
@@ -675,8 +696,9 @@ def assert_rejected(
 
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict[tuple[str, str], Outcome]:
-    """Every selected (case, command) run up front, several processes at a time (W2S_BAD_INPUT_JOBS,
-    default: the CPU count, at most 8): each process spends seconds importing torch, mostly on one core."""
+    """Every selected (case, command) run up front: in this process (`w2s_in_process`), and the cases
+    that need a fresh process several processes at a time (W2S_BAD_INPUT_JOBS, default: the CPU count,
+    at most 8): each process spends seconds importing torch, mostly on one core."""
     by_id = {c.id: c for c in CASES}
     wanted = [
         (item.callspec.params["case"].id, item.callspec.params["command"])
@@ -689,7 +711,7 @@ def outcomes(request, tmp_path_factory) -> dict[tuple[str, str], Outcome]:
         case_id, command = key
         return key, _invoke(by_id[case_id], command, tmp_path_factory.mktemp(f"{case_id}-{command}"))
 
-    separate = [key for key in wanted if key[1] == "run" or by_id[key[0]].subprocess]
+    separate = [key for key in wanted if _in_a_process(by_id[key[0]], key[1])]
     outcomes = dict(one(key) for key in wanted if key not in separate)  # in this process, one at a time
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes.update(pool.map(one, separate))
@@ -809,7 +831,8 @@ def test_damaged_run_folder_warns_and_shows_the_rest(
         "status-json": ["status", NAME, "--json"],
         "report": ["report", NAME, "--out", "report"],
     }[command]
-    proc = w2s(tmp_path, *args)
+    # `status --json` as a real process (nothing but JSON on its stdout), the rest in this one
+    proc = (w2s if command == "status-json" else w2s_in_process)(tmp_path, *args)
     shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, shown
     warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "warning:" in line]
@@ -838,7 +861,7 @@ def test_a_report_over_every_kind_of_damaged_stage_warns_once_for_each_and_write
     damaged = {kind: _stage(root, prefix) for kind, prefix in KINDS_OF_STAGE.items()}
     for folder in damaged.values():
         _cut(folder / "metrics.json")
-    proc = w2s(tmp_path, "report", NAME, "--out", "report")
+    proc = w2s_in_process(tmp_path, "report", NAME, "--out", "report")
     shown = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, shown
     warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "warning:" in line]
@@ -857,11 +880,14 @@ def test_a_report_over_every_kind_of_damaged_stage_warns_once_for_each_and_write
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-run"])
-def test_refused_submit_writes_nothing(tmp_path: Path, existing: bool) -> None:
-    _loss_module(tmp_path)
-    write_spec(tmp_path / "spec.yaml", base_spec(tmp_path))
-    if existing:  # a finished run whose plan.jsonl a refused submission must not replace
-        assert w2s(tmp_path, "run", "spec.yaml").returncode == 0
+def test_refused_submit_writes_nothing(tmp_path: Path, existing: bool, request) -> None:
+    import shutil
+
+    if existing:  # a finished run whose plan.jsonl a refused submission must not replace: finished_run's folder
+        shutil.copytree(request.getfixturevalue("finished_run").parents[1], tmp_path, dirs_exist_ok=True)
+    else:
+        _loss_module(tmp_path)
+        write_spec(tmp_path / "spec.yaml", base_spec(tmp_path))
     before = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()} if existing else {}
     untouched = _files(tmp_path)
     proc = w2s(tmp_path, "submit", "spec.yaml", "--executor", "local", "--workers", "1", "--gpus-per-worker", "999")
@@ -877,8 +903,8 @@ def test_refused_submit_writes_nothing(tmp_path: Path, existing: bool) -> None:
 def test_base_spec_is_valid(tmp_path: Path) -> None:
     _loss_module(tmp_path)
     spec_path = write_spec(tmp_path / "spec.yaml", base_spec(tmp_path))
-    for args in (["validate", "spec.yaml"], ["run", "spec.yaml", "--dry-run"]):
-        proc = w2s(tmp_path, *args)
+    for args in (["validate", "spec.yaml"], ["run", "spec.yaml", "--dry-run"]):  # as the table calls them
+        proc = w2s_in_process(tmp_path, *args)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert spec_path.is_file() and not (tmp_path / "runs" / NAME).exists()
 
