@@ -322,6 +322,18 @@ CASES = [
         ("train.gold_frac", "of the 24 weak labels", "is 0 rows", "at least 0.042"),
         _set("train.gold_frac", [0, 0.01]),
     ),
+    Case(
+        "gold-n-beyond-half-b",
+        ("train.gold_n", "trains on 24 rows of half B", "at most 24"),
+        _set("train.gold_n", [0, 30]),
+    ),
+    Case(
+        "gold-n-beside-gold-frac",
+        ("train", "gold_n", "give one of them"),
+        _all(_set("train.gold_n", [5]), _set("train.gold_frac", [0.5])),
+    ),
+    Case("gold-select-without-gold", ("gold_select", "no gold labels"), _set("train.gold_select", "least_confident")),
+    Case("gold-select-misspelt", ("train.gold_select", "least_confident"), _set("train.gold_select", "uncertain")),
     Case("eval-every-yes", ("eval_every", "a number, not true"), _set("train.eval_every", True)),
     Case("gold-frac-yes", ("gold_frac", "a number, not true"), _set("train.gold_frac", True)),
     Case("model-alias-typo", ("models.0.name", "minilm-l9"), _set("models.0.name", "minilm-l9")),

@@ -16,6 +16,7 @@ from w2s.pipeline.inputs import mix_gold
 from w2s.pipeline.runner import run_experiment
 from w2s.scoring.pgr import pgr
 from w2s.spec import validate_spec
+from w2s.spec.training import Gold
 
 
 def _probs(p_pos: list[float]) -> np.ndarray:
@@ -44,18 +45,56 @@ def test_four_supervisors_vote_and_a_tie_goes_to_the_mean():
     assert combine(three, "vote").tolist() == [[0.0, 0.0, 1.0]]
 
 
+def _mix(rows, weak, gold: Gold, seed: int):
+    confidence = {r["id"]: float(p.max()) for r, p in zip(rows, weak)}
+    mixed, chosen, record = mix_gold(rows, weak, confidence, gold, seed)
+    return mixed, record["ids"]
+
+
 def test_gold_mixing_replaces_a_seeded_nested_share_by_ground_truth():
     rows = [{"id": f"train-{i}", "hard_label": i % 2} for i in range(40)]
     weak = _probs([0.3] * 40)  # every weak label says class 0 with 0.7
-    quarter, quarter_ids = mix_gold(rows, weak, 0.25, seed=0)
-    half, half_ids = mix_gold(rows, weak, 0.5, seed=0)
+    quarter, quarter_ids = _mix(rows, weak, Gold(frac=0.25), seed=0)
+    half, half_ids = _mix(rows, weak, Gold(frac=0.5), seed=0)
     assert len(quarter_ids) == 10 and len(half_ids) == 20 and set(quarter_ids) < set(half_ids)
     replaced = [i for i, r in enumerate(rows) if r["id"] in quarter_ids]
     assert quarter[replaced, 1].tolist() == [float(rows[i]["hard_label"]) for i in replaced]
     kept = [i for i in range(40) if i not in replaced]
     assert quarter[kept].tolist() == weak[kept].tolist() and weak[:, 1].tolist() == [0.3] * 40  # a copy
-    assert mix_gold(rows, weak, 0.25, seed=1)[1] != quarter_ids
-    assert mix_gold(list(reversed(rows)), weak, 0.25, seed=0)[1] == sorted(quarter_ids, key=lambda i: -int(i[6:]))
+    assert _mix(rows, weak, Gold(frac=0.25), seed=1)[1] != quarter_ids
+    reversed_ids = _mix(list(reversed(rows)), weak[::-1], Gold(frac=0.25), seed=0)[1]
+    assert reversed_ids == sorted(quarter_ids, key=lambda i: -int(i[6:]))
+    assert _mix(rows, weak, Gold(n=10), seed=0)[1] == quarter_ids  # a count: the same rows as its share
+
+
+def test_least_confident_gold_takes_the_supervisors_least_confident_rows_first_seeded_and_nested():
+    # a made-up supervisor: p_pos of row i; confidence max(p, 1 - p). Rows 3 and 7 are the least
+    # confident (0.5), then 1 and 9 (0.55 / 0.45), then 5 (0.6); the rest 0.8 or more
+    p_pos = [0.9, 0.55, 0.1, 0.5, 0.95, 0.6, 0.85, 0.5, 0.2, 0.45]
+    rows = [{"id": f"b-{i}", "hard_label": int(i % 3 == 0)} for i in range(10)]
+    weak = _probs(p_pos)
+    confidence = {r["id"]: max(p, 1 - p) for r, p in zip(rows, p_pos)}
+    picks = {}
+    for n in (1, 2, 4, 5):
+        mixed, chosen, record = mix_gold(rows, weak, confidence, Gold(n=n, select="least_confident"), seed=0)
+        picks[n] = set(record["ids"])
+        assert record["n_gold"] == n == len(chosen) and record["seed"] == 0
+        assert mixed[chosen].tolist() == np.eye(2)[[rows[i]["hard_label"] for i in chosen]].tolist()
+    assert picks[2] == {"b-3", "b-7"} and picks[4] == {"b-1", "b-3", "b-7", "b-9"}
+    assert picks[5] == picks[4] | {"b-5"}
+    assert picks[1] < picks[2] < picks[4] < picks[5]  # nested
+    # the tie at the cut of one row (3 and 7 both at 0.5) is broken by the seed, and recorded
+    _, _, record = mix_gold(rows, weak, confidence, Gold(n=1, select="least_confident"), seed=0)
+    assert record["confidence_cut"] == 0.5 and record["tied_at_cut"] == 2 and record["tied_chosen"] == 1
+    by_seed = {
+        seed: mix_gold(rows, weak, confidence, Gold(n=1, select="least_confident"), seed)[2]["ids"][0]
+        for seed in range(8)
+    }
+    assert set(by_seed.values()) == {"b-3", "b-7"}  # each seed takes one of the two tied rows, not always the same
+    # the choice follows the ids, not the rows' order
+    backwards = mix_gold(rows[::-1], weak[::-1], confidence, Gold(n=3, select="least_confident"), seed=0)[2]
+    forwards = mix_gold(rows, weak, confidence, Gold(n=3, select="least_confident"), seed=0)[2]
+    assert set(backwards["ids"]) == set(forwards["ids"])
 
 
 @pytest.mark.parametrize(
@@ -165,3 +204,43 @@ def test_all_gold_is_the_half_b_ceiling_and_no_gold_is_the_plain_student(tmp_pat
     assert summary["gold_frac"].tolist() == [0.0, 0.5, 1.0]
     assert summary["test_accuracy"].tolist() == pytest.approx([students[g]["test_accuracy"] for g in (0, 0.5, 1.0)])
     assert tmp_path / "report" / "gold_frac.png" in written
+
+
+def test_least_confident_gold_counts_and_the_gold_only_baseline_train_on_exactly_the_chosen_rows(tmp_path):
+    """gold_n with least_confident: each student's gold.json holds the supervisor's least confident rows
+    of half B (by its predictions there); the gold-only stage trains on exactly those rows, once for
+    every loss; the students without gold keep their keys."""
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], losses=("xent", "logconf"))
+    spec["train"].update(gold_n=[0, 6, 12], gold_select="least_confident", gold_only=True)
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    root = tmp_path / "tiny"
+    weak = next(r for r in rows if r["kind"] == "ground_truth" and r["model"] == "tiny-16")
+    frame = pd.read_json(stage_folder(root, weak["key"]) / "predictions.jsonl", lines=True, dtype={"id": str})
+    half_b = frame[frame["split"] == "train_b"]
+    confidence = dict(zip(half_b["id"], np.maximum(half_b["p_pos"], 1 - half_b["p_pos"])))
+    ranked = sorted(confidence.values())
+    chosen = {}
+    for n in (6, 12):
+        students = [r for r in rows if r["kind"] == "transfer" and r["gold_n"] == n]
+        assert sorted(r["loss"] for r in students) == ["logconf", "xent"]
+        for r in students:
+            gold = json.loads((stage_folder(root, r["key"]) / "gold.json").read_text())
+            assert r["n_gold"] == n == len(gold["ids"]) and gold["gold_select"] == "least_confident"
+            # the least confident n: every chosen row at most as confident as every row left out
+            assert max(confidence[i] for i in gold["ids"]) == pytest.approx(ranked[n - 1], abs=1e-6)
+            chosen.setdefault(n, set(gold["ids"]))
+            assert set(gold["ids"]) == chosen[n]  # one choice for both losses
+            assert r["stage"].endswith(f"gold-n{n}-least_confident/s0")
+        (only,) = [r for r in rows if r["kind"] == "gold_only" and r["gold_n"] == n]  # once, whatever the loss
+        assert only["n_train"] == n and only["weak_key"] == weak["key"]
+        assert set(json.loads((stage_folder(root, only["key"]) / "gold.json").read_text())["ids"]) == chosen[n]
+        assert only["pgr"] == pgr(only["test_accuracy"], only["weak_accuracy"], only["ceiling_accuracy"])
+    assert chosen[6] < chosen[12]  # nested
+    plain = validate_spec(tiny_spec(tmp_path / "plain", pairs=[["tiny-16", "tiny-24"]], losses=("xent", "logconf")))
+    plain_keys = {r["key"] for r in run_experiment(plain, echo=lambda *a: None) if r["kind"] == "transfer"}
+    assert plain_keys == {r["key"] for r in rows if r["kind"] == "transfer" and not r["gold_n"]}
+    report.report([root], tmp_path / "report", echo=lambda *a: None)
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert sorted(summary.loc[summary["kind"] == "gold_only", "gold_n"]) == [6, 12]
+    assert "| n12 least_confident |" in (tmp_path / "report" / "summary.md").read_text()
+    assert "gold only" in (tmp_path / "report" / "summary.md").read_text()

@@ -266,7 +266,8 @@ def _check_label_budgets(spec: ExperimentSpec, stages: list, splits: dict) -> No
 
 def _check_training_rows(spec: ExperimentSpec, stages: list, splits: dict) -> None:
     """The settings that split a stage's rows or steps must leave something on each side: a validation
-    split that leaves half B rows to train on, a gold share of at least one row, and evaluation
+    split that leaves half B rows to train on, a gold share of at least one row and a gold count of
+    at most the rows, and evaluation
     points before the last step (one point makes every selection rule `final`)."""
     t = spec.train
     for stage in stages:
@@ -286,12 +287,17 @@ def _check_training_rows(spec: ExperimentSpec, stages: list, splits: dict) -> No
         rows = len(getattr(split, split_name)) - (held if split_name == "train_b" else 0)
         if stage.kind == "ground_truth" and stage.model.label_budget is not None:
             rows = min(rows, stage.model.label_budget)
-        gold = getattr(stage, "gold_frac", 0.0)
-        if gold and round(gold * rows) < 1:
+        gold = getattr(stage, "gold", None)
+        if gold and gold.frac and gold.rows(rows) < 1:
             least = math.ceil(1000 / rows) / 1000
             raise SpecError(
-                f"train.gold_frac: {gold:g} of the {rows} weak labels a student of {where} trains on is 0 rows "
-                f"(rounded); give at least {least:g} (one row), or 0 for none"
+                f"train.gold_frac: {gold.frac:g} of the {rows} weak labels a student of {where} trains on is 0 "
+                f"rows (rounded); give at least {least:g} (one row), or 0 for none"
+            )
+        if gold and gold.n > rows:
+            raise SpecError(
+                f"train.gold_n: {gold.n} gold labels, but a student of {where} trains on {rows} rows of half B; "
+                f"give at most {rows}"
             )
         settings = stage.settings
         if settings.eval_every is None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from w2s.spec import DataSpec, ModelSpec, loss_label
+from w2s.spec.training import Gold
 from w2s.training.settings import TrainSettings
 
 
@@ -73,6 +74,12 @@ KINDS: dict[str, Kind] = {
             "the student again, on its own labels (`strong_to_strong_iters`)",
             "transfer",
             "strong_to_strong",
+        ),
+        Kind(
+            "gold_only",
+            "the student's model on its gold rows alone, with their ground truth (`gold_only`)",
+            "transfer",
+            "gold_only",
         ),
         Kind("features", "nothing: the frozen model's pooled activations of every split", None, "features"),
         Kind("lm_finetune", "a causal LM on the task's texts, without labels", None, "lm_finetune"),
@@ -160,6 +167,8 @@ class Stage:
             "train_split": None,
             "select": self.select,
             "gold_frac": 0.0,
+            "gold_n": 0,
+            "gold_select": "random",
             "member": 0,
             "members": [],
             "combine": None,
@@ -221,7 +230,7 @@ class StudentStage(Stage):
     ceiling_truth: Stage  # this stage's model's ground-truth stage: the PGR ceiling
     chain: tuple[str, ...]  # model labels from the original weak model to this one
     select: str = "final"  # the selection rule of its chain (w2s/experiment/selection.py)
-    gold_frac: float = 0.0  # the share of its weak labels replaced by ground truth
+    gold: Gold = Gold()  # how many of its weak labels are replaced by ground truth, and which (w2s/experiment/gold.py)
     features: Stage | None = None  # linear probes: the features stage whose activations the head trains on
     probe_features: Stage | None = None  # the features stage the loss's label probe is fitted on
 
@@ -247,7 +256,7 @@ class StudentStage(Stage):
         return (
             [self.loss_label]
             + ([self.select] if self.select != "final" else [])
-            + ([f"gold-{self.gold_frac:g}"] if self.gold_frac else [])
+            + ([self.gold.name_part()] if self.gold else [])
         )
 
     def recorded(self) -> dict:
@@ -256,7 +265,9 @@ class StudentStage(Stage):
             "loss": self.loss.model_dump(mode="json"),
             "chain": list(self.chain),
             "supervisor": self.supervisor.key,
-            "gold_frac": self.gold_frac,
+            "gold_frac": self.gold.frac,
+            "gold_n": self.gold.n,
+            "gold_select": self.gold.select,
         }
 
 

@@ -33,7 +33,8 @@ from w2s.experiment.keys import (
     stage_key,
 )
 from w2s.experiment.kinds import EnsembleStage, FeaturesStage, GroundTruthStage, Stage, StudentStage
-from w2s.spec import DataSpec, EnsembleSpec, ExperimentSpec, ModelSpec, model_pairs
+from w2s.spec import DataSpec, EnsembleSpec, ExperimentSpec, ModelSpec, XentLoss, model_pairs
+from w2s.spec.training import Gold
 from w2s.training.settings import TrainSettings
 
 
@@ -135,8 +136,12 @@ class _Planner:
     def add_all(self, pairs: list[tuple[str, str]]) -> None:
         self.add_baselines(pairs)
         t = self.spec.train
-        for rule, gold, loss in ((r, g, loss) for r in t.select for g in t.gold_frac for loss in self.spec.losses):
-            self.add_students(pairs, loss, rule, gold)
+        for rule, gold in ((r, g) for r in t.select for g in t.gold_amounts):
+            for loss in self.spec.losses:
+                self.add_students(pairs, loss, rule, gold)
+            if gold and t.gold_only:  # the same gold rows alone, once whatever the students' losses
+                for weak, strong in pairs:
+                    self.transfer("gold_only", self.truth[weak], strong, XentLoss(), (weak, strong), rule, gold)
 
     def add_baselines(self, pairs: list[tuple[str, str]]) -> None:
         """The supervisors (ground truth, zero-shot, ensembles) and the ceilings, in ladder order."""
@@ -155,7 +160,7 @@ class _Planner:
         for ensemble in ensembles:
             truth[ensemble.label] = self.ensemble(ensemble)
 
-    def add_students(self, pairs: list[tuple[str, str]], loss, rule: str, gold: float) -> None:
+    def add_students(self, pairs: list[tuple[str, str]], loss, rule: str, gold: Gold) -> None:
         """Every pair's transfer and strong-to-strong rounds, and every bootstrap chain, for one loss,
         selection rule and gold share."""
         spec, truth = self.spec, self.truth
@@ -262,8 +267,10 @@ class _Planner:
         return self._add(Stage, identity, "zero_shot", model, settings)
 
     def transfer(
-        self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...], rule: str, gold_frac: float
+        self, kind: str, supervisor: Stage, strong: str, loss, chain: tuple[str, ...], rule: str, gold: Gold
     ) -> Stage:
+        """A student of `supervisor` (a gold-only stage: `strong` on the gold rows alone; its loss is
+        cross-entropy on ground truth, so its key names no loss)."""
         model = self.spec.model(strong)
         settings = resolve_settings(self.spec, model, True, self.env)
         probe_features = self.features(model, loss.probe.layer) if loss.probe is not None else None
@@ -272,14 +279,15 @@ class _Planner:
         # the ceiling does not change how a student trains, but its stage folder names the ceiling it is
         # measured against (the report reads that link): another ceiling is another stage
         identity = {
-            **self._common("transfer", model, settings),  # every student kind: "transfer"
-            "loss": loss_identity(loss),
+            # every student kind but gold_only: "transfer"
+            **self._common("gold_only" if kind == "gold_only" else "transfer", model, settings),
+            **({} if kind == "gold_only" else {"loss": loss_identity(loss)}),
             "supervisor": supervisor.key,
             "ceiling": ceiling.key,
             **_keys(inputs),
             # added after KEY_VERSION 5: only when set, so that other students keep their keys
             **({"select": rule} if rule != "final" else {}),
-            **({"gold_frac": gold_frac} if gold_frac else {}),
+            **gold.identity(),  # each part only when set
         }
         fields = {
             "loss": loss,
@@ -288,7 +296,7 @@ class _Planner:
             "ceiling_truth": ceiling,
             "chain": chain,
             "select": rule,
-            "gold_frac": gold_frac,
+            "gold": gold,
             **inputs,
         }
         return self._add(StudentStage, identity, kind, model, settings, **fields)

@@ -3,18 +3,19 @@ starts from."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 
 from w2s.data import Tokenized, tokenize
 from w2s.errors import SpecError
+from w2s.experiment.gold import choose_gold
 from w2s.experiment.kinds import Stage
 from w2s.models.loading import load_tokenizer
 from w2s.pipeline.store import finished_folder
 from w2s.scoring.predictions import read_split_probabilities
 from w2s.spec import ExperimentSpec
+from w2s.spec.training import Gold
 from w2s.training import activations, probes
 from w2s.training.batches import Encoded
 
@@ -124,16 +125,18 @@ def clean_with_probe(root: Path, stage: Stage, rows: list[dict], labels: np.ndar
     return [r for r, k in zip(rows, keep) if k], np.stack([1 - p, p], axis=1), metrics
 
 
-def mix_gold(rows: list[dict], labels: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, list[str]]:
-    """The labels with a seeded `frac` of the rows' replaced by their ground truth, and those rows' ids.
-    The order is one seeded permutation of the rows' ids, so a smaller share's rows are among a
-    larger one's (a `gold_frac` sweep adds ground truth, it does not redraw it)."""
-    order = sorted(range(len(rows)), key=lambda i: rows[i]["id"])
-    random.Random(f"{seed}:gold").shuffle(order)
-    chosen = sorted(order[: round(frac * len(rows))])
+def mix_gold(
+    rows: list[dict], labels: np.ndarray, confidence: dict[str, float], gold: Gold, seed: int
+) -> tuple[np.ndarray, list[int], dict]:
+    """The labels with `gold`'s rows' replaced by their ground truth (w2s/experiment/gold.py: how many,
+    and which: at random or the least confident first, by the supervisor's `confidence` per id), the
+    indices of those rows, and the record of the choice (the stage's gold.json)."""
+    ids = [r["id"] for r in rows]
+    chosen, record = choose_gold(ids, np.array([confidence[i] for i in ids]), gold, seed)
     mixed = labels.copy()
     mixed[chosen] = one_hot([rows[i] for i in chosen], labels.shape[1])
-    return mixed, [rows[i]["id"] for i in chosen]
+    record = {"gold_frac": gold.frac, "gold_n": gold.n, **record, "ids": [ids[i] for i in chosen]}
+    return mixed, chosen, record
 
 
 def base_weights(root: Path, stage: Stage) -> str | None:

@@ -282,12 +282,35 @@ class Transfer(ClassifierStage):
                 f"{probe['probe_removed']} removed; label accuracy {probe['weak_label_accuracy']:.3f} -> "
                 f"{probe['probe_label_accuracy']:.3f}"
             )
-        if stage.gold_frac:
-            train_labels, gold = mix_gold(train_rows, train_labels, stage.gold_frac, stage.seed)
-            extra["n_gold"] = len(gold)
-            if job.writes:  # the recorded choice: which rows trained on ground truth
-                write_json(job.folder / "gold.json", {"gold_frac": stage.gold_frac, "ids": gold})
+        if stage.gold:
+            confidence = dict(zip((r["id"] for r in rows), labels.max(axis=1)))  # the supervisor's, before a probe
+            train_labels, chosen, record = mix_gold(train_rows, train_labels, confidence, stage.gold, stage.seed)
+            extra["n_gold"] = len(chosen)
+            if job.writes:  # the recorded choice: which rows trained on ground truth, and how they were chosen
+                write_json(job.folder / "gold.json", record)
         return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra, supervisor)
+
+
+class GoldOnly(Transfer):
+    """The student's model on its gold rows alone (those its students get ground truth for, before a
+    label probe), cross-entropy on their ground truth: what the gold labels buy without weak ones."""
+
+    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
+        stage = job.stage
+        supervisor = supervisor_predictions(job.root, stage)
+        rows, labels = supervisor_labels(supervisor["train_b"], splits.train_b)
+        held = np.array([r["id"] in held_out for r in rows], dtype=bool)
+        train_rows, train_labels = [r for r, h in zip(rows, held) if not h], labels[~held]
+        confidence = dict(zip((r["id"] for r in rows), labels.max(axis=1)))
+        _, chosen, record = mix_gold(train_rows, train_labels, confidence, stage.gold, stage.seed)
+        if job.writes:
+            write_json(job.folder / "gold.json", record)
+        gold = [train_rows[i] for i in chosen]
+        validation_rows = [r for r, h in zip(rows, held) if h]
+        k = labels.shape[1]
+        return Labelled(
+            gold, one_hot(gold, k), validation_rows, labels[held], Xent(), {"n_gold": len(gold)}, supervisor
+        )
 
 
 def image_encoder(job: StageJob, head: bool = False):
@@ -474,6 +497,7 @@ RUNNERS: dict[str, type] = {
     "transfer": Transfer,
     "bootstrap": Transfer,
     "strong_to_strong": Transfer,
+    "gold_only": GoldOnly,
     "features": Features,
     "lm_finetune": LMFinetune,
 }

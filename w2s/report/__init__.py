@@ -163,7 +163,7 @@ def redraw(folder: str | Path, out: str | Path | None = None, x: str = "size") -
     except (OSError, ValueError) as err:
         raise SpecError(f"report: --redraw {folder}: cannot read its summary.csv and per_seed.csv ({err})") from None
     for table in (summary, per_seed):  # tables of versions before selection rules and gold mixing
-        for column, default in (("select", "final"), ("gold_frac", 0.0)):
+        for column, default in (("select", "final"), ("gold_frac", 0.0), ("gold_n", 0), ("gold_select", "random")):
             if column not in table:
                 table[column] = default
     lacking = [c for c in ("metric", "n_seeds", "pgr", "chain", "kind") if c not in summary]

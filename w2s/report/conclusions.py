@@ -25,7 +25,7 @@ from w2s.scoring.pgr import pgr, pgr_interval, unbounded_note, undefined_note
 
 PAIR_GROUPS = ["experiment", "dataset", "loss"]
 # group columns the summary may carry (a sweep over label selection or gold fractions): grouped by when present
-OPTIONAL_GROUPS = ["select", "gold_frac"]
+OPTIONAL_GROUPS = ["select", "gold_frac", "gold_n", "gold_select"]
 CONCLUSION_COLUMNS = [
     "metric",
     "n_pairs",

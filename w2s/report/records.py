@@ -162,6 +162,8 @@ def mark_superseded(records: list[dict], listed: set[str] = frozenset()) -> int:
             r.get("member") or 0,
             r.get("select") or "final",
             r.get("gold_frac") or 0.0,
+            r.get("gold_n") or 0,
+            r.get("gold_select") or "random",
         )
         rank = (r["key"] in listed, r["finished_at"])
         if slot not in best or rank >= best[slot][0]:  # a tie: the later one read

@@ -75,9 +75,18 @@ def _score_columns(counts: list[str], intervals: list[str], seed_pgr: list[str])
     ]
 
 
-# select: the chain's selection rule (w2s/experiment/selection.py); gold_frac: the share of ground truth mixed in
-GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", "gold_frac"]
-SEED_COLUMNS = [*GROUP_COLUMNS, "seed", *_score_columns(["n_test"], [], []), *PROVENANCE_COLUMNS, "stage", "key"]
+# select: the chain's selection rule (w2s/experiment/selection.py); gold_frac / gold_n: the share or number
+# of ground-truth labels mixed in, gold_select: which rows (w2s/experiment/gold.py)
+GOLD_COLUMNS = ["gold_frac", "gold_n", "gold_select"]
+GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", *GOLD_COLUMNS]
+SEED_COLUMNS = [
+    *GROUP_COLUMNS,
+    "seed",
+    *_score_columns(["n_train", "n_test"], [], []),
+    *PROVENANCE_COLUMNS,
+    "stage",
+    "key",
+]
 SEED_ORDER = [  # the per-seed table's rows: by experiment, dataset, the pair's sizes, then the rest
     "experiment",
     "dataset",
@@ -86,7 +95,7 @@ SEED_ORDER = [  # the per-seed table's rows: by experiment, dataset, the pair's 
     "chain",
     "loss",
     "select",
-    "gold_frac",
+    *GOLD_COLUMNS,
     "seed",
 ]
 # sizes stay integers even when one is missing
@@ -99,7 +108,7 @@ def summary_columns(metric: str = "accuracy", by: list[str] = GROUP_COLUMNS) -> 
     student's `<metric>` (weak_<metric>_low, ..., test_<metric>_high), PGR of the means with its
     interval, and the mean of the stages' own PGRs."""
     intervals = [f"{who}_{metric}_{end}" for who in ("weak", "ceiling", "test") for end in ("low", "high")]
-    columns = _score_columns([], intervals, ["mean_seed_pgr"])
+    columns = _score_columns(["n_train"], intervals, ["mean_seed_pgr"])
     at = columns.index(AGREEMENT_SPLIT[-1]) + 1  # each agreement split's interval and count after it
     return [*by, "n_seeds", "n_transfers", *columns[:at], *AGREEMENT_INTERVALS, *columns[at:]]
 
@@ -355,7 +364,7 @@ CURVE_COLUMNS = [
     "chain",
     "loss",
     "select",
-    "gold_frac",
+    *GOLD_COLUMNS,
     "seed",
     "step",
     "progress",
@@ -384,7 +393,7 @@ def curve_rows(records: list[dict]) -> pd.DataFrame:
         for point in r["curve"]:
             rows.append(
                 {
-                    **{k: r.get(k) for k in ("experiment", "dataset", "chain", "loss", "select", "gold_frac")},
+                    **{k: r.get(k) for k in ("experiment", "dataset", "chain", "loss", "select", *GOLD_COLUMNS)},
                     **{k: point.get(k) for k in ("step", "progress", "validation_accuracy", "test_accuracy")},
                     "seed": r["seed"],
                     "weak_accuracy": scores[0],
@@ -491,7 +500,7 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
     where a table has more than the defaults."""
     long = bool(frame[["shortened", "dropped"]].fillna(0).to_numpy().any())
     rules = "select" in frame and bool((frame["select"].fillna("final") != "final").any())
-    gold = "gold_frac" in frame and bool(frame["gold_frac"].fillna(0).astype(float).any())
+    gold = any(c in frame and bool(frame[c].fillna(0).astype(float).any()) for c in ("gold_frac", "gold_n"))
     extra = [name for name, shown in (("select", rules), ("gold", gold)) if shown]
     header = [
         "dataset",
@@ -516,8 +525,8 @@ def markdown(frame: pd.DataFrame, metric: str, per_seed: bool, provenance_line: 
         cells = [
             f"{r['experiment']}/{r['dataset']}" if several else r["dataset"],
             r["chain"],
-            r["loss"],
-            *[_rule(r["select"]) if name == "select" else f"{r['gold_frac']:g}" for name in extra],
+            "gold only" if r["kind"] == "gold_only" else r["loss"],
+            *[_rule(r["select"]) if name == "select" else gold_label(r) for name in extra],
             r["seed"] if per_seed else r["n_seeds"],
             *(_number(r[f"{who}_{metric}"]) for who in ("weak", "ceiling", "test")),
             _with_interval(r),
@@ -554,6 +563,15 @@ def _lengths(r) -> str:
         f"{r['dropped']:.3g} dropped" if r["dropped"] else "",
     ]
     return ", ".join(p for p in parts if p)
+
+
+def gold_label(row) -> str:
+    """A row's gold labels as tables show them: 0.25 (a share), n50 (a count), with the rule that chose
+    them where it is not random."""
+    n = row.get("gold_n")
+    amount = f"n{int(n)}" if n and not pd.isna(n) else f"{float(row.get('gold_frac') or 0):g}"
+    select = row.get("gold_select")
+    return amount + (f" {select}" if isinstance(select, str) and select != "random" else "")
 
 
 def _rule(rule: str) -> str:

@@ -87,6 +87,8 @@ def stage_row(config: dict, metrics: dict) -> dict | None:
         # only where recorded: a stage folder from before the split existed lacks both agreement
         # splits (the report recomputes them from predictions); a W&B summary leaves out a None
         gold_frac=config.get("gold_frac") or 0.0,
+        gold_n=config.get("gold_n") or 0,
+        gold_select=config.get("gold_select") or "random",
         **{k: metrics.get(k) for k in AGREEMENT_METRICS},
         **{k: metrics[k] for k in AGREEMENT_SPLIT + ERROR_METRICS + WEAK_LABEL_METRICS if k in metrics},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -11,6 +12,35 @@ from w2s.spec.base import Strict
 _PRECISION_NAMES = Literal["auto", "no", "fp32", "bf16", "fp16"]
 # the checkpoint selection rules `select` names; what each chooses: w2s/experiment/selection.py
 SELECTION_RULES = ("final", "weak_validation", "oracle")
+
+
+@dataclass(frozen=True)
+class Gold:
+    """How much of a student's weak labels is replaced by ground truth, and which rows."""
+
+    frac: float = 0.0  # a share of the rows it trains on (train.gold_frac)
+    n: int = 0  # or a number of rows (train.gold_n)
+    select: str = "random"  # train.gold_select
+
+    def __bool__(self) -> bool:
+        return bool(self.frac or self.n)
+
+    def rows(self, available: int) -> int:
+        """How many of `available` rows get their ground truth."""
+        return min(self.n, available) if self.n else round(self.frac * available)
+
+    def identity(self) -> dict:
+        """What a student's key adds (only what is set: students without gold keep their keys)."""
+        return {
+            **({"gold_frac": self.frac} if self.frac else {}),
+            **({"gold_n": self.n} if self.n else {}),
+            **({"gold_select": self.select} if self and self.select != "random" else {}),
+        }
+
+    def name_part(self) -> str:
+        """gold-0.25, gold-n50, gold-n50-least_confident."""
+        amount = f"n{self.n}" if self.n else f"{self.frac:g}"
+        return f"gold-{amount}" + (f"-{self.select}" if self.select != "random" else "")
 
 
 class TrainSpec(Strict):
@@ -86,6 +116,23 @@ class TrainSpec(Strict):
         description="Share of the students' weak labels of half B replaced by ground truth (a seeded, "
         "nested choice: the rows of 0.25 are among those of 0.5); a list sweeps it.",
     )
+    gold_n: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Number of the students' weak labels of half B replaced by ground truth: a count "
+        "instead of gold_frac's share (give one of them); a list sweeps it.",
+    )
+    gold_select: Literal["random", "least_confident"] = Field(
+        "random",
+        description="Which rows get ground truth: random (seeded), or least_confident (the supervisor's "
+        "least confident predictions first, seeded ties); either way nested across amounts "
+        "(w2s/experiment/gold.py).",
+    )
+    gold_only: bool = Field(
+        False,
+        description="Also train each direct student's model on its gold rows alone (ground truth, "
+        "cross-entropy): the gold-only baseline at the same number of gold labels.",
+    )
 
     @field_validator("eval_every", mode="before")
     @classmethod
@@ -100,16 +147,29 @@ class TrainSpec(Strict):
             return int(value)
         return value
 
-    @field_validator("select", "gold_frac", mode="before")
+    @field_validator("select", "gold_frac", "gold_n", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, int, float)) else value
 
+    @property
+    def gold_amounts(self) -> list[Gold]:
+        """Each gold amount the students are trained at (Gold() for none)."""
+        if self.gold_n != [0]:
+            return [Gold(n=n, select=self.gold_select) for n in self.gold_n]
+        return [Gold(frac=f, select=self.gold_select) for f in self.gold_frac]
+
     @model_validator(mode="after")
     def _selection(self) -> TrainSpec:
-        for field, values in (("select", self.select), ("gold_frac", self.gold_frac)):
+        for field, values in (("select", self.select), ("gold_frac", self.gold_frac), ("gold_n", self.gold_n)):
             if len(set(values)) < len(values):
                 raise ValueError(f"{field}: duplicate entries in {values}")
+        if self.gold_n != [0] and self.gold_frac != [0.0]:
+            raise ValueError("gold_n: a count of gold labels, beside gold_frac's share; give one of them")
+        if not any(self.gold_amounts):
+            for field, set_ in (("gold_select", self.gold_select != "random"), ("gold_only", self.gold_only)):
+                if set_:
+                    raise ValueError(f"{field}: there are no gold labels; set gold_frac or gold_n as well")
         if self.eval_every is None:
             if self.select != ["final"]:
                 raise ValueError(
