@@ -140,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
         "elsewhere), into REPORT_DIR or --out",
     )
     rep.add_argument("--group", help="with --wandb: only this group (experiment)")
+    rep.add_argument(
+        "--cost",
+        action="append",
+        default=[],
+        metavar="weak=W,gold=G",
+        help="price of a weak and a gold label (repeatable): each student's label cost and the frontier, the "
+        "best student at each budget (cost.csv, cost.md, cost_frontier.png; docs/supervision.md)",
+    )
     return parser
 
 
@@ -335,17 +343,21 @@ def _status(args) -> None:
 
 def _report(args) -> None:
     from w2s import report
+    from w2s.report.costs import parse_costs
 
     if sum(map(bool, (args.wandb, args.run_dirs, args.redraw))) != 1:
         raise SpecError("report: give RUN_DIR(s), --wandb ENTITY/PROJECT or --redraw REPORT_DIR (one of the three)")
+    costs = parse_costs(args.cost)
     if args.redraw:
+        if costs:
+            raise SpecError("report: --cost needs the stage folders or W&B runs, not --redraw")
         written = report.redraw(args.redraw, args.out, x=args.x)
         say(f"redrew {len(written) // 2} figures from {args.redraw}'s tables into {Path(args.out or args.redraw)}")
         return
     if args.wandb:
-        written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x)
+        written = report.report_wandb(args.wandb, args.group, args.out, args.metric, x=args.x, costs=costs)
     else:
-        written = report.report(args.run_dirs, args.out, args.metric, x=args.x)
+        written = report.report(args.run_dirs, args.out, args.metric, x=args.x, costs=costs)
     say((written[0].parent / "summary.md").read_text(), end="")
     say(f"wrote {len(written)} files to {written[0].parent}")
 

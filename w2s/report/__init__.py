@@ -35,9 +35,12 @@ from w2s.report.conclusions import (
     pair_conclusions,
     paired_comparisons,
 )
-from w2s.report.figures import X_AXES, write_figures
+from w2s.report.costs import cost_markdown, cost_rows
+from w2s.report.figures import X_AXES, write_cost_figure, write_figures
+from w2s.report.misfit import choice_markdown, supervisor_choice
 from w2s.report.records import load_records, record_from_wandb, records_of
 from w2s.report.tables import (
+    GROUP_DEFAULTS,
     SEED_COLUMNS,
     SUMMARY_COLUMNS,
     curve_rows,
@@ -69,9 +72,12 @@ __all__ = [
 ]
 
 
-def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: str = "size") -> list[Path]:
+def build_report(
+    records: list[dict], out: Path, metric: str = "accuracy", x: str = "size", costs: list | None = None
+) -> list[Path]:
     """Tables and figures for these stage records into `out`; returns the files written. `x`: the
-    curves' x-axis, the strong model's size or its ceiling (`figures.X_AXES`)."""
+    curves' x-axis, the strong model's size or its ceiling (`figures.X_AXES`); `costs`: (weak, gold)
+    label prices, for the cost table and frontier (w2s/report/costs.py)."""
     if metric not in PGR_METRICS:
         raise SpecError(f"report: unknown metric {metric!r}; use one of {', '.join(PGR_METRICS)}")
     if x not in X_AXES:
@@ -95,6 +101,8 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
         ignore_index=True,
     )
     checks = diagnostics(summary)
+    choice = supervisor_choice(per_seed)
+    priced = cost_rows(summary, costs or [], metric)
     curves = curve_rows(records)
     # whole or not at all: every file is made in a temporary folder beside `out`, then moved in
     out.mkdir(parents=True, exist_ok=True)
@@ -106,12 +114,21 @@ def build_report(records: list[dict], out: Path, metric: str = "accuracy", x: st
         for name, frame, text in (
             ("conclusions", conclusions, conclusions_markdown(conclusions, line)),
             ("comparisons", comparisons, comparisons_markdown(comparisons, line)),
-            ("diagnostics", checks, diagnostics_markdown(checks, line)),
+            ("diagnostics", checks, diagnostics_markdown(checks, line, choice_markdown(choice))),
         ):
             frame.to_csv(tmp / f"{name}.csv", index=False)
             (tmp / f"{name}.md").write_text(text)
         tables = ["per_seed", "summary", "conclusions", "comparisons", "diagnostics"]
         names = [f"{n}.{ext}" for n in tables for ext in ("csv", "md")]
+        if len(choice):  # students trained on two or more supervisors' labels
+            choice.to_csv(tmp / "supervisor_choice.csv", index=False)
+            names.append("supervisor_choice.csv")
+        if costs:
+            priced.to_csv(tmp / "cost.csv", index=False)
+            (tmp / "cost.md").write_text(cost_markdown(priced, metric, line))
+            names += ["cost.csv", "cost.md"]
+            if len(priced):
+                names += [p.name for p in write_cost_figure(priced, metric, tmp)]
         if len(curves):  # the stages evaluated during training (train.eval_every)
             curves.to_csv(tmp / "curves.csv", index=False)
             names.append("curves.csv")
@@ -136,7 +153,12 @@ def _levels(summary, column: str) -> list | None:
 
 
 def report(
-    run_dirs: list[str | Path], out: str | Path | None = None, metric: str = "accuracy", echo=print, x: str = "size"
+    run_dirs: list[str | Path],
+    out: str | Path | None = None,
+    metric: str = "accuracy",
+    echo=print,
+    x: str = "size",
+    costs: list | None = None,
 ) -> list[Path]:
     """`w2s report RUN_DIR...`: default output folder RUN_DIR/report (of the first one)."""
     out = Path(out) if out else Path(run_dirs[0]) / "report"
@@ -145,7 +167,7 @@ def report(
         raise SpecError(f"report: no finished stages in {', '.join(map(str, run_dirs))}")
     precisions = Counter(r["mixed_precision"] or "unrecorded" for r in records)
     echo("precision: " + ", ".join(f"{p} ({n} stage{'s' if n > 1 else ''})" for p, n in sorted(precisions.items())))
-    return build_report(records, out, metric, x)
+    return build_report(records, out, metric, x, costs)
 
 
 def redraw(folder: str | Path, out: str | Path | None = None, x: str = "size") -> list[Path]:
@@ -163,7 +185,7 @@ def redraw(folder: str | Path, out: str | Path | None = None, x: str = "size") -
     except (OSError, ValueError) as err:
         raise SpecError(f"report: --redraw {folder}: cannot read its summary.csv and per_seed.csv ({err})") from None
     for table in (summary, per_seed):  # tables of versions before selection rules and gold mixing
-        for column, default in (("select", "final"), ("gold_frac", 0.0), ("gold_n", 0), ("gold_select", "random")):
+        for column, default in GROUP_DEFAULTS.items():
             if column not in table:
                 table[column] = default
     lacking = [c for c in ("metric", "n_seeds", "pgr", "chain", "kind") if c not in summary]
@@ -176,7 +198,7 @@ def redraw(folder: str | Path, out: str | Path | None = None, x: str = "size") -
 
 
 def report_wandb(
-    path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size"
+    path: str, group: str | None = None, out=None, metric: str = "accuracy", x: str = "size", costs: list | None = None
 ) -> list[Path]:
     """`w2s report --wandb ENTITY/PROJECT [--group G]`: default output folder ./report."""
     if path.count("/") != 1:
@@ -184,4 +206,4 @@ def report_wandb(
     records = records_of(wandb=path, group=group)
     if not records:
         raise SpecError(f"report: no finished stage runs in W&B {path}" + (f" group {group}" if group else ""))
-    return build_report(records, Path(out or "report"), metric, x)
+    return build_report(records, Path(out or "report"), metric, x, costs)

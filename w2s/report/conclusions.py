@@ -19,7 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from w2s.report.tables import stage_ids
+from w2s.report.misfit import bound_columns
+from w2s.report.tables import stage_ids, with_group_defaults
 from w2s.scoring.metrics import CONFIDENCE, aggregate_seeds, percentile_interval
 from w2s.scoring.pgr import pgr, pgr_interval, unbounded_note, undefined_note
 
@@ -104,7 +105,7 @@ def pair_seed_keys(per_seed: pd.DataFrame, groups: list[str]) -> dict[tuple, lis
     """Each summary row's stages (its seeds, as `stage_ids`), by its group values."""
     return {
         _key(values if isinstance(values, tuple) else (values,)): stage_ids(frame)
-        for values, frame in per_seed.groupby(groups, sort=False, dropna=False)
+        for values, frame in with_group_defaults(per_seed, groups).groupby(groups, sort=False, dropna=False)
     }
 
 
@@ -371,6 +372,13 @@ DIAGNOSTIC_COLUMNS = [
     "misfit",
     "misfit_disagreement",
     "student_minus_weak",
+    "misfit_test",
+    "brier_gain",
+    "bound_slack",
+    "bound_slack_se",
+    "bound_slack_low",
+    "bound_slack_high",
+    "bound",
 ]
 
 
@@ -379,6 +387,8 @@ def diagnostics(summary: pd.DataFrame) -> pd.DataFrame:
     the rows it trained on, how it treats the supervisor's test errors (inherits or corrects them),
     its misfit on its weak labels and its gain over the weak model, side by side."""
     direct = summary[summary["kind"] == "transfer"]
+    if "bound_slack" in direct:  # Charikar et al.'s bound, checked on test (w2s/report/misfit.py)
+        direct = direct.join(bound_columns(direct))
     groups = summary_groups(summary)
     return direct[[*groups, "n_seeds", *(c for c in DIAGNOSTIC_COLUMNS if c in direct)]].reset_index(drop=True)
 
@@ -410,8 +420,9 @@ def misfit_correlation(frame: pd.DataFrame) -> dict:
     return out
 
 
-def diagnostics_markdown(frame: pd.DataFrame, provenance_line: str | None = None) -> str:
-    """The diagnostics table (3 decimals) and, under it, the misfit-gain correlation across its rows."""
+def diagnostics_markdown(frame: pd.DataFrame, provenance_line: str | None = None, more: str = "") -> str:
+    """The diagnostics table (3 decimals) and, under it, the misfit-gain correlation across its rows,
+    `more` (what choosing supervisors by misfit did: w2s/report/misfit.py) and the provenance."""
     skip = ("experiment", "kind", "weak_model", "model")  # the chain names both models
     by = [c for c in frame.columns[: list(frame.columns).index("n_seeds")] if c not in skip]
     by = [c for c in by if c not in OPTIONAL_GROUPS or frame[c].nunique() > 1]  # the defaults alone: not shown
@@ -422,10 +433,23 @@ def diagnostics_markdown(frame: pd.DataFrame, provenance_line: str | None = None
         "error_correction": "errors corrected",
         "misfit_disagreement": "misfit (classes)",
         "student_minus_weak": "student − weak",
+        "misfit_test": "misfit (test)",
+        "brier_gain": "gain (Brier)",
+        "bound_slack": "gain − misfit [95% CI]",
+        "bound": "gain ≥ misfit",
     }
-    shown = [c for c in DIAGNOSTIC_COLUMNS if c in frame]
+    hidden = ("bound_slack_se", "bound_slack_low", "bound_slack_high")  # in the gain − misfit cell
+    shown = [c for c in DIAGNOSTIC_COLUMNS if c in frame and c not in hidden]
     header = [*by, "seeds", *(labels.get(c, c) for c in shown)]
-    rows = [[*(r[c] for c in by), r["n_seeds"], *(_number(r[c]) for c in shown)] for _, r in frame.iterrows()]
+
+    def cell(r, c):
+        if c == "bound":
+            return r[c]
+        if c == "bound_slack":
+            return _with_interval(r[c], r["bound_slack_low"], r["bound_slack_high"])
+        return _number(r[c])
+
+    rows = [[*(r[c] for c in by), r["n_seeds"], *(cell(r, c) for c in shown)] for _, r in frame.iterrows()]
     text = _table(header, rows, "No direct transfers.", None)
     c = misfit_correlation(frame)
     if c["pearson"] is not None:
@@ -435,6 +459,7 @@ def diagnostics_markdown(frame: pd.DataFrame, provenance_line: str | None = None
         )
     else:
         text += f"\nmisfit against student − weak: {c['n']} transfers with both, too few or constant to correlate\n"
+    text += more
     for line in (provenance_line or "").splitlines():
         text += f"\n{line}\n"
     return text

@@ -128,6 +128,14 @@ def write_figures(
     return written
 
 
+def write_cost_figure(costs: pd.DataFrame, metric: str, out: Path) -> list[Path]:
+    """cost_frontier.png and .pdf (`plot_cost_frontier`) into `out`."""
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        return _save(plot_cost_frontier(costs, metric), out, "cost_frontier")
+
+
 def _figure(n_rows: int, n_cols: int, width: float | None = None, sharey: bool = False):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -758,4 +766,33 @@ def plot_misfit(summary: pd.DataFrame, metric: str):
     ax.set_xlabel("misfit on the weak labels of half B\n(mean squared distance of the probabilities)")
     ax.set_ylabel(f"student − weak (test {metric})")
     _loss_legend(fig, ax, "r's interval: 95%, Fisher's z" if c["pearson_low"] is not None else None)
+    return fig
+
+
+FAMILY_STYLE = {"weak only": ("o", "C0"), "mixed": ("s", "C1"), "gold only": ("^", "C2")}  # marker, color
+
+
+def plot_cost_frontier(costs: pd.DataFrame, metric: str):
+    """Each student's test `metric` (95% interval) against what its labels cost (w2s/report/costs.py),
+    a panel per pair and price, a marker per family (weak only, mixed, gold only), and the frontier
+    as a step line: the best student at each budget."""
+    panels = list(costs.groupby(["dataset", "weak_model", "model", "weak_cost", "gold_cost"], sort=False))
+    n_cols = min(len(panels), 3)
+    fig, axes = _figure(-(-len(panels) // n_cols), n_cols)
+    for ax, ((dataset, weak, strong, w, g), frame) in zip(axes.flat, panels):
+        for family, points in frame.groupby("family", sort=False):
+            marker, color = FAMILY_STYLE[family]
+            ax.plot(points["cost"], points["score"], marker, color=color, label=family, alpha=0.85)
+            _intervals(ax, points["cost"], points["score"], points["score_low"], points["score_high"], color)
+        line = frame[frame["on_frontier"]].sort_values("cost")
+        xs = [*line["cost"], frame["cost"].max()]  # the best budget's student holds on to the dearest point
+        ax.step(
+            xs, [*line["score"], line["score"].iloc[-1]], where="post", color="black", linewidth=0.9, label="frontier"
+        )
+        ax.set_title(f"{dataset}: {weak} -> {strong}\nweak label {w:g}, gold label {g:g}")
+        ax.set_xlabel("cost of the student's labels")
+        ax.set_ylabel(f"student test {metric}")
+    _hide_unused(axes, len(panels))
+    handles, labels = _legend_entries(axes)
+    _figure_legend(fig, handles, labels, "error bars: 95% intervals over seeds and test examples")
     return fig

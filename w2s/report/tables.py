@@ -78,6 +78,7 @@ def _score_columns(counts: list[str], intervals: list[str], seed_pgr: list[str])
 # select: the chain's selection rule (w2s/experiment/selection.py); gold_frac / gold_n: the share or number
 # of ground-truth labels mixed in, gold_select: which rows (w2s/experiment/gold.py)
 GOLD_COLUMNS = ["gold_frac", "gold_n", "gold_select"]
+GROUP_DEFAULTS = {"select": "final", "gold_frac": 0.0, "gold_n": 0, "gold_select": "random"}  # where unrecorded
 GROUP_COLUMNS = ["experiment", "dataset", "kind", "chain", "weak_model", "model", "loss", "select", *GOLD_COLUMNS]
 SEED_COLUMNS = [
     *GROUP_COLUMNS,
@@ -285,6 +286,12 @@ def _recomputed(r: dict, by_key: dict, cache: dict, rule: str, student: pd.DataF
     return split
 
 
+def with_group_defaults(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """`frame` with each group of `by` it lacks (a per-seed table of an older version lacks the newer
+    ones: gold_n, gold_select) at its default."""
+    return frame.assign(**{c: d for c, d in GROUP_DEFAULTS.items() if c in by and c not in frame})
+
+
 def summary_rows(
     per_seed: pd.DataFrame, draws: dict[tuple, np.ndarray], metric: str = "accuracy", by: list[str] = GROUP_COLUMNS
 ) -> pd.DataFrame:
@@ -296,6 +303,7 @@ def summary_rows(
     any other in the mean of ratios. `n_seeds` counts distinct seeds, `n_transfers` the stages (a
     group that pools pairs has more stages than seeds)."""
     by = list(by)
+    per_seed = with_group_defaults(per_seed, by)
     rows, columns = [], summary_columns(metric, by)
     derived = ("seed", "pgr", "pgr_low", "pgr_high", "mean_seed_pgr")  # not means of the per-seed column
     for group, frame in per_seed.groupby(by, sort=False, dropna=False):
@@ -307,6 +315,9 @@ def summary_rows(
             if column in _INTEGERS and column in frame:  # a size: the group's, if it has one size
                 sizes = frame[column].dropna().unique()
                 row[column] = int(sizes[0]) if len(sizes) == 1 else None
+            elif column.endswith("_se") and column in frame:  # the standard error of the seeds' mean
+                errors = frame[column].astype(float)
+                row[column] = None if errors.isna().any() else float(np.sqrt((errors**2).sum()) / len(errors))
             elif column in means.index and column not in derived:
                 row[column] = None if pd.isna(means[column]) else float(means[column])
         scores = [f"{who}_{metric}" for who in ("weak", "ceiling", "test")]  # the student's is test_<metric>

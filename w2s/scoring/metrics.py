@@ -187,7 +187,11 @@ def transfer_diagnostics(student: dict, supervisor: dict, truth: dict[str, int])
       classes the rest);
     - on half B, the rows the student trained on: its misfit on its weak labels (Charikar et al.
       2024), the mean squared distance between its probabilities and the supervisor's, and the share
-      of rows where their classes differ (misfit_disagreement).
+      of rows where their classes differ (misfit_disagreement);
+    - on test, their bound in the loss it is stated in (squared distance; Charikar et al. 2024,
+      Theorem 1: for a realisable, convex strong class, gain >= misfit): misfit_test, the student's
+      gain over its supervisor in Brier score (brier_gain), and bound_slack = gain - misfit, with
+      its standard error over the test rows (per row it is 2 (p_s - y) . (p_w - p_s)).
     """
     s_ids, s_test = student["test"]
     where = {id_: i for i, id_ in enumerate(supervisor["test"][0])}
@@ -205,6 +209,7 @@ def transfer_diagnostics(student: dict, supervisor: dict, truth: dict[str, int])
         "error_inheritance": _mean_or_none(agrees[~right]),
         "error_correction": _mean_or_none((mine == y)[~right]),
     }
+    out.update(misfit_bound(s_test[[j for j, _ in both]], supervisor["test"][1][[i for _, i in both]], y))
     b_ids, s_b = student["train_b"]
     where = {id_: i for i, id_ in enumerate(supervisor["train_b"][0])}
     both = [(j, where[id_]) for j, id_ in enumerate(b_ids) if id_ in where]
@@ -212,6 +217,25 @@ def transfer_diagnostics(student: dict, supervisor: dict, truth: dict[str, int])
     out["misfit"] = float(((mine - theirs) ** 2).sum(axis=1).mean()) if both else None
     out["misfit_disagreement"] = float((mine.argmax(axis=1) != theirs.argmax(axis=1)).mean()) if both else None
     return out
+
+
+def misfit_bound(student: np.ndarray, supervisor: np.ndarray, y: np.ndarray) -> dict:
+    """On rows with labels `y`, in squared loss over the (n, k) probabilities: the misfit between the
+    student and its supervisor, the student's gain over it (Brier score, lower is better), and the
+    slack of Charikar et al.'s bound gain >= misfit, with its standard error over the rows."""
+    if not len(y):
+        return dict.fromkeys(("misfit_test", "brier_gain", "bound_slack", "bound_slack_se"))
+    truth = np.eye(student.shape[1])[y]
+    misfit = ((student - supervisor) ** 2).sum(axis=1)
+    gain = ((supervisor - truth) ** 2).sum(axis=1) - ((student - truth) ** 2).sum(axis=1)
+    slack = gain - misfit  # = 2 (student - truth) . (supervisor - student), row by row
+    se = float(slack.std(ddof=1) / np.sqrt(len(slack))) if len(slack) > 1 else None
+    return {
+        "misfit_test": float(misfit.mean()),
+        "brier_gain": float(gain.mean()),
+        "bound_slack": float(slack.mean()),
+        "bound_slack_se": se,
+    }
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:

@@ -31,9 +31,13 @@ PROVENANCE_COLUMNS = ("mixed_precision", "machine", "w2s_version", "key_version"
 AGREEMENT_METRICS = ("agreement", "supervisor_accuracy")
 # agreement where the supervisor was right / wrong: does the student copy its mistakes?
 AGREEMENT_SPLIT = ("agreement_supervisor_right", "agreement_supervisor_wrong")
+# transfers, on test in squared loss: the misfit between student and supervisor, the student's gain
+# over its supervisor (Brier score), and gain - misfit with its standard error over the test rows:
+# Charikar et al. (2024) prove gain >= misfit (w2s/scoring/metrics.py: transfer_diagnostics)
+BOUND_METRICS = ("misfit_test", "brier_gain", "bound_slack", "bound_slack_se")
 # transfers: of the supervisor's test errors, the share the student repeats and the share it fixes;
-# its misfit on its weak labels of half B (w2s/pipeline/evaluation.py: transfer_diagnostics)
-ERROR_METRICS = ("error_inheritance", "error_correction", "misfit", "misfit_disagreement")
+# its misfit on its weak labels of half B (w2s/pipeline/evaluation.py: transfer_diagnostics); the bound
+ERROR_METRICS = ("error_inheritance", "error_correction", "misfit", "misfit_disagreement", *BOUND_METRICS)
 # transfers: how good the labels it trained on were (before a probe or gold mixing), against ground truth
 WEAK_LABEL_METRICS = ("weak_label_accuracy", "weak_label_ece", "n_gold")
 # what classifier_metrics computes for every transfer from its and its supervisor's predictions
