@@ -233,6 +233,14 @@ def test_least_confident_gold_counts_and_the_gold_only_baseline_train_on_exactly
             assert r["stage"].endswith(f"gold-n{n}-least_confident/s0")
         (only,) = [r for r in rows if r["kind"] == "gold_only" and r["gold_n"] == n]  # once, whatever the loss
         assert only["n_train"] == n and only["weak_key"] == weak["key"]
+        # as many optimizer steps as its students: their epochs over their rows, in passes over n rows
+        epochs = json.loads((stage_folder(root, only["key"]) / "metrics.json").read_text())["epochs"]
+        student_rows = next(r["n_train"] for r in rows if r["kind"] == "transfer")
+        assert epochs == pytest.approx(spec["train"]["epochs"] * student_rows / n, rel=1e-3)
+        logs = [stage_folder(root, r["key"]) / "log.jsonl" for r in (only, students[0])]
+        assert [json.loads(f.read_text().splitlines()[-1])["step"] for f in logs] == [
+            student_rows // 16
+        ] * 2  # batch 16
         assert set(json.loads((stage_folder(root, only["key"]) / "gold.json").read_text())["ids"]) == chosen[n]
         assert only["pgr"] == pgr(only["test_accuracy"], only["weak_accuracy"], only["ceiling_accuracy"])
     assert chosen[6] < chosen[12]  # nested

@@ -7,6 +7,7 @@ The others return (None, None).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class Labelled(NamedTuple):
     loss_fn: object
     extra: dict  # metrics on what was done to the labels
     supervisor: dict | None = None  # a student's: its supervisor's predictions (supervisor_predictions)
+    epochs: float | None = None  # passes over train_rows, where not the stage's settings' (a gold-only stage)
 
 
 class Inputs(NamedTuple):
@@ -130,11 +132,12 @@ class ClassifierStage:
         checkpoints = self.checkpoints(job, inputs) if stage.settings.eval_every is not None else None
 
         start = time.perf_counter()
+        settings = stage.settings if given.epochs is None else dataclasses.replace(stage.settings, epochs=given.epochs)
         model, accelerator = train(
             inputs.model,
             inputs.train,
             classification(given.loss_fn),
-            stage.settings,
+            settings,
             stage.training_seed,
             log=job.log,
             log_every=job.spec.tracking.log_every,
@@ -293,7 +296,9 @@ class Transfer(ClassifierStage):
 
 class GoldOnly(Transfer):
     """The student's model on its gold rows alone (those its students get ground truth for, before a
-    label probe), cross-entropy on their ground truth: what the gold labels buy without weak ones."""
+    label probe), cross-entropy on their ground truth: what the gold labels buy without weak ones.
+    It takes as many optimizer steps as its students (their epochs over their rows: more passes over
+    fewer rows), so that a small gold set is not undertrained for being small."""
 
     def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
         stage = job.stage
@@ -307,10 +312,9 @@ class GoldOnly(Transfer):
             write_json(job.folder / "gold.json", record)
         gold = [train_rows[i] for i in chosen]
         validation_rows = [r for r, h in zip(rows, held) if h]
-        k = labels.shape[1]
-        return Labelled(
-            gold, one_hot(gold, k), validation_rows, labels[held], Xent(), {"n_gold": len(gold)}, supervisor
-        )
+        k, epochs = labels.shape[1], stage.settings.epochs * len(train_rows) / max(len(gold), 1)
+        extra = {"n_gold": len(gold), "epochs": round(epochs, 4)}
+        return Labelled(gold, one_hot(gold, k), validation_rows, labels[held], Xent(), extra, supervisor, epochs)
 
 
 def image_encoder(job: StageJob, head: bool = False):
