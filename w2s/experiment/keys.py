@@ -69,7 +69,7 @@ def data_identity(dataset: DataSpec, contents: dict) -> dict:
 def settings_identity(settings: TrainSettings) -> dict:
     """What changes a stage's numbers (`compile` too: it can move the last bits), not memory knobs.
     Settings added after KEY_VERSION 5 enter only when set, so that stages without them keep their keys."""
-    added = {"eval_every": None, "validation_frac": 0.0, "attention": "sdpa"}
+    added = {"eval_every": None, "validation_frac": 0.0, "attention": "sdpa", "head_lr": 1.0}
     return {
         k: v
         for k, v in dataclasses.asdict(settings).items()

@@ -111,6 +111,7 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env
         eval_every=t.eval_every,
         validation_frac=t.validation_frac,
         attention=t.attention,
+        head_lr=t.head_lr,
     )
 
 

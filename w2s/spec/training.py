@@ -61,6 +61,13 @@ class TrainSpec(Strict):
     )
     warmup_frac: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
+    head_lr: float = Field(
+        1.0,
+        gt=0,
+        description="The classifier head's learning rate as a multiple of lr (the backbone's). The head "
+        "starts at zero; with a small lr it barely leaves it in a short run, and its soft labels are "
+        "then near uniform (docs/supervision.md, Confident supervisors).",
+    )
     dropout: bool = Field(
         False,
         description="Dropout while training. false (the default, as the reference): the model trains in "

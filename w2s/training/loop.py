@@ -154,9 +154,10 @@ class _Step:
         """The optimizer and the model prepared by the accelerator; the schedule, stepped by hand once
         per optimizer step whatever the process count."""
         settings, accelerator = self.settings, self.accelerator
-        params = [p for p in self.model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
-        optimizer = fused_or_default(opt_cls, params, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = fused_or_default(
+            opt_cls, parameter_groups(self.model, settings), lr=settings.lr, weight_decay=settings.weight_decay
+        )
         self.model, self.optimizer = accelerator.prepare(self.model, optimizer)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(settings.lr_schedule, total, round(settings.warmup_frac * total))
@@ -239,6 +240,18 @@ def evaluation_steps(total: int, eval_every: float | None) -> list[int]:
     every = eval_every if eval_every >= 1 else eval_every * total
     points = {min(total, max(1, math.ceil(i * every - 1e-9))) for i in range(1, math.ceil(total / every + 1e-9) + 1)}
     return sorted(points | {total})
+
+
+def parameter_groups(model: torch.nn.Module, settings: TrainSettings) -> list:
+    """The trainable parameters; with `head_lr`, in two groups: the backbone's at lr, the head's
+    (`model.head`) at head_lr x lr."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.head_lr == 1.0:
+        return params
+    head_ids = {id(p) for p in getattr(model, "_orig_mod", model).head.parameters()}  # compiled or not
+    head = [p for p in params if id(p) in head_ids]
+    rest = [p for p in params if id(p) not in head_ids]
+    return [{"params": rest}, {"params": head, "lr": settings.lr * settings.head_lr}]
 
 
 def fused_or_default(opt_cls, params, **kwargs) -> torch.optim.Optimizer:
