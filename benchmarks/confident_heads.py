@@ -62,7 +62,16 @@ def spec_for(case: str, out: Path, head_lr: float, seeds: list[int]) -> dict:
         return {
             "name": f"three-class-head{head_lr:g}",
             "output_dir": str(out),
-            "datasets": {"name": "three", "data_files": files, "classes": 3, "n_train": 600, "n_test": 300},
+            "datasets": {
+                "name": "local",
+                "id": "three",
+                "data_files": files,
+                "text_columns": ["text"],
+                "label_column": "label",
+                "classes": 3,
+                "n_train": 600,
+                "n_test": 300,
+            },
             "models": [{"name": "minilm-l1", "lr": 3e-4, "epochs": 1}, {"name": "minilm-l2", "lr": 1e-4}],
             "pairs": [["minilm-l1", "minilm-l2"]],
             "losses": [{"name": "xent"}, {"name": "logconf"}],

@@ -293,6 +293,28 @@ def test_selection_ensembles_gold_and_diagnostics_reach_wandb(tmp_path):
                 assert run["summary"][key] == row[key]
 
 
+def test_label_budgets_the_bound_and_the_heads_learning_rate_reach_wandb(tmp_path):
+    """gold_n, gold_select and head_lr in each run's config; a gold-only stage is a run of its own job
+    type; the bound check's numbers in each transfer's summary."""
+    spec = tiny_spec(tmp_path, pairs=[["tiny-16", "tiny-24"]], tracking={"mode": "offline"})
+    spec["train"].update(gold_n=[4], gold_select="least_confident", gold_only=True, head_lr=10)
+    rows = run_experiment(validate_spec(spec), echo=lambda *a: None)
+    runs = {r["config"].get("key"): r for r in offline_runs(tmp_path / "tiny") if r["job_type"] != "summary"}
+    assert sorted(r["job_type"] for r in runs.values()) == ["gold_only", "ground_truth", "ground_truth", "transfer"]
+    for row in rows:
+        config = runs[row["key"]]["config"]
+        assert config["settings"]["head_lr"] == 10
+        if row["kind"] in ("transfer", "gold_only"):
+            assert (
+                (config["gold_n"], config["gold_select"])
+                == (4, "least_confident")
+                == (row["gold_n"], row["gold_select"])
+            )
+        if row["kind"] == "transfer":
+            for key in ("misfit_test", "brier_gain", "bound_slack", "bound_slack_se"):
+                assert runs[row["key"]]["summary"][key] == row[key] is not None
+
+
 def test_wandb_variables_decide_where_the_spec_is_silent_and_the_spec_wins_where_it_is_not(tmp_path, monkeypatch):
     """W&B's conventions, with the real wandb library offline: WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY
     and WANDB_DIR decide what the spec leaves out; a spec field wins over its variable."""

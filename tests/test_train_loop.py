@@ -138,3 +138,38 @@ def test_the_linear_schedule_is_the_trainers(total, warmup):
     ours = rates(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda("linear", total, warmup)))
     theirs = rates(lambda opt: get_linear_schedule_with_warmup(opt, warmup, total))
     assert ours == theirs and len(set(ours)) > 1
+
+
+def test_head_lr_gives_the_head_its_own_learning_rate_and_enters_the_key_only_when_set():
+    """A linear probe (nothing but a head) with Adam: a constant schedule's first steps move each weight
+    by about lr, so head_lr 10 moves the head 10x as far; at 1 the optimizer has one group, as before."""
+    import dataclasses
+
+    from tests.conftest import tiny_spec
+    from w2s.experiment.keys import settings_identity
+    from w2s.experiment.plan import plan_run
+    from w2s.spec import validate_spec
+    from w2s.training.loop import parameter_groups
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8)).astype(np.float32)
+    labels = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]
+    settings = TrainSettings(
+        epochs=1, lr=1e-3, batch_size=16, minibatch_size=16, eval_batch_size=64, optimizer="adam", weight_decay=0.0,
+        lr_schedule="constant", warmup_frac=0.0, max_grad_norm=None, mixed_precision="no",
+    )  # fmt: skip
+    moved = {}
+    for mult in (1.0, 10.0):
+        head = ProbeHead(8, 2)
+        groups = parameter_groups(head, dataclasses.replace(settings, head_lr=mult))
+        assert isinstance(groups[0], dict) == (mult != 1)  # a plain parameter list: one group
+        trained, _ = train(head, Activations([str(i) for i in range(32)], x, labels), classification(Xent()),
+                           dataclasses.replace(settings, head_lr=mult), seed=0)  # fmt: skip
+        moved[mult] = trained.head.weight.detach().abs().max().item()
+    assert moved[1.0] == pytest.approx(2e-3, rel=0.05) and moved[10.0] == pytest.approx(2e-2, rel=0.05)  # 2 steps
+    assert "head_lr" not in settings_identity(settings)
+    assert settings_identity(dataclasses.replace(settings, head_lr=10.0))["head_lr"] == 10.0
+    spec = tiny_spec("/tmp/unused", pairs=[["tiny-16", "tiny-24"]])
+    plain = {s.name: s.key for s in plan_run(validate_spec(spec)).stages}
+    spec["train"]["head_lr"] = 1
+    assert {s.name: s.key for s in plan_run(validate_spec(spec)).stages} == plain
