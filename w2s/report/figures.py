@@ -94,11 +94,12 @@ def missing_for(name: str | None, summary: pd.DataFrame, curves: pd.DataFrame | 
     direct = summary[summary["kind"] == "transfer"]
     if direct.empty:
         return "no direct weak-to-strong transfers among these results (kind 'transfer'): nothing to draw"
-    if name == "gold_frac" and direct["gold_frac"].nunique() < 2:
+    counts = direct["gold_n"].nunique() if "gold_n" in direct else 1
+    if name == "gold_frac" and direct["gold_frac"].nunique() < 2 and counts < 2:
         shares = ", ".join(f"{v:g}" for v in direct["gold_frac"].drop_duplicates())
         return (
-            f"these results have one gold share (train.gold_frac {shares}); the figure needs transfers at "
-            "several (docs/supervision.md)"
+            f"these results have one gold share (train.gold_frac {shares}) and one gold count; the figure "
+            "needs transfers at several (docs/supervision.md)"
         )
     if name == "pgr_vs_progress" and (curves is None or curves.empty):
         return (
@@ -663,40 +664,64 @@ def _first_rule_least_gold(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows of one selection rule and of its smallest gold share: what the size curves draw, so
     that no line mixes settings."""
     frame = _first_rule(summary)
-    if "gold_frac" in frame and frame["gold_frac"].notna().any():
-        frame = frame[frame["gold_frac"] == frame["gold_frac"].min()]
+    for column in ("gold_frac", "gold_n"):
+        if column in frame and frame[column].notna().any():
+            frame = frame[frame[column] == frame[column].min()]
     return frame
 
 
 def plot_gold(summary: pd.DataFrame, metric: str):
-    """The student's metric and PGR against the share of ground truth mixed into its labels, a line
-    per transfer (with its 95% interval), the weak model's and the ceiling's scores as references."""
-    direct = _first_rule(summary[summary["kind"] == "transfer"])
+    """The student's metric and PGR against the ground truth mixed into its labels (a share,
+    `gold_frac`, or a count, `gold_n`), a line per transfer and way of choosing the gold rows (with
+    its 95% interval; the student without gold starts each), the gold-only stages as dashed lines,
+    the weak model's and the ceiling's scores as references."""
+    frame = _first_rule(summary[summary["kind"].isin(["transfer", "gold_only"])])
+    frame = frame.assign(**{c: d for c, d in (("gold_n", 0), ("gold_select", "random")) if c not in frame})
+    x_column = "gold_n" if frame["gold_n"].fillna(0).astype(float).any() else "gold_frac"
     fig, axes = _figure(1, 2)
     score, ratio = axes[0, 0], axes[0, 1]
-    several = direct["dataset"].nunique() > 1
-    for i, ((dataset, chain, loss), lines) in enumerate(direct.groupby(["dataset", "chain", "loss"], sort=False)):
-        lines = lines.sort_values("gold_frac")
-        color = PALETTE[i % len(PALETTE)]
-        label = f"{dataset}: {chain} ({loss})" if several else f"{chain} ({loss})"
-        x = lines["gold_frac"].astype(float).to_numpy()
-        for ax, column in ((score, f"test_{metric}"), (ratio, "pgr")):
-            y = lines[column].astype(float).to_numpy()
-            ax.plot(x, y, "o-", color=color, label=label)
-            low, high = f"{column}_low", f"{column}_high"
-            if low in lines:
-                _intervals(ax, x, y, lines[low].astype(float), lines[high].astype(float), color)
-        score.axhline(lines[f"weak_{metric}"].mean(), color=color, linewidth=0.6, linestyle=":")
-        score.axhline(lines[f"ceiling_{metric}"].mean(), color=color, linewidth=0.6, linestyle="--")
+    several = frame["dataset"].nunique() > 1
+    rules = frame.loc[frame[x_column].astype(float) > 0, "gold_select"].nunique() > 1
+    chains = frame["chain"].nunique()
+    lines_drawn = 0
+    for (dataset, chain, loss), group in frame[frame["kind"] == "transfer"].groupby(
+        ["dataset", "chain", "loss"], sort=False
+    ):
+        plain = group[group[x_column].astype(float) == 0]
+        only = frame[(frame["kind"] == "gold_only") & (frame["dataset"] == dataset) & (frame["chain"] == chain)]
+        for select, mixed in group[group[x_column].astype(float) > 0].groupby("gold_select", sort=True):
+            color = PALETTE[lines_drawn % len(PALETTE)]
+            lines_drawn += 1
+            pair = (f"{dataset}: " if several else "") + (f"{chain}, " if chains > 1 else "")
+            rule = f", {select.replace('_', ' ')}" if rules else ""
+            drawn = [(pd.concat([plain, mixed]), "o-", f"{pair}{loss}{rule}")]
+            gold_only = only[only["gold_select"] == select]
+            if len(gold_only):
+                drawn.append((gold_only, "^--", f"{pair}gold only{rule}"))
+            for lines, style, label in drawn:
+                lines = lines.sort_values(x_column)
+                x = lines[x_column].astype(float).to_numpy()
+                for ax, column in ((score, f"test_{metric}"), (ratio, "pgr")):
+                    y = lines[column].astype(float).to_numpy()
+                    ax.plot(x, y, style, color=color, label=label)
+                    low, high = f"{column}_low", f"{column}_high"
+                    if low in lines:
+                        _intervals(ax, x, y, lines[low].astype(float), lines[high].astype(float), color)
+            score.axhline(group[f"weak_{metric}"].mean(), color=color, linewidth=0.6, linestyle=":")
+            score.axhline(group[f"ceiling_{metric}"].mean(), color=color, linewidth=0.6, linestyle="--")
     score.set_ylabel(f"student test {metric}\n(dotted: weak, dashed: ceiling)")
     ratio.axhline(0, color="black", linewidth=0.6)
     ratio.axhline(1, color="grey", linewidth=0.6, linestyle="--")
     ratio.set_ylabel("PGR")
     for ax in (score, ratio):
-        ax.set_xlabel("gold_frac: share of the weak labels\nreplaced by ground truth")
+        ax.set_xlabel(
+            "gold_n: weak labels replaced by ground truth"
+            if x_column == "gold_n"
+            else "gold_frac: share of the weak labels\nreplaced by ground truth"
+        )
         _mark_beyond_axes(ax)
     handles, labels = _legend_entries(axes)
-    _figure_legend(fig, handles, labels, _interval_words(direct))
+    _figure_legend(fig, handles, labels, _interval_words(frame))
     return fig
 
 
