@@ -262,21 +262,36 @@ class GroundTruth(ClassifierStage):
 
 class Transfer(ClassifierStage):
     """Half B with the supervisor's soft labels (of its checkpoint under the stage's selection rule),
-    cleaned by a label probe if the loss has one, a share replaced by ground truth with `gold_frac`;
-    it validates on the supervisor's labels of half B's held-out rows."""
+    cleaned by a label probe if the loss has one, some replaced by ground truth with `gold_frac` or
+    `gold_n`; it validates on the supervisor's labels of half B's held-out rows."""
 
     def train_split(self, stage: Stage) -> str:
         return "train_b"
 
-    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
-        stage = job.stage
-        supervisor = supervisor_predictions(job.root, stage)
+    def supervised(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
+        """Half B with the supervisor's labels, split into the rows it trains on and the held-out
+        ones (validation), before anything changes them."""
+        supervisor = supervisor_predictions(job.root, job.stage)
         rows, labels = supervisor_labels(supervisor["train_b"], splits.train_b)
         held = np.array([r["id"] in held_out for r in rows], dtype=bool)
-        validation_rows = [r for r, h in zip(rows, held) if h]
-        train_rows, train_labels = [r for r, h in zip(rows, held) if not h], labels[~held]
+        train_rows, validation_rows = [r for r, h in zip(rows, held) if not h], [r for r, h in zip(rows, held) if h]
+        return Labelled(train_rows, labels[~held], validation_rows, labels[held], None, {}, supervisor)
+
+    def gold_rows(self, job: StageJob, given: Labelled, rows: list[dict], labels: np.ndarray):
+        """`rows` with `labels`, the stage's gold rows' replaced by ground truth (chosen by the
+        supervisor's confidence on `given`'s rows, before a probe), the chosen indices; the choice
+        recorded in gold.json."""
+        stage = job.stage
+        confidence = dict(zip((r["id"] for r in given.train_rows), given.train_labels.max(axis=1)))
+        mixed, chosen, record = mix_gold(rows, labels, confidence, stage.gold, stage.seed)
+        if job.writes:  # which rows trained on ground truth, and how they were chosen
+            write_json(job.folder / "gold.json", record)
+        return mixed, chosen
+
+    def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
+        stage, given = job.stage, self.supervised(job, splits, held_out)
+        train_rows, train_labels = given.train_rows, given.train_labels
         extra = weak_label_quality(train_rows, train_labels)
-        loss_fn = build_loss(stage.loss)
         if stage.loss.probe is not None:
             train_rows, train_labels, probe = clean_with_probe(job.root, stage, train_rows, train_labels)
             extra.update(probe)
@@ -286,12 +301,11 @@ class Transfer(ClassifierStage):
                 f"{probe['probe_label_accuracy']:.3f}"
             )
         if stage.gold:
-            confidence = dict(zip((r["id"] for r in rows), labels.max(axis=1)))  # the supervisor's, before a probe
-            train_labels, chosen, record = mix_gold(train_rows, train_labels, confidence, stage.gold, stage.seed)
+            train_labels, chosen = self.gold_rows(job, given, train_rows, train_labels)
             extra["n_gold"] = len(chosen)
-            if job.writes:  # the recorded choice: which rows trained on ground truth, and how they were chosen
-                write_json(job.folder / "gold.json", record)
-        return Labelled(train_rows, train_labels, validation_rows, labels[held], loss_fn, extra, supervisor)
+        return given._replace(
+            train_rows=train_rows, train_labels=train_labels, loss_fn=build_loss(stage.loss), extra=extra
+        )
 
 
 class GoldOnly(Transfer):
@@ -301,20 +315,17 @@ class GoldOnly(Transfer):
     fewer rows), so that a small gold set is not undertrained for being small."""
 
     def labels(self, job: StageJob, splits, held_out: set[str]) -> Labelled:
-        stage = job.stage
-        supervisor = supervisor_predictions(job.root, stage)
-        rows, labels = supervisor_labels(supervisor["train_b"], splits.train_b)
-        held = np.array([r["id"] in held_out for r in rows], dtype=bool)
-        train_rows, train_labels = [r for r, h in zip(rows, held) if not h], labels[~held]
-        confidence = dict(zip((r["id"] for r in rows), labels.max(axis=1)))
-        _, chosen, record = mix_gold(train_rows, train_labels, confidence, stage.gold, stage.seed)
-        if job.writes:
-            write_json(job.folder / "gold.json", record)
-        gold = [train_rows[i] for i in chosen]
-        validation_rows = [r for r, h in zip(rows, held) if h]
-        k, epochs = labels.shape[1], stage.settings.epochs * len(train_rows) / max(len(gold), 1)
-        extra = {"n_gold": len(gold), "epochs": round(epochs, 4)}
-        return Labelled(gold, one_hot(gold, k), validation_rows, labels[held], Xent(), extra, supervisor, epochs)
+        given = self.supervised(job, splits, held_out)
+        _, chosen = self.gold_rows(job, given, given.train_rows, given.train_labels)
+        gold = [given.train_rows[i] for i in chosen]
+        epochs = job.stage.settings.epochs * len(given.train_rows) / max(len(gold), 1)
+        return given._replace(
+            train_rows=gold,
+            train_labels=one_hot(gold, given.train_labels.shape[1]),
+            loss_fn=Xent(),
+            extra={"n_gold": len(gold), "epochs": round(epochs, 4)},
+            epochs=epochs,
+        )
 
 
 def image_encoder(job: StageJob, head: bool = False):
