@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from w2s.experiment.selection import RULES
+from w2s.report.tables import with_group_defaults
 
 STYLE = {
     "font.size": 8,
@@ -676,7 +677,7 @@ def plot_gold(summary: pd.DataFrame, metric: str):
     its 95% interval; the student without gold starts each), the gold-only stages as dashed lines,
     the weak model's and the ceiling's scores as references."""
     frame = _first_rule(summary[summary["kind"].isin(["transfer", "gold_only"])])
-    frame = frame.assign(**{c: d for c, d in (("gold_n", 0), ("gold_select", "random")) if c not in frame})
+    frame = with_group_defaults(frame, ["gold_n", "gold_select"])  # a report of an older version lacks them
     x_column = "gold_n" if frame["gold_n"].fillna(0).astype(float).any() else "gold_frac"
     fig, axes = _figure(1, 2)
     score, ratio = axes[0, 0], axes[0, 1]
