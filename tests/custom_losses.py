@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import torch.nn.functional as F
 
@@ -17,8 +18,26 @@ class Boom:
 
 class Slow:
     """Cross-entropy that takes at least 50 ms a call: transfer stages last seconds on any CPU, so a
-    test can stop one in the middle (tests/slurm/test_slurm.py)."""
+    test can stop one in the middle (tests/slurm/test_slurm.py).
+
+    With W2S_TEST_MEET=DIR and W2S_TEST_MEET_COUNT=N, each process's first call waits (five minutes
+    at most) until N processes have made theirs: every worker of a sweep then trains a stage, however
+    late a busy machine starts one of them."""
 
     def __call__(self, logits, soft_labels, step_frac):
+        meet = os.environ.get("W2S_TEST_MEET")
+        if meet:
+            wait_for_the_others(Path(meet), int(os.environ["W2S_TEST_MEET_COUNT"]))
         time.sleep(0.05)
         return F.cross_entropy(logits.float(), soft_labels)
+
+
+def wait_for_the_others(meet: Path, count: int, timeout: float = 300) -> None:
+    arrived = meet / str(os.getpid())
+    if arrived.exists():
+        return
+    meet.mkdir(parents=True, exist_ok=True)
+    arrived.touch()
+    deadline = time.monotonic() + timeout
+    while len(list(meet.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.1)

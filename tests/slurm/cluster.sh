@@ -83,7 +83,10 @@ start() {
   munge -n | unmunge >/dev/null 2>&1 || die "munge credentials do not work (munge -n | unmunge)"
 
   # 3. slurm.conf, rewritten only when its content differs so a running cluster is left alone.
-  local mem_mb new changed=0
+  local mem_mb new changed=0 cpus
+  # the machine's cores, whatever OMP_NUM_THREADS a caller set (GNU nproc obeys it; the tests set it
+  # to share the cores between pytest's workers)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)   # a bit under MemTotal
   new=$(cat <<EOF
 $MARK
@@ -108,7 +111,7 @@ StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=localhost CPUs=$(nproc) RealMemory=$mem_mb State=UNKNOWN
+NodeName=localhost CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
 )
@@ -140,7 +143,7 @@ EOF
     timeout 60 srun -n1 -t 1 true || die "srun -n1 -t 1 true failed"
   fi
   local ver; ver=$(sinfo -V | awk '{print $2}')
-  echo "slurm: one-node cluster up (Slurm $ver, $(nproc) CPUs, partition debug)"
+  echo "slurm: one-node cluster up (Slurm $ver, $cpus CPUs, partition debug)"
 }
 
 status() {

@@ -44,9 +44,14 @@ def sweep_spec(folder: Path) -> Path:
     return write_spec(folder / "slurm.yaml", spec)
 
 
-def w2s(*args) -> subprocess.CompletedProcess:
+def w2s(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "w2s", *map(str, args)], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "w2s", *map(str, args)],
+        cwd=REPO,
+        env=dict(ENV, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -84,7 +89,10 @@ def local_rows(tmp_path_factory) -> list[dict]:
 
 def test_two_slurm_workers_train_each_stage_once_with_the_local_numbers(cluster, local_rows, tmp_path):
     root = tmp_path / "runs" / "slurm"
-    proc = w2s("submit", sweep_spec(tmp_path), "--workers", "2", "--time", "15", "--wait")
+    # each worker's first transfer waits for the other's (tests/custom_losses.py): both take part
+    # even when a busy machine starts the second long after the first
+    meet = {"W2S_TEST_MEET": str(tmp_path / "meet"), "W2S_TEST_MEET_COUNT": "2"}
+    proc = w2s("submit", sweep_spec(tmp_path), "--workers", "2", "--time", "15", "--wait", env=meet)
     sub = submission(root, proc)
     job = sub["job_id"]
     assert f"submitted Slurm job array {job} (2 workers: {job}_0 .. {job}_1)" in proc.stdout
@@ -119,6 +127,15 @@ def holder_mid_stage(root: Path, task: str | None = None, wait: float = 120) -> 
     pytest.fail(f"no worker{' ' + task if task else ''} was seen in the middle of a stage")
 
 
+def wait_for_a_finished_stage(root: Path, wait: float = 300) -> None:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if (root / "stages").is_dir() and any(not p.name.startswith(".") for p in (root / "stages").iterdir()):
+            return
+        time.sleep(0.05)
+    pytest.fail("no stage finished in five minutes")
+
+
 def cancel(task: str) -> None:
     subprocess.run(["scancel", task], check=True)
     deadline = time.monotonic() + 60
@@ -131,6 +148,7 @@ def test_workers_cancelled_mid_stage_and_a_resubmission_finish_the_sweep(cluster
     spec, root = sweep_spec(tmp_path), tmp_path / "runs" / "slurm"
     first = submission(root, w2s("submit", spec, "--workers", "2", "--time", "15"))
     job = first["job_id"]
+    wait_for_a_finished_stage(root)  # so the resubmission has something to leave alone
     killed = [holder_mid_stage(root)]
     cancel(killed[0]["slurm_job"])
     other = next(t for t in (f"{job}_0", f"{job}_1") if t != killed[0]["slurm_job"])
