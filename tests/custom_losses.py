@@ -22,12 +22,17 @@ class Slow:
 
     With W2S_TEST_MEET=DIR and W2S_TEST_MEET_COUNT=N, each process's first call waits (five minutes
     at most) until N processes have made theirs: every worker of a sweep then trains a stage, however
-    late a busy machine starts one of them."""
+    late a busy machine starts one of them. With W2S_TEST_HOLD=DIR, a call waits while DIR/hold
+    exists, and says so in DIR/held-PID: a test can stop a process in the middle of a stage that
+    cannot finish first."""
 
     def __call__(self, logits, soft_labels, step_frac):
         meet = os.environ.get("W2S_TEST_MEET")
         if meet:
             wait_for_the_others(Path(meet), int(os.environ["W2S_TEST_MEET_COUNT"]))
+        hold = os.environ.get("W2S_TEST_HOLD")
+        if hold:
+            wait_while_held(Path(hold))
         time.sleep(0.05)
         return F.cross_entropy(logits.float(), soft_labels)
 
@@ -41,3 +46,10 @@ def wait_for_the_others(meet: Path, count: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while len(list(meet.iterdir())) < count and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def wait_while_held(hold: Path) -> None:
+    if (hold / "hold").exists():
+        (hold / f"held-{os.getpid()}").touch()
+        while (hold / "hold").exists():
+            time.sleep(0.05)

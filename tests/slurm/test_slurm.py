@@ -109,9 +109,9 @@ def squeue(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True, text=True).stdout.strip()
 
 
-def holder_mid_stage(root: Path, task: str | None = None, wait: float = 120) -> dict:
-    """The lock holder (a Slurm array task) that is training a stage: its folder being written has
-    training steps logged."""
+def held_holder(root: Path, hold: Path, task: str | None = None, wait: float = 300) -> dict:
+    """The lock holder (a Slurm array task, or the given one) held in the middle of a stage by the
+    test loss (tests/custom_losses.py: it waits while HOLD/hold exists and writes HOLD/held-PID)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         for lock in (root / ".locks").glob("*.lock"):
@@ -119,12 +119,10 @@ def holder_mid_stage(root: Path, task: str | None = None, wait: float = 120) -> 
             holder = found[0] if found else {}
             if not holder.get("slurm_job") or (task and holder["slurm_job"] != task):
                 continue
-            for tmp in (root / "stages").glob(f".tmp-*-{holder['pid']}"):
-                log = tmp / "log.jsonl"
-                if log.is_file() and log.stat().st_size:
-                    return holder
+            if (hold / f"held-{holder['pid']}").exists():
+                return holder
         time.sleep(0.02)
-    pytest.fail(f"no worker{' ' + task if task else ''} was seen in the middle of a stage")
+    pytest.fail(f"no worker{' ' + task if task else ''} was held in the middle of a stage")
 
 
 def wait_for_a_finished_stage(root: Path, wait: float = 300) -> None:
@@ -145,15 +143,18 @@ def cancel(task: str) -> None:
 
 
 def test_workers_cancelled_mid_stage_and_a_resubmission_finish_the_sweep(cluster, local_rows, tmp_path):
-    spec, root = sweep_spec(tmp_path), tmp_path / "runs" / "slurm"
-    first = submission(root, w2s("submit", spec, "--workers", "2", "--time", "15"))
+    spec, root, hold = sweep_spec(tmp_path), tmp_path / "runs" / "slurm", tmp_path / "hold"
+    hold.mkdir()
+    first = submission(root, w2s("submit", spec, "--workers", "2", "--time", "15", env={"W2S_TEST_HOLD": str(hold)}))
     job = first["job_id"]
     wait_for_a_finished_stage(root)  # so the resubmission has something to leave alone
-    killed = [holder_mid_stage(root)]
+    (hold / "hold").touch()  # from now on every transfer waits in its loss until the file is gone
+    killed = [held_holder(root, hold)]
     cancel(killed[0]["slurm_job"])
     other = next(t for t in (f"{job}_0", f"{job}_1") if t != killed[0]["slurm_job"])
-    killed.append(holder_mid_stage(root, other))
+    killed.append(held_holder(root, hold, other))
     cancel(other)
+    (hold / "hold").unlink()
 
     for holder in killed:  # each stopped at once, dropping its stage and its lock
         log = (root / "submit" / first["sweep"] / "logs" / f"{holder['slurm_job']}_0_log.err").read_text()
