@@ -317,7 +317,8 @@ def test_label_budgets_the_bound_and_the_heads_learning_rate_reach_wandb(tmp_pat
 
 def test_wandb_variables_decide_where_the_spec_is_silent_and_the_spec_wins_where_it_is_not(tmp_path, monkeypatch):
     """W&B's conventions, with the real wandb library offline: WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY
-    and WANDB_DIR decide what the spec leaves out; a spec field wins over its variable."""
+    and WANDB_DIR decide what the spec leaves out (or leaves to `auto`); a spec field wins over its
+    variable."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_PROJECT", "from-env")
     monkeypatch.setenv("WANDB_ENTITY", "env-team")
@@ -335,6 +336,9 @@ def test_wandb_variables_decide_where_the_spec_is_silent_and_the_spec_wins_where
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_experiment(validate_spec({**silent, "output_dir": str(tmp_path / "c")}), echo=lambda *a: None)
     assert (tmp_path / "c" / "tiny" / "stages").is_dir() and not (tmp_path / "c" / "tiny" / "wandb").exists()
+    auto = {**silent, "output_dir": str(tmp_path / "c2"), "tracking": {"mode": "auto"}}  # as the shipped specs say
+    run_experiment(validate_spec(auto), echo=lambda *a: None)
+    assert (tmp_path / "c2" / "tiny" / "stages").is_dir() and not (tmp_path / "c2" / "tiny" / "wandb").exists()
     disabled_by_spec = {**spoken, "output_dir": str(tmp_path / "d"), "tracking": {"mode": "disabled"}}
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_experiment(validate_spec(disabled_by_spec), echo=lambda *a: None)

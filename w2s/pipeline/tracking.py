@@ -81,14 +81,17 @@ class Tracking:
 
 
 def resolve_tracking(spec) -> Tracking:
-    """W&B's conventions: a spec field wins; where the spec leaves `tracking.mode`, `project` or
-    `entity` out, W&B's own variable decides (WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY); then w2s's
-    default. Run folders go next to the stages (<output_dir>/<experiment>/wandb/), or under
+    """W&B's conventions: a spec field wins; where the spec leaves `tracking.mode` (or names `auto`),
+    `project` or `entity` out, W&B's own variable decides (WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY);
+    then w2s's default. Run folders go next to the stages (<output_dir>/<experiment>/wandb/), or under
     $WANDB_DIR/wandb/ where that is set."""
     t, env = spec.tracking, os.environ
 
     def pick(field: str, variable: str):
-        return getattr(t, field) if field in t.model_fields_set or not env.get(variable) else env[variable]
+        # `auto` decides by where the run is, so a spec that names it still hears WANDB_MODE (the
+        # shipped specs name it, and `WANDB_MODE=disabled w2s run experiments/...` turns W&B off)
+        named = field in t.model_fields_set and getattr(t, field) != "auto"
+        return getattr(t, field) if named or not env.get(variable) else env[variable]
 
     mode = pick("mode", "WANDB_MODE")
     if mode not in ("auto", *WANDB_MODES):
