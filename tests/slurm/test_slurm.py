@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import tiny_spec, write_spec
 from w2s.pipeline.locks import read_lock
+from w2s.pipeline.store import finished_keys
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -128,7 +129,7 @@ def held_holder(root: Path, hold: Path, task: str | None = None, wait: float = 3
 def wait_for_a_finished_stage(root: Path, wait: float = 300) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if (root / "stages").is_dir() and any(not p.name.startswith(".") for p in (root / "stages").iterdir()):
+        if finished_keys(root):
             return
         time.sleep(0.05)
     pytest.fail("no stage finished in five minutes")
