@@ -2,23 +2,27 @@
 
     python benchmarks/run.py [--sst2 ../shared/data/sst2] [--rounds 3] [--json benchmarks/results.json]
                              [--model minilm-l6 [--random-init]] [--n-train 1024] [--only trainer]
-                             [--ladder] [--compile]
+                             [--ladder] [--compile] [--precision auto|no|bf16]
 
 Each row is the median over interleaved rounds (A, B, A, B, ...: a noisy machine slows both), with
 the range of the single rounds; an untimed stage first takes the process's one-time costs:
 
-- trainer: a w2s ground-truth stage (MiniLM-L6, or --model, + its mean-pooled head, 512 SST-2
-  sentences at most 64 tokens, batch 32, 2 epochs, AdamW, cosine, the precision `auto` picks here)
-  against Hugging Face's Trainer on the same model, token ids, batches, epochs, optimizer (both fused
-  AdamW), schedule and precision, with its default sampler and with length grouping; examples per
-  second of training (w2s: the time in `train`; Trainer: its train() call). Dropout is on for both,
-  as the Trainer trains; the same w2s stage with dropout off (the reference recipe) beside them,
-  with PyTorch's choice of attention kernel and with `train.attention: math`;
+- trainer: a w2s ground-truth stage at w2s's defaults (MiniLM-L6, or --model, + its mean-pooled
+  head, 512 SST-2 sentences at most 64 tokens, batch 32, 2 epochs, AdamW, cosine, dropout off,
+  `attention: auto`, the precision `auto` picks here or --precision) against Hugging Face's Trainer
+  on the same model, token ids, batches, epochs, optimizer (both fused AdamW), schedule and
+  precision, with length grouping and every dropout probability 0; then both with dropout on (the
+  Trainer also with its default sampler), and w2s's default against its own dropout-on stage;
+  examples per second of training (w2s: the time in `train`; Trainer: its train() call); the same
+  w2s stage with `attention: sdpa` and `math`;
+- prediction: half B and test after training, at the eval batch size (64): the time in w2s's
+  `predict` against `Trainer.predict` on the same rows and precision;
 - useful MFU of each: 6 x non-embedding parameters x real (unpadded) tokens / time, over a GEMM
   peak measured in this run at that precision;
 - achieved / achievable: the shape-matched bound (`matmul_bound`: the stage's own linear-layer and
   attention matmuls, forward and backward, at w2s's micro-batch shapes, timed alone) over the
-  stage's training time; then torch.profiler's op table of one stage, where the rest goes;
+  stage's training time; then torch.profiler's op table of one stage of each at the defaults
+  (dropout off), where the rest goes;
 - stage overhead: the share of a w2s stage's wall time outside training and prediction (loading,
   tokenizing, writing its folder and results.jsonl), for the MiniLM stage above and for the stages
   of a 15-stage sweep of tiny models, and for that sweep's whole wall time;
@@ -68,11 +72,12 @@ QUIET = lambda *a, **k: None  # noqa: E731
 # the workloads
 
 
-WORKLOAD = {"model": "minilm-l6", "random_init": False, "n_train": 1024}  # set by the command line
+WORKLOAD = {"model": "minilm-l6", "random_init": False, "n_train": 1024, "precision": "auto"}  # the command line's
 
 
 def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
-    """The trainer workload: WORKLOAD's model (MiniLM-L6 unless --model says otherwise) on n_train examples."""
+    """The trainer workload: WORKLOAD's model (MiniLM-L6 unless --model says otherwise) on n_train
+    examples, with w2s's defaults (dropout off, `attention: auto`) unless `train` says otherwise."""
     n_train = WORKLOAD["n_train"]
     data = {"name": "synthetic", "n_train": n_train, "n_test": 256, "max_ctx": 64}
     if sst2 is not None:
@@ -91,7 +96,6 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
         "datasets": data,
         "models": [model],
         "pairs": [["bench", "bench"]],
-        # dropout on, as the Trainer trains (model.train()): the same work per step on both sides
         "train": {
             "epochs": 2,
             "lr": 5e-5,
@@ -99,7 +103,7 @@ def minilm_spec(out: Path, sst2: Path | None, **train) -> dict:
             "minibatch_size": 32,
             "optimizer": "adamw",
             "lr_schedule": "cosine",
-            "dropout": True,
+            "mixed_precision": WORKLOAD["precision"],
             **train,
         },
         "tracking": {"mode": "disabled"},
@@ -115,6 +119,7 @@ class StageClock:
         self.walls: dict[str, float] = {}
         self.inside: dict[str, float] = {}  # key -> seconds in train() and predict()
         self.training: dict[str, float] = {}  # key -> seconds in train()
+        self.predicting: dict[str, float] = {}  # key -> seconds in predict()
         self.current = None
 
     def __enter__(self):
@@ -147,8 +152,8 @@ class StageClock:
                     if clock.current is not None:
                         seconds = time.perf_counter() - start
                         clock.inside[clock.current] += seconds
-                        if fn is train:
-                            clock.training[clock.current] = clock.training.get(clock.current, 0.0) + seconds
+                        into = clock.training if fn is train else clock.predicting
+                        into[clock.current] = into.get(clock.current, 0.0) + seconds
 
             return timed
 
@@ -167,7 +172,8 @@ class StageClock:
 
 
 def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
-    """One ground-truth MiniLM stage through w2s.pipeline.runner: its metrics and wall time."""
+    """One ground-truth MiniLM stage through w2s.pipeline.runner: its metrics, wall time, and the
+    seconds it trained and predicted (half B and test)."""
     spec = validate_spec(minilm_spec(tmp, sst2, **train))
     with StageClock() as clock:
         run_mod.run_experiment(spec, only=["ground_truth/*"], echo=QUIET)
@@ -177,7 +183,9 @@ def w2s_stage(tmp: Path, sst2: Path | None, **train) -> dict:
     key = folder.name.rsplit("__", 1)[-1]
     return {
         **metrics,
+        "settings": json.loads((folder / "config.json").read_text())["settings"],
         "train_seconds": clock.training[key],  # unrounded
+        "predict_seconds": clock.predicting[key],
         "wall": clock.walls[key],
         "overhead_share": clock.overhead_shares()[0],
     }
@@ -205,9 +213,11 @@ def w2s_micro_batches(lengths: list[int], stage) -> list[list[int]]:
     ]
 
 
-def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = False) -> dict:
-    """Hugging Face Trainer on w2s's model and token ids, with w2s's settings (`profiled`: its
-    training's op profile too, under "ops")."""
+def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, dropout: bool = True, profiled: bool = False) -> dict:
+    """Hugging Face Trainer on w2s's model and token ids, with w2s's settings: it trains (dropout on,
+    as it trains a model, or off: every dropout probability 0), then predicts half B and test with
+    `Trainer.predict` at w2s's eval batch size, as a w2s stage does (`profiled`: its training's op
+    profile too, under "ops")."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from w2s.data import load_splits
@@ -216,10 +226,14 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
     from w2s.training.batches import Encoded
 
     stage = bench_stage(tmp, sst2)
-    rows = load_splits(stage.dataset, stage.seed).train_a
-    data: Encoded = encode(rows, stage, one_hot(rows, 2), LengthLog(), "train")[0]
-    labels = data.labels.argmax(1)
-    examples = [{"input_ids": ids, "labels": int(y)} for ids, y in zip(data.input_ids, labels)]
+    splits = load_splits(stage.dataset, stage.seed)
+
+    def examples_of(rows: list[dict], split: str) -> tuple[list[dict], Encoded]:
+        data: Encoded = encode(rows, stage, one_hot(rows, 2), LengthLog(), split)[0]
+        return [{"input_ids": ids, "labels": int(y)} for ids, y in zip(data.input_ids, data.labels.argmax(1))], data
+
+    examples, data = examples_of(splits.train_a, "train")
+    to_predict = examples_of(splits.train_b, "train_b")[0] + examples_of(splits.test, "test")[0]
 
     class WithLoss(torch.nn.Module):
         def __init__(self, classifier):
@@ -232,10 +246,15 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
 
     torch.manual_seed(stage.seed)
     classifier = load_classifier(stage.model)
+    if not dropout:
+        for module in classifier.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0  # BERT's attention reads its dropout's p too
     settings = stage.settings
     args = TrainingArguments(
         output_dir=str(tmp / "hf"),
         per_device_train_batch_size=settings.minibatch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
         num_train_epochs=settings.epochs,
         learning_rate=settings.lr,
         lr_scheduler_type="cosine",
@@ -263,9 +282,14 @@ def hf_trainer(tmp: Path, sst2: Path | None, grouped: bool, profiled: bool = Fal
     with ops, contextlib.redirect_stdout(io.StringIO()):  # its closing metrics dict: the table has them
         trainer.train()
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.predict(to_predict)
+    predict_seconds = time.perf_counter() - start
     return {
         **({"ops": ops} if profiled else {}),
         "train_seconds": seconds,
+        "predict_seconds": predict_seconds,
+        "n_predict": len(to_predict),
         "n_train": len(examples),
         "tokens": int(data.lengths().sum()),
         "lengths": data.lengths().tolist(),
@@ -387,8 +411,9 @@ class OpProfile:
 
 
 def op_profiles(tmp: Path, sst2: Path | None, top: int = 14) -> list[dict]:
-    """Op by op, the training of a w2s stage against the length-grouped Trainer's, at equal settings
-    (dropout on): where the time goes that the matmul bound does not count, and which ops the
+    """Op by op, the training of a w2s stage at its defaults against the length-grouped Trainer's at
+    equal settings (dropout off; w2s's attention kernel as `auto` resolves it, the Trainer's as
+    PyTorch picks): where the time goes that the matmul bound does not count, and which ops the
     speed ratio comes from."""
     from w2s.pipeline import stages
 
@@ -403,7 +428,7 @@ def op_profiles(tmp: Path, sst2: Path | None, top: int = 14) -> list[dict]:
         run_mod.run_experiment(validate_spec(minilm_spec(tmp / "w2s", sst2)), only=["ground_truth/*"], echo=QUIET)
     finally:
         stages.train = train
-    holder["hf"] = hf_trainer(tmp / "hf", sst2, grouped=True, profiled=True)["ops"]
+    holder["hf"] = hf_trainer(tmp / "hf", sst2, grouped=True, dropout=False, profiled=True)["ops"]
     w2s, hf = holder["w2s"].ops, holder["hf"].ops
     total_w2s, total_hf = sum(s for _, s in w2s.values()), sum(s for _, s in hf.values())
     names = sorted(set(w2s) | set(hf), key=lambda k: -max(w2s.get(k, (0, 0))[1], hf.get(k, (0, 0))[1]))[:top]
@@ -486,13 +511,17 @@ def main() -> None:
     parser.add_argument("--only", choices=["trainer"], help="trainer: only the w2s-against-Trainer rows")
     parser.add_argument("--ladder", action="store_true", help="also time the SST-2 ladder sweep (1 seed) end to end")
     parser.add_argument("--compile", action="store_true", help="also time train.compile: true against eager")
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "no", "bf16"], help="the workload's train.mixed_precision"
+    )
     args = parser.parse_args()
-    WORKLOAD.update(model=args.model, random_init=args.random_init, n_train=args.n_train)
+    WORKLOAD.update(model=args.model, random_init=args.random_init, n_train=args.n_train, precision=args.precision)
     if args.ladder and args.sst2 is None:
         parser.error("--ladder: needs SST-2 (--sst2 FOLDER with train.tsv, dev.tsv and test.tsv)")
-    precision = auto_precision()
+    precision = auto_precision() if args.precision == "auto" else (args.precision, "--precision")
     started = time.perf_counter()
-    names = ("w2s", "w2s_no_dropout", "w2s_math", "hf", "hf_grouped", "peak", "tiny", "probe", "compiled", "eager")
+    names = ("w2s", "w2s_dropout", "w2s_sdpa", "w2s_math", "hf", "hf_grouped", "hf_no_dropout", "peak", "tiny", "probe")
+    names += ("compiled", "eager")
     raw: dict = {k: [] for k in names}
     with tempfile.TemporaryDirectory() as tmp:  # untimed: the first stage of a process pays one-time costs
         print("warm-up stage ...", flush=True)
@@ -502,11 +531,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             raw["peak"].append(gemm_peak(precision[0]))
-            raw["w2s"].append(w2s_stage(tmp / "w2s", args.sst2))
-            raw["w2s_no_dropout"].append(w2s_stage(tmp / "w2s-no-dropout", args.sst2, dropout=False))
-            raw["w2s_math"].append(w2s_stage(tmp / "w2s-math", args.sst2, dropout=False, attention="math"))
+            raw["w2s"].append(w2s_stage(tmp / "w2s", args.sst2))  # the defaults: dropout off, attention auto
+            raw["hf_no_dropout"].append(hf_trainer(tmp / "hfn", args.sst2, grouped=True, dropout=False))
+            raw["w2s_dropout"].append(w2s_stage(tmp / "w2s-dropout", args.sst2, dropout=True))
             raw["hf"].append(hf_trainer(tmp / "hf", args.sst2, grouped=False))
             raw["hf_grouped"].append(hf_trainer(tmp / "hfg", args.sst2, grouped=True))
+            raw["w2s_sdpa"].append(w2s_stage(tmp / "w2s-sdpa", args.sst2, attention="sdpa"))
+            raw["w2s_math"].append(w2s_stage(tmp / "w2s-math", args.sst2, attention="math"))
             if args.only is None:
                 raw["tiny"].append(tiny_sweep(tmp / "tiny"))
                 raw["probe"].append(probe_sweep(tmp / "probe", args.sst2))
@@ -541,35 +572,49 @@ def summarise(raw: dict, precision: tuple[str, str], args) -> dict:
         tokens = run.get("tokens") or run["tokens_train"]
         return 6 * run["non_embedding_parameters"] * tokens * epochs / run["train_seconds"] / peak
 
-    for run in raw["w2s"] + raw["w2s_no_dropout"] + raw["w2s_math"] + raw["compiled"] + raw["eager"]:
+    w2s_runs = ("w2s", "w2s_dropout", "w2s_sdpa", "w2s_math", "compiled", "eager")
+    for run in (r for name in w2s_runs for r in raw[name]):
         run["tokens"] = raw["hf"][0]["tokens"]  # the same token ids (w2s's half A)
+    ratio = lambda a, b: median_range([speed(x) / speed(y) for x, y in zip(raw[a], raw[b])])  # noqa: E731
+    kernel = raw["w2s"][0]["settings"]["attention"]  # what auto resolved to here
     rows = {}
-    rows["w2s examples/s"] = median_range([speed(r) for r in raw["w2s"]])
-    for name in ("hf", "hf_grouped"):
+    # the issue's four rows: each precision, dropout off (w2s's defaults) and on, equal settings each
+    rows[f"w2s examples/s, defaults (dropout off, attention auto: {kernel})"] = median_range(
+        [speed(r) for r in raw["w2s"]]
+    )
+    rows["Trainer, group_by_length, dropout off examples/s"] = median_range([speed(r) for r in raw["hf_no_dropout"]])
+    rows["w2s defaults / Trainer, group_by_length, dropout off"] = ratio("w2s", "hf_no_dropout")
+    rows["w2s examples/s, dropout on"] = median_range([speed(r) for r in raw["w2s_dropout"]])
+    for name in ("hf_grouped", "hf"):
         label = "Trainer, default sampler" if name == "hf" else "Trainer, group_by_length"
-        rows[f"{label} examples/s"] = median_range([speed(r) for r in raw[name]])
-        rows[f"w2s / {label}"] = median_range([speed(a) / speed(b) for a, b in zip(raw["w2s"], raw[name])])
-    rows["w2s examples/s, dropout off (the reference recipe)"] = median_range([speed(r) for r in raw["w2s_no_dropout"]])
-    rows["w2s dropout off / dropout on"] = median_range(
-        [speed(a) / speed(b) for a, b in zip(raw["w2s_no_dropout"], raw["w2s"])]
+        rows[f"{label}, dropout on examples/s"] = median_range([speed(r) for r in raw[name]])
+        rows[f"w2s dropout on / {label}, dropout on"] = ratio("w2s_dropout", name)
+    rows["w2s defaults / w2s dropout on"] = ratio("w2s", "w2s_dropout")
+    rows["w2s dropout off: attention math / sdpa"] = ratio("w2s_math", "w2s_sdpa")
+    # prediction: half B and test after training, at the eval batch size (w2s: both splits' predict)
+    predicted = raw["hf"][0]["n_predict"]
+    rows["prediction examples/s, w2s (half B + test)"] = median_range(
+        [predicted / r["predict_seconds"] for r in raw["w2s"]]
     )
-    rows["w2s examples/s, dropout off, attention: math"] = median_range([speed(r) for r in raw["w2s_math"]])
-    rows["w2s dropout off: attention math / sdpa"] = median_range(
-        [speed(a) / speed(b) for a, b in zip(raw["w2s_math"], raw["w2s_no_dropout"])]
+    rows["prediction examples/s, Trainer.predict"] = median_range(
+        [predicted / r["predict_seconds"] for r in raw["hf_no_dropout"]]
     )
-    for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
+    rows["prediction: w2s / Trainer.predict"] = median_range(
+        [b["predict_seconds"] / a["predict_seconds"] for a, b in zip(raw["w2s"], raw["hf_no_dropout"])]
+    )
+    for name, label in (("w2s", "w2s defaults"), ("hf_no_dropout", "Trainer, group_by_length, dropout off")):
         rows[f"useful MFU, {label}"] = median_range([mfu(r, p) for r, p in zip(raw[name], raw["peak"])])
     bound = raw["bound"]
     rows["matmul bound: seconds of the stage's own matmuls"] = median_range([bound["seconds"]])
-    rows["achieved / achievable (matmul bound / train time), w2s"] = median_range(
-        [bound["seconds"] / r["train_seconds"] for r in raw["w2s"]]
-    )
-    rows["achieved / achievable, w2s dropout off"] = median_range(
-        [bound["seconds"] / r["train_seconds"] for r in raw["w2s_no_dropout"]]
-    )
-    rows["achieved / achievable, w2s dropout off, attention: math"] = median_range(
-        [bound["seconds"] / r["train_seconds"] for r in raw["w2s_math"]]
-    )
+    for name, label in (
+        ("w2s", "w2s defaults"),
+        ("w2s_dropout", "w2s dropout on"),
+        ("w2s_sdpa", "w2s dropout off, attention: sdpa"),
+        ("w2s_math", "w2s dropout off, attention: math"),
+    ):
+        rows[f"achieved / achievable (matmul bound / train time), {label}"] = median_range(
+            [bound["seconds"] / r["train_seconds"] for r in raw[name]]
+        )
     rows["matmul GFLOP/s at the stage's shapes"] = median_range([bound["flops"] / bound["seconds"] / 1e9])
     shares = real_token_shares(raw["hf"][0]["lengths"], raw["w2s_batches"])
     for name, label in (("w2s", "w2s"), ("hf", "Trainer, default sampler"), ("hf_grouped", "Trainer, group_by_length")):
@@ -635,7 +680,7 @@ def print_table(report: dict) -> None:
         percent = "share" in name or "MFU" in name
         fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.2f}")
         print(f"{name:<{width}}  {fmt(row['median']):>9}  {fmt(row['low']):>9}-{fmt(row['high']):<9}")
-    print("\nop by op, one stage's training (torch.profiler, self time; dropout on, equal settings):")
+    print("\nop by op, one stage's training (torch.profiler, self time; w2s's defaults, equal settings):")
     print(f"  {'op':<36} {'w2s calls':>9} {'w2s s':>8} {'Trainer calls':>13} {'Trainer s':>9} {'Trainer / w2s':>13}")
     for op in report["profile"]:
         ratio = op["trainer_seconds"] / op["w2s_seconds"] if op["w2s_seconds"] else float("nan")

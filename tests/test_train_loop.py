@@ -1,7 +1,5 @@
-"""The training loop's own behaviour: what it reads back from the device while it trains, and the
-attention kernels it runs."""
-
-import json
+"""The training loop's own behaviour: what it reads back from the device while it trains, and how
+it seeds."""
 
 import numpy as np
 import pytest
@@ -43,57 +41,6 @@ def test_no_host_device_read_per_micro_batch(monkeypatch):
     assert all(row["examples"] == 64 * (i + 1) for i, row in enumerate(logged))
     assert logged[-1]["train_accuracy"] == pytest.approx(round(logged[-1]["train_accuracy"] * 64) / 64)
     assert logged[-1]["loss"] < logged[0]["loss"] < np.log(2)
-
-
-def _attention_ops(model, inputs, choice: str) -> tuple[set[str], torch.Tensor]:
-    from torch.profiler import profile
-
-    from w2s.training.launch import attention_kernels
-
-    with attention_kernels(choice), profile() as prof:
-        out = model.pooled(**inputs)
-        out.sum().backward()
-    return {e.key for e in prof.key_averages()}, out.detach()
-
-
-def test_math_attention_replaces_the_flash_kernel():
-    """`train.attention: math`: without dropout a CPU's SDPA runs its flash kernel (slow backward at
-    short sequences); under `math` no flash op runs and the pooled states are the same to 1e-5."""
-    from tests.conftest import tiny_model
-    from w2s.models.loading import load_classifier
-    from w2s.spec import ModelSpec
-
-    torch.manual_seed(0)
-    model = load_classifier(ModelSpec(**tiny_model("t", 32, 1))).eval()  # eval: no dropout, as the default recipe
-    inputs = {"input_ids": torch.randint(1000, 2000, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}
-    inputs["attention_mask"][0, 6:] = 0
-    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
-    ops, default = _attention_ops(model, inputs, "sdpa")
-    assert flash in ops
-    ops, math = _attention_ops(model, inputs, "math")
-    assert flash not in ops and not any("flash" in op for op in ops)
-    assert torch.allclose(default, math, atol=1e-5)
-
-
-def test_attention_enters_the_key_only_when_set(tmp_path):
-    """The default (`sdpa`) leaves every cached stage's key as it was; `math` is another stage, and
-    its config.json says so."""
-    from tests.conftest import tiny_spec
-    from w2s.experiment.keys import settings_identity
-    from w2s.experiment.plan import plan_run
-    from w2s.pipeline.runner import run_experiment
-    from w2s.spec import validate_spec
-
-    default = validate_spec(tiny_spec(tmp_path, ladder=1))
-    math = validate_spec(
-        tiny_spec(tmp_path, name="math", ladder=1, train={**default.train.model_dump(), "attention": "math"})
-    )
-    stages_default, stages_math = plan_run(default).stages, plan_run(math).stages
-    assert "attention" not in settings_identity(stages_default[0].settings)
-    assert {s.key for s in stages_default}.isdisjoint(s.key for s in stages_math)
-    run_experiment(math, only=["ground_truth/*"], echo=lambda *a: None)
-    config = next((tmp_path / "math" / "stages").glob("ground_truth__*")) / "config.json"
-    assert json.loads(config.read_text())["settings"]["attention"] == "math"
 
 
 def test_seed_everything_leaves_the_generators_as_accelerates_set_seed(monkeypatch):

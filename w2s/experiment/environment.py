@@ -1,16 +1,16 @@
 """What `auto` means for a run folder: decided once, by the first process that trains in it.
 
-`train.mixed_precision: auto` and `train.compile: auto` are decided by the hardware
-(w2s/training/precision.py, w2s/training/compiling.py), and what they resolve to enters every stage key: a stage
-trained in bf16 is not reused as fp32. The processes of one sweep need not share hardware: `w2s
+`train.mixed_precision`, `train.compile` and `train.attention: auto` are decided by the hardware
+(w2s/training/precision.py, compiling.py, attention.py), and what they resolve to enters every
+stage key: a stage trained in bf16 is not reused as fp32. The processes of one sweep need not share hardware: `w2s
 submit` plans on a login node without a GPU, its workers train on GPU nodes, perhaps of two kinds.
 Were each to decide for itself, the workers would train under keys the submission never listed,
 nodes of two kinds would train two copies of the sweep, and the login node would find none of it.
 
 So the decision belongs to the run folder. The first process that trains in it (`w2s run`, a
 worker of `--workers` or of `w2s submit`) decides on its own hardware and records each decision in
-<run>/environment/ (`mixed_precision.json`, `compile-<precision>.json`: the value, why, the host and
-when), first writer wins (a hard link, atomic on shared filesystems too). Every later command on
+<run>/environment/ (`mixed_precision.json`, `compile-<precision>.json`, `attention-<precision>.json`:
+the value, why, the host and when), first writer wins (a hard link, atomic on shared filesystems too). Every later command on
 the folder, on any machine, plans with the recorded values: `w2s run` finds the workers' stages,
 `w2s status` reads their keys, and a worker on other hardware trains in the recorded precision, or,
 where its hardware cannot compute it (fp16 without a GPU), refuses in one line. Commands that only
@@ -31,6 +31,7 @@ from pathlib import Path
 from w2s import __version__
 from w2s.errors import SpecError
 from w2s.experiment.keys import KEY_VERSION
+from w2s.training.attention import auto_attention, probe_length
 from w2s.training.compiling import auto_compile
 from w2s.training.precision import auto_precision, device_name
 
@@ -39,11 +40,13 @@ FOLDER = "environment"
 
 @dataclass(frozen=True)
 class Environment:
-    """How stages run: the resolved precision and compile setting (what enters stage keys, so that
-    `w2s.experiment.plan.plan` is a pure function of the spec, the data and this), and notes on how `auto` was decided."""
+    """How stages run: the resolved precision, compile setting and attention kernel (what enters stage
+    keys, so that `w2s.experiment.plan.plan` is a pure function of the spec, the data and this), and
+    notes on how `auto` was decided."""
 
     mixed_precision: str  # no | bf16 | fp16
     compile: bool  # torch.compile for stages that train
+    attention: str = "sdpa"  # sdpa | math, for stages without dropout (w2s/training/attention.py)
     notes: tuple[str, ...] = field(default=(), compare=False)  # one line per `auto` decision, for the user
     final: bool = field(default=True, compare=False)  # False: decided here unrecorded; the first trainer decides
 
@@ -62,7 +65,23 @@ def resolve(spec, root: Path | None = None, record: bool = False) -> Environment
         decision, known = _decide(root, f"compile-{precision}", record, lambda: auto_compile(precision))
         compile_, final = bool(decision["value"]), final and known
         notes.append(f"compile: {'on' if compile_ else 'off'} ({_note(decision)})")
-    return Environment(precision, bool(compile_), tuple(notes), final)
+    attention = t.attention
+    if t.attention == "auto":
+        length = probe_length(max(d.max_ctx for d in spec.datasets))
+        decide = lambda: _trained_before_auto_attention(root) or auto_attention(precision, length)  # noqa: E731
+        decision, known = _decide(root, f"attention-{precision}", record, decide)
+        attention, final = decision["value"], final and known
+        notes.append(f"attention: {attention} without dropout ({_note(decision)})")
+    return Environment(precision, bool(compile_), attention, tuple(notes), final)
+
+
+def _trained_before_auto_attention(root: Path | None) -> tuple[str, str] | None:
+    """A folder with stages and no attention decision trained them before `train.attention: auto`
+    existed, with PyTorch's kernel choice: it keeps that (`sdpa`), so its stages stay cached."""
+    stages = root / "stages" if root is not None else None
+    if stages is None or not stages.is_dir() or next(stages.iterdir(), None) is None:
+        return None
+    return "sdpa", "its stages trained before train.attention: auto existed; set attention: math to change it"
 
 
 def provenance() -> dict:

@@ -42,7 +42,8 @@ from w2s.pipeline.summary import ResultsFile, log_summary_once
 from w2s.pipeline.tracking import StageTracker, resolve_tracking
 from w2s.scoring.rows import format_table
 from w2s.spec import ExperimentSpec, describe_recipe
-from w2s.training.launch import attention_kernels, process_state, seed_everything
+from w2s.training.attention import attention_kernels
+from w2s.training.launch import process_state, seed_everything
 
 WAIT_SECONDS = 2.0
 

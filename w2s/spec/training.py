@@ -83,11 +83,12 @@ class TrainSpec(Strict):
         description="torch.compile the model: true, false, or auto (compile where a once-per-machine "
         "measurement, compile time included, says it is faster; w2s/training/compiling.py).",
     )
-    attention: Literal["sdpa", "math"] = Field(
-        "sdpa",
-        description="sdpa: the models' scaled-dot-product attention with the kernel PyTorch picks. math: "
-        "its matmul-and-softmax kernel; on a CPU without dropout, where PyTorch picks its flash kernel, "
-        "it trains faster (docs/spec.md, Attention kernels); on a GPU it is slower.",
+    attention: Literal["auto", "sdpa", "math"] = Field(
+        "auto",
+        description="The kernel of the models' scaled-dot-product attention. sdpa: the one PyTorch picks. "
+        "math: its matmul-and-softmax kernel. auto: math for stages without dropout where a "
+        "once-per-machine measurement says it is faster (CPUs with native bf16, at short sequences), "
+        "else sdpa (docs/spec.md, Attention kernels).",
     )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",

@@ -1,14 +1,13 @@
 """The launch a stage runs in: its process group (one process, or `accelerate launch`), a fresh
-`Accelerator` per stage, seeding, the attention kernels, and moving batches to the device.
+`Accelerator` per stage, seeding, and moving batches to the device.
 
 The runner asks this module what process it is (`process_state`) and sets up each stage's
-randomness and kernels (`seed_everything`, `attention_kernels`); the loop and inference build
+randomness (`seed_everything`); the loop and inference build
 their accelerator with `make_accelerator`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 
@@ -86,18 +85,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.random.default_generator.manual_seed(seed)
-
-
-def attention_kernels(choice: str):
-    """`train.attention` around everything a stage runs: PyTorch's choice of scaled-dot-product
-    attention kernel (`sdpa`), or its math kernel alone (`math`). On a CPU without dropout PyTorch
-    picks a flash kernel whose backward, at sequences of tens of tokens, costs several times the
-    matmuls and softmax of the math kernel (docs/benchmarks.md)."""
-    if choice == "sdpa":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -25,5 +25,5 @@ class TrainSettings:
     compile: bool = False  # torch.compile, as the run folder's environment resolved it
     eval_every: float | None = None  # evaluation points (w2s.training.loop.evaluation_steps); None: the final step only
     validation_frac: float = 0.0  # share of half B held out for validation
-    attention: str = "sdpa"  # the attention kernels (w2s.training.launch.attention_kernels)
+    attention: str = "sdpa"  # the resolved attention kernel, sdpa or math (w2s.training.attention)
     head_lr: float = 1.0  # the head's learning rate, as a multiple of lr
