@@ -65,8 +65,8 @@ def resolve(spec, root: Path | None = None, record: bool = False) -> Environment
         decision, known = _decide(root, f"compile-{precision}", record, lambda: auto_compile(precision))
         compile_, final = bool(decision["value"]), final and known
         notes.append(f"compile: {'on' if compile_ else 'off'} ({_note(decision)})")
-    attention = t.attention
-    if t.attention == "auto":
+    attention = "sdpa" if t.attention == "auto" else t.attention  # with dropout, `auto` is PyTorch's choice
+    if t.attention == "auto" and not t.dropout:
         length = probe_length(max(d.max_ctx for d in spec.datasets))
         decide = lambda: _trained_before_auto_attention(root) or auto_attention(precision, length)  # noqa: E731
         decision, known = _decide(root, f"attention-{precision}", record, decide)
