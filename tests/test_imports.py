@@ -43,9 +43,16 @@ def test_light_command_imports_no_heavy_library(argv):
     assert proc.stdout.strip()
 
 
+PROBES = """
+from w2s.experiment.environment import resolve
+from w2s.spec import load_spec
+resolve(load_spec("experiments/quickstart.yaml"))
+"""
+
+
 def test_full_validate_of_the_quickstart_imports_no_heavy_library(tmp_path):
-    """The whole pre-run check (generated data, tokenizers, batches, precision) without torch or
-    transformers, once this machine's precision probe is remembered (the first command probes)."""
+    """The whole pre-run check (generated data, tokenizers, batches, precision, attention kernel)
+    without torch or transformers, once this machine's probes are remembered (the first command probes)."""
     from w2s.training import precision
 
     if precision._may_have_gpu():
@@ -53,7 +60,7 @@ def test_full_validate_of_the_quickstart_imports_no_heavy_library(tmp_path):
     env = {**os.environ, "W2S_CACHE_DIR": str(tmp_path)}
     env.pop("ACCELERATE_MIXED_PRECISION", None)
     subprocess.run(
-        [sys.executable, "-c", "from w2s.training.precision import auto_precision; auto_precision()"],
+        [sys.executable, "-c", PROBES],
         env=env,
         check=True,
         cwd=REPO,

@@ -8,8 +8,9 @@ tokens, the flash kernel's backward costs several times the math kernel's work (
 the faster one. On a GPU the fused kernels are the fast ones.
 
 `auto` (the default) measures it once per machine: the forward and backward of one attention layer
-(12 heads of widths 32 and 64, 2,048 tokens a batch, at the run's longest sequence), under each
-kernel, at the run's precision. The math kernel is chosen where it is at least `MIN_SPEEDUP` faster,
+(12 heads of widths 32 and 64, 1,024 tokens a batch, at the run's longest sequence up to 128 tokens:
+the kernels differ at short sequences, and a longer probe costs seconds), under each kernel, at the
+run's precision. The math kernel is chosen where it is at least `MIN_SPEEDUP` faster,
 else PyTorch's choice (`sdpa`); on a GPU, `sdpa` without measuring. The answer is remembered like the
 precision probe's, and a run folder records what it resolved to (w2s/experiment/environment.py).
 It applies to stages without dropout (`train.dropout: false`, the default): with dropout a CPU
@@ -32,7 +33,7 @@ from w2s import machine_cache
 from w2s.training.precision import _cpu_model, _may_have_gpu
 
 MIN_SPEEDUP = 1.1  # the math kernel must beat PyTorch's choice by this much on the probe
-PROBE_TOKENS = 2048  # tokens per probe batch: 32 sequences of 64, w2s's default micro-batch on SST-2
+PROBE_TOKENS = 1024  # tokens per probe batch: 16 sequences of 64
 HEAD_WIDTHS = (32, 64)  # MiniLM's heads and BERT-base's (MPNet, RoBERTa)
 
 
@@ -48,9 +49,9 @@ def attention_kernels(choice: str):
 
 def probe_length(max_ctx: int) -> int:
     """The probe's sequence length for a run whose longest examples have `max_ctx` tokens: a power
-    of two from 32 to 512 (so that runs of similar lengths share one measurement)."""
+    of two from 32 to 128 (so that runs of similar lengths share one measurement)."""
     length = 32
-    while length < min(max_ctx, 512):
+    while length < min(max_ctx, 128):
         length *= 2
     return length
 
@@ -81,7 +82,7 @@ def auto_attention(precision: str, length: int) -> tuple[str, str]:
     return choice, f"the math kernel measured {speedup:.2f}x PyTorch's choice at {length} tokens on this CPU"
 
 
-def math_speedup(precision: str, length: int, repeats: int = 5) -> float:
+def math_speedup(precision: str, length: int, repeats: int = 3) -> float:
     """PyTorch's kernel's time / the math kernel's time (above 1: math is faster) for the forward and
     backward of attention at `length` tokens, with a padding mask as the models pass one, each the
     best of `repeats` timings taken in turns (a busy machine slows some timings of both)."""
