@@ -4,8 +4,10 @@ file is recomputed, and an unwritable folder (a read-only home) only means recom
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,3 +33,15 @@ def write(name: str, obj: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def measured(kind: str, machine: dict, field: str, measure: Callable[[], dict]) -> dict:
+    """What `measure()` found on this machine (`machine`: what identifies it: CPU or GPU, torch
+    version, ...), measured the first time and remembered in `<kind>-<hash of machine>.json`; a
+    record without `field` is measured again."""
+    name = f"{kind}-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    record = read(name)
+    if record is None or field not in record:
+        record = {**machine, **measure()}
+        write(name, record)
+    return record

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import time
 from importlib import metadata
@@ -72,12 +70,9 @@ def auto_attention(precision: str, length: int) -> tuple[str, str]:
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
-    name = f"attention-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    cached = machine_cache.read(name)
-    speedup = cached.get("math_speedup") if cached else None
-    if speedup is None:
-        speedup = math_speedup(precision, length)
-        machine_cache.write(name, {**machine, "math_speedup": speedup})
+    speedup = machine_cache.measured(
+        "attention", machine, "math_speedup", lambda: {"math_speedup": math_speedup(precision, length)}
+    )["math_speedup"]
     choice = "math" if speedup >= MIN_SPEEDUP else "sdpa"
     return choice, f"the math kernel measured {speedup:.2f}x PyTorch's choice at {length} tokens on this CPU"
 

@@ -15,8 +15,6 @@ A model that fails to compile never stops a run: training falls back to eager wi
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import time
 from importlib import metadata
@@ -38,11 +36,7 @@ def auto_compile(precision: str) -> tuple[bool, str]:
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
-    name = f"compile-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    cached = machine_cache.read(name)
-    if cached is None or "speedup" not in cached:
-        cached = {**machine, **compile_speedup(precision)}
-        machine_cache.write(name, cached)
+    cached = machine_cache.measured("compile", machine, "speedup", lambda: compile_speedup(precision))
     speedup = cached["speedup"]
     if speedup is None:
         return False, f"torch.compile failed on this machine ({cached.get('error')})"

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
-import json
 import os
 import platform
 import time
@@ -70,12 +68,9 @@ def _cpu_precision() -> tuple[str, str]:
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", ""),
     }
-    name = f"precision-{hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    cached = machine_cache.read(name)
-    speedup = cached.get("bf16_speedup") if cached else None
-    if speedup is None:
-        speedup = bf16_speedup()
-        machine_cache.write(name, {**machine, "bf16_speedup": speedup})
+    speedup = machine_cache.measured("precision", machine, "bf16_speedup", lambda: {"bf16_speedup": bf16_speedup()})[
+        "bf16_speedup"
+    ]
     if speedup >= BF16_SPEEDUP:
         return "bf16", f"this CPU computes bf16 natively ({speedup:.1f}x fp32 on a matmul probe)"
     return "no", f"this CPU has no fast bf16 ({speedup:.2g}x fp32 on a matmul probe), so fp32"
