@@ -46,7 +46,7 @@ class Environment:
 
     mixed_precision: str  # no | bf16 | fp16
     compile: bool  # torch.compile for stages that train
-    attention: str = "sdpa"  # sdpa | math, for stages without dropout (w2s/training/attention.py)
+    attention: str = "sdpa"  # sdpa | math: explicit, or `auto` resolved (w2s/training/attention.py)
     notes: tuple[str, ...] = field(default=(), compare=False)  # one line per `auto` decision, for the user
     final: bool = field(default=True, compare=False)  # False: decided here unrecorded; the first trainer decides
 

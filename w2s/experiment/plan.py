@@ -110,18 +110,9 @@ def resolve_settings(spec: ExperimentSpec, model: ModelSpec, transfer: bool, env
         compile=env.compile and model.train,  # zero-shot: nothing trains, nothing to compile
         eval_every=t.eval_every,
         validation_frac=t.validation_frac,
-        attention=_attention(t.attention, t.dropout, env),
+        attention=env.attention,  # explicit, or what `auto` resolved to (with dropout: sdpa)
         head_lr=t.head_lr,
     )
-
-
-def _attention(setting: str, dropout: bool, env: Environment) -> str:
-    """The kernel a stage runs: an explicit setting as it is; `auto`, the run folder's choice for
-    stages without dropout, and PyTorch's own with dropout (a CPU takes the math kernel then anyway;
-    w2s/training/attention.py)."""
-    if setting != "auto":
-        return setting
-    return "sdpa" if dropout else env.attention
 
 
 def uses_features(model: ModelSpec, dataset: DataSpec) -> bool:
