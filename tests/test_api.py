@@ -197,7 +197,7 @@ def test_the_read_path_imports_no_torch(finished):
 def test_the_packaged_quickstart_is_the_experiments_one(capsys):
     shipped = w2s.load_spec("example:quickstart")
     assert shipped == w2s.load_spec(REPO / "experiments" / "quickstart.yaml")
-    with pytest.raises(SpecError, match="^example:nope: no such example; `w2s list examples` shows the 16 shipped$"):
+    with pytest.raises(SpecError, match="^example:nope: no such example; `w2s list examples` shows the 17 shipped$"):
         w2s.load_spec("example:nope")
     with pytest.raises(SpecError, match="^example:quickstrat: no such example; did you mean example:quickstart"):
         w2s.load_spec("example:quickstrat")

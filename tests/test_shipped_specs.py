@@ -42,7 +42,7 @@ def w2s(*args, cwd: Path) -> subprocess.CompletedProcess:
 def test_no_shipped_spec_reads_outside_the_repository():
     for spec in SPECS:
         assert "shared/" not in (REPO / spec).read_text(), spec
-    assert set(RUNNABLE_HERE) <= set(SPECS) and len(SPEC_ONLY) == 6, SPEC_ONLY
+    assert set(RUNNABLE_HERE) <= set(SPECS) and len(SPEC_ONLY) == 7, SPEC_ONLY
 
 
 @pytest.mark.parametrize("spec", RUNNABLE_HERE)
@@ -128,7 +128,7 @@ def test_every_shipped_spec_is_a_packaged_example(capsys):
     assert all(p.is_symlink() and p.resolve().parent == REPO / "w2s" / "examples" for p in linked.values())
     assert main(["list", "examples"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == sorted(f"example:{name}" for name in linked) and len(listed) == 16
+    assert listed == sorted(f"example:{name}" for name in linked) and len(listed) == 17
     assert main(["run", "sst2_ladder"]) == 2
     assert capsys.readouterr().err.strip() == (
         "w2s: error: spec file not found: sst2_ladder; did you mean example:sst2_ladder? (a spec shipped with w2s)"
