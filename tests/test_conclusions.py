@@ -317,3 +317,31 @@ def test_selection_rules_are_compared_seed_by_seed_within_a_pair():
     assert (row["a"], row["b"], row["units"], row["n_units"]) == ("final", "weak_validation", "seeds", 3)
     assert row["mean_difference"] == pytest.approx((0.1 + 0.2 - 0.05) / 3)
     assert row["wilcoxon_statistic"] == 1.0
+
+
+def test_gold_selections_are_compared_seed_by_seed_for_mixed_and_gold_only_students_apart():
+    """least_confident - random per seed: +0.1, +0.2, +0.3 for the mixed students (kind transfer) and
+    -0.2, -0.1, -0.3 for those trained on the gold rows alone; pooled, they would nearly cancel. The
+    gold-free student (gold_n 0) has one level and gives no unit. Random is the baseline a even when
+    least_confident comes first."""
+    rows = []
+    for seed in range(3):
+        for kind, n, random, step in (("transfer", 50, 0.5, 0.1), ("gold_only", 50, 0.4, -0.1)):
+            for select, value in (("least_confident", random + step * (seed + 1)), ("random", random)):
+                rows.append(
+                    dict(experiment="e", dataset="toy", kind=kind, chain="a->b", weak_model="a", model="b")
+                    | dict(loss="xent", select="final", gold_n=n, gold_select=select, seed=seed, pgr=value)
+                )
+        rows.append(rows[-1] | dict(kind="transfer", gold_n=0, gold_select="random", pgr=0.3))
+    per_seed = pd.DataFrame(rows)
+    comparisons = pd.concat(report.gold_select_comparisons(per_seed, "accuracy", ["random", "least_confident"]))
+    toy = comparisons[comparisons["dataset"] == "toy"].set_index("units")
+    assert list(toy.index) == ["gold amounts x seeds (mixed)", "gold amounts x seeds (gold only)"]
+    assert set(zip(toy["compared"], toy["a"], toy["b"])) == {("gold_select", "random", "least_confident")}
+    assert toy["n_units"].tolist() == [3, 3]
+    assert toy.loc["gold amounts x seeds (mixed)", "mean_difference"] == pytest.approx(0.2)
+    assert toy.loc["gold amounts x seeds (gold only)", "mean_difference"] == pytest.approx(-0.2)
+    assert (
+        "| e | toy | gold_select: least_confident − random | 3 gold amounts x seeds (gold only) | -0.200"
+        in comparisons_markdown(comparisons)
+    )

@@ -91,12 +91,13 @@ def build_report(
     summary = summary_rows(per_seed, draws, metric)
     truth = ground_truth_rows(records)
     conclusions = pair_conclusions(summary, per_seed, draws, metric)
-    # losses over the sweep's pairs (EleutherAI's comparison); selection rules over pairs x seeds,
-    # since the rules of one seed share their weak models and ceilings
+    # losses over the sweep's pairs (EleutherAI's comparison); selection rules and gold selections
+    # over pairs x seeds, since the levels of one seed share their weak models and ceilings
     comparisons = pd.concat(
         [
             paired_comparisons(summary, "loss", metric, _levels(summary, "loss")),
             paired_comparisons(per_seed, "select", metric, _levels(summary, "select"), units="seeds"),
+            *gold_select_comparisons(per_seed, metric, _levels(summary, "gold_select")),
         ],
         ignore_index=True,
     )
@@ -143,13 +144,24 @@ def build_report(
 
 def _levels(summary, column: str) -> list | None:
     """The order in which two levels of `column` are compared (b - a, a first): for losses xent (the
-    paper's baseline) first, for selection rules w2s/experiment/selection.py's order (final first); else as
-    the summary has them."""
+    paper's baseline) first, for selection rules w2s/experiment/selection.py's order (final first), for
+    gold selections random first; else as the summary has them."""
     if column not in summary:
         return []
     present = list(dict.fromkeys(v for v in summary[column] if isinstance(v, str)))
-    first = ["xent"] if column == "loss" else list(RULES)
+    first = {"loss": ["xent"], "select": list(RULES), "gold_select": ["random"]}.get(column, [])
     return [v for v in first if v in present] + [v for v in present if v not in first]
+
+
+def gold_select_comparisons(per_seed: pd.DataFrame, metric: str, levels: list) -> list[pd.DataFrame]:
+    """Random against least-confident gold over pairs x seeds, for the mixed students and for those on
+    gold alone apart: pooled, the two would answer different questions. `units` names which."""
+    return [
+        paired_comparisons(rows, "gold_select", metric, levels, units="seeds").assign(
+            units=f"gold amounts x seeds ({'gold only' if kind == 'gold_only' else 'mixed'})"
+        )
+        for kind, rows in per_seed.groupby("kind", sort=False)
+    ]
 
 
 def report(
