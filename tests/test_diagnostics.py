@@ -91,7 +91,12 @@ def test_choosing_a_supervisor_by_misfit_on_hand_made_numbers():
     assert choice["best_student"].tolist() == ["c", "c"]
     assert choice["regret"].tolist() == pytest.approx([0.15, 0.0])
     text = choice_markdown(choice.reset_index())
-    assert "in 1 of 2 (chance 0.7 of 2)" in text and "the best student in 1 of 2" in text
+    assert "over 2 students (settings x seeds) with 3 supervisors each" in text
+    assert "in 1 of 2 (chance 0.67 of 2)" in text and "the best student in 1 of 2" in text
+    one = choice_markdown(choice.reset_index().iloc[:1])
+    assert "over 1 student (a setting and seed) with 3 supervisors each" in one and "(chance 0.33 of 1)" in one
+    mixed = choice.reset_index().assign(n_supervisors=[2, 4])
+    assert "with 2-4 supervisors each" in choice_markdown(mixed) and "(chance 0.75 of 2)" in choice_markdown(mixed)
 
 
 def test_misfit_correlation_across_pairs():

@@ -91,10 +91,13 @@ def choice_markdown(frame: pd.DataFrame) -> str:
     hits, n = int(frame["picks_best_gain"].sum()), len(frame)
     chance = float((1 / frame["n_supervisors"]).mean())
     rho = frame["spearman"].dropna()
+    fewest, most = frame["n_supervisors"].min(), frame["n_supervisors"].max()
+    supervisors = f"{most}" if fewest == most else f"{fewest}-{most}"
+    students = "1 student (a setting and seed)" if n == 1 else f"{n} students (settings x seeds)"
     return (
-        f"\nchoosing a supervisor by misfit alone (the largest; supervisor_choice.csv), over {n} students "
-        f"(settings x seeds) with 2-{frame['n_supervisors'].max()} supervisors each: it picks the largest gain "
-        f"over the supervisor in {hits} of {n} (chance {chance * n:.1f} of {n}), the best student in "
+        f"\nchoosing a supervisor by misfit alone (the largest; supervisor_choice.csv), over {students} "
+        f"with {supervisors} supervisors each: it picks the largest gain "
+        f"over the supervisor in {hits} of {n} (chance {chance * n:.2f} of {n}), the best student in "
         f"{int((frame['picked'] == frame['best_student']).sum())} of {n}; mean regret in student accuracy "
         f"{frame['regret'].mean():.3f}; mean Spearman ρ of misfit with gain {rho.mean():.3f} over {len(rho)}\n"
     )
