@@ -85,3 +85,18 @@ def test_report_cost_writes_the_table_and_the_frontier_of_a_run(tmp_path):
         assert cheapest["on_frontier"]  # the cheapest point is always on it
     table = (tmp_path / "report" / "cost.md").read_text()
     assert "| tiny-16->tiny-24 | 1 : 50 | gold only | xent (gold) | 0 | 12 | 600 |" in table
+
+
+def test_a_pair_whose_students_have_no_gold_labels_is_left_out():
+    """Two pairs at one price: w->s with a weak-only and a mixed student, v->s with a weak-only one
+    alone (one point: no budget to balance)."""
+    summary = _summary(
+        [
+            dict(kind="transfer", loss="xent", n_train=100, n_gold=0, gold_n=0, test_accuracy=0.70, pgr=0.2),
+            dict(kind="transfer", loss="xent", n_train=100, n_gold=10, gold_n=10, test_accuracy=0.78, pgr=0.6),
+            dict(weak_model="v", kind="transfer", loss="xent", n_train=100, n_gold=0, gold_n=0, test_accuracy=0.8),
+        ]
+    )
+    priced = cost_rows(summary, [(1, 3)])
+    assert priced["weak_model"].tolist() == ["w", "w"] and priced["family"].tolist() == ["weak only", "mixed"]
+    assert cost_rows(summary[summary["weak_model"] == "v"], [(1, 3)]).empty

@@ -7,7 +7,8 @@ the supervisor's label) and `gold` per ground-truth label (`train.gold_frac` / `
 stage, `train.gold_only`, has only those). The supervisor's own training labels (half A) are the same
 for every student of a pair, so they are left out. Three families: weak only (no gold), mixed, gold
 only. The frontier, per pair, selection rule and cost setting: the points no cheaper (or equally
-cheap) point matches in the metric.
+cheap) point matches in the metric. A pair whose students all train on weak labels alone has no
+budget to balance (one point, its own frontier), so it is left out.
 """
 
 from __future__ import annotations
@@ -74,10 +75,14 @@ def frontier(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 
 def cost_rows(summary: pd.DataFrame, costs: list[tuple[float, float]], metric: str = "accuracy") -> pd.DataFrame:
-    """cost.csv: every direct student and gold-only row of the summary, at each (weak, gold) price:
-    its labels, their cost, its score (test_<metric> with its interval) and PGR, and whether it is on
-    its pair's frontier."""
+    """cost.csv: every direct student and gold-only row of the summary, at each (weak, gold) price,
+    of the pairs with a student that has gold labels: its labels, their cost, its score
+    (test_<metric> with its interval) and PGR, and whether it is on its pair's frontier."""
     rows = summary[summary["kind"].isin(["transfer", "gold_only"])].copy()
+    has_gold = (rows["kind"] == "gold_only") | (pd.to_numeric(rows.get("n_gold"), errors="coerce") > 0)
+    pair = [c for c in FRONTIER_GROUPS if c in rows and c not in ("weak_cost", "gold_cost")]
+    if len(rows):
+        rows = rows.groupby(pair, sort=False, dropna=False).filter(lambda students: has_gold[students.index].any())
     if rows.empty or not costs:
         return pd.DataFrame(columns=COST_COLUMNS)
     only = rows["kind"] == "gold_only"
