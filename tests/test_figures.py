@@ -93,3 +93,31 @@ def test_a_loss_has_one_colour_in_every_figure():
         for handle, text in zip(legend.legend_handles, legend.get_texts()):
             face = handle.get_facecolor() if hasattr(handle, "get_facecolor") else handle.get_color()
             assert matplotlib.colors.to_hex(face) == colors[text.get_text()].lower(), (fig, text.get_text())
+
+
+def test_the_gold_figure_names_lines_by_chain_only_when_two_chains_have_gold_and_its_legend_fits():
+    """Two supervisors of one student, only one of them with gold among its labels (random and least
+    confident, and gold alone): the lines are that chain's, so no label repeats its name; the legend
+    is laid out in as many columns as the figure's width holds for its longest label."""
+    rows = [dict(chain="other->large", weak_model="other", gold_n=0, gold_select="random", loss="xent", pgr=0.4)]
+    for n in (0, 50):
+        for select in ("random", "least_confident"):
+            rows.append(dict(gold_n=n, gold_select=select, loss="xent", pgr=0.5 + n / 1000))
+            if n:
+                rows.append(dict(kind="gold_only", gold_n=n, gold_select=select, loss="gold only", pgr=0.4))
+    frame = summary(rows).assign(pgr_low=np.nan, pgr_high=np.nan)
+    with matplotlib.rc_context(figures.STYLE):
+        fig = figures.plot_gold(frame, "accuracy")
+        fig.canvas.draw()
+    labels = legend_texts(fig)
+    assert sorted(labels) == [
+        "gold only, least confident",
+        "gold only, random",
+        "xent, least confident",
+        "xent, random",
+    ]
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width  # inside the figure: no label cut at the sides
+    wide = [f"a supervisor with a very long name->large, gold only, {i}" for i in range(4)]
+    assert figures._legend_columns(fig, wide) < figures._legend_columns(fig, labels) <= 4

@@ -595,12 +595,10 @@ def _bar_layout(frame: pd.DataFrame, several: bool) -> tuple[list[str], dict, fl
 
 
 def _loss_legend(fig, ax, title_note: str | None = None) -> None:
-    """Above the bars, so it never covers them: as many columns as the figure's width holds for the
-    longest label (about 0.045 in per 7-pt character plus the colour patch); its title says what the
-    error bars are."""
+    """Above the bars, so it never covers them, in as many columns as fit (`_legend_columns`); its
+    title says what the error bars are."""
     handles, labels = _legend_entries(np.array([ax]))
-    entry_width = 0.4 + 0.045 * max(map(len, labels), default=1)
-    ncol = max(1, min(len(labels), int(fig.get_figwidth() / entry_width)))
+    ncol = _legend_columns(fig, labels)
     title = "loss" + (f" ({title_note})" if title_note else "")
     title = textwrap.fill(title, width=int(fig.get_figwidth() / 0.055))  # ~0.055 in per 7-pt character
     fig.legend(handles, labels, loc="outside upper center", ncol=ncol, frameon=False, title=title)
@@ -611,10 +609,17 @@ def _hide_unused(axes, used: int) -> None:
         ax.set_visible(False)
 
 
+def _legend_columns(fig, labels: list[str]) -> int:
+    """As many columns as the figure's width holds for the longest label (about 0.045 in per 7-pt
+    character plus the marker), at most one per entry."""
+    entry_width = 0.4 + 0.045 * max(map(len, labels), default=1)
+    return max(1, min(len(labels), int(fig.get_figwidth() / entry_width)))
+
+
 def _figure_legend(fig, handles, labels, title: str | None = None) -> None:
-    """Below the panels, as many columns as the figure's width holds (~1.7 in per entry); `title`:
-    what the error bars are."""
-    ncol = max(1, min(len(labels), int(fig.get_figwidth() / 1.7)))
+    """Below the panels, in as many columns as fit (`_legend_columns`); `title`: what the error bars
+    are."""
+    ncol = _legend_columns(fig, labels)
     if title:
         title = textwrap.fill(title, width=int(fig.get_figwidth() / 0.055))
     fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False, title=title)
@@ -682,8 +687,9 @@ def plot_gold(summary: pd.DataFrame, metric: str):
     fig, axes = _figure(1, 2)
     score, ratio = axes[0, 0], axes[0, 1]
     several = frame["dataset"].nunique() > 1
-    rules = frame.loc[frame[x_column].astype(float) > 0, "gold_select"].nunique() > 1
-    chains = frame["chain"].nunique()
+    with_gold = frame[frame[x_column].astype(float) > 0]
+    rules = with_gold["gold_select"].nunique() > 1
+    chains = with_gold["chain"].nunique()  # the lines drawn: a chain without gold labels has none
     lines_drawn = 0
     for (dataset, chain, loss), group in frame[frame["kind"] == "transfer"].groupby(
         ["dataset", "chain", "loss"], sort=False
