@@ -121,3 +121,15 @@ def test_the_gold_figure_names_lines_by_chain_only_when_two_chains_have_gold_and
     assert 0 <= box.x0 and box.x1 <= fig.bbox.width  # inside the figure: no label cut at the sides
     wide = [f"a supervisor with a very long name->large, gold only, {i}" for i in range(4)]
     assert figures._legend_columns(fig, wide) < figures._legend_columns(fig, labels) <= 4
+
+
+def test_every_supervisor_has_its_own_colour_in_the_order_of_size():
+    """Sizes 1e6, 7.0e6 and 7.1e6 (a 1-layer model and an ensemble of about its size): three hues far
+    apart, the smallest first on the map."""
+    frame = pd.DataFrame(
+        dict(weak_model=["small", "one-layer", "ensemble"], weak_non_embedding_parameters=[1e6, 7.0e6, 7.1e6])
+    )
+    colors = figures._weak_colors(frame)
+    plasma = matplotlib.colormaps["plasma"]
+    # evenly spaced: by log size the two near-equal ones would be a hair apart (0.844 and 0.85)
+    assert [colors[w] for w in ("small", "one-layer", "ensemble")] == [plasma(0.05), plasma(0.45), plasma(0.85)]

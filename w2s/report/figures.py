@@ -157,15 +157,13 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 
 def _weak_colors(summary: pd.DataFrame) -> dict[str, tuple]:
-    """Hue by weak-model size on a sequential map (light yellow cut off: unreadable on white)."""
+    """Hue in the order of weak-model size on a sequential map (light yellow cut off: unreadable on
+    white), evenly spaced, so that supervisors of about the same size (a 1-layer model and an ensemble
+    of small ones) never share a colour."""
     from matplotlib import colormaps
 
     weak = summary.drop_duplicates("weak_model").sort_values("weak_non_embedding_parameters", kind="stable")
-    sizes = np.log10(weak["weak_non_embedding_parameters"].astype(float).fillna(1.0).clip(lower=1.0).to_numpy())
-    span = sizes.max() - sizes.min()
-    position = (sizes - sizes.min()) / span if span > 0 else np.full(len(sizes), 0.5)
-    if span == 0 and len(sizes) > 1:
-        position = np.linspace(0, 1, len(sizes))
+    position = np.linspace(0, 1, len(weak)) if len(weak) > 1 else np.full(len(weak), 0.5)
     return {w: colormaps["plasma"](0.05 + 0.8 * p) for w, p in zip(weak["weak_model"], position)}
 
 
