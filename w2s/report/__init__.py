@@ -157,10 +157,10 @@ def gold_select_comparisons(per_seed: pd.DataFrame, metric: str, levels: list) -
     """Random against least-confident gold over pairs x seeds, for the mixed students and for those on
     gold alone apart: pooled, the two would answer different questions. `units` names which."""
     return [
-        paired_comparisons(rows, "gold_select", metric, levels, units="seeds").assign(
-            units=f"gold amounts x seeds ({'gold only' if kind == 'gold_only' else 'mixed'})"
+        paired_comparisons(per_seed[per_seed["kind"] == kind], "gold_select", metric, levels, units="seeds").assign(
+            units=f"gold amounts x seeds ({students})"
         )
-        for kind, rows in per_seed.groupby("kind", sort=False)
+        for kind, students in (("transfer", "mixed"), ("gold_only", "gold only"))
     ]
 
 
