@@ -133,3 +133,21 @@ def test_every_supervisor_has_its_own_colour_in_the_order_of_size():
     plasma = matplotlib.colormaps["plasma"]
     # evenly spaced: by log size the two near-equal ones would be a hair apart (0.844 and 0.85)
     assert [colors[w] for w in ("small", "one-layer", "ensemble")] == [plasma(0.05), plasma(0.45), plasma(0.85)]
+
+
+def test_the_progress_figure_counts_its_seeds_in_words():
+    def curves(seeds):
+        points = [
+            dict(dataset="toy", chain="small->large", loss="xent", select=rule, gold_frac=0.0, seed=seed)
+            | dict(progress=progress, pgr=progress / 2, chosen=progress == 1.0)
+            for rule in ("final", "oracle")
+            for seed in seeds
+            for progress in (0.5, 1.0)
+        ]
+        return pd.DataFrame(points)
+
+    one, two = figures.plot_progress(curves([0])), figures.plot_progress(curves([0, 1]))
+    assert "stopped (1 seed)" in legend_texts(one) and "means over 1 seed at each point (no intervals)" in [
+        legend.get_title().get_text() for legend in one.legends
+    ]
+    assert "stopped (2 seeds)" in legend_texts(two)

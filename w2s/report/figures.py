@@ -753,7 +753,7 @@ def plot_progress(curves: pd.DataFrame):
                     chosen["pgr"].mean(),
                     "o",
                     color=color,
-                    label=f"stopped ({n} seeds)" if not i else None,
+                    label=f"stopped ({n} seed{'s' if n > 1 else ''})" if not i else None,
                 )
         ax.axhline(0, color="black", linewidth=0.6)
         ax.axhline(1, color="grey", linewidth=0.6, linestyle="--")
