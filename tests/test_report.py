@@ -634,3 +634,19 @@ def test_a_report_over_damaged_supervisors_ceilings_and_transfers_is_whole_with_
     assert summary["pgr"].isna().all() and summary["pgr_note"].notna().all()
     per_seed = pd.read_csv(tmp_path / "out" / "per_seed.csv")
     assert (per_seed["pgr_note"] == "weak, ceiling not finished").all()
+
+
+def test_a_students_intervals_are_of_its_own_result_not_the_checkpoints_kept_beside_it(tmp_path):
+    """A student under `oracle` keeps its final checkpoint beside its result (predictions.final.jsonl,
+    w2s/experiment/selection.py): its intervals, like its point scores, are of its result."""
+    root = tmp_path / "exp"
+    key = write_pair(root, 0.6, 0.9, 0.75)
+    (folder,) = (root / "stages").glob(f"*__{key}")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "select": "oracle"}))
+    last_step = predictions(200, 0.6)  # no better than its supervisor
+    (folder / "predictions.final.jsonl").write_text("".join(json.dumps(r) + "\n" for r in last_step))
+    (row,) = report.seed_rows(report.load_records(root))[0].to_dict("records")
+    assert row["select"] == "oracle" and row["student_minus_weak"] == pytest.approx(0.15)
+    assert 0.05 < row["student_minus_weak_low"] < 0.15 < row["student_minus_weak_high"]
+    assert row["pgr_low"] < 0.5 < row["pgr_high"]

@@ -126,15 +126,16 @@ AGREEMENT_INTERVALS = [
 SUMMARY_COLUMNS = summary_columns()  # with the default --metric accuracy
 
 
-def _test_predictions(record: dict | None, cache: dict, rule: str = "final") -> pd.DataFrame | None:
+def _test_predictions(record: dict | None, cache: dict, rule: str | None = None) -> pd.DataFrame | None:
     """A stage's test predictions indexed by example id: hard_label, predicted (the top class) and
-    p_pos (two classes; NaN with more), at the checkpoint `rule` chose where the stage kept it apart
-    (w2s/experiment/selection.py). None without a folder or file. A gzipped file (predictions.jsonl.gz,
-    as a run folder compacted to be shared holds them) is read as well."""
+    p_pos (two classes; NaN with more): its result, or with `rule` the checkpoint that rule chose
+    where the stage kept it apart (w2s/experiment/selection.py; a student under `oracle` keeps its
+    final one apart, so its own result is read without a rule). None without a folder or file. A
+    gzipped file (predictions.jsonl.gz, as a run folder compacted to be shared holds them) is read as well."""
     folder = record and record.get("folder")
     if folder is None:
         return None
-    names = (rule_file("predictions.jsonl", rule), "predictions.jsonl")
+    names = (rule_file("predictions.jsonl", rule), "predictions.jsonl") if rule else ("predictions.jsonl",)
     path = next((folder / f"{n}{gz}" for n in names for gz in ("", ".gz") if (folder / f"{n}{gz}").is_file()), None)
     if path is None:
         return None
