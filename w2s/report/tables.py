@@ -135,7 +135,7 @@ def _test_predictions(record: dict | None, cache: dict, rule: str | None = None)
     folder = record and record.get("folder")
     if folder is None:
         return None
-    names = (rule_file("predictions.jsonl", rule), "predictions.jsonl") if rule else ("predictions.jsonl",)
+    names = dict.fromkeys((rule_file("predictions.jsonl", rule), "predictions.jsonl"))  # rule None: the result alone
     path = next((folder / f"{n}{gz}" for n in names for gz in ("", ".gz") if (folder / f"{n}{gz}").is_file()), None)
     if path is None:
         return None
